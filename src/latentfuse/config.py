@@ -1,0 +1,196 @@
+"""Configuration as dataclasses that load from / dump to YAML; field docstrings become CLI help.
+
+Every field is documented once, by the string literal under it; ``field_docs`` reads those strings, so
+``latentfuse train --help`` and the YAML reference never drift apart. Unknown keys and wrong types are
+errors naming the file and the dotted field.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import os
+import textwrap
+import types
+import typing
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .train import TrainConfig
+
+
+def default_store() -> str:
+    """Feature cache shared by every run of this user (override with LATENTFUSE_CACHE)."""
+    return os.environ.get("LATENTFUSE_CACHE") or str(Path.home() / ".cache" / "latentfuse" / "features")
+
+
+@dataclass
+class DataConfig:
+    source: str = "flickr8k:../shared/data/flickr8k"
+    """Data source spec: flickr8k:DIR, pairs:FILE, fashion-mnist[:DIR]."""
+    train_split: str = "train"
+    """Split the heads are trained (or baselines fitted) on."""
+    val_split: str = "val"
+    """Split used for per-epoch validation and best-checkpoint selection ('' = none)."""
+    test_split: str = "test"
+    """Split reported at the end; never used for any choice."""
+    skip_bad: bool = False
+    """Skip unreadable images / empty captions (recorded in the store manifest) instead of failing."""
+
+
+@dataclass
+class StoreConfig:
+    root: str = field(default_factory=default_store)
+    """Feature cache directory (default ~/.cache/latentfuse/features or $LATENTFUSE_CACHE)."""
+    batch_size: int = 64
+    """Inputs per encoder call during extraction."""
+    shard_size: int = 2048
+    """Rows per committed shard: the unit of resume after a crash."""
+
+
+@dataclass
+class MethodSpec:
+    name: str = "fusemix"
+    """Method to train: fusemix, or a baseline (asif, procrustes, cca)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Method options (see `latentfuse info`); unknown ones are errors."""
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    encoders: dict[str, str] = field(default_factory=lambda: {"image": "efficientnet-lite0", "text": "minilm-l6"})
+    """Frozen encoder for each side of the data (side name → encoder spec)."""
+    store: StoreConfig = field(default_factory=StoreConfig)
+    method: MethodSpec = field(default_factory=MethodSpec)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    baselines: list[str] = field(default_factory=lambda: ["asif", "procrustes"])
+    """Methods evaluated side by side on the same features (fitted, not saved as the main model)."""
+    out: str = "runs/latest"
+    """Directory of the saved JointModel (model.safetensors, config.json, README.md)."""
+
+
+# ---------------------------------------------------------------- loading and dumping
+
+def load_yaml(path: str | Path, cls: type = RunConfig) -> Any:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return from_dict(cls, data, where=str(path))
+
+
+def dump_yaml(config: Any) -> str:
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
+
+
+def from_dict(cls: type, data: Any, where: str = "config", prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from nested dicts, checking keys and types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: {prefix or 'top level'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(prefix + k for k in unknown)}; "
+                          f"valid keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(sorted(known))}")
+    values = {key: _coerce(hints[key], value, where, prefix + key) for key, value in data.items()}
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, where: str, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if origin is list:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {key}: expected a list, got {value!r}")
+        return list(value)
+    if hint is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {key}: expected true/false, got {value!r}")
+        return value
+    if hint in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: {key}: expected {hint.__name__}, got {value!r}")
+        try:
+            number = hint(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: {key}: expected {hint.__name__}, got {value!r}") from None
+        if hint is int and float(value) != number:
+            raise ConfigError(f"{where}: {key}: expected an integer, got {value!r}")
+        return number
+    if hint is str:
+        if not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{where}: {key}: expected a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def apply_overrides(config: Any, overrides: list[str], where: str = "--set") -> Any:
+    """Apply ``dotted.key=value`` strings (values parsed as YAML scalars) to a dataclass config."""
+    data = dataclasses.asdict(config)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"{where} {item!r}: expected KEY=VALUE, e.g. train.epochs=10")
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{where} {item!r}: {part} is not a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+    return from_dict(type(config), data, where=where)
+
+
+@lru_cache(maxsize=None)
+def field_docs(cls: type) -> dict[str, str]:
+    """The string literal under each field of a dataclass: its one place of documentation."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for node, nxt in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, doc) for every leaf field: the YAML reference and `--set` help."""
+    rows = []
+    docs = field_docs(cls)
+    instance = cls()
+    for f in dataclasses.fields(cls):
+        value = getattr(instance, f.name)
+        if dataclasses.is_dataclass(value):
+            rows.extend(describe(type(value), f"{prefix}{f.name}."))
+        else:
+            rows.append((prefix + f.name, repr(value), docs.get(f.name, "")))
+    return rows

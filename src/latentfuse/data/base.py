@@ -1,0 +1,86 @@
+"""What a data source yields: per split, the items of each side and the pairs that link them.
+
+A paired image–text set has sides ``image`` and ``text``; a text–text set has ``text_a`` and ``text_b``.
+Items have stable string ids (Flickr8k: ``<file>`` for images, ``<file>#<k>`` for captions), and pairs
+link ids across the two sides, so one image can have many captions. An unpaired pool is a source whose
+``pairs`` is empty, used on one side only.
+
+Image payloads are usually file paths; in-memory sets (Fashion-MNIST) hand over uint8 arrays instead,
+which the image encoders accept too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from ..errors import DataError
+
+Payload = Union[str, Path, np.ndarray]  # a text string, the path of an image file, or a uint8 image array
+
+
+@dataclass(frozen=True)
+class Side:
+    name: str  # "image", "text", "text_a", ...
+    modality: str  # "image" | "text"
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    payload: Payload
+    origin: str = ""  # "file:line" the item came from, quoted in error messages
+
+
+@dataclass
+class SplitData:
+    """Everything one split holds. ``skipped`` lists ``(id, reason)`` for rows dropped by ``skip_bad``."""
+
+    split: str
+    sides: tuple[Side, Side]
+    items: dict[str, list[Item]]
+    pairs: list[tuple[str, str]]  # (id on sides[0], id on sides[1])
+    labels: dict[str, str] = field(default_factory=dict)  # item id -> class name, for labelled sets
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def side(self, name: str) -> Side:
+        for side in self.sides:
+            if side.name == name:
+                return side
+        raise KeyError(f"no side {name!r}; this source has {[s.name for s in self.sides]}")
+
+
+class Source:
+    """Base class of data sources. Subclasses set ``name``/``sides`` and implement the two methods."""
+
+    name: str = ""
+    sides: tuple[Side, Side]
+
+    def __init__(self, *, skip_bad: bool = False) -> None:
+        self.skip_bad = skip_bad
+
+    @property
+    def spec(self) -> str:
+        """The registry spec that rebuilds this source (e.g. ``flickr8k:/data/f8k``)."""
+        raise NotImplementedError
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever the content changes; part of every feature-cache key."""
+        raise NotImplementedError
+
+    def splits(self) -> list[str]:
+        raise NotImplementedError
+
+    def load(self, split: str) -> SplitData:
+        raise NotImplementedError
+
+    def check_split(self, split: str) -> None:
+        """Raise a DataError naming the available splits when ``split`` is not one of them."""
+        available = self.splits()
+        if split not in available:
+            raise DataError(
+                f"{self.spec}: unknown split {split!r}; available splits: {', '.join(available)}"
+            )

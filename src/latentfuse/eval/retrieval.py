@@ -1,0 +1,61 @@
+"""Cross-modal retrieval metrics: Recall@K both directions and median rank, computed in chunks.
+
+Protocol (standard for Flickr8k/COCO): every caption is a query against all images (text→image, one
+correct image); every image is a query against all captions (image→text), correct at K if *any* of its
+captions is in the top K. The similarity matrix is never held whole: queries are scored a chunk at a time,
+so memory is O(chunk × gallery).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+KS = (1, 5, 10)
+
+
+def best_ranks(queries: torch.Tensor, gallery: torch.Tensor, relevant: Sequence[Sequence[int]],
+               chunk: int = 1024) -> np.ndarray:
+    """0-based rank of the best-ranked relevant gallery item for each query (ties count in our favour)."""
+    ranks = np.empty(len(queries), dtype=np.int64)
+    for start in range(0, len(queries), chunk):
+        scores = queries[start:start + chunk] @ gallery.T  # (chunk, n_gallery)
+        rel_rows, rel_cols = _relevant_coo(relevant[start:start + chunk])
+        best = torch.full((scores.shape[0],), float("-inf"), dtype=scores.dtype)
+        best = best.scatter_reduce(0, rel_rows, scores[rel_rows, rel_cols], reduce="amax")
+        ranks[start:start + chunk] = (scores > best[:, None]).sum(dim=1).numpy()
+    return ranks
+
+
+def _relevant_coo(relevant: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = [row for row, cols in enumerate(relevant) for _ in cols]
+    cols = [col for cols in relevant for col in cols]
+    if len(set(rows)) != len(relevant):
+        raise ValueError("every query needs at least one relevant gallery item")
+    return torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long)
+
+
+def recall_summary(ranks: np.ndarray, ks: Sequence[int] = KS) -> dict[str, float]:
+    """Recall@K in percent and the median (1-based) rank."""
+    out = {f"R@{k}": float(100.0 * np.mean(ranks < k)) for k in ks}
+    out["medr"] = float(np.median(ranks + 1))
+    return out
+
+
+def retrieval_metrics(emb_a: torch.Tensor, emb_b: torch.Tensor, pairs: np.ndarray,
+                      chunk: int = 1024) -> dict[str, dict[str, float]]:
+    """Both directions for L2-normalised embeddings of side a (e.g. images) and side b (e.g. captions).
+
+    ``pairs`` is an int array (P, 2) of (row in a, row in b). Returns ``{"a2b": {...}, "b2a": {...}}``.
+    """
+    a_to_b: list[list[int]] = [[] for _ in range(len(emb_a))]
+    b_to_a: list[list[int]] = [[] for _ in range(len(emb_b))]
+    for i, j in np.asarray(pairs, dtype=np.int64):
+        a_to_b[i].append(int(j))
+        b_to_a[j].append(int(i))
+    keep_a = [i for i, rel in enumerate(a_to_b) if rel]  # unpaired items stay in the gallery only
+    keep_b = [j for j, rel in enumerate(b_to_a) if rel]
+    ranks_a = best_ranks(emb_a[keep_a], emb_b, [a_to_b[i] for i in keep_a], chunk)
+    ranks_b = best_ranks(emb_b[keep_b], emb_a, [b_to_a[j] for j in keep_b], chunk)
+    return {"a2b": recall_summary(ranks_a), "b2a": recall_summary(ranks_b)}

@@ -1,0 +1,70 @@
+"""What every method is: heads over frozen features that map each side into one joint space.
+
+A method is an ``nn.Module`` with ``encode(side, x)`` (→ L2-normalised joint embedding) and either
+``loss(batch)`` for the shared trainer, or ``fit(train)`` for closed-form baselines. It never runs
+its own loop. Its config is a dataclass registered with it, so YAML and the CLI can configure it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from ..store.paired import PairedFeatures
+
+
+@dataclass
+class MethodConfig:
+    """Base of method configs (empty: baselines may have no knobs)."""
+
+
+class Method(nn.Module):
+    name: ClassVar[str] = ""
+    config_cls: ClassVar[type] = MethodConfig
+    trainable: ClassVar[bool] = True
+
+    def __init__(self, dims: dict[str, int], config: Any) -> None:
+        super().__init__()
+        self.dims = dict(dims)
+        self.config = config
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        return tuple(self.dims)
+
+    @property
+    def out_dim(self) -> int:
+        raise NotImplementedError
+
+    def encode(self, side: str, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError(f"{self.name} is fit in closed form; it has no training loss")
+
+    def fit(self, train: PairedFeatures) -> None:
+        """Closed-form fitting for baselines; trainable methods leave this alone."""
+
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.config)
+
+    def load_tensors(self, state: dict[str, torch.Tensor]) -> None:
+        """Load saved tensors; buffers are replaced whole, since closed-form fits size them from data."""
+        buffers = dict(self.named_buffers())
+        params = {k: v for k, v in state.items() if k not in buffers}
+        for key, value in state.items():
+            if key in buffers:
+                owner_path, _, attr = key.rpartition(".")
+                owner = self.get_submodule(owner_path) if owner_path else self
+                owner.register_buffer(attr, value.clone())
+        missing, unexpected = self.load_state_dict({**params, **dict(self.named_buffers())}, strict=False)
+        missing = [k for k in missing if k not in state]
+        if missing or unexpected:
+            raise KeyError(f"weights do not match {self.name}: missing {missing}, unexpected {unexpected}")
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    return F.normalize(x, dim=-1)

@@ -1,0 +1,95 @@
+"""FuseMix (Vouitsis et al., CVPR 2024): MLP adapters on frozen latents + contrastive loss + latent mixup.
+
+Each side gets its own adapter: input projection → residual MLP blocks (pre-norm, expansion, dropout)
+→ norm → projection to the joint space. Mixup happens on the *frozen input latents*, with one λ and one
+permutation shared by both sides (``losses.latent_mixup``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..losses import LearnableTemperature, latent_mixup, symmetric_infonce
+from . import METHODS
+from .base import Method, MethodConfig, normalize
+
+
+@dataclass
+class FuseMixConfig(MethodConfig):
+    dim: int = 512
+    """Joint embedding size (paper: 512)."""
+    hidden: int = 1024
+    """Width of the residual stream inside each adapter."""
+    n_blocks: int = 2
+    """Residual MLP blocks per adapter (paper: 4)."""
+    expansion: int = 4
+    """Hidden-layer expansion inside a block (paper: 4)."""
+    dropout: float = 0.6
+    """Dropout inside blocks (paper: 0.6)."""
+    input_dropout: float = 0.0
+    """Dropout on the frozen input features (regularises small data)."""
+    mixup_alpha: float = 1.0
+    """λ ~ Beta(α, α) for latent mixup; 0 turns mixup off."""
+    temperature_init: float = 0.07
+    temperature_min: float = 0.01
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, width: int, expansion: int, dropout: float) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.LayerNorm(width), nn.Linear(width, width * expansion), nn.GELU(),
+            nn.Dropout(dropout), nn.Linear(width * expansion, width), nn.Dropout(dropout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mlp(x)
+
+
+class Adapter(nn.Module):
+    """Frozen feature (d_in) → joint space (dim)."""
+
+    def __init__(self, d_in: int, cfg: FuseMixConfig) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Dropout(cfg.input_dropout),
+            nn.Linear(d_in, cfg.hidden),
+            *[ResidualBlock(cfg.hidden, cfg.expansion, cfg.dropout) for _ in range(cfg.n_blocks)],
+            nn.LayerNorm(cfg.hidden),
+            nn.Linear(cfg.hidden, cfg.dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@METHODS.register("fusemix")
+class FuseMix(Method):
+    """MLP adapters per modality, symmetric InfoNCE with learnable temperature, latent mixup."""
+
+    name = "fusemix"
+    config_cls = FuseMixConfig
+
+    def __init__(self, dims: dict[str, int], config: FuseMixConfig) -> None:
+        super().__init__(dims, config)
+        if len(dims) != 2:
+            raise ValueError(f"fusemix aligns exactly two sides, got {list(dims)}")
+        self.adapters = nn.ModuleDict({side: Adapter(d, config) for side, d in dims.items()})
+        self.logit_scale = LearnableTemperature(config.temperature_init, config.temperature_min)
+        self.generator: torch.Generator | None = None  # set by the trainer for reproducible mixup
+
+    @property
+    def out_dim(self) -> int:
+        return self.config.dim
+
+    def encode(self, side: str, x: torch.Tensor) -> torch.Tensor:
+        return normalize(self.adapters[side](x))
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        a, b = self.sides
+        xa, xb, lam = latent_mixup(batch[a], batch[b], self.config.mixup_alpha, self.generator)
+        scale = self.logit_scale()
+        loss = symmetric_infonce(self.encode(a, xa), self.encode(b, xb), scale)
+        return loss, {"temperature": float(1.0 / scale.detach()), "lambda": lam}

@@ -1,0 +1,95 @@
+"""The main job, as plain functions the CLI calls: features → fit/train → JointModel → reports."""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig, StoreConfig, dump_yaml
+from .data import Source, build_source
+from .encoders import Encoder, build_encoder
+from .errors import ConfigError
+from .eval.report import print_table, retrieval_report
+from .methods import Method, build_method
+from .model import JointModel, SideSpec, model_card
+from .store import FeatureStore, extract_split
+from .store.paired import PairedFeatures
+from .train import TrainConfig, Trainer
+from .utils import atomic
+
+
+def side_encoders(source: Source, encoders: dict[str, str]) -> dict[str, Encoder]:
+    """Check that every side of the source has an encoder of the right modality, and build them."""
+    names = [side.name for side in source.sides]
+    missing, extra = sorted(set(names) - set(encoders)), sorted(set(encoders) - set(names))
+    if missing or extra:
+        raise ConfigError(f"encoders must name exactly the sides of {source.spec}: {names} "
+                          f"(missing {missing or 'none'}, unknown {extra or 'none'})")
+    built = {side: build_encoder(encoders[side]) for side in names}
+    for side in source.sides:
+        if built[side.name].modality != side.modality:
+            raise ConfigError(f"encoder {encoders[side.name]!r} embeds {built[side.name].modality}, but side "
+                              f"{side.name!r} holds {side.modality}")
+    return built
+
+
+def split_features(source: Source, split: str, encoders: dict[str, Encoder], store: StoreConfig,
+                   skip_bad: bool = False, progress: bool = True) -> PairedFeatures:
+    """Cached features of both sides of a split (extracting whatever is missing), joined by pairs."""
+    data = source.load(split)
+    feature_store = FeatureStore(store.root)
+    features = {side: extract_split(source, data, side, encoder, feature_store, batch_size=store.batch_size,
+                                    shard_size=store.shard_size, skip_bad=skip_bad, progress=progress)
+                for side, encoder in encoders.items()}
+    return PairedFeatures.build(data, features)
+
+
+def train_method(name: str, options: dict[str, Any], train: PairedFeatures, val: PairedFeatures | None,
+                 train_config: TrainConfig, work_dir: Path, resume: bool = False,
+                 progress: bool = True) -> tuple[Method, float]:
+    """Fit or train one method; returns it (best checkpoint loaded) and the seconds spent."""
+    method = build_method(name, train.dims(), options)
+    result = Trainer(method, train_config, work_dir).fit(train, val, resume=resume, progress=progress)
+    return method, result.seconds
+
+
+def joint_model(method: Method, encoders: dict[str, Encoder], source: Source, seconds: float) -> JointModel:
+    sides = [SideSpec(s.name, s.modality, encoders[s.name].name, encoders[s.name].fingerprint)
+             for s in source.sides]
+    return JointModel(method, sides, {"trained_on": source.spec, "train_seconds": round(seconds, 2)})
+
+
+def evaluate(model: JointModel, data: PairedFeatures, dataset: str, split: str) -> dict[str, Any]:
+    a, b = data.sides
+    return retrieval_report(model.encode_features(a, data.x[a]), model.encode_features(b, data.x[b]), data,
+                            dataset=dataset, split=split, method=model.method.name,
+                            train_seconds=model.meta.get("train_seconds"))
+
+
+def run(config: RunConfig, resume: bool = False, progress: bool = True) -> list[dict[str, Any]]:
+    """extract → train (main method + baselines) → evaluate on the test split → save the main model."""
+    source = build_source(config.data.source, skip_bad=config.data.skip_bad)
+    encoders = side_encoders(source, config.encoders)
+    feats = {}
+    for split in dict.fromkeys(s for s in (config.data.train_split, config.data.val_split,
+                                           config.data.test_split) if s):
+        feats[split] = split_features(source, split, encoders, config.store, config.data.skip_bad, progress)
+    out = Path(config.out)
+    reports, models = [], {}
+    for name in [config.method.name] + [b for b in config.baselines if b != config.method.name]:
+        options = config.method.options if name == config.method.name else {}
+        work = out if name == config.method.name else out / "baselines" / name
+        if progress:
+            print(f"── {name}", flush=True)
+        method, seconds = train_method(name, options, feats[config.data.train_split],
+                                       feats.get(config.data.val_split), config.train, work, resume, progress)
+        models[name] = joint_model(method, encoders, source, seconds)
+        reports.append(evaluate(models[name], feats[config.data.test_split], source.spec,
+                                config.data.test_split))
+    main = models[config.method.name]
+    main.save(out, card=model_card(main.config(), reports))
+    atomic.write_text(out / "run.yaml", dump_yaml(config))
+    atomic.write_json(out / "report.json", reports)
+    return reports

@@ -1,0 +1,77 @@
+"""Run a frozen encoder over a split, shard by shard, into the feature store (cached + resumable)."""
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..data import Item, Source, SplitData
+from ..encoders import Encoder
+from ..encoders.base import BadItemError
+from ..errors import DataError
+from .feature_store import Features, FeatureStore
+
+DEFAULT_SHARD_SIZE = 2048
+DEFAULT_BATCH_SIZE = 64
+
+
+def encode_items(encoder: Encoder, items: Sequence[Item], batch_size: int, skip_bad: bool,
+                 on_batch=None) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
+    """Encode items in batches. A bad item raises, or with ``skip_bad`` is dropped and reported.
+
+    Pure function of its inputs, so a distributed runner (e.g. Ray Data ``map_batches``) can call it
+    on any slice of the item list.
+    """
+    ids: list[str] = []
+    rows: list[np.ndarray] = []
+    skipped: list[tuple[str, str]] = []
+    for start in range(0, len(items), batch_size):
+        batch = list(items[start:start + batch_size])
+        while batch:
+            try:
+                rows.append(np.asarray(encoder.encode([item.payload for item in batch]), dtype=np.float32))
+                ids.extend(item.id for item in batch)
+                break
+            except BadItemError as exc:
+                bad = batch[exc.index]
+                where = f" ({bad.origin})" if bad.origin else ""
+                if not skip_bad:
+                    raise DataError(f"{exc}{where}; pass --skip-bad to skip such items") from exc
+                skipped.append((bad.id, exc.reason))
+                batch.pop(exc.index)
+        if on_batch is not None:
+            on_batch(min(batch_size, len(items) - start))
+    array = np.concatenate(rows) if rows else np.zeros((0, encoder.dim), dtype=np.float32)
+    return ids, array, skipped
+
+
+def extract_split(source: Source, data: SplitData, side: str, encoder: Encoder, store: FeatureStore, *,
+                  batch_size: int = DEFAULT_BATCH_SIZE, shard_size: int = DEFAULT_SHARD_SIZE,
+                  skip_bad: bool = False, progress: bool = True) -> Features:
+    """Features of one side of one split; shards finished by an earlier (even killed) run are reused."""
+    modality = data.side(side).modality
+    if encoder.modality != modality:
+        raise DataError(f"encoder {encoder.name!r} embeds {encoder.modality}, but side {side!r} of "
+                        f"{source.spec} holds {modality}")
+    items = data.items[side]
+    directory = store.directory(source.name, source.fingerprint, data.split, side, encoder.name,
+                                encoder.fingerprint)
+    header = {"dataset": source.spec, "dataset_fingerprint": source.fingerprint, "split": data.split,
+              "side": side, "modality": modality, "encoder": encoder.name,
+              "encoder_fingerprint": encoder.fingerprint}
+    writer = store.writer(directory, header, [item.id for item in items], shard_size)
+    todo = [k for k in range(writer.n_shards) if k not in writer.done()]
+    if todo:
+        remaining = sum(len(items[k * shard_size:(k + 1) * shard_size]) for k in todo)
+        bar = tqdm(total=remaining, desc=f"{encoder.name} {data.split}/{side}", unit=modality,
+                   disable=not progress, file=sys.stderr, dynamic_ncols=True)
+        with bar:
+            for k in todo:
+                shard_items = items[k * shard_size:(k + 1) * shard_size]
+                ids, array, skipped = encode_items(encoder, shard_items, batch_size, skip_bad, bar.update)
+                writer.commit(k, ids, array, skipped)
+    if todo or not writer.manifest.get("complete"):
+        writer.finish(data.skipped, encoder.dim)
+    return FeatureStore.read(directory)

@@ -1,0 +1,142 @@
+"""On-disk layout of cached features, and the manifest that says what is complete.
+
+    ROOT/<dataset>-<dataset fp>/<split>/<side>/<encoder>-<encoder fp>/
+        manifest.json          source of truth: which shards are committed, skipped ids, dims, dtype
+        shard-00000.npy        float16 (rows, dim), memory-mappable
+        shard-00000.ids.json   the ids of those rows, in order
+
+A shard is written to a temp file and renamed into place, *then* listed in the manifest (also written
+atomically). A run killed at any instant therefore leaves only whole shards that the manifest lists, plus
+perhaps an orphan file the next run overwrites: resuming never loses or duplicates rows.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from ..utils import atomic
+from ..utils.hashing import digest
+
+FORMAT_VERSION = 1
+STORE_DTYPE = np.float16
+
+
+@dataclass
+class Features:
+    """Rows of one (dataset, split, side, encoder): ``array[i]`` is the feature of ``ids[i]``."""
+
+    ids: list[str]
+    array: np.ndarray  # float16, (len(ids), dim); memory-mapped when the store holds one shard
+    manifest: dict[str, Any]
+
+    @property
+    def dim(self) -> int:
+        return int(self.array.shape[1])
+
+    def index(self) -> dict[str, int]:
+        return {item_id: row for row, item_id in enumerate(self.ids)}
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:48] or "x"
+
+
+class FeatureStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def directory(self, dataset: str, dataset_fp: str, split: str, side: str,
+                  encoder: str, encoder_fp: str) -> Path:
+        return (self.root / f"{_slug(dataset)}-{dataset_fp[:12]}" / _slug(split) / _slug(side)
+                / f"{_slug(encoder)}-{encoder_fp[:12]}")
+
+    def writer(self, directory: Path, header: dict[str, Any], item_ids: list[str],
+               shard_size: int) -> "ShardWriter":
+        return ShardWriter(directory, header, item_ids, shard_size)
+
+    @staticmethod
+    def read(directory: Path) -> Features:
+        """Load a complete feature set; raises DataError if the manifest says it is unfinished."""
+        manifest = read_manifest(directory)
+        if manifest is None or not manifest.get("complete"):
+            raise DataError(f"{directory}: features are not complete (run `latentfuse extract`)")
+        ids: list[str] = []
+        arrays = []
+        for shard in manifest["shards"]:
+            arrays.append(np.load(directory / shard["file"], mmap_mode="r"))
+            ids.extend(json.loads((directory / shard["ids_file"]).read_text()))
+        dim = int(manifest["dim"])
+        if not arrays:
+            array = np.zeros((0, dim), dtype=STORE_DTYPE)
+        elif len(arrays) == 1:
+            array = arrays[0]
+        else:
+            array = np.concatenate(arrays, axis=0)
+        if len(ids) != array.shape[0]:
+            raise DataError(f"{directory}: {len(ids)} ids but {array.shape[0]} rows; delete it and re-extract")
+        return Features(ids=ids, array=array, manifest=manifest)
+
+
+def read_manifest(directory: Path) -> dict[str, Any] | None:
+    path = directory / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:  # cannot happen with atomic writes, unless edited by hand
+        raise DataError(f"{path}: not valid JSON ({exc}); delete the folder to re-extract") from exc
+
+
+class ShardWriter:
+    """Commits fixed-size shards of a planned item list; knows which shards a previous run finished."""
+
+    def __init__(self, directory: Path, header: dict[str, Any], item_ids: list[str], shard_size: int) -> None:
+        self.directory = directory
+        self.shard_size = shard_size
+        plan = {"items_digest": digest(item_ids), "n_items": len(item_ids), "shard_size": shard_size}
+        previous = read_manifest(directory)
+        if previous is not None and all(previous.get(k) == v for k, v in plan.items()):
+            self.manifest = previous  # resume: keep its committed shards
+        else:
+            self.manifest = {"format": FORMAT_VERSION, **header, **plan, "dtype": np.dtype(STORE_DTYPE).name,
+                             "shards": [], "skipped": [], "count": 0, "complete": False}
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.manifest["n_items"] // self.shard_size)
+
+    def done(self) -> set[int]:
+        return {shard["index"] for shard in self.manifest["shards"]}
+
+    def commit(self, index: int, ids: list[str], array: np.ndarray, skipped: list[tuple[str, str]]) -> None:
+        """Write one shard atomically, then record it in the manifest (atomically)."""
+        if array.ndim != 2 or array.shape[0] != len(ids):
+            raise ValueError(f"shard {index}: {len(ids)} ids but array of shape {array.shape}")
+        name = f"shard-{index:05d}"
+        with atomic.atomic_path(self.directory / f"{name}.npy") as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, np.ascontiguousarray(array, dtype=STORE_DTYPE))
+        atomic.write_text(self.directory / f"{name}.ids.json", json.dumps(ids))
+        shards = [s for s in self.manifest["shards"] if s["index"] != index]
+        shards.append({"index": index, "file": f"{name}.npy", "ids_file": f"{name}.ids.json", "rows": len(ids)})
+        self.manifest["shards"] = sorted(shards, key=lambda s: s["index"])
+        self.manifest["skipped"] += [{"id": i, "reason": r, "shard": index} for i, r in skipped]
+        self.manifest["count"] = sum(s["rows"] for s in self.manifest["shards"])
+        if array.shape[0]:
+            self.manifest["dim"] = int(array.shape[1])
+        self._write_manifest()
+
+    def finish(self, load_skipped: list[tuple[str, str]], dim: int) -> None:
+        self.manifest["skipped_at_load"] = [{"id": i, "reason": r} for i, r in load_skipped]
+        self.manifest.setdefault("dim", dim)
+        self.manifest["complete"] = len(self.done()) == self.n_shards
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        atomic.write_json(self.directory / "manifest.json", self.manifest)

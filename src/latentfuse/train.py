@@ -1,0 +1,224 @@
+"""One training loop for every method: batches sliced from in-memory tensors, AdamW + warmup/cosine,
+validation recall each epoch, atomic best/last checkpoints, resume, JSONL metrics.
+
+Closed-form methods (``trainable = False``) are fitted once and skip the loop.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .eval.retrieval import retrieval_metrics
+from .methods import Method
+from .store.paired import PairedFeatures
+from .utils import atomic
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    """Passes over the training pairs."""
+    batch_size: int = 512
+    """Pairs per step; the other pairs of a batch are the contrastive negatives."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate."""
+    weight_decay: float = 0.1
+    """AdamW weight decay (not applied to norms, biases or the temperature)."""
+    warmup: float = 0.05
+    """Fraction of steps spent on linear warm-up before the cosine decay."""
+    seed: int = 0
+    """Seeds torch, numpy and python; same seed + data gives the same run."""
+    select: str = "rsum"
+    """Validation metric that picks the best checkpoint: rsum, or e.g. b2a/R@5."""
+    threads: int = 0
+    """Torch threads (0 = all cores)."""
+    tensorboard: bool = False
+    """Also write TensorBoard scalars (needs the [tensorboard] extra)."""
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_score: float
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@torch.inference_mode()
+def embed(method: Method, side: str, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    method.eval()
+    return torch.cat([method.encode(side, x[i:i + chunk]) for i in range(0, len(x), chunk)])
+
+
+def validate(method: Method, data: PairedFeatures) -> dict[str, Any]:
+    a, b = data.sides
+    metrics = retrieval_metrics(embed(method, a, data.x[a]), embed(method, b, data.x[b]), data.pairs)
+    metrics["rsum"] = sum(v for d in (metrics["a2b"], metrics["b2a"]) for k, v in d.items() if k != "medr")
+    return metrics
+
+
+def select_score(metrics: dict[str, Any], key: str) -> float:
+    value: Any = metrics
+    for part in key.split("/"):
+        value = value[part]
+    return float(value)
+
+
+class Trainer:
+    def __init__(self, method: Method, config: TrainConfig, out_dir: str | Path) -> None:
+        self.method, self.config = method, config
+        self.out_dir = Path(out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.log_path = self.out_dir / "metrics.jsonl"
+
+    def fit(self, train: PairedFeatures, val: PairedFeatures | None, resume: bool = False,
+            progress: bool = True) -> TrainResult:
+        cfg = self.config
+        generator = seed_everything(cfg.seed)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        started = time.perf_counter()
+        if not self.method.trainable:
+            self.method.fit(train)
+            metrics = validate(self.method, val) if val is not None else {}
+            score = select_score(metrics, cfg.select) if metrics else 0.0
+            self._log({"epoch": 0, "fit": "closed-form", **_flat(metrics)})
+            return TrainResult(0, score, time.perf_counter() - started, [metrics])
+        return self._loop(train, val, generator, resume, progress, started)
+
+    def _loop(self, train: PairedFeatures, val: PairedFeatures | None, generator: torch.Generator,
+              resume: bool, progress: bool, started: float) -> TrainResult:
+        cfg, method = self.config, self.method
+        steps_per_epoch = max(1, len(train) // cfg.batch_size)
+        total = steps_per_epoch * cfg.epochs
+        optimizer = torch.optim.AdamW(_param_groups(method, cfg.weight_decay), lr=cfg.lr)
+        warm = max(1, int(cfg.warmup * total))
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _warmup_cosine(s, warm, total))
+        setattr(method, "generator", generator)
+        state = {"epoch": 0, "best_score": -math.inf, "best_epoch": -1, "history": [], "elapsed": 0.0}
+        if resume and (self.ckpt_dir / "last.pt").exists():
+            state = self._restore(optimizer, schedule, generator)
+        elif not resume:
+            self.log_path.unlink(missing_ok=True)
+        a, b = train.sides
+        pairs = torch.from_numpy(train.pairs)
+        writer = _tensorboard(self.out_dir) if cfg.tensorboard else None
+        for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+            method.train()
+            order = torch.randperm(len(pairs), generator=generator)
+            losses = []
+            for step in range(steps_per_epoch):
+                idx = pairs[order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
+                loss, extras = method.loss({a: train.x[a][idx[:, 0]], b: train.x[b][idx[:, 1]]})
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                losses.append(float(loss))
+            record = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": schedule.get_last_lr()[0], **extras}
+            if val is not None:
+                metrics = validate(method, val)
+                record.update(_flat(metrics))
+                score = select_score(metrics, cfg.select)
+            else:
+                score = -record["loss"]
+            record["seconds"] = state["elapsed"] + time.perf_counter() - started
+            state["history"].append(record)
+            if score > state["best_score"]:
+                state.update(best_score=score, best_epoch=epoch)
+                self._save("best.pt", {"model": method.state_dict(), "epoch": epoch, "score": score})
+            state["epoch"] = epoch
+            self._checkpoint(optimizer, schedule, generator, state, started)
+            self._log(record)
+            if writer is not None:
+                for key, value in record.items():
+                    if isinstance(value, (int, float)):
+                        writer.add_scalar(key, value, epoch)
+            if progress:
+                _print_epoch(record, cfg.select, cfg.epochs)
+        best = torch.load(self.ckpt_dir / "best.pt", weights_only=True)
+        method.load_state_dict(best["model"])
+        elapsed = state["elapsed"] + time.perf_counter() - started
+        return TrainResult(state["best_epoch"], state["best_score"], elapsed, state["history"])
+
+    def _checkpoint(self, optimizer, schedule, generator, state, started) -> None:
+        saved = dict(state, elapsed=state["elapsed"] + time.perf_counter() - started)
+        self._save("last.pt", {"model": self.method.state_dict(), "optimizer": optimizer.state_dict(),
+                               "schedule": schedule.state_dict(), "rng": generator.get_state(),
+                               "torch_rng": torch.get_rng_state(), "state": saved,
+                               "config": asdict(self.config)})
+
+    def _restore(self, optimizer, schedule, generator) -> dict[str, Any]:
+        ckpt = torch.load(self.ckpt_dir / "last.pt", weights_only=False)
+        self.method.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        schedule.load_state_dict(ckpt["schedule"])
+        generator.set_state(ckpt["rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        state = ckpt["state"]
+        state["elapsed"] = state.get("elapsed", 0.0)
+        return state
+
+    def _save(self, name: str, payload: dict[str, Any]) -> None:
+        with atomic.atomic_path(self.ckpt_dir / name) as tmp:
+            torch.save(payload, tmp)
+
+    def _log(self, record: dict[str, Any]) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a", encoding="utf-8") as handle:  # append-only: a line is whole or absent
+            handle.write(json.dumps(record) + "\n")
+
+
+def _param_groups(method: Method, weight_decay: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for name, param in method.named_parameters():
+        if not param.requires_grad:
+            continue
+        (decay if param.ndim >= 2 else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _warmup_cosine(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _flat(metrics: dict[str, Any], prefix: str = "val/") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = float(value)
+    return out
+
+
+def _tensorboard(out_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise ImportError("tensorboard logging needs: pip install 'latentfuse[tensorboard]'") from exc
+    return SummaryWriter(str(out_dir / "tensorboard"))
+
+
+def _print_epoch(record: dict[str, Any], select: str, epochs: int) -> None:
+    val = f"  val {select}={record.get('val/' + select, float('nan')):.2f}" if f"val/{select}" in record else ""
+    print(f"epoch {record['epoch']:>3}/{epochs}  loss {record['loss']:.4f}{val}  "
+          f"({record['seconds']:.1f}s)", flush=True)

@@ -1,0 +1,18 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def flickr8k_dir() -> Path:
+    path = SHARED / "flickr8k"
+    if not (path / "captions.tsv").exists():
+        pytest.skip(f"shared Flickr8k not found at {path}")
+    return path

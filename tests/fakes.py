@@ -1,0 +1,87 @@
+"""Test doubles with known answers: a deterministic encoder that counts its work, and a synthetic source."""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from latentfuse.data import Item, Side, Source, SplitData
+from latentfuse.encoders import ENCODERS
+from latentfuse.encoders.base import BadItemError, Encoder
+
+
+class FakeTextEncoder(Encoder):
+    """Embeds a string as a fixed pseudo-random vector derived from its hash.
+
+    Appends the number of items of every call to $FAKE_ENCODER_LOG (one line per call), so a test can
+    prove that cached runs do no encoder work; sleeps $FAKE_ENCODER_DELAY seconds per call, so a test
+    can kill it mid-way. Strings starting with "BAD" raise BadItemError like an unreadable image would.
+    """
+
+    modality = "text"
+
+    def __init__(self, dim: str = "16") -> None:
+        self.dim = int(dim)
+        self.name = f"fake-text:{dim}"
+
+    @property
+    def fingerprint(self) -> str:
+        return f"fake-text-{self.dim}"
+
+    def encode(self, batch):
+        for i, text in enumerate(batch):
+            if str(text).startswith("BAD"):
+                raise BadItemError(i, text, "unreadable test item")
+        log = os.environ.get("FAKE_ENCODER_LOG")
+        if log:
+            with open(log, "a") as handle:
+                handle.write(f"{len(batch)}\n")
+        delay = float(os.environ.get("FAKE_ENCODER_DELAY", "0"))
+        if delay:
+            time.sleep(delay)
+        return np.stack([vector(str(t), self.dim) for t in batch]).astype(np.float32)
+
+
+def vector(text: str, dim: int) -> np.ndarray:
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+    return np.random.default_rng(seed).standard_normal(dim)
+
+
+if "fake-text" not in ENCODERS:
+    ENCODERS.register("fake-text")(FakeTextEncoder)
+
+
+def encoder_calls(log: Path) -> list[int]:
+    return [int(line) for line in log.read_text().split()] if log.exists() else []
+
+
+class SyntheticSource(Source):
+    """n text pairs per split ("a-<i>" ↔ "b-<i>"); ``bad`` lists row numbers whose text_a is unreadable."""
+
+    name = "synthetic"
+    sides = (Side("text_a", "text"), Side("text_b", "text"))
+
+    def __init__(self, n: int = 100, bad: tuple[int, ...] = (), skip_bad: bool = False) -> None:
+        super().__init__(skip_bad=skip_bad)
+        self.n, self.bad = n, bad
+
+    @property
+    def spec(self) -> str:
+        return f"synthetic:{self.n}"
+
+    @property
+    def fingerprint(self) -> str:
+        return f"synthetic-{self.n}-{self.bad}"
+
+    def splits(self) -> list[str]:
+        return ["train", "test"]
+
+    def load(self, split: str) -> SplitData:
+        a = [Item(f"{split}-a{i}", ("BAD " if i in self.bad else "") + f"{split} a {i}", f"synthetic:{i + 2}")
+             for i in range(self.n)]
+        b = [Item(f"{split}-b{i}", f"{split} b {i}") for i in range(self.n)]
+        return SplitData(split, self.sides, {"text_a": a, "text_b": b},
+                         [(x.id, y.id) for x, y in zip(a, b)])
