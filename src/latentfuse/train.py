@@ -129,7 +129,7 @@ class Trainer:
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
             record = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": schedule.get_last_lr()[0], **extras}
             if val is not None:
                 metrics = validate(method, val)
