@@ -14,7 +14,8 @@ from latentfuse.encoders.base import BadItemError, Encoder
 
 
 class FakeTextEncoder(Encoder):
-    """Embeds a string as a fixed pseudo-random vector derived from its hash.
+    """Embeds a string as the sum of fixed pseudo-random vectors of its words (a known answer: texts
+    that share words are close, and a word-for-word cipher of a text is a linear map away).
 
     Appends the number of items of every call to $FAKE_ENCODER_LOG (one line per call), so a test can
     prove that cached runs do no encoder work; sleeps $FAKE_ENCODER_DELAY seconds per call, so a test
@@ -42,7 +43,11 @@ class FakeTextEncoder(Encoder):
         delay = float(os.environ.get("FAKE_ENCODER_DELAY", "0"))
         if delay:
             time.sleep(delay)
-        return np.stack([vector(str(t), self.dim) for t in batch]).astype(np.float32)
+        return np.stack([fake_embed(str(t), self.dim) for t in batch]).astype(np.float32)
+
+
+def fake_embed(text: str, dim: int = 16) -> np.ndarray:
+    return np.sum([vector(word, dim) for word in text.split()], axis=0)
 
 
 def vector(text: str, dim: int) -> np.ndarray:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fakes import FakeTextEncoder, SyntheticSource, encoder_calls, vector
+from fakes import FakeTextEncoder, SyntheticSource, encoder_calls, fake_embed
 from latentfuse.errors import DataError
 from latentfuse.store import FeatureStore, extract_split
 
@@ -27,7 +27,7 @@ def test_features_match_encoder_and_are_float16(tmp_path):
     feats = _extract(SyntheticSource(10), tmp_path, batch_size=4, shard_size=3)
     assert feats.ids == [f"train-a{i}" for i in range(10)]
     assert feats.array.dtype == np.float16 and feats.array.shape == (10, 16)
-    expected = vector("train a 7", 16).astype(np.float16)
+    expected = fake_embed("train a 7").astype(np.float16)
     np.testing.assert_array_equal(feats.array[7], expected)
     assert feats.manifest["complete"] and feats.manifest["count"] == 10
     assert len(feats.manifest["shards"]) == 4  # 3 + 3 + 3 + 1
@@ -61,7 +61,7 @@ def test_skip_bad_records_skipped_ids_in_manifest(tmp_path):
     assert "train-a3" not in feats.ids and "train-a8" not in feats.ids and len(feats.ids) == 8
     skipped = {s["id"]: s["reason"] for s in feats.manifest["skipped"]}
     assert skipped == {"train-a3": "unreadable test item", "train-a8": "unreadable test item"}
-    np.testing.assert_array_equal(feats.array[feats.ids.index("train-a4")], vector("train a 4", 16).astype(np.float16))
+    np.testing.assert_array_equal(feats.array[feats.ids.index("train-a4")], fake_embed("train a 4").astype(np.float16))
 
 
 KILL_SCRIPT = """
@@ -75,7 +75,7 @@ extract_split(src, src.load("train"), "text_a", FakeTextEncoder(), FeatureStore(
 """
 
 
-def test_sigkill_mid_extract_then_resume_loses_and_duplicates_nothing(tmp_path):
+def test_sigkill_mid_extract_then_resume_loses_and_duplicates_nothing(tmp_path, monkeypatch):
     store, log = tmp_path / "store", tmp_path / "calls.log"
     script = KILL_SCRIPT.format(tests=str(Path(__file__).parent), store=str(store))
     env = dict(os.environ, FAKE_ENCODER_LOG=str(log), FAKE_ENCODER_DELAY="0.03")
@@ -95,10 +95,12 @@ def test_sigkill_mid_extract_then_resume_loses_and_duplicates_nothing(tmp_path):
     committed = json.loads(found[0].read_text())
     assert 3 <= len(committed["shards"]) < 10 and not committed["complete"]
     calls_before = sum(encoder_calls(log))
+    assert calls_before >= 40 * len(committed["shards"])
+    monkeypatch.setenv("FAKE_ENCODER_LOG", str(log))
 
     feats = _extract(SyntheticSource(400), store, batch_size=10, shard_size=40)
     assert feats.ids == [f"train-a{i}" for i in range(400)]  # nothing lost, nothing duplicated
-    np.testing.assert_array_equal(feats.array[399], vector("train a 399", 16).astype(np.float16))
+    np.testing.assert_array_equal(feats.array[399], fake_embed("train a 399").astype(np.float16))
     redone = sum(encoder_calls(log)) - calls_before
     assert redone == 400 - 40 * len(committed["shards"]), "finished shards must not be re-encoded"
     leftovers = [p for p in store.rglob("*") if p.name.endswith(".tmp")]

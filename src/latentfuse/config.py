@@ -41,6 +41,8 @@ class DataConfig:
     """Split reported at the end; never used for any choice."""
     skip_bad: bool = False
     """Skip unreadable images / empty captions (recorded in the store manifest) instead of failing."""
+    limit: int = 0
+    """Use only the first N items (e.g. images) of each train/val split, 0 = all; the test split is whole."""
 
 
 @dataclass

@@ -36,9 +36,9 @@ def side_encoders(source: Source, encoders: dict[str, str]) -> dict[str, Encoder
 
 
 def split_features(source: Source, split: str, encoders: dict[str, Encoder], store: StoreConfig,
-                   skip_bad: bool = False, progress: bool = True) -> PairedFeatures:
+                   skip_bad: bool = False, progress: bool = True, limit: int = 0) -> PairedFeatures:
     """Cached features of both sides of a split (extracting whatever is missing), joined by pairs."""
-    data = source.load(split)
+    data = source.load(split).head(limit)
     feature_store = FeatureStore(store.root)
     features = {side: extract_split(source, data, side, encoder, feature_store, batch_size=store.batch_size,
                                     shard_size=store.shard_size, skip_bad=skip_bad, progress=progress)
@@ -75,7 +75,8 @@ def run(config: RunConfig, resume: bool = False, progress: bool = True) -> list[
     feats = {}
     for split in dict.fromkeys(s for s in (config.data.train_split, config.data.val_split,
                                            config.data.test_split) if s):
-        feats[split] = split_features(source, split, encoders, config.store, config.data.skip_bad, progress)
+        limit = 0 if split == config.data.test_split else config.data.limit
+        feats[split] = split_features(source, split, encoders, config.store, config.data.skip_bad, progress, limit)
     out = Path(config.out)
     reports, models = [], {}
     for name in [config.method.name] + [b for b in config.baselines if b != config.method.name]:

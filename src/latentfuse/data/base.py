@@ -45,6 +45,22 @@ class SplitData:
     labels: dict[str, str] = field(default_factory=dict)  # item id -> class name, for labelled sets
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
+    def head(self, n: int) -> "SplitData":
+        """The first ``n`` items of the first side, with everything paired to them: a quick-trial subset.
+
+        The split is renamed ``<split>-first<n>`` so its cached features never overwrite the full split's.
+        """
+        if n <= 0 or n >= len(self.items[self.sides[0].name]):
+            return self
+        a, b = (s.name for s in self.sides)
+        keep_a = {item.id for item in self.items[a][:n]}
+        pairs = [(i, j) for i, j in self.pairs if i in keep_a]
+        keep_b = {j for _, j in pairs}
+        items = {a: [it for it in self.items[a] if it.id in keep_a],
+                 b: [it for it in self.items[b] if it.id in keep_b]}
+        labels = {k: v for k, v in self.labels.items() if k in keep_a or k in keep_b}
+        return SplitData(f"{self.split}-first{n}", self.sides, items, pairs, labels, list(self.skipped))
+
     def side(self, name: str) -> Side:
         for side in self.sides:
             if side.name == name:

@@ -1,0 +1,37 @@
+"""The embedded default job behind ``latentfuse demo`` / ``make demo``.
+
+It trains FuseMix on the packaged frozen encoders (EfficientNet-Lite0 images, all-MiniLM-L6-v2 text)
+and compares it with the training-free baselines on the same cached features. Data, first found wins:
+``$LATENTFUSE_DEMO_DATA`` (any source spec); Flickr8k in ``../shared/data/flickr8k`` (the project's
+evaluation copy, beside the repository); Debian's Fashion-MNIST (installed by ``make demo``) with
+one caption per class, where image→text R@1 is zero-shot accuracy.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .config import DataConfig, MethodSpec, RunConfig
+from .errors import DataError
+from .train import TrainConfig
+
+FLICKR8K_CANDIDATES = ("../shared/data/flickr8k", "shared/data/flickr8k")
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+def demo_source() -> DataConfig:
+    if os.environ.get("LATENTFUSE_DEMO_DATA"):
+        return DataConfig(source=os.environ["LATENTFUSE_DEMO_DATA"])
+    for candidate in FLICKR8K_CANDIDATES:
+        if (Path(candidate) / "captions.tsv").exists():
+            return DataConfig(source=f"flickr8k:{candidate}")
+    if Path(FASHION_MNIST_DIR).is_dir():
+        return DataConfig(source="fashion-mnist", limit=10000)
+    raise DataError("no demo data: Flickr8k is not at ../shared/data/flickr8k and Debian's "
+                    "dataset-fashion-mnist is not installed; run `make demo` (it installs the latter) "
+                    "or set LATENTFUSE_DEMO_DATA to a source spec such as flickr8k:DIR")
+
+
+def demo_config(out: str = "runs/demo") -> RunConfig:
+    return RunConfig(data=demo_source(), method=MethodSpec("fusemix"), train=TrainConfig(),
+                     baselines=["asif", "procrustes", "cca"], out=out)
