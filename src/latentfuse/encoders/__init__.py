@@ -1,10 +1,24 @@
-"""Frozen encoders: a registry of names (``efficientnet-lite0``, ``minilm-l6``, ``hf:ID``...) → Encoder."""
+"""Frozen encoders: a registry of names (``efficientnet-lite0``, ``minilm-l6``, ``hf:ID``...) → Encoder.
+
+What each returns (float32, one row per input):
+
+* ``efficientnet-lite0`` (1280): average-pooled last conv features, raw (not normalised);
+* ``minilm-l6`` (384): all-MiniLM-L6-v2 mean pooling, L2-normalised, as its modules.json says;
+* ``e5-small`` / ``e5-small:query`` (384): multilingual-e5-small with the passage / query prefix, normalised;
+* ``hf:ID[#cls][#normalize]``: mean (default) or CLS pooled last hidden state, raw unless ``#normalize``;
+* ``st:ID``: whatever ``SentenceTransformer.encode`` gives for that model;
+* ``timm:NAME[@FILE]``: timm's pooled pre-classifier features, raw.
+
+Building an encoder is cheap (weights load on the first ``encode``); ``dim`` is read from configs.
+A bad input raises :class:`~latentfuse.encoders.base.BadItemError` with its position in the batch;
+a missing package or weights file raises :class:`~latentfuse.encoders.base.EncoderUnavailableError`.
+"""
 from __future__ import annotations
 
 from functools import lru_cache
 
 from ..registry import Registry
-from .base import Encoder
+from .base import BadItemError, Encoder, EncoderUnavailableError
 
 ENCODERS: Registry[Encoder] = Registry("encoder")
 
@@ -20,4 +34,4 @@ def _import_builtin_encoders() -> None:
     from . import e5, efficientnet, hf, minilm, st, timm_  # noqa: F401  (registration side effects)
 
 
-__all__ = ["ENCODERS", "Encoder", "build_encoder"]
+__all__ = ["ENCODERS", "BadItemError", "Encoder", "EncoderUnavailableError", "build_encoder"]

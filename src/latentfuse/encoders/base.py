@@ -1,0 +1,134 @@
+"""The frozen-encoder protocol every backbone implements.
+
+An encoder turns a batch of raw inputs (image paths / PIL images, or strings) into a float32 array.
+Its ``fingerprint`` (name + weights identity + preprocessing) keys the feature cache, so changing any of
+them invalidates cached features and nothing else does.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Callable, Generic, Sequence, TypeVar
+
+import numpy as np
+
+from ..errors import DataError, LatentfuseError
+from ..utils.hashing import digest
+
+T = TypeVar("T")
+
+
+class Encoder:
+    name: str = ""  # the registry spec that rebuilds it, e.g. "minilm-l6" or "hf:/path/to/model"
+    modality: str = ""  # "image" | "text"
+    dim: int = 0
+
+    @property
+    def fingerprint(self) -> str:
+        raise NotImplementedError
+
+    def encode(self, batch: Sequence[Any]) -> np.ndarray:
+        """Embed a batch; returns float32 of shape (len(batch), dim)."""
+        raise NotImplementedError
+
+    # Optional seams for later methods (MMFuser, DynMM); absent unless an encoder provides them.
+    layers: tuple[str, ...] = ()
+
+    def encode_layers(self, batch: Sequence[Any], layers: Sequence[str]) -> dict[str, np.ndarray]:
+        raise NotImplementedError(f"{self.name} exposes no intermediate layers")
+
+    cost_per_item: float | None = None  # relative compute cost, for resource-aware gating
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.modality} dim={self.dim}>"
+
+
+def default_threads() -> int:
+    """Torch intra-op threads: all cores unless the user pinned OMP_NUM_THREADS."""
+    env = os.environ.get("OMP_NUM_THREADS")
+    return int(env) if env and env.isdigit() else max(1, os.cpu_count() or 1)
+
+
+# --- errors -----------------------------------------------------------------------------------------
+
+
+class BadItemError(DataError):
+    """One input of a batch cannot be encoded. ``index`` (its position in the batch) lets a caller drop it
+    and retry the rest; ``reason`` is the message without the item's name, for skip reports."""
+
+    def __init__(self, index: int, item: Any, reason: str) -> None:
+        self.index, self.item, self.reason = index, item, reason
+        super().__init__(f"{describe_item(item, index)}: {reason}")
+
+    def __reduce__(self):  # keep it picklable (process pools, Ray) despite the custom __init__
+        return type(self), (self.index, self.item, self.reason)
+
+
+class EncoderUnavailableError(LatentfuseError):
+    """An encoder whose package or weights are not installed here; the message says what to install."""
+
+
+def describe_item(item: Any, index: int) -> str:
+    """How an error names an item: a path as itself, anything else by position and type."""
+    if isinstance(item, (str, os.PathLike)):
+        text = os.fspath(item)
+        return text if len(text) <= 120 else text[:117] + "..."
+    return f"item {index} ({type(item).__name__})"
+
+
+# --- helpers shared by the encoders -------------------------------------------------------------------
+
+_torch_ready = False
+
+
+def init_torch() -> None:
+    """Set torch's intra-op thread count once per process (before the first forward pass)."""
+    global _torch_ready
+    if not _torch_ready:
+        import torch
+
+        torch.set_num_threads(default_threads())
+        _torch_ready = True
+
+
+def dist_version(dist: str) -> str:
+    """Installed version of a distribution, cheaply (no import); part of encoder fingerprints."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "absent"
+
+
+def make_fingerprint(name: str, weights: str, preprocess: Any, dists: Sequence[str] = ()) -> str:
+    """The cache key of an encoder: what it is, which weights, how inputs are prepared, which code runs it."""
+    versions = {d: dist_version(d) for d in ("latentfuse", *dists)}
+    return digest(name, weights, preprocess, versions)
+
+
+def empty(dim: int) -> np.ndarray:
+    return np.zeros((0, dim), dtype=np.float32)
+
+
+class Lazy(Generic[T]):
+    """A value built on first use, once, even when several threads ask at the same time.
+
+    Encoders keep their weights in one, so building an encoder (``load()``, ``latentfuse info``) is cheap.
+    """
+
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> T:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._build()
+        return self._value
+
+    @property
+    def loaded(self) -> bool:
+        return self._value is not None
