@@ -30,6 +30,9 @@ class FuseMixConfig(MethodConfig):
     """Dropout inside blocks (paper: 0.6)."""
     input_dropout: float = 0.0
     """Dropout on the frozen input features (regularises small data)."""
+    input_norm: bool = True
+    """LayerNorm on each frozen feature first: encoders differ wildly in scale (raw CNN activations vs
+    unit-norm sentence vectors), and the adapters learn much faster on standardised inputs."""
     mixup_alpha: float = 1.0
     """λ ~ Beta(α, α) for latent mixup; 0 turns mixup off."""
     temperature_init: float = 0.07
@@ -54,6 +57,7 @@ class Adapter(nn.Module):
     def __init__(self, d_in: int, cfg: FuseMixConfig) -> None:
         super().__init__()
         self.net = nn.Sequential(
+            nn.LayerNorm(d_in) if cfg.input_norm else nn.Identity(),
             nn.Dropout(cfg.input_dropout),
             nn.Linear(d_in, cfg.hidden),
             *[ResidualBlock(cfg.hidden, cfg.expansion, cfg.dropout) for _ in range(cfg.n_blocks)],

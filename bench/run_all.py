@@ -1,0 +1,14 @@
+"""`make bench`: every benchmark, one after the other. Each prints ratios measured side by side."""
+from __future__ import annotations
+
+from . import encoders, flickr8k
+
+
+def main() -> None:
+    for bench in (encoders, flickr8k):
+        print(f"\n=== {bench.__name__}", flush=True)
+        bench.main()
+
+
+if __name__ == "__main__":
+    main()
