@@ -125,3 +125,15 @@ def test_info_lists_registries():
     assert result.exit_code == 0
     for name in ("efficientnet-lite0", "minilm-l6", "e5-small", "flickr8k", "pairs", "fusemix", "asif", "cca"):
         assert name in result.output
+
+
+def test_console_errors_are_one_line_without_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("data:\n  source: nosuch:thing\n")
+    proc = subprocess.run([sys.executable, "-m", "latentfuse.cli", "run", str(path)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "error: unknown data source 'nosuch'" in proc.stderr and "Traceback" not in proc.stderr

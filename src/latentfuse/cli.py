@@ -21,7 +21,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Multimodal joint embedding spaces from frozen encoders: cached features, small heads.")
 
 EncoderOpt = typer.Option(None, "--encoder", "-e", help="SIDE=SPEC, e.g. image=efficientnet-lite0 (repeatable).")
-SetOpt = typer.Option(None, "--set", help="Override any config field: dotted.key=value (repeatable).")
+SetOpt = typer.Option(None, "--set", help="Override any config field: dotted.key=value (repeatable); "
+                      "`latentfuse info --config` lists them.")
 
 
 def _config(config: Optional[Path], data: Optional[str], encoders: Optional[List[str]],
@@ -154,8 +155,15 @@ def info(
         typer.echo(json.dumps(json.loads((model / "config.json").read_text()), indent=2))
         return
     if config:
+        from .methods import METHODS, method_class
+
         for key, default, doc in describe(RunConfig):
             typer.echo(f"{key:<24} {default:<36} {doc}")
+        method_class("fusemix")  # loads the built-in methods
+        for name in METHODS.names():
+            typer.echo(f"\nmethod.options when method.name={name}:")
+            for key, default, doc in describe(method_class(name).config_cls):
+                typer.echo(f"  {key:<22} {default:<12} {doc}")
         return
     from .data import SOURCES, _import_builtin_sources
     from .encoders import ENCODERS, _import_builtin_encoders

@@ -8,10 +8,12 @@ from __future__ import annotations
 import difflib
 from typing import Callable, Generic, TypeVar
 
+from .errors import LatentfuseError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(LatentfuseError, KeyError):
     """Raised for a name no constructor is registered under; the message lists the known names."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want plain text

@@ -24,7 +24,7 @@ from .utils import atomic
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
+    epochs: int = 20
     """Passes over the training pairs."""
     batch_size: int = 512
     """Pairs per step; the other pairs of a batch are the contrastive negatives."""
