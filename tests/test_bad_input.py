@@ -34,7 +34,7 @@ def test_truncated_image_names_file_and_row(tmp_path):
     assert result.exit_code != 0
     message = str(result.exception)
     assert "img2.jpg" in message and "truncated" in message
-    assert "pairs.csv row 3" in message and "--skip-bad" in message
+    assert "(pairs.csv:4)" in message and "--skip-bad" in message  # file:line of the row
 
 
 def test_skip_bad_records_the_image_and_keeps_the_rest(tmp_path):
