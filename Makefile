@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
-DEBIAN_DATA := dataset-fashion-mnist
+DEBIAN_DATA := dataset-fashion-mnist wordnet-base
 STAMP_BASE := $(VENV)/.stamp-base
 STAMP_DEV := $(VENV)/.stamp-dev
 
@@ -36,14 +36,14 @@ $(STAMP_DEV): pyproject.toml $(STAMP_BASE)
 	$(PIP) install -q -e ".[e5,dev]"
 	touch $@
 
-# Debian's Fashion-MNIST (used by the fashion-mnist source and its tests). Installed where apt-get
-# works; elsewhere a message says how to get it, and the code that needs it says so too.
+# Debian's Fashion-MNIST and WordNet (the fashion-mnist and wordnet sources and their tests). Installed
+# where apt-get works; elsewhere a message says how to get them, and the code that needs them says so too.
 debian-data:
-	@if [ -d /usr/share/datasets/fashion-mnist ]; then :; \
+	@if [ -d /usr/share/datasets/fashion-mnist ] && [ -f /usr/share/wordnet/data.noun ]; then :; \
 	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  (apt-get install -y -q $(DEBIAN_DATA) >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $(DEBIAN_DATA) >/dev/null 2>&1)) \
-	  || echo "note: could not apt-get install $(DEBIAN_DATA); fashion-mnist tests will be skipped"; \
-	else echo "note: install Debian's $(DEBIAN_DATA) (or pass fashion-mnist:DIR) to use Fashion-MNIST"; fi
+	  || echo "note: could not apt-get install $(DEBIAN_DATA); fashion-mnist / wordnet tests will be skipped"; \
+	else echo "note: install Debian's $(DEBIAN_DATA) (or pass fashion-mnist:DIR, wordnet:DIR) to use them"; fi
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

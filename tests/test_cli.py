@@ -32,7 +32,7 @@ def cipher_table(path, n_train=800, n_val=150, n_test=200, seed=0):
 
 
 def write_config(tmp_path, table, **train):
-    train = {"epochs": 8, "batch_size": 128, **train}
+    train = {"epochs": 8, "batch_size": 128, "threads": 1, **train}
     config = {
         "data": {"source": f"pairs:{table}"},
         "encoders": {"text_a": "fake-text:64", "text_b": "fake-text:64"},

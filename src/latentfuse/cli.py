@@ -9,13 +9,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from . import __version__
 from .config import RunConfig, apply_overrides, describe, dump_yaml, load_yaml
 from .errors import LatentfuseError
+
+if TYPE_CHECKING:
+    from .model import JointModel
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Multimodal joint embedding spaces from frozen encoders: cached features, small heads.")
@@ -90,31 +93,90 @@ def train(
     _show(reports, cfg.out)
 
 
-@app.command("eval")
+EVAL_HELP = """Evaluate a saved model (--model) or frozen encoder(s) (--frozen) on one or
+more tasks: prints one table per task and writes one JSON report (--json).
+
+\b
+Tasks: --task NAME or --task NAME=DATA (repeatable, also with the same NAME):
+  retrieval            Recall@1/5/10, median rank; data: --data or =SPEC
+  zeroshot             top-1/top-5 %; default fashion-mnist; imagefolder:DIR
+  linear-probe         logistic regression, C on val; default fashion-mnist
+  sts                  Spearman/Pearson x100; default sts-b; sts:FILE,
+                       wordsim353, simlex999
+  pair-classification  accuracy + per-class P/R/F1 %; default mrpc;
+                       pair-labels:FILE
+
+A task without =DATA uses --data when given, else its default dataset.
+--split applies to every task (default: test, or the dataset's only split).
+Without --task: retrieval on --data, and the JSON is that single report (the
+original form). With --task the JSON is {"reports": [...]}, one per task.
+
+\b
+Task options: --opt TASK.OPTION=VALUE (YAML values), e.g. --opt sts.side=cross
+  zeroshot: templates=[...] (one {} each), image_side, text_side
+  linear-probe: max_train=10000, max_val=5000, max_test=0, cs=[0.1,1,10,100],
+    train_split=train, val_split=val, val_fraction=0.2, test_fraction=0.2,
+    side, seed=0, max_iter=1000
+  sts, pair-classification: side = '' (first text side encodes both
+    sentences) | a side name | cross (sentence1 via the first text side,
+    sentence2 via the second)
+  pair-classification: fit_split ('' = dev, else val, else train)
+
+\b
+Examples:
+  latentfuse eval -m runs/f8k --data flickr8k:DIR --json report.json
+  latentfuse eval -m runs/f8k --task retrieval=flickr8k:DIR --task zeroshot
+    --task linear-probe --task sts --task pair-classification --json all.json
+  latentfuse eval --frozen minilm-l6 --task sts --task sts=wordsim353
+  latentfuse eval --frozen efficientnet-lite0 -t linear-probe=imagefolder:DIR
+  latentfuse eval -m runs/text2text --task sts --opt sts.side=cross
+"""
+
+
+@app.command("eval", help=EVAL_HELP)
 def eval_(
-    model: Path = typer.Option(..., "--model", "-m", help="Saved JointModel folder."),
-    data: str = typer.Option(..., "--data", "-d", help="Data source spec, e.g. flickr8k:DIR."),
-    split: str = typer.Option("test", "--split", help="Split to evaluate."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Saved JointModel folder."),
+    frozen: Optional[List[str]] = typer.Option(
+        None, "--frozen", help="Evaluate frozen encoder(s) instead of a model: SPEC or SIDE=SPEC "
+        "(repeatable; e.g. --frozen minilm-l6)."),
+    task: Optional[List[str]] = typer.Option(None, "--task", "-t", help="NAME or NAME=DATA (repeatable)."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset for tasks given without =DATA."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate (default: test, or the only one)."),
+    opt: Optional[List[str]] = typer.Option(None, "--opt", help="TASK.OPTION=VALUE (repeatable)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report JSON here."),
     store: Optional[str] = typer.Option(None, "--store", help="Feature cache directory."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable items instead of failing."),
 ) -> None:
-    """Retrieval Recall@1/5/10 and median rank in both directions; prints a table, writes JSON."""
     from .config import StoreConfig
-    from .data import build_source
-    from .eval.report import print_table
-    from .model import load
-    from .pipeline import evaluate, split_features
+    from .eval.suite import parse_jobs, run_jobs
+    from .eval.tables import print_reports
+    from .eval.tasks import parse_options
 
-    joint = load(model)
-    source = build_source(data)
-    encoders = {name: joint.encoder(name) for name in joint.sides}
-    feats = split_features(source, split, encoders, StoreConfig(root=store) if store else StoreConfig())
-    report = evaluate(joint, feats, source.spec, split)
-    print_table([report])
+    if not task and not data:
+        raise typer.BadParameter("give --data SPEC (retrieval) or one or more --task NAME[=DATA]")
+    jobs = parse_jobs(list(task or ["retrieval"]), data)  # typos fail here, before any model is loaded
+    options = parse_options(opt)
+    joint = _eval_model(model, frozen)
+    reports = run_jobs(joint, jobs, split, StoreConfig(root=store) if store else StoreConfig(), options,
+                       skip_bad=skip_bad, on_report=lambda r: print_reports([r]))
     if json_path:
         from .utils import atomic
-        atomic.write_json(json_path, report)
+
+        atomic.write_json(json_path, {"reports": reports} if task else reports[0])
         typer.echo(f"report → {json_path}")
+
+
+def _eval_model(model: Optional[Path], frozen: Optional[List[str]]) -> "JointModel":
+    """The JointModel to evaluate: a saved folder, or an identity model over frozen encoders."""
+    if bool(model) == bool(frozen):
+        raise typer.BadParameter("give exactly one of --model DIR or --frozen ENCODER_SPEC")
+    if frozen:
+        from .eval.frozen import frozen_model
+
+        return frozen_model(list(frozen))
+    from .model import load
+
+    return load(model)
 
 
 @app.command("run")

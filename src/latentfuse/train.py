@@ -90,8 +90,17 @@ class Trainer:
             progress: bool = True) -> TrainResult:
         cfg = self.config
         generator = seed_everything(cfg.seed)
+        previous_threads = torch.get_num_threads()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        try:
+            return self._fit(train, val, generator, resume, progress)
+        finally:
+            torch.set_num_threads(previous_threads)
+
+    def _fit(self, train: PairedFeatures, val: PairedFeatures | None, generator: torch.Generator,
+             resume: bool, progress: bool) -> TrainResult:
+        cfg = self.config
         started = time.perf_counter()
         if not self.method.trainable:
             self.method.fit(train)

@@ -1,4 +1,5 @@
-"""Data sources: a registry of names (``flickr8k:DIR``, ``pairs:FILE``, ``fashion-mnist``) → Source."""
+"""Data sources: a registry of names (``flickr8k:DIR``, ``pairs:FILE``, ``fashion-mnist``, ``imagefolder:DIR``,
+``sts-b``, ``mrpc``, …) → Source."""
 from __future__ import annotations
 
 from ..registry import Registry
@@ -14,7 +15,7 @@ def build_source(spec: str, *, skip_bad: bool = False) -> Source:
 
 
 def _import_builtin_sources() -> None:
-    from . import fashion_mnist, flickr8k, pairs  # noqa: F401  (registration side effects)
+    from . import fashion_mnist, flickr8k, imagefolder, pairs, sentence_pairs, wordnet  # noqa: F401  (registration side effects)
 
 
 __all__ = ["SOURCES", "Item", "Payload", "Side", "Source", "SplitData", "build_source"]

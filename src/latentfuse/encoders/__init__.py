@@ -31,7 +31,7 @@ def build_encoder(spec: str) -> Encoder:
 
 
 def _import_builtin_encoders() -> None:
-    from . import e5, efficientnet, hf, minilm, st, timm_  # noqa: F401  (registration side effects)
+    from . import e5, efficientnet, glove, hf, minilm, st, timm_  # noqa: F401  (registration side effects)
 
 
 __all__ = ["ENCODERS", "BadItemError", "Encoder", "EncoderUnavailableError", "build_encoder"]

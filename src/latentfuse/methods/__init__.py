@@ -35,7 +35,7 @@ def build_method(name: str, dims: dict[str, int], config: Any = None) -> Method:
 
 
 def _import_builtin_methods() -> None:
-    from . import asif, fusemix, linear  # noqa: F401  (registration side effects)
+    from . import asif, fusemix, identity, lightcrl, linear  # noqa: F401  (registration side effects)
 
 
 __all__ = ["METHODS", "Method", "MethodConfig", "build_method", "make_config", "method_class"]

@@ -1,0 +1,51 @@
+"""The ``retrieval`` task: Recall@1/5/10 and median rank both ways, as ``pipeline.evaluate`` computes them.
+
+Features come through the feature store like every task. Data sides map to model sides by name when
+they match (the usual case: the model was trained on this kind of data), else by modality — so an
+image–text model can also be scored on caption↔caption retrieval of a text–text set through its one text
+side. The report keeps retrieval's historic top-level keys (``t2i``/``i2t`` or ``a2b`` names, ``n_<side>s``,
+``train_seconds``) next to ``metrics``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..data import Source
+from ..model import JointModel
+from ..store import FeatureStore, extract_split
+from ..store.paired import PairedFeatures
+from .features import match_sides, same_width
+from .report import retrieval_report
+from .tasks import TASKS, Context, NoOptions, Task
+
+
+@TASKS.register("retrieval")
+class Retrieval(Task):
+    """Cross-side retrieval Recall@1/5/10 and median rank, both directions (needs a dataset)."""
+
+    name = "retrieval"
+    default_data = None
+    options_cls = NoOptions
+    summary = "Recall@1/5/10 and median rank in both directions (needs --data or retrieval=SPEC)"
+
+    def evaluate(self, model: JointModel, source: Source, split: str, options: NoOptions,
+                 context: Context) -> dict[str, Any]:
+        data = source.load(split)
+        sides = match_sides(model, data, self.name)
+        store = FeatureStore(context.store.root)
+        features = {data_side: extract_split(source, data, data_side, model.encoder(model_side), store,
+                                             batch_size=context.store.batch_size,
+                                             shard_size=context.store.shard_size, skip_bad=context.skip_bad,
+                                             progress=context.progress)
+                    for data_side, model_side in sides.items()}
+        paired = PairedFeatures.build(data, features)
+        a, b = paired.sides
+        embed_a = model.encode_features(sides[a], paired.x[a])
+        embed_b = model.encode_features(sides[b], paired.x[b])
+        same_width(self.name, **{a: embed_a, b: embed_b})
+        report = retrieval_report(embed_a, embed_b, paired, dataset=source.spec, split=split,
+                                  method=model.method.name, train_seconds=model.meta.get("train_seconds"))
+        metrics = report.pop("metrics")
+        report["encoders"] = {side: spec.encoder for side, spec in model.sides.items()}
+        report["metrics"] = metrics
+        return report

@@ -1,0 +1,50 @@
+"""Several tasks in one call: the plan ``latentfuse eval --task ...`` runs, usable from Python too.
+
+``parse_jobs(["retrieval=flickr8k:DIR", "zeroshot", "sts=wordsim353"], data=None)`` →
+``[Job("retrieval", "flickr8k:DIR"), Job("zeroshot", None), Job("sts", "wordsim353")]``. A task written
+without ``=DATA`` takes ``data`` (the CLI's ``--data``) when given, else its own default dataset.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from ..config import StoreConfig
+from ..errors import ConfigError
+from ..model import JointModel
+from .tasks import options_for, task, task_names
+
+
+@dataclass(frozen=True)
+class Job:
+    task: str
+    data: str | None  # None = the task's default dataset
+
+
+def parse_jobs(tasks: list[str], data: str | None = None) -> list[Job]:
+    """``NAME`` / ``NAME=DATA`` strings → jobs; unknown task names are errors listing the known ones."""
+    jobs = []
+    for item in tasks:
+        name, sep, spec = item.partition("=")
+        name, spec = name.strip(), spec.strip()
+        if name not in task_names():
+            raise ConfigError(f"--task {item!r}: unknown task {name!r}; tasks: {', '.join(task_names())}")
+        if sep and not spec:
+            raise ConfigError(f"--task {item!r}: empty dataset after '='")
+        jobs.append(Job(name, spec or data))
+    return jobs
+
+
+def run_jobs(model: JointModel, jobs: list[Job], split: str | None, store: StoreConfig,
+             options: Mapping[str, Mapping[str, Any]] | None = None, *, skip_bad: bool = False,
+             progress: bool = True, on_report: Callable[[dict[str, Any]], None] | None = None,
+             ) -> list[dict[str, Any]]:
+    """Run every job on ``model`` in order; ``on_report`` sees each report as soon as it is ready."""
+    reports = []
+    for job in jobs:
+        report = task(job.task).run(model, job.data, split, store, options_for(job.task, options),
+                                    skip_bad=skip_bad, progress=progress)
+        if on_report is not None:
+            on_report(report)
+        reports.append(report)
+    return reports

@@ -1,0 +1,275 @@
+"""LightCRL: one Deep Fusion Encoder (DFE) shared by every modality, steered by per-modality context vectors.
+
+Per side (modality) ``s`` with frozen feature ``x`` (any width)::
+
+    h   = Linear_s(Dropout(LayerNorm(x)))          # own projection to the common width d
+    f   = fuse(h, c_s)                             # c_s ∈ R^d: the side's learnable context vector
+    z   = Linear(LayerNorm(Blocks(f)))             # shared DFE body (residual MLP blocks) + shared head
+    out = z / ||z||                                # joint space, ``dim`` wide
+
+Only the projections and the contexts belong to a side; the fusion op, the body and the head are ONE
+module (``self.dfe``) used by all sides, with the contexts held in it (``dfe.contexts[side]``).
+
+Fusion ops (config ``fusion``):
+
+* ``add``: ``h + c``;  ``mul``: ``h ⊙ c``;  ``concat``: ``Linear(2d→d)([h; c])``.
+* attention ops: the context is the single query, the feature's *tokens* are keys and values, and the
+  output is ``h + Σ_i α_i v_i`` (the residual keeps the pooled projection; attention re-weights parts
+  of it). Tokens of a pooled feature: ``h`` (already projected to d) is viewed as ``(n_tokens, d/n_tokens)``
+  — token i is the i-th contiguous chunk of d/n_tokens values — and each chunk is lifted back to d by
+  one Linear shared by all tokens, plus a learned position embedding per token index (chunk i and
+  chunk j mean different things, and attention alone is order-blind). With ``t_i`` those tokens:
+
+  - ``additive-attention`` (Bahdanau): ``score_i = vᵀ tanh(W_q c + W_k t_i)``, values ``t_i``;
+  - ``general-attention`` (Luong general): ``score_i = cᵀ W t_i`` (unscaled, as in Luong), values ``t_i``;
+  - ``scaled-dot-attention``: ``score_i = (W_q c)·(W_k t_i)/√d``, values ``W_v t_i``;
+
+  and ``α = softmax(score)`` over the n_tokens tokens. (Additive and scaled-dot compute the same numbers
+  in factored form, at 1/n_tokens of the cost; tests check them against the formulas above.)
+
+Every op starts at (about) ``h``: contexts start near 0 (near 1 for ``mul``), ``concat``'s Linear starts as
+``[I, W_c]``, attention adds a residual. All sides' inputs get FuseMix's regularisers (input LayerNorm,
+input dropout 0.5), which is what made FuseMix work on small data.
+
+Training is the shared contrastive recipe: symmetric InfoNCE with a learnable temperature, plus
+FuseMix's latent mixup on the frozen inputs (``mixup_alpha``), all inside the shared Trainer.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..losses import LearnableTemperature, latent_mixup, symmetric_infonce
+from . import METHODS
+from .base import Method, MethodConfig, normalize
+from .fusemix import ResidualBlock
+
+FUSIONS = ("add", "mul", "concat", "additive-attention", "general-attention", "scaled-dot-attention")
+ATTENTION_FUSIONS = FUSIONS[3:]
+
+
+@dataclass
+class LightCRLConfig(MethodConfig):
+    fusion: str = "add"
+    """How the DFE fuses a projected feature with its modality's context: add, mul, concat,
+    additive-attention, general-attention or scaled-dot-attention."""
+    dim: int = 512
+    """Joint embedding size (output of the shared DFE head)."""
+    width: int = 512
+    """Common width d: each side's frozen feature is projected to d, and the DFE works at d."""
+    n_blocks: int = 1
+    """Residual MLP blocks in the shared DFE body."""
+    expansion: int = 2
+    """Hidden-layer expansion inside a DFE block."""
+    dropout: float = 0.6
+    """Dropout inside the DFE blocks."""
+    input_dropout: float = 0.5
+    """Dropout on each frozen input feature (as in FuseMix: the strongest regulariser on small data)."""
+    input_norm: bool = True
+    """LayerNorm on each frozen feature before its projection (encoders differ wildly in scale)."""
+    n_tokens: int = 8
+    """Attention ops only: the projected feature (width d) is split into this many chunks of d/n_tokens
+    values, each lifted to d by a shared Linear (+ a position embedding); must divide width."""
+    context_std: float = 0.02
+    """Init std of the context vectors (around 0 for add/concat/attention, around 1 for mul)."""
+    mixup_alpha: float = 1.0
+    """λ ~ Beta(α, α) for FuseMix's latent mixup on the frozen inputs; 0 turns mixup off."""
+    temperature_init: float = 0.07
+    """Initial softmax temperature τ of the contrastive loss (learned)."""
+    temperature_min: float = 0.01
+    """Lower clamp on τ, so the logit scale 1/τ cannot blow up."""
+
+    def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"lightcrl: unknown fusion {self.fusion!r}; valid: {', '.join(FUSIONS)}")
+        for key in ("dim", "width", "n_blocks", "expansion", "n_tokens"):
+            value = getattr(self, key)
+            if value < (0 if key == "n_blocks" else 1):
+                raise ConfigError(f"lightcrl: {key} must be {'>= 0' if key == 'n_blocks' else '>= 1'}, got {value}")
+        for key in ("dropout", "input_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(f"lightcrl: {key} must be in [0, 1), got {getattr(self, key)}")
+        if self.fusion in ATTENTION_FUSIONS and self.width % self.n_tokens:
+            raise ConfigError(f"lightcrl: n_tokens={self.n_tokens} must divide width={self.width} "
+                              f"(tokens are width/n_tokens-sized chunks of the projected feature)")
+
+
+# ---------------------------------------------------------------- fusion ops
+# Each maps (h: (B, d), c: (d,)) → (fused (B, d), attention weights (B, n_tokens) or None).
+
+
+class AddFusion(nn.Module):
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return h + c, None
+
+
+class MulFusion(nn.Module):
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return h * c, None
+
+
+class ConcatFusion(nn.Module):
+    """``Linear(2d→d)([h; c])``, initialised as ``[I, W_c]`` with zero bias: like every other op it starts
+    at ``h`` (+ a small context term). With the default init the h-path starts ~2.4x smaller than in
+    ``add`` and, measured on Flickr8k, trains to 3 points less t2i R@5."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(2 * width, width)
+        with torch.no_grad():
+            self.proj.weight[:, :width].copy_(torch.eye(width))
+            self.proj.bias.zero_()
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.proj(torch.cat([h, c.expand_as(h)], dim=-1)), None
+
+
+class _TokenAttention(nn.Module):
+    """Context-as-query attention over tokens cut from the pooled projection (module docstring)."""
+
+    def __init__(self, width: int, n_tokens: int) -> None:
+        super().__init__()
+        self.n_tokens = n_tokens
+        self.lift = nn.Linear(width // n_tokens, width)
+        self.position = nn.Parameter(0.02 * torch.randn(n_tokens, width))
+
+    def tokens(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, d) → (B, n_tokens, d): contiguous chunks, each lifted to d, plus its position embedding."""
+        return self.lift(h.reshape(len(h), self.n_tokens, -1)) + self.position
+
+    def scores(self, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h + Σ_i α_i t_i, α) with α = softmax over tokens of ``scores`` (values = the tokens)."""
+        t = self.tokens(h)
+        weights = torch.softmax(self.scores(c, t), dim=-1)  # (B, n_tokens), sums to 1 over tokens
+        return h + torch.einsum("bn,bnd->bd", weights, t), weights
+
+
+class AdditiveAttention(_TokenAttention):
+    """Bahdanau: score_i = vᵀ tanh(W_q c + W_k t_i)."""
+
+    def __init__(self, width: int, n_tokens: int) -> None:
+        super().__init__(width, n_tokens)
+        self.w_q = nn.Linear(width, width, bias=False)
+        self.w_k = nn.Linear(width, width)
+        self.v = nn.Linear(width, 1, bias=False)
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # W_k t_i = (W_k L) chunk_i + W_k (b_L + p_i) + b_k: one (d/n → d) map on the chunks instead of a
+        # (d → d) map on every lifted token — the same numbers at 1/n_tokens of the cost.
+        chunks = h.reshape(len(h), self.n_tokens, -1)
+        keys = chunks @ (self.w_k.weight @ self.lift.weight).T + self.w_k(self.lift.bias + self.position)
+        scores = self.v(torch.tanh(self.w_q(c) + keys)).squeeze(-1)
+        weights = torch.softmax(scores, dim=-1)
+        return h + torch.einsum("bn,bnd->bd", weights, self.tokens(h)), weights
+
+
+class GeneralAttention(_TokenAttention):
+    """Luong general: score_i = cᵀ W t_i, computed as (Wᵀc)·t_i (one matrix–vector product per batch)."""
+
+    def __init__(self, width: int, n_tokens: int) -> None:
+        super().__init__(width, n_tokens)
+        self.w = nn.Linear(width, width, bias=False)
+
+    def scores(self, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return t @ (c @ self.w.weight)
+
+
+class ScaledDotAttention(_TokenAttention):
+    """score_i = (W_q c)·(W_k t_i)/√d, values W_v t_i."""
+
+    def __init__(self, width: int, n_tokens: int) -> None:
+        super().__init__(width, n_tokens)
+        self.w_q = nn.Linear(width, width, bias=False)
+        self.w_k = nn.Linear(width, width, bias=False)
+        self.w_v = nn.Linear(width, width)
+        self.scale = 1.0 / math.sqrt(width)
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # Same numbers, 1/n_tokens of the cost: (W_q c)·(W_k t_i) = (W_kᵀ W_q c)·t_i, and since the weights
+        # sum to 1, Σ α_i (W_v t_i) = W_v (Σ α_i t_i) (the bias included).
+        t = self.tokens(h)
+        query = self.w_k.weight.T @ self.w_q(c)
+        weights = torch.softmax(t @ query * self.scale, dim=-1)
+        return h + self.w_v(torch.einsum("bn,bnd->bd", weights, t)), weights
+
+
+def make_fusion(cfg: LightCRLConfig) -> nn.Module:
+    if cfg.fusion == "add":
+        return AddFusion()
+    if cfg.fusion == "mul":
+        return MulFusion()
+    if cfg.fusion == "concat":
+        return ConcatFusion(cfg.width)
+    attention = {"additive-attention": AdditiveAttention, "general-attention": GeneralAttention,
+                 "scaled-dot-attention": ScaledDotAttention}
+    return attention[cfg.fusion](cfg.width, cfg.n_tokens)
+
+
+# ---------------------------------------------------------------- the shared encoder
+
+
+class DeepFusionEncoder(nn.Module):
+    """The one module every side goes through: its context, the fusion op, the body and the head."""
+
+    def __init__(self, sides: tuple[str, ...], cfg: LightCRLConfig) -> None:
+        super().__init__()
+        centre = 1.0 if cfg.fusion == "mul" else 0.0  # mul starts near identity, the others near "no context"
+        self.contexts = nn.ParameterDict(
+            {side: nn.Parameter(centre + cfg.context_std * torch.randn(cfg.width)) for side in sides})
+        self.fusion = make_fusion(cfg)
+        self.body = nn.Sequential(*[ResidualBlock(cfg.width, cfg.expansion, cfg.dropout)
+                                    for _ in range(cfg.n_blocks)], nn.LayerNorm(cfg.width))
+        self.head = nn.Linear(cfg.width, cfg.dim)
+
+    def forward(self, h: torch.Tensor, side: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        fused, weights = self.fusion(h, self.contexts[side])
+        return self.head(self.body(fused)), weights
+
+
+@METHODS.register("lightcrl")
+class LightCRL(Method):
+    """Per-side projection + context vector, one shared Deep Fusion Encoder, symmetric InfoNCE (+ mixup)."""
+
+    name = "lightcrl"
+    config_cls = LightCRLConfig
+
+    def __init__(self, dims: dict[str, int], config: LightCRLConfig) -> None:
+        super().__init__(dims, config)
+        if len(dims) != 2:
+            raise ValueError(f"lightcrl aligns exactly two sides, got {list(dims)}")
+        self.projections = nn.ModuleDict({
+            side: nn.Sequential(nn.LayerNorm(d) if config.input_norm else nn.Identity(),
+                                nn.Dropout(config.input_dropout), nn.Linear(d, config.width))
+            for side, d in dims.items()})
+        self.dfe = DeepFusionEncoder(tuple(dims), config)
+        self.logit_scale = LearnableTemperature(config.temperature_init, config.temperature_min)
+        self.generator: torch.Generator | None = None  # set by the trainer for reproducible mixup
+
+    @property
+    def out_dim(self) -> int:
+        return self.config.dim
+
+    def encode(self, side: str, x: torch.Tensor) -> torch.Tensor:
+        return normalize(self.dfe(self.projections[side](x), side)[0])
+
+    def attention(self, side: str, x: torch.Tensor) -> torch.Tensor | None:
+        """Attention weights (B, n_tokens) of the side's context over the feature's tokens (None for
+        add/mul/concat)."""
+        return self.dfe(self.projections[side](x), side)[1]
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        a, b = self.sides
+        xa, xb, lam = latent_mixup(batch[a], batch[b], self.config.mixup_alpha, self.generator)
+        scale = self.logit_scale()
+        loss = symmetric_infonce(self.encode(a, xa), self.encode(b, xb), scale)
+        return loss, {"temperature": float(1.0 / scale.detach()), "lambda": lam}
+
+
+__all__ = ["FUSIONS", "DeepFusionEncoder", "LightCRL", "LightCRLConfig"]
