@@ -123,7 +123,8 @@ def test_wrong_type_names_the_field(tmp_path):
 def test_info_lists_registries():
     result = runner.invoke(app, ["info"])
     assert result.exit_code == 0
-    for name in ("efficientnet-lite0", "minilm-l6", "e5-small", "flickr8k", "pairs", "fusemix", "asif", "cca"):
+    for name in ("efficientnet-lite0", "minilm-l6", "e5-small", "flickr8k", "pairs", "fusemix", "asif", "cca",
+                 "zeroshot", "linear-probe", "sts", "pair-classification"):
         assert name in result.output
 
 

@@ -231,9 +231,12 @@ def info(
     from .encoders import ENCODERS, _import_builtin_encoders
     from .methods import METHODS, _import_builtin_methods
 
+    from .eval import TASKS
+
     _import_builtin_sources(), _import_builtin_encoders(), _import_builtin_methods()
     typer.echo(f"latentfuse {__version__}")
-    for title, registry in (("encoders", ENCODERS), ("data sources", SOURCES), ("methods", METHODS)):
+    for title, registry in (("encoders", ENCODERS), ("data sources", SOURCES), ("methods", METHODS),
+                            ("evaluation tasks (latentfuse eval --task)", TASKS)):
         typer.echo(f"\n{title}:")
         for name, doc in registry.describe().items():
             typer.echo(f"  {name:<22} {doc}")
