@@ -157,3 +157,14 @@ def test_text_text_sides(tmp_path):
     method = build_method("lightcrl", train.dims(), {**SMALL, "fusion": "general-attention"})
     Trainer(method, TrainConfig(epochs=4, batch_size=128, lr=3e-3), tmp_path).fit(train, None, progress=False)
     assert validate(method, train)["a2b"]["R@5"] > 5 * (100 * 5 / 600)
+
+
+def test_mixup_option_reaches_the_loss(data):
+    train, _ = data
+    batch = {"image": train.x["image"][:64], "text": train.x["text"][:64]}
+    plain = build_method("lightcrl", train.dims(), SMALL)
+    assert plain.config.mixup_alpha == 0.0 and plain.loss(batch)[1]["lambda"] == 1.0
+    mixed = build_method("lightcrl", train.dims(), {**SMALL, "mixup_alpha": 1.0})
+    mixed.generator = torch.Generator().manual_seed(0)
+    loss, extras = mixed.loss(batch)
+    assert 0.0 < extras["lambda"] < 1.0 and torch.isfinite(loss) and 0.01 <= extras["temperature"] <= 1.0

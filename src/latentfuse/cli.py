@@ -75,7 +75,7 @@ def extract(
 def train(
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Data source spec, e.g. flickr8k:DIR."),
     encoder: Optional[List[str]] = EncoderOpt,
-    method: Optional[str] = typer.Option(None, "--method", "-m", help="fusemix | asif | procrustes | cca."),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="fusemix | lightcrl | asif | procrustes | cca (see `latentfuse info`)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Where the JointModel is saved."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),

@@ -58,7 +58,7 @@ class StoreConfig:
 @dataclass
 class MethodSpec:
     name: str = "fusemix"
-    """Method to train: fusemix, or a baseline (asif, procrustes, cca)."""
+    """Method to train: fusemix, lightcrl, or a baseline (asif, procrustes, cca, identity)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Method options (see `latentfuse info`); unknown ones are errors."""
 

@@ -76,8 +76,10 @@ class LightCRLConfig(MethodConfig):
     values, each lifted to d by a shared Linear (+ a position embedding); must divide width."""
     context_std: float = 0.02
     """Init std of the context vectors (around 0 for add/concat/attention, around 1 for mul)."""
-    mixup_alpha: float = 1.0
-    """λ ~ Beta(α, α) for FuseMix's latent mixup on the frozen inputs; 0 turns mixup off."""
+    mixup_alpha: float = 0.0
+    """λ ~ Beta(α, α) for FuseMix's latent mixup on the frozen inputs; 0 (default) turns it off. Measured on
+    Flickr8k (12 epochs, t2i R@5): off is +1.5 to +2 points for add/mul/concat, within 1 point (mostly a
+    little worse) for the attention ops."""
     temperature_init: float = 0.07
     """Initial softmax temperature τ of the contrastive loss (learned)."""
     temperature_min: float = 0.01
