@@ -71,4 +71,7 @@ def print_table(reports: list[dict[str, Any]], title: str | None = None) -> None
         table.add_column(name, justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped / logged output: don't squeeze the columns to 80
+        console = Console(width=160)
+    console.print(table)
