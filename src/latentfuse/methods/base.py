@@ -13,6 +13,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ..losses import LearnableTemperature, latent_mixup, symmetric_infonce
 from ..store.paired import PairedFeatures
 
 
@@ -64,6 +65,32 @@ class Method(nn.Module):
         missing = [k for k in missing if k not in state]
         if missing or unexpected:
             raise KeyError(f"weights do not match {self.name}: missing {missing}, unexpected {unexpected}")
+
+
+class ContrastiveMethod(Method):
+    """Two sides trained with symmetric InfoNCE over a learnable temperature, plus FuseMix's latent mixup.
+
+    The objective every trainable two-sided method shares; subclasses build their heads and ``encode``.
+    Their config provides ``dim``, ``mixup_alpha``, ``temperature_init`` and ``temperature_min``.
+    """
+
+    def __init__(self, dims: dict[str, int], config: Any) -> None:
+        super().__init__(dims, config)
+        if len(dims) != 2:
+            raise ValueError(f"{self.name} aligns exactly two sides, got {list(dims)}")
+        self.logit_scale = LearnableTemperature(config.temperature_init, config.temperature_min)
+        self.generator: torch.Generator | None = None  # set by the trainer for reproducible mixup
+
+    @property
+    def out_dim(self) -> int:
+        return self.config.dim
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        a, b = self.sides
+        xa, xb, lam = latent_mixup(batch[a], batch[b], self.config.mixup_alpha, self.generator)
+        scale = self.logit_scale()
+        loss = symmetric_infonce(self.encode(a, xa), self.encode(b, xb), scale)
+        return loss, {"temperature": float(1.0 / scale.detach()), "lambda": lam}
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..losses import LearnableTemperature, latent_mixup, symmetric_infonce
 from . import METHODS
-from .base import Method, MethodConfig, normalize
+from .base import ContrastiveMethod, MethodConfig, normalize
 
 
 @dataclass
@@ -73,7 +72,7 @@ class Adapter(nn.Module):
 
 
 @METHODS.register("fusemix")
-class FuseMix(Method):
+class FuseMix(ContrastiveMethod):
     """MLP adapters per modality, symmetric InfoNCE with learnable temperature, latent mixup."""
 
     name = "fusemix"
@@ -81,22 +80,7 @@ class FuseMix(Method):
 
     def __init__(self, dims: dict[str, int], config: FuseMixConfig) -> None:
         super().__init__(dims, config)
-        if len(dims) != 2:
-            raise ValueError(f"fusemix aligns exactly two sides, got {list(dims)}")
         self.adapters = nn.ModuleDict({side: Adapter(d, config) for side, d in dims.items()})
-        self.logit_scale = LearnableTemperature(config.temperature_init, config.temperature_min)
-        self.generator: torch.Generator | None = None  # set by the trainer for reproducible mixup
-
-    @property
-    def out_dim(self) -> int:
-        return self.config.dim
 
     def encode(self, side: str, x: torch.Tensor) -> torch.Tensor:
         return normalize(self.adapters[side](x))
-
-    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        a, b = self.sides
-        xa, xb, lam = latent_mixup(batch[a], batch[b], self.config.mixup_alpha, self.generator)
-        scale = self.logit_scale()
-        loss = symmetric_infonce(self.encode(a, xa), self.encode(b, xb), scale)
-        return loss, {"temperature": float(1.0 / scale.detach()), "lambda": lam}

@@ -43,9 +43,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..losses import LearnableTemperature, latent_mixup, symmetric_infonce
 from . import METHODS
-from .base import Method, MethodConfig, normalize
+from .base import ContrastiveMethod, MethodConfig, normalize
 from .fusemix import ResidualBlock
 
 FUSIONS = ("add", "mul", "concat", "additive-attention", "general-attention", "scaled-dot-attention")
@@ -236,7 +235,7 @@ class DeepFusionEncoder(nn.Module):
 
 
 @METHODS.register("lightcrl")
-class LightCRL(Method):
+class LightCRL(ContrastiveMethod):
     """Per-side projection + context vector, one shared Deep Fusion Encoder, symmetric InfoNCE (+ mixup)."""
 
     name = "lightcrl"
@@ -244,19 +243,11 @@ class LightCRL(Method):
 
     def __init__(self, dims: dict[str, int], config: LightCRLConfig) -> None:
         super().__init__(dims, config)
-        if len(dims) != 2:
-            raise ValueError(f"lightcrl aligns exactly two sides, got {list(dims)}")
         self.projections = nn.ModuleDict({
             side: nn.Sequential(nn.LayerNorm(d) if config.input_norm else nn.Identity(),
                                 nn.Dropout(config.input_dropout), nn.Linear(d, config.width))
             for side, d in dims.items()})
         self.dfe = DeepFusionEncoder(tuple(dims), config)
-        self.logit_scale = LearnableTemperature(config.temperature_init, config.temperature_min)
-        self.generator: torch.Generator | None = None  # set by the trainer for reproducible mixup
-
-    @property
-    def out_dim(self) -> int:
-        return self.config.dim
 
     def encode(self, side: str, x: torch.Tensor) -> torch.Tensor:
         return normalize(self.dfe(self.projections[side](x), side)[0])
@@ -266,12 +257,6 @@ class LightCRL(Method):
         add/mul/concat)."""
         return self.dfe(self.projections[side](x), side)[1]
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        a, b = self.sides
-        xa, xb, lam = latent_mixup(batch[a], batch[b], self.config.mixup_alpha, self.generator)
-        scale = self.logit_scale()
-        loss = symmetric_infonce(self.encode(a, xa), self.encode(b, xb), scale)
-        return loss, {"temperature": float(1.0 / scale.detach()), "lambda": lam}
 
 
 __all__ = ["FUSIONS", "DeepFusionEncoder", "LightCRL", "LightCRLConfig"]
