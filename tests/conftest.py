@@ -16,3 +16,11 @@ def flickr8k_dir() -> Path:
     if not (path / "captions.tsv").exists():
         pytest.skip(f"shared Flickr8k not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def shapes(tmp_path_factory):
+    """The coloured-shapes collection and its trained model (tests/shapes.py), built once per run."""
+    import shapes as shapes_module
+
+    return shapes_module.build(tmp_path_factory.mktemp("shapes"))

@@ -1,4 +1,4 @@
-"""The `latentfuse` command: extract | train | eval | run | demo | info.
+"""The `latentfuse` command: extract | train | eval | run | demo | index | search | serve | info.
 
 Every command is a thin shell over ``pipeline``; options mirror the dataclass config, and anything not
 exposed as an option can be set with ``--set dotted.key=value`` (see ``latentfuse info --config``).
@@ -18,6 +18,7 @@ from .config import RunConfig, apply_overrides, describe, dump_yaml, load_yaml
 from .errors import LatentfuseError
 
 if TYPE_CHECKING:
+    from .config import StoreConfig
     from .model import JointModel
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -205,6 +206,79 @@ def demo(
     typer.echo(f"demo: {cfg.data.source} with {cfg.encoders}; method {cfg.method.name}; "
                f"baselines {cfg.baselines}")
     _show(run(cfg), cfg.out)
+
+
+@app.command()
+def index(
+    data: str = typer.Option(..., "--data", "-d", help="Collection to index: flickr8k:DIR, images:DIR, pairs:FILE, ..."),
+    out: Path = typer.Option(..., "--out", "-o", help="Index folder (created, or grown when it exists)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="JointModel folder (needed to create)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split to index (default: the only one)."),
+    side: Optional[str] = typer.Option(None, "--side", help="Model side to index (default: image side)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="exact (default) | ivf | hnsw (faiss)."),
+    nprobe: Optional[int] = typer.Option(None, "--nprobe", help="ivf: cells searched per query."),
+    store: Optional[str] = typer.Option(None, "--store", help="Feature cache directory."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable items instead of failing."),
+) -> None:
+    """Embed a collection into a search index; on an existing index, add only the items it lacks."""
+    from .index.build import build_index
+
+    built, added = build_index(model, data, out, split=split, side=side, backend=backend, nprobe=nprobe,
+                               store=_store(store), skip_bad=skip_bad)
+    typer.echo(f"{out}: {len(built)} {built.modality} items ({added} added), backend "
+               f"{built.backend_config.kind}, model {built.model.fingerprint}")
+
+
+@app.command()
+def search(
+    query: Optional[str] = typer.Argument(None, help="Text query."),
+    index_dir: Path = typer.Option(..., "--index", "-i", help="Index folder built by `latentfuse index`."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Image query (with text: both combined)."),
+    k: int = typer.Option(10, "-k", min=1, max=10000, help="Number of results."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model folder, if it moved (same model)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Rank the indexed items for a text and/or image query."""
+    from .index import open_index
+
+    if not (query and query.strip()) and image is None:
+        raise typer.BadParameter("give a text QUERY, --image PATH, or both")
+    hits = open_index(index_dir, model).search(text=query, image=image, k=k)
+    if as_json:
+        typer.echo(json.dumps({"query": query, "image": str(image) if image else None, "k": k,
+                               "results": [h.to_dict() for h in hits]}, indent=2, ensure_ascii=False))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(hits)} results")
+    for name in ("rank", "score", "id", "path / text"):
+        table.add_column(name, justify="right" if name in ("rank", "score") else "left")
+    for h in hits:
+        table.add_row(str(h.rank), f"{h.score:.4f}", h.id, h.payload or h.source)
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@app.command()
+def serve(
+    index_dir: Path = typer.Option(..., "--index", "-i", help="Index folder built by `latentfuse index`."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model folder, if it moved (same model)."),
+    max_upload_mb: float = typer.Option(8.0, "--max-upload-mb", help="Largest accepted request body."),
+    max_k: int = typer.Option(100, "--max-k", help="Largest k a request may ask for."),
+) -> None:
+    """HTTP API (/search, /embed, /health, /docs) and a search page at / over an index."""
+    from .serve import ServeConfig, run_server
+
+    run_server(index_dir, ServeConfig(host=host, port=port, max_upload_bytes=int(max_upload_mb * 2**20),
+                                      max_k=max_k), model)
+
+
+def _store(store: Optional[str]) -> "StoreConfig":
+    from .config import StoreConfig
+
+    return StoreConfig(root=store) if store else StoreConfig()
 
 
 @app.command()

@@ -9,6 +9,7 @@ inputs (paths, PIL images, strings) end to end.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,17 @@ class JointModel:
         if images is not None and texts is not None:
             return self.encode_image(images) @ self.encode_text(texts).T
         raise ValueError("similarity needs both images= and texts=")
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of the heads *and* the encoders they sit on: changes on any retrain or re-save with
+        other weights, so an index (or any cache of joint embeddings) can refuse a model it was not built by."""
+        h = hashlib.sha256(json.dumps([self.method.name, self.method.config_dict(), self.method.dims,
+                                       [vars(s) for s in self.sides.values()]], sort_keys=True).encode())
+        for name, tensor in sorted(self.method.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
 
     # ---------------------------------------------------------------- persistence
     def config(self) -> dict[str, Any]:

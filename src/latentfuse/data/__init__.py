@@ -15,7 +15,7 @@ def build_source(spec: str, *, skip_bad: bool = False) -> Source:
 
 
 def _import_builtin_sources() -> None:
-    from . import fashion_mnist, flickr8k, imagefolder, pairs, sentence_pairs, wordnet  # noqa: F401  (registration side effects)
+    from . import fashion_mnist, flickr8k, imagefolder, images, pairs, sentence_pairs, wordnet  # noqa: F401  (registration side effects)
 
 
 __all__ = ["SOURCES", "Item", "Payload", "Side", "Source", "SplitData", "build_source"]

@@ -1,0 +1,318 @@
+"""A searchable collection: joint embeddings of one model side, the items they came from, and a backend.
+
+On disk (``INDEX/``)::
+
+    index.json                  format, model path + fingerprint, side, dim, count, backend, sources, files
+    embeddings-000003.npy       float32 (count, dim), L2-normalised rows
+    items-000003.jsonl          one line per row: {"id", "source", "split", "payload", "label"}
+
+The backend (exact, or a faiss ivf / hnsw structure) is rebuilt from the embeddings when the index is
+opened: the embeddings are the one source of truth, so nothing can go stale.
+
+Every change writes a new *generation* of the data files (each atomically), then ``index.json`` naming
+them (atomically), then removes the previous generation. A reader therefore always sees one complete
+generation, and a run killed mid-way leaves the last committed index intact (at worst, orphan files of an
+unfinished generation, which the next save removes).
+
+Items are keyed by (source spec, item id): adding a source again embeds only the ids the index lacks.
+``payload`` is an image path or a text; items whose payload is in memory (Fashion-MNIST arrays) store
+``null`` and are fetched back from their source on demand (``Index.payload``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..config import StoreConfig
+from ..data import Item, Source, build_source
+from ..errors import ConfigError, DataError, LatentfuseError
+from ..model import JointModel
+from ..store import FeatureStore, extract_split
+from ..store.extract import encode_items
+from ..utils import atomic
+from .backends import BackendConfig, build_backend
+
+FORMAT = "latentfuse.index/1"
+META = "index.json"
+
+
+class IndexError_(LatentfuseError):
+    """A missing, damaged or mismatched index (named with a trailing _ so it never shadows IndexError)."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int
+    row: int
+    id: str
+    score: float
+    modality: str
+    payload: str | None  # image path or text; None for in-memory images
+    source: str
+    label: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Record:
+    """One indexed item (a line of items-*.jsonl)."""
+
+    id: str
+    source: str
+    split: str
+    payload: str | None
+    label: str | None = None
+
+
+@dataclass
+class Index:
+    directory: Path
+    model: JointModel
+    model_path: str
+    side: str
+    backend_config: BackendConfig = field(default_factory=BackendConfig)
+    embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    records: list[Record] = field(default_factory=list)
+    generation: int = 0
+
+    def __post_init__(self) -> None:
+        if self.embeddings.size == 0:
+            self.embeddings = np.zeros((0, self.model.dim), dtype=np.float32)
+        self._backend = build_backend(self.embeddings, self.backend_config)
+        self._payloads: dict[tuple[str, str], dict[str, Any]] = {}
+
+    # ---------------------------------------------------------------- create / open
+    @classmethod
+    def create(cls, directory: str | Path, model_path: str | Path, side: str | None = None,
+               backend: BackendConfig | None = None) -> "Index":
+        """An empty index of ``model_path``'s ``side`` (default: its image side, else its first side)."""
+        model = JointModel.load(model_path)
+        side = side or default_side(model)
+        if side not in model.sides:
+            raise ConfigError(f"model {model_path} has no side {side!r}; sides: {', '.join(model.sides)}")
+        return cls(Path(directory), model, str(Path(model_path).resolve()), side, backend or BackendConfig())
+
+    @classmethod
+    def open(cls, directory: str | Path, model: str | Path | None = None) -> "Index":
+        """Open a saved index; ``model`` overrides the recorded model path, and must be the same model."""
+        directory = Path(directory)
+        meta = read_meta(directory)
+        model_path = str(model) if model is not None else meta["model"]["path"]
+        if not (Path(model_path) / "config.json").exists():
+            raise IndexError_(f"{directory}: the model it was built with ({model_path}) is not there; "
+                              "pass --model PATH to the same model")
+        joint = JointModel.load(model_path)
+        if joint.fingerprint != meta["model"]["fingerprint"]:
+            raise IndexError_(
+                f"{directory} was built with model fingerprint {meta['model']['fingerprint']} "
+                f"({meta['model']['path']}), but {model_path} has fingerprint {joint.fingerprint}: its "
+                "embeddings would not be comparable. Rebuild the index with "
+                f"`latentfuse index --model {model_path} --data ... --out NEW_INDEX`")
+        embeddings = np.load(directory / meta["files"]["embeddings"])
+        records = [Record(**json.loads(line)) for line in
+                   (directory / meta["files"]["items"]).read_text(encoding="utf-8").splitlines() if line]
+        if not (len(records) == len(embeddings) == meta["count"]) or embeddings.shape[1:] != (joint.dim,):
+            raise IndexError_(f"{directory}: damaged index ({meta['count']} items listed, "
+                              f"{len(records)} item rows, embeddings {embeddings.shape})")
+        return cls(directory, joint, model_path, meta["side"], BackendConfig(**meta["backend"]),
+                   embeddings, records, meta["generation"])
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def modality(self) -> str:
+        return self.model.sides[self.side].modality
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def keys(self) -> set[tuple[str, str]]:
+        return {(r.source, r.id) for r in self.records}
+
+    # ---------------------------------------------------------------- adding
+    def add_source(self, source: Source, split: str | None = None, store: StoreConfig | None = None, *,
+                   skip_bad: bool = False, progress: bool = True) -> int:
+        """Embed the items of ``source``'s split that the index lacks; returns how many were added.
+
+        When every item is new, features go through the feature store (cached, resumable); otherwise only
+        the new items are encoded, so growing a collection never re-encodes what is already indexed.
+        """
+        split = split or only_split(source)
+        source.check_split(split)
+        data = source.load(split)
+        side = source_side(source, self.modality, self.side)
+        known = {item_id for spec, item_id in self.keys() if spec == source.spec}
+        items = data.items[side]
+        new = [item for item in items if item.id not in known]
+        if not new:
+            return 0
+        encoder = self.model.encoder(self.side)
+        store = store or StoreConfig()
+        if len(new) == len(items):
+            features = extract_split(source, data, side, encoder, FeatureStore(store.root),
+                                     batch_size=store.batch_size, shard_size=store.shard_size,
+                                     skip_bad=skip_bad, progress=progress)
+            ids, array = features.ids, np.asarray(features.array, dtype=np.float32)
+        else:
+            bar = tqdm(total=len(new), desc=f"{encoder.name} new {side}", unit=self.modality,
+                       disable=not progress, file=sys.stderr, dynamic_ncols=True)
+            with bar:
+                ids, array, _ = encode_items(encoder, new, store.batch_size, skip_bad, bar.update)
+        by_id = {item.id: item for item in new}
+        self.append(self.model.encode_features(self.side, array),
+                    [record_of(by_id[i], source.spec, split, data.labels.get(i)) for i in ids])
+        return len(ids)
+
+    def append(self, embeddings: np.ndarray, records: list[Record]) -> None:
+        """Add rows (already joint embeddings of this index's side) in memory; ``save`` commits them."""
+        if len(embeddings) != len(records):
+            raise ValueError("one record per embedding row")
+        self.embeddings = np.concatenate([np.asarray(self.embeddings, dtype=np.float32),
+                                          np.asarray(embeddings, dtype=np.float32)])
+        self.records += records
+        self._backend = build_backend(self.embeddings, self.backend_config)
+
+    # ---------------------------------------------------------------- saving
+    def save(self) -> Path:
+        """Commit the current rows as a new generation (atomic; see the module docstring)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        generation = max(self.generation, _newest_generation(self.directory)) + 1
+        files = {"embeddings": f"embeddings-{generation:06d}.npy", "items": f"items-{generation:06d}.jsonl"}
+        with atomic.atomic_path(self.directory / files["embeddings"]) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, np.ascontiguousarray(self.embeddings, dtype=np.float32))
+        atomic.write_text(self.directory / files["items"],
+                          "".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in self.records))
+        atomic.write_json(self.directory / META, {
+            "format": FORMAT, "latentfuse_version": __version__,
+            "model": {"path": self.model_path, "fingerprint": self.model.fingerprint,
+                      "method": self.model.method.name},
+            "side": self.side, "modality": self.modality, "dim": self.model.dim, "count": len(self.records),
+            "generation": generation, "backend": self.backend_config.to_dict(),
+            "sources": sources_summary(self.records), "files": files})
+        self.generation = generation
+        for stale in [*self.directory.glob("embeddings-*.npy"), *self.directory.glob("items-*.jsonl")]:
+            if stale.name not in files.values():  # the previous generation, or orphans of a killed save
+                stale.unlink(missing_ok=True)
+        return self.directory
+
+    # ---------------------------------------------------------------- searching
+    def query_vector(self, text: str | None = None, image: Any = None) -> np.ndarray:
+        """The joint embedding of a text, an image, or both (their normalised sum: "like this, but …")."""
+        parts = []
+        if text is not None and str(text).strip():
+            parts.append(self.embed_queries("text", [str(text)])[0])
+        if image is not None:
+            parts.append(self.embed_queries("image", [image])[0])
+        return combine(parts)
+
+    def embed_queries(self, modality: str, payloads: list[Any]) -> np.ndarray:
+        """Joint embeddings of several queries of one modality in one encoder call (the server batches)."""
+        return self.model.encode(query_side(self.model, modality, self.side), payloads)
+
+    def search(self, text: str | None = None, image: Any = None, k: int = 10) -> list[Hit]:
+        """The ``k`` items closest to the query, best first."""
+        return self.search_vectors(self.query_vector(text, image)[None, :], k)[0]
+
+    def search_vectors(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+        if k < 1:
+            raise LatentfuseError(f"k must be at least 1, got {k}")
+        if not len(self.records):
+            return [[] for _ in queries]
+        scores, rows = self._backend.search(np.asarray(queries, dtype=np.float32), min(k, len(self.records)))
+        return [[self.hit(rank, int(row), float(score))
+                 for rank, (row, score) in enumerate(((r, s) for r, s in zip(rs, ss) if r >= 0), start=1)]
+                for rs, ss in zip(rows, scores)]
+
+    def hit(self, rank: int, row: int, score: float) -> Hit:
+        record = self.records[row]
+        return Hit(rank, row, record.id, score, self.modality, record.payload, record.source, record.label)
+
+    def payload(self, row: int) -> Any:
+        """What item ``row`` is: its stored path / text, or (in-memory images) re-read from its source."""
+        record = self.records[row]
+        if record.payload is not None:
+            return record.payload
+        key = (record.source, record.split)
+        if key not in self._payloads:
+            data = build_source(record.source).load(record.split)
+            self._payloads[key] = {item.id: item.payload for side in data.items.values() for item in side}
+        return self._payloads[key].get(record.id)
+
+
+def combine(parts: list[np.ndarray]) -> np.ndarray:
+    """One query vector from one or more unit vectors: their sum, renormalised."""
+    if not parts:
+        raise LatentfuseError("a query needs text, an image, or both")
+    vector = np.sum(parts, axis=0)
+    return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
+
+
+def default_side(model: JointModel) -> str:
+    images = [s.name for s in model.sides.values() if s.modality == "image"]
+    return images[0] if images else next(iter(model.sides))
+
+
+def query_side(model: JointModel, modality: str, index_side: str) -> str:
+    """Which model side embeds a query of ``modality``: the only one, or (text–text) the other side."""
+    sides = [s.name for s in model.sides.values() if s.modality == modality]
+    if not sides:
+        raise LatentfuseError(f"this model has no {modality} side (sides: {', '.join(model.sides)}), "
+                              f"so it cannot take a {modality} query")
+    others = [s for s in sides if s != index_side]
+    return others[0] if len(sides) > 1 and others else sides[0]
+
+
+def source_side(source: Source, modality: str, model_side: str) -> str:
+    """The source side holding ``modality`` items: the one named like the model side, else the first."""
+    sides = [s.name for s in source.sides if s.modality == modality]
+    if not sides:
+        raise DataError(f"{source.spec} has no {modality} items to index (sides: "
+                        f"{', '.join(f'{s.name} ({s.modality})' for s in source.sides)})")
+    return model_side if model_side in sides else sides[0]
+
+
+def only_split(source: Source) -> str:
+    splits = source.splits()
+    if len(splits) == 1:
+        return splits[0]
+    raise DataError(f"{source.spec} has splits {', '.join(splits)}: pick one with --split")
+
+
+def record_of(item: Item, spec: str, split: str, label: str | None) -> Record:
+    payload = item.payload if isinstance(item.payload, str) else (
+        str(Path(item.payload).resolve()) if isinstance(item.payload, os.PathLike) else None)
+    return Record(item.id, spec, split, payload, label)
+
+
+def sources_summary(records: Iterable[Record]) -> list[dict[str, Any]]:
+    counts: dict[tuple[str, str], int] = {}
+    for r in records:
+        counts[(r.source, r.split)] = counts.get((r.source, r.split), 0) + 1
+    return [{"source": s, "split": split, "count": n} for (s, split), n in counts.items()]
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    path = directory / META
+    if not path.exists():
+        raise IndexError_(f"{directory}: not a latentfuse index ({META} is missing); "
+                          "build one with `latentfuse index --model MODEL --data SOURCE --out DIR`")
+    meta = json.loads(path.read_text())
+    if meta.get("format") != FORMAT:
+        raise IndexError_(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    return meta
+
+
+def _newest_generation(directory: Path) -> int:
+    numbers = [int(p.stem.split("-")[-1]) for p in directory.glob("embeddings-*.npy")
+               if p.stem.split("-")[-1].isdigit()]
+    return max(numbers, default=0)

@@ -1,0 +1,199 @@
+"""The HTTP API over an index (FastAPI): search by text and/or image, embed, health, thumbnails, a web page.
+
+    GET  /                        the search page (search box, image upload, grid of results)
+    GET  /search?q=TEXT&k=10      text search
+    POST /search                  multipart (text, k, file image) or JSON (text, k, image_base64)
+    POST /embed                   the joint embedding of a text or an image
+    GET  /health                  item count, model fingerprint, backend
+    GET  /items/{row}/thumbnail   JPEG thumbnail of an image hit; /items/{row}/image the original
+    GET  /docs, /openapi.json     OpenAPI
+
+Queries from concurrent requests are encoded together (``Batcher``); the search itself runs in the thread
+pool, so the event loop keeps accepting requests. Limits (body size, k, text length) come from
+``ServeConfig``; bad input is a 4xx whose ``detail`` says what was wrong.
+"""
+from __future__ import annotations
+
+import io
+import time
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Query as Param, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from .. import __version__
+from ..errors import LatentfuseError
+from ..index import Index
+from ..index.collection import combine
+from .batcher import Batcher
+from .config import ServeConfig
+from .inputs import Query, check_k, check_text, read_query
+from .limits import BodyLimit
+
+
+class Result(BaseModel):
+    rank: int
+    id: str
+    score: float
+    modality: str
+    text: str | None = None
+    thumbnail_url: str | None = None
+    image_url: str | None = None
+    source: str
+    label: str | None = None
+
+
+class SearchResponse(BaseModel):
+    text: str | None
+    image: bool
+    k: int
+    took_ms: float
+    results: list[Result]
+
+
+class EmbedResponse(BaseModel):
+    modality: str
+    dim: int
+    embedding: list[float]
+
+
+class Health(BaseModel):
+    status: str
+    items: int
+    modality: str
+    model: str
+    method: str
+    backend: str
+    version: str
+
+
+QUERY_BODY = {"requestBody": {"content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "text": {"type": "string"}, "k": {"type": "integer", "default": 10},
+        "image": {"type": "string", "format": "binary"}}}},
+    "application/json": {"schema": {"type": "object", "properties": {
+        "text": {"type": "string"}, "k": {"type": "integer", "default": 10},
+        "image_base64": {"type": "string"}}}}}}}
+
+
+def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
+    config = config or ServeConfig()
+    batcher = Batcher(index.embed_queries, config.max_batch, config.batch_wait_ms / 1000)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        batcher.close()
+
+    app = FastAPI(title="latentfuse search", version=__version__, lifespan=lifespan,
+                  description=f"Search {len(index)} {index.modality} items in a joint embedding space.")
+    app.state.index, app.state.batcher, app.state.config = index, batcher, config
+    app.add_middleware(BodyLimit, limit=config.max_upload_bytes)
+    thumbnail = lru_cache(maxsize=4096)(lambda row: make_thumbnail(index.payload(row), config.thumbnail_px))
+
+    @app.exception_handler(LatentfuseError)
+    async def _bad_request(_: Request, exc: LatentfuseError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        return PAGE()
+
+    @app.get("/health", response_model=Health)
+    async def health() -> Health:
+        return Health(status="ok", items=len(index), modality=index.modality, model=index.model.fingerprint,
+                      method=index.model.method.name, backend=index.backend_config.kind, version=__version__)
+
+    @app.get("/search", response_model=SearchResponse)
+    async def search_get(q: str = Param(..., description="Text query."),
+                         k: str = Param("10", description=f"Results, 1–{config.max_k}.")) -> SearchResponse:
+        text = check_text(q, config.max_query_chars)
+        if text is None:
+            raise HTTPException(422, "q must be a non-empty text")
+        return await run_search(Query(text, None, check_k(k, config.max_k)))
+
+    @app.post("/search", response_model=SearchResponse, openapi_extra=QUERY_BODY)
+    async def search_post(request: Request) -> SearchResponse:
+        return await run_search(await read_query(request, config.max_k, config.max_query_chars))
+
+    @app.post("/embed", response_model=EmbedResponse, openapi_extra=QUERY_BODY)
+    async def embed(request: Request) -> EmbedResponse:
+        query = await read_query(request, config.max_k, config.max_query_chars, need_k=False)
+        if query.text is not None and query.image is not None:
+            raise HTTPException(422, "embed takes a text or an image, not both")
+        modality, payload = ("text", query.text) if query.text is not None else ("image", query.image)
+        vector = await run_in_threadpool(batcher.submit, modality, payload)
+        return EmbedResponse(modality=modality, dim=len(vector), embedding=[float(v) for v in vector])
+
+    @app.get("/items/{row}/thumbnail", responses={200: {"content": {"image/jpeg": {}}}})
+    async def item_thumbnail(row: int) -> Response:
+        check_image_row(index, row)
+        data = await run_in_threadpool(thumbnail, row)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/items/{row}/image", responses={200: {"content": {"image/*": {}}}})
+    async def item_image(row: int) -> Response:
+        check_image_row(index, row)
+        payload = index.payload(row)
+        if isinstance(payload, (str, Path)) and Path(payload).is_file():
+            return FileResponse(payload)
+        return Response(await run_in_threadpool(png_bytes, payload), media_type="image/png")
+
+    async def run_search(query: Query) -> SearchResponse:
+        started = time.perf_counter()
+        parts = []
+        if query.text is not None:
+            parts.append(await run_in_threadpool(batcher.submit, "text", query.text))
+        if query.image is not None:
+            parts.append(await run_in_threadpool(batcher.submit, "image", query.image))
+        hits = (await run_in_threadpool(index.search_vectors, combine(parts)[None, :], query.k))[0]
+        return SearchResponse(text=query.text, image=query.image is not None, k=query.k,
+                              took_ms=round(1000 * (time.perf_counter() - started), 2),
+                              results=[result_of(h) for h in hits])
+
+    return app
+
+
+def result_of(hit: Any) -> Result:
+    image = hit.modality == "image"
+    return Result(rank=hit.rank, id=hit.id, score=round(hit.score, 6), modality=hit.modality,
+                  text=None if image else hit.payload,
+                  thumbnail_url=f"/items/{hit.row}/thumbnail" if image else None,
+                  image_url=f"/items/{hit.row}/image" if image else None, source=hit.source, label=hit.label)
+
+
+def check_image_row(index: Index, row: int) -> None:
+    if index.modality != "image":
+        raise HTTPException(404, "this index holds texts; results carry their text instead of an image")
+    if not 0 <= row < len(index):
+        raise HTTPException(404, f"no item {row}; the index has items 0–{len(index) - 1}")
+
+
+def make_thumbnail(payload: Any, size: int) -> bytes:
+    from ..encoders.images import load_image
+
+    image = load_image(payload).convert("RGB")
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def png_bytes(payload: Any) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(payload)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@lru_cache(maxsize=1)
+def PAGE() -> str:  # noqa: N802 - a constant, read once
+    return resources.files("latentfuse.serve").joinpath("page.html").read_text(encoding="utf-8")

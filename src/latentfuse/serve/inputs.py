@@ -1,0 +1,132 @@
+"""Turn an HTTP request into a checked query — every bad input becomes a 4xx with a message, never a 500.
+
+A query is a text, an image, or both, plus ``k``. It arrives as ``multipart/form-data`` (fields ``text``
+(or ``q``), ``k``, file ``image``: what the web page and ``curl -F`` send) or as ``application/json``
+(``{"text": ..., "k": ..., "image_base64": ...}``).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import HTTPException, Request
+from PIL import Image, UnidentifiedImageError
+from starlette.datastructures import UploadFile
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+MAX_PIXELS = 40_000_000  # a decompression bomb (tiny file, huge canvas) is refused before decoding
+
+
+@dataclass
+class Query:
+    text: str | None
+    image: Image.Image | None
+    k: int
+
+
+async def read_query(request: Request, max_k: int, max_chars: int, *, need_k: bool = True) -> Query:
+    """Parse and check the body of POST /search or /embed."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        text, k, image_bytes = await _from_form(request)
+    elif ctype == "application/json":
+        text, k, image_bytes = await _from_json(request)
+    else:
+        raise HTTPException(415, f"unsupported content type {ctype or '(none)'!r}: send multipart/form-data "
+                                 "(fields text, k, file image) or application/json ({\"text\": ..., \"k\": ...})")
+    text = check_text(text, max_chars)
+    image = decode_image(image_bytes) if image_bytes is not None else None
+    if text is None and image is None:
+        raise HTTPException(422, "a query needs a non-empty text, an image, or both")
+    return Query(text, image, check_k(k, max_k) if need_k else 0)
+
+
+async def _from_form(request: Request) -> tuple[Any, Any, bytes | None]:
+    try:
+        form = await request.form(max_files=1, max_fields=8)
+    except HTTPException:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a malformed multipart body is the client's error
+        raise HTTPException(400, f"malformed form body: {exc}") from None
+    upload = form.get("image")
+    image_bytes = None
+    if isinstance(upload, UploadFile):
+        image_bytes = await upload.read()
+        if not image_bytes and not upload.filename:
+            image_bytes = None  # an empty file control submitted by a browser: no image
+    elif upload not in (None, ""):
+        raise HTTPException(422, "field 'image' must be a file upload")
+    return form.get("text", form.get("q")), form.get("k", 10), image_bytes
+
+
+async def _from_json(request: Request) -> tuple[Any, Any, bytes | None]:
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HTTPException(400, f"malformed JSON body: {exc}") from None
+    if not isinstance(body, dict):
+        raise HTTPException(422, "the JSON body must be an object like {\"text\": \"a dog\", \"k\": 10}")
+    encoded = body.get("image_base64")
+    image_bytes = None
+    if encoded is not None:
+        if not isinstance(encoded, str):
+            raise HTTPException(422, "image_base64 must be a base64 string")
+        try:
+            image_bytes = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise HTTPException(422, "image_base64 is not valid base64") from None
+    return body.get("text"), body.get("k", 10), image_bytes
+
+
+def check_text(text: Any, max_chars: int) -> str | None:
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise HTTPException(422, f"text must be a string, got {type(text).__name__}")
+    text = text.strip()
+    if len(text) > max_chars:
+        raise HTTPException(422, f"text is {len(text)} characters; at most {max_chars} are accepted")
+    return text or None
+
+
+def check_k(k: Any, max_k: int) -> int:
+    try:
+        value = int(k)
+        if isinstance(k, float) and k != value or isinstance(k, bool):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise HTTPException(422, f"k must be an integer between 1 and {max_k}, got {k!r}") from None
+    if not 1 <= value <= max_k:
+        raise HTTPException(422, f"k must be between 1 and {max_k}, got {value}")
+    return value
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Bytes → RGB image, or a 4xx naming what is wrong (not an image, unsupported type, corrupt, huge)."""
+    if not data:
+        raise HTTPException(422, "the uploaded image is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.format not in ALLOWED_FORMATS:
+                raise HTTPException(415, f"image type {image.format} is not accepted; "
+                                         f"send one of {', '.join(ALLOWED_FORMATS)}")
+            if image.width * image.height > MAX_PIXELS:
+                raise HTTPException(413, f"image is {image.width}×{image.height} pixels; at most "
+                                         f"{MAX_PIXELS:,} pixels are accepted")
+            image.load()
+    except HTTPException:
+        raise
+    except UnidentifiedImageError:
+        raise HTTPException(415, f"the upload is not an image; send one of {', '.join(ALLOWED_FORMATS)}") from None
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise HTTPException(413, "image canvas is too large") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise HTTPException(422, f"the image is truncated or corrupt ({exc})") from None
+    return image.convert("RGB")
