@@ -8,15 +8,15 @@ DEBIAN_DATA := dataset-fashion-mnist wordnet-base
 STAMP_BASE := $(VENV)/.stamp-base
 STAMP_DEV := $(VENV)/.stamp-dev
 
-.PHONY: demo test bench venv dev-venv debian-data clean
+.PHONY: demo test bench venv dev-venv debian-data chromium clean
 
 demo: $(STAMP_BASE) debian-data
 	HF_HUB_OFFLINE=1 $(VENV)/bin/latentfuse demo
 
-test: $(STAMP_DEV) debian-data
+test: $(STAMP_DEV) debian-data chromium
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
-bench: $(STAMP_DEV) debian-data
+bench: $(STAMP_DEV) debian-data chromium
 	HF_HUB_OFFLINE=1 $(PY) -m bench.run_all
 
 venv: $(STAMP_BASE)
@@ -44,6 +44,15 @@ debian-data:
 	  (apt-get install -y -q $(DEBIAN_DATA) >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $(DEBIAN_DATA) >/dev/null 2>&1)) \
 	  || echo "note: could not apt-get install $(DEBIAN_DATA); fashion-mnist / wordnet tests will be skipped"; \
 	else echo "note: install Debian's $(DEBIAN_DATA) (or pass fashion-mnist:DIR, wordnet:DIR) to use them"; fi
+
+# Debian's Chromium for the web-page test (tests/test_browser.py): Playwright drives /usr/bin/chromium and never
+# downloads a browser. Installed where apt-get works; elsewhere that test skips and says why.
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) \
+	  || echo "note: could not apt-get install chromium; the browser test will be skipped"; \
+	else echo "note: install Chromium (Debian: chromium) to run the browser test"; fi
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

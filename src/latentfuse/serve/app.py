@@ -89,6 +89,7 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(warm_up, index, batcher)  # load encoder weights before the first request
         yield
         batcher.close()
 
@@ -159,6 +160,14 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
                               results=[result_of(h) for h in hits])
 
     return app
+
+
+def warm_up(index: Index, batcher: Batcher) -> None:
+    from PIL import Image
+
+    samples = {"text": "warm up", "image": Image.new("RGB", (64, 64), (128, 128, 128))}
+    for modality in dict.fromkeys(side.modality for side in index.model.sides.values()):
+        batcher.submit(modality, samples[modality])
 
 
 def result_of(hit: Any) -> Result:

@@ -1,0 +1,96 @@
+"""The web page, end to end in headless Chromium (Debian's /usr/bin/chromium driven by Playwright) against a
+real server on loopback: type a query → see the result images; upload an image → see it found; bad upload
+→ see the error. Skips, saying why, only where Chromium or Playwright is absent (`make test` installs both).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from latentfuse.config import StoreConfig
+from latentfuse.data import build_source
+from latentfuse.index import Index, open_index
+from latentfuse.serve import create_app
+from live import live_server
+from shapes import VARIANTS, is_match
+
+CHROMIUM = os.environ.get("LATENTFUSE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# Flags for a sandbox without network: no first-run, sync or background connections (they would be refused).
+FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"Chromium not found at {CHROMIUM} (Debian: apt-get install chromium; `make test` does)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install -e '.[dev]')")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def site(shapes, tmp_path_factory):
+    out = tmp_path_factory.mktemp("browser") / "ix"
+    index = Index.create(out, shapes["model"])
+    index.add_source(build_source(f"images:{shapes['images']}"), store=StoreConfig(root=str(shapes["store"])),
+                     progress=False)
+    index.save()
+    with live_server(create_app(open_index(out))) as url:
+        yield url, out
+
+
+def shown(page) -> list[str]:
+    """Ids of the result cards, after every thumbnail has actually loaded."""
+    page.wait_for_function("""() => document.body.dataset.state === 'done' &&
+        [...document.querySelectorAll('.hit img')].every(i => i.complete && i.naturalWidth > 0)""",
+                           timeout=30_000)
+    return page.eval_on_selector_all(".hit", "cards => cards.map(c => c.dataset.id)")
+
+
+def test_typing_a_query_shows_the_matching_images(browser, site):
+    url, index_dir = site
+    page = browser.new_page()
+    page.goto(url + "/")
+    page.wait_for_function("document.getElementById('info').textContent.includes('40 image items')")
+    page.fill("#query", "a red square")
+    page.press("#query", "Enter")
+    ids = shown(page)
+    assert len(ids) == 10 and page.locator(".hit img").count() == 10
+    assert all(is_match(i, "red", "square") for i in ids[:VARIANTS]), ids
+    assert ids == [h.id for h in open_index(index_dir).search(text="a red square", k=10)]
+    sizes = page.eval_on_selector_all(".hit img", "imgs => imgs.map(i => i.naturalWidth)")
+    assert all(width == 128 for width in sizes)  # real thumbnails decoded by the browser
+    assert "10 results in" in page.inner_text("#status")
+    page.close()
+
+
+def test_uploading_an_image_finds_it(browser, site, shapes):
+    url, _ = site
+    page = browser.new_page()
+    page.goto(url + "/")
+    page.set_input_files("#image", str(shapes["images"] / "yellow" / "circle-2.png"))
+    page.select_option("#k", "5")
+    page.click("#go")
+    ids = shown(page)
+    assert ids[0] == "yellow/circle-2.png" and all(is_match(i, "yellow", "circle") for i in ids), ids
+    page.close()
+
+
+def test_a_bad_upload_shows_the_servers_message(browser, site, tmp_path):
+    url, _ = site
+    fake = tmp_path / "notes.png"
+    fake.write_text("not really a picture")
+    page = browser.new_page()
+    page.goto(url + "/")
+    page.set_input_files("#image", str(fake))
+    page.click("#go")
+    page.wait_for_function("document.body.dataset.state === 'error'", timeout=30_000)
+    assert "the upload is not an image" in page.inner_text("#error")
+    assert page.locator(".hit").count() == 0
+    page.close()
