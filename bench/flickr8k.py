@@ -33,12 +33,17 @@ def cached_run(config: RunConfig) -> list[dict]:
     return run(config, progress=False)
 
 
+def base_config(data: Path) -> RunConfig:
+    """The default FuseMix run (plus baselines) every Flickr8k benchmark shares."""
+    return RunConfig(data=DataConfig(source=f"flickr8k:{data}"), baselines=["asif", "procrustes", "cca"],
+                     out=str(RESULTS / "flickr8k" / "fusemix"))
+
+
 def main() -> None:
     data = flickr8k_dir()
     if data is None:
         return
-    base = RunConfig(data=DataConfig(source=f"flickr8k:{data}"), baselines=["asif", "procrustes", "cca"],
-                     out=str(RESULTS / "flickr8k" / "fusemix"))
+    base = base_config(data)
     reports = cached_run(base)
     variants = [  # (label, options, epochs): one knob changed at a time
         ("fusemix (mixup off)", {"mixup_alpha": 0.0}, base.train.epochs),

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from latentfuse.cli import app
 from latentfuse.config import StoreConfig
 from latentfuse.data import build_source
+from latentfuse.errors import DataError
 from latentfuse.index import BackendConfig, Index, IndexError_, open_index
 from latentfuse.index.backends import build_backend
 from latentfuse.model import JointModel
@@ -179,3 +180,39 @@ def test_text_items_can_be_indexed_and_found(shapes, tmp_path):
     index.save()
     hits = open_index(tmp_path / "captions").search(image=shapes["images"] / "red" / "circle-0.png", k=3)
     assert all(h.modality == "text" and "red" in h.payload and "circle" in h.payload for h in hits), hits
+
+
+def test_images_source_lists_image_files_recursively(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "trip" / ".thumbs").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    Image.new("RGB", (8, 8)).save(tmp_path / "trip" / "b.JPG", format="JPEG")
+    Image.new("RGB", (8, 8)).save(tmp_path / "trip" / ".thumbs" / "c.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / ".hidden.png").write_bytes(b"")
+    source = build_source(f"images:{tmp_path}")
+    assert source.splits() == ["all"]
+    data = source.load("all")
+    assert [item.id for item in data.items["image"]] == ["a.png", "trip/b.JPG"] and data.pairs == []
+    with pytest.raises(DataError, match="images: directory .*none not found"):
+        build_source(f"images:{tmp_path / 'none'}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=f"images: no image files under {tmp_path / 'empty'}"):
+        build_source(f"images:{tmp_path / 'empty'}").load("all")
+    with pytest.raises(DataError, match="images needs a dir: write it as 'images:DIR'"):
+        build_source("images")
+
+
+def test_unreadable_image_is_named_or_skipped(shapes, tmp_path):
+    folder = tmp_path / "photos"
+    shutil.copytree(shapes["images"] / "green", folder / "green")
+    (folder / "green" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    args = ["index", "--model", str(shapes["model"]), "--data", f"images:{folder}", "--out", str(tmp_path / "ix"),
+            "--store", str(tmp_path / "store")]
+    failed = runner.invoke(app, args)
+    assert failed.exit_code != 0 and "broken.png" in str(failed.exception) and "--skip-bad" in str(failed.exception)
+    assert not (tmp_path / "ix" / "index.json").exists()
+    skipped = runner.invoke(app, args + ["--skip-bad"])
+    assert skipped.exit_code == 0, skipped.output
+    assert f"{2 * VARIANTS} image items" in skipped.output

@@ -217,3 +217,37 @@ def test_batcher_coalesces_waiting_queries_and_isolates_a_failing_one():
     assert calls[0] == ["first"] and sorted(calls[1]) == sorted(["a", "bb", "ccc", "bad", "dddd", "eeeee"])
     assert results == {"first": 5.0, "a": 1.0, "bb": 2.0, "ccc": 3.0, "bad": "bad query", "dddd": 4.0,
                        "eeeee": 5.0}
+
+
+def test_serve_command_serves_the_index(index_dir):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "latentfuse.cli", "serve", "--index", str(index_dir),
+                                "--port", str(port), "--max-k", "7"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert process.poll() is None, process.stderr.read()
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).json()
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        assert health["items"] == 8 * VARIANTS
+        too_many = httpx.get(f"http://127.0.0.1:{port}/search", params={"q": "a red circle", "k": 8})
+        assert too_many.status_code == 422 and "between 1 and 7" in too_many.json()["detail"]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_serve_command_names_a_missing_index(tmp_path):
+    result = CliRunner().invoke(cli, ["serve", "--index", str(tmp_path)])
+    assert result.exit_code != 0 and "not a latentfuse index (index.json is missing)" in str(result.exception)

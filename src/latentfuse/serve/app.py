@@ -72,6 +72,8 @@ class Health(BaseModel):
     method: str
     backend: str
     version: str
+    queries_encoded: int
+    encoder_calls: int
 
 
 QUERY_BODY = {"requestBody": {"content": {
@@ -110,7 +112,8 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
     @app.get("/health", response_model=Health)
     async def health() -> Health:
         return Health(status="ok", items=len(index), modality=index.modality, model=index.model.fingerprint,
-                      method=index.model.method.name, backend=index.backend_config.kind, version=__version__)
+                      method=index.model.method.name, backend=index.backend_config.kind, version=__version__,
+                      queries_encoded=batcher.items, encoder_calls=batcher.batches)
 
     @app.get("/search", response_model=SearchResponse)
     async def search_get(q: str = Param(..., description="Text query."),
