@@ -13,7 +13,7 @@ from latentfuse.cli import app
 from latentfuse.config import StoreConfig
 from latentfuse.data import build_source
 from latentfuse.errors import DataError
-from latentfuse.index import BackendConfig, Index, IndexError_, open_index
+from latentfuse.index import BackendConfig, Index, BadIndexError, open_index
 from latentfuse.index.backends import build_backend
 from latentfuse.model import JointModel
 from shapes import COLORS, SHAPES, VARIANTS, is_match
@@ -100,7 +100,7 @@ def test_other_model_is_refused_with_a_clear_error(shapes, shapes_index, tmp_pat
     for tensor in other.method.state_dict().values():
         tensor.add_(0.01)
     other.save(tmp_path / "other")
-    with pytest.raises(IndexError_, match="was built with model fingerprint .* but .*other has fingerprint"):
+    with pytest.raises(BadIndexError, match="was built with model fingerprint .* but .*other has fingerprint"):
         open_index(shapes_index, tmp_path / "other")
     result = runner.invoke(app, ["search", "--index", str(shapes_index), "--model", str(tmp_path / "other"), "x"])
     assert result.exit_code != 0 and "Rebuild the index" in str(result.exception)
@@ -125,13 +125,13 @@ def test_interrupted_save_leaves_the_committed_index(shapes, shapes_index, tmp_p
 
 
 def test_damaged_or_missing_index_is_named(shapes_index, tmp_path):
-    with pytest.raises(IndexError_, match="not a latentfuse index"):
+    with pytest.raises(BadIndexError, match="not a latentfuse index"):
         open_index(tmp_path)
     copy = tmp_path / "ix"
     shutil.copytree(shapes_index, copy)
     items = next(copy.glob("items-*.jsonl"))
     items.write_text("\n".join(items.read_text().splitlines()[:-3]) + "\n")
-    with pytest.raises(IndexError_, match="damaged index"):
+    with pytest.raises(BadIndexError, match="damaged index"):
         open_index(copy)
 
 

@@ -1,6 +1,6 @@
 """Search a collection in a model's joint space: ``latentfuse index`` builds, ``search`` / ``serve`` query."""
 from .backends import KINDS, BackendConfig
-from .collection import Hit, Index, IndexError_
+from .collection import Hit, Index, BadIndexError
 
 
 def open_index(directory, model=None) -> Index:
@@ -8,4 +8,4 @@ def open_index(directory, model=None) -> Index:
     return Index.open(directory, model)
 
 
-__all__ = ["KINDS", "BackendConfig", "Hit", "Index", "IndexError_", "open_index"]
+__all__ = ["KINDS", "BackendConfig", "Hit", "Index", "BadIndexError", "open_index"]

@@ -44,8 +44,8 @@ FORMAT = "latentfuse.index/1"
 META = "index.json"
 
 
-class IndexError_(LatentfuseError):
-    """A missing, damaged or mismatched index (named with a trailing _ so it never shadows IndexError)."""
+class BadIndexError(LatentfuseError):
+    """A missing, damaged or mismatched index (or one built by another model)."""
 
 
 @dataclass(frozen=True)
@@ -109,11 +109,11 @@ class Index:
         meta = read_meta(directory)
         model_path = str(model) if model is not None else meta["model"]["path"]
         if not (Path(model_path) / "config.json").exists():
-            raise IndexError_(f"{directory}: the model it was built with ({model_path}) is not there; "
+            raise BadIndexError(f"{directory}: the model it was built with ({model_path}) is not there; "
                               "pass --model PATH to the same model")
         joint = JointModel.load(model_path)
         if joint.fingerprint != meta["model"]["fingerprint"]:
-            raise IndexError_(
+            raise BadIndexError(
                 f"{directory} was built with model fingerprint {meta['model']['fingerprint']} "
                 f"({meta['model']['path']}), but {model_path} has fingerprint {joint.fingerprint}: its "
                 "embeddings would not be comparable. Rebuild the index with "
@@ -122,7 +122,7 @@ class Index:
         records = [Record(**json.loads(line)) for line in
                    (directory / meta["files"]["items"]).read_text(encoding="utf-8").splitlines() if line]
         if not (len(records) == len(embeddings) == meta["count"]) or embeddings.shape[1:] != (joint.dim,):
-            raise IndexError_(f"{directory}: damaged index ({meta['count']} items listed, "
+            raise BadIndexError(f"{directory}: damaged index ({meta['count']} items listed, "
                               f"{len(records)} item rows, embeddings {embeddings.shape})")
         return cls(directory, joint, model_path, meta["side"], BackendConfig(**meta["backend"]),
                    embeddings, records, meta["generation"])
@@ -304,11 +304,11 @@ def sources_summary(records: Iterable[Record]) -> list[dict[str, Any]]:
 def read_meta(directory: Path) -> dict[str, Any]:
     path = directory / META
     if not path.exists():
-        raise IndexError_(f"{directory}: not a latentfuse index ({META} is missing); "
+        raise BadIndexError(f"{directory}: not a latentfuse index ({META} is missing); "
                           "build one with `latentfuse index --model MODEL --data SOURCE --out DIR`")
     meta = json.loads(path.read_text())
     if meta.get("format") != FORMAT:
-        raise IndexError_(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+        raise BadIndexError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
     return meta
 
 
