@@ -5,18 +5,21 @@
 Collection: all 40,000 Flickr8k captions (train + val + test) embedded by the bench's FuseMix model;
 queries: the 1,000 test images. Then the same on 200,000 synthetic clustered 512-d unit vectors, where an
 approximate index starts to pay. Recall@10 = share of exact top-10 the backend returns; speed-up = exact
-seconds / backend seconds for the whole query batch, measured in the same run.
+seconds / backend seconds for the whole query batch, measured in the same run; build vs reopen = training
+a faiss structure vs reading the one an index saved. Single-threaded (OMP_NUM_THREADS=1) for stable ratios.
 """
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 from latentfuse.config import StoreConfig
 from latentfuse.data import build_source
 from latentfuse.index import BackendConfig, Index
-from latentfuse.index.backends import build_backend
+from latentfuse.index.backends import FaissBackend, build_backend
 from latentfuse.utils import atomic
 
 from .common import RESULTS, flickr8k_dir
@@ -31,7 +34,8 @@ def compare(collection: np.ndarray, queries: np.ndarray, k: int = 10) -> list[di
     started = time.perf_counter()
     _, truth = exact.search(queries, k)
     exact_s = time.perf_counter() - started
-    rows = [{"backend": "exact", "build_s": 0.0, "query_s": exact_s, "recall@10": 1.0, "speedup": 1.0}]
+    rows = [{"backend": "exact", "build_s": 0.0, "reopen_s": 0.0, "query_s": exact_s, "recall@10": 1.0,
+             "speedup": 1.0}]
     for config in SETTINGS:
         started = time.perf_counter()
         backend = build_backend(collection, config)
@@ -39,10 +43,15 @@ def compare(collection: np.ndarray, queries: np.ndarray, k: int = 10) -> list[di
         started = time.perf_counter()
         _, found = backend.search(queries, k)
         query_s = time.perf_counter() - started
+        with tempfile.TemporaryDirectory() as tmp:
+            backend.write(Path(tmp) / "saved.index")
+            started = time.perf_counter()
+            FaissBackend.read(Path(tmp) / "saved.index", config)
+            reopen_s = time.perf_counter() - started
         recall = float(np.mean([len(set(t) & set(f)) / k for t, f in zip(truth, found)]))
         label = f"ivf nprobe={config.nprobe}" if config.kind == "ivf" else f"hnsw ef={config.ef_search}"
-        rows.append({"backend": label, "build_s": build_s, "query_s": query_s, "recall@10": recall,
-                     "speedup": exact_s / query_s})
+        rows.append({"backend": label, "build_s": build_s, "reopen_s": reopen_s, "query_s": query_s,
+                     "recall@10": recall, "speedup": exact_s / query_s})
     return rows
 
 
@@ -70,9 +79,10 @@ def synthetic(n: int = 200_000, dim: int = 512, clusters: int = 1000, queries: i
 
 
 def table(title: str, rows: list[dict]) -> str:
-    lines = [f"**{title}**", "", "| backend | recall@10 vs exact | query speed-up vs exact | build s |",
-             "|---|---|---|---|"]
-    lines += [f"| {r['backend']} | {r['recall@10']:.3f} | {r['speedup']:.1f}× | {r['build_s']:.1f} |" for r in rows]
+    lines = [f"**{title}**", "", "| backend | recall@10 vs exact | query speed-up vs exact | build s | "
+             "reopen saved s |", "|---|---|---|---|---|"]
+    lines += [f"| {r['backend']} | {r['recall@10']:.3f} | {r['speedup']:.1f}× | {r['build_s']:.1f} | "
+              f"{r['reopen_s']:.2f} |" for r in rows]
     return "\n".join(lines)
 
 

@@ -216,3 +216,27 @@ def test_unreadable_image_is_named_or_skipped(shapes, tmp_path):
     skipped = runner.invoke(app, args + ["--skip-bad"])
     assert skipped.exit_code == 0, skipped.output
     assert f"{2 * VARIANTS} image items" in skipped.output
+
+
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_faiss_index_is_saved_reopened_and_grown(shapes, tmp_path, kind):
+    pytest.importorskip("faiss")
+    folder = tmp_path / "photos"
+    shutil.copytree(shapes["images"] / "red", folder / "red")
+    args = ["index", "--model", str(shapes["model"]), "--data", f"images:{folder}", "--out", str(tmp_path / "ix"),
+            "--store", str(tmp_path / "store"), "--backend", kind]
+    assert runner.invoke(app, args).exit_code == 0
+    assert sorted(p.name for p in (tmp_path / "ix").iterdir()) == [
+        "embeddings-000001.npy", "faiss-000001.index", "index.json", "items-000001.jsonl"]
+    opened = open_index(tmp_path / "ix")
+    assert opened.backend.count == 2 * VARIANTS  # read from the file, not rebuilt
+    shutil.copytree(shapes["images"] / "blue", folder / "blue")
+    assert runner.invoke(app, args[:-2]).exit_code == 0  # grows the saved structure
+    grown = open_index(tmp_path / "ix")
+    assert grown.backend.count == 4 * VARIANTS and grown.backend_config.kind == kind
+    exact = Index(grown.directory, grown.model, grown.model_path, grown.side, BackendConfig(), grown.embeddings,
+                  grown.records)
+    for query in ("a red circle", "a blue square"):
+        found = {h.id for h in grown.search(text=query, k=VARIANTS)}
+        assert found == {h.id for h in exact.search(text=query, k=VARIANTS)}, query
+    assert "faiss-000002.index" in {p.name for p in (tmp_path / "ix").iterdir()}

@@ -217,6 +217,7 @@ def index(
     side: Optional[str] = typer.Option(None, "--side", help="Model side to index (default: image side)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="exact (default) | ivf | hnsw (faiss)."),
     nprobe: Optional[int] = typer.Option(None, "--nprobe", help="ivf: cells searched per query."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Retrain the ivf/hnsw structure on all items."),
     store: Optional[str] = typer.Option(None, "--store", help="Feature cache directory."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable items instead of failing."),
 ) -> None:
@@ -224,7 +225,7 @@ def index(
     from .index.build import build_index
 
     built, added = build_index(model, data, out, split=split, side=side, backend=backend, nprobe=nprobe,
-                               store=_store(store), skip_bad=skip_bad)
+                               store=_store(store), skip_bad=skip_bad, rebuild=rebuild)
     typer.echo(f"{out}: {len(built)} {built.modality} items ({added} added), backend "
                f"{built.backend_config.kind}, model {built.model.fingerprint}")
 

@@ -8,13 +8,15 @@
   query. Approximate; no training step.
 
 ``bench/index.py`` reports each approximate backend's recall@10 against ``exact`` and its query-time
-ratio, side by side. A backend is rebuilt from the embeddings when an index is opened (the embeddings
-file is the source of truth), so backend files never go stale.
+ratio, side by side. A faiss structure is saved with its index generation (training IVF on 200k vectors
+takes minutes) and grown with ``add`` when items are appended: new items are assigned to the cells
+trained on the first batch, as faiss intends; rebuild the index when the collection's content shifts a lot.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -64,21 +66,48 @@ class ExactBackend:
 
 
 class FaissBackend:
-    def __init__(self, embeddings: np.ndarray, config: BackendConfig) -> None:
+    def __init__(self, index: Any, config: BackendConfig, keep_alive: Any = None) -> None:
+        self.index, self.config = index, config
+        self._keep_alive = keep_alive  # a quantizer built from Python is not owned by its IVF index
+        self.tune(config)
+
+    @classmethod
+    def build(cls, embeddings: np.ndarray, config: BackendConfig) -> "FaissBackend":
         faiss = _faiss()
         x = np.ascontiguousarray(embeddings, dtype=np.float32)
         dim = x.shape[1]
+        quantizer = None
         if config.kind == "hnsw":
-            self.index = faiss.IndexHNSWFlat(dim, config.m, faiss.METRIC_INNER_PRODUCT)
-            self.index.hnsw.efSearch = config.ef_search
+            index = faiss.IndexHNSWFlat(dim, config.m, faiss.METRIC_INNER_PRODUCT)
         else:
             nlist = max(1, min(int(4 * math.sqrt(len(x))), len(x) // 39))
             quantizer = faiss.IndexFlatIP(dim)
-            self.index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            self.index.train(x)
-            self.index.nprobe = min(config.nprobe, nlist)
-            self._quantizer = quantizer  # faiss does not own it from Python: keep it alive
-        self.index.add(x)
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            index.train(x)
+        index.add(x)
+        return cls(index, config, quantizer)
+
+    @classmethod
+    def read(cls, path: Path, config: BackendConfig) -> "FaissBackend":
+        return cls(_faiss().read_index(str(path)), config)
+
+    def write(self, path: Path) -> None:
+        _faiss().write_index(self.index, str(path))
+
+    def tune(self, config: BackendConfig) -> None:
+        """Query-time knobs (nprobe, ef_search) need no rebuild."""
+        self.config = config
+        if config.kind == "hnsw":
+            self.index.hnsw.efSearch = config.ef_search
+        else:
+            self.index.nprobe = min(config.nprobe, self.index.nlist)
+
+    @property
+    def count(self) -> int:
+        return int(self.index.ntotal)
+
+    def add(self, embeddings: np.ndarray) -> None:
+        self.index.add(np.ascontiguousarray(embeddings, dtype=np.float32))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores, rows = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
@@ -90,7 +119,7 @@ def build_backend(embeddings: np.ndarray, config: BackendConfig) -> Backend:
         raise ConfigError(f"unknown index backend {config.kind!r}; choose one of {', '.join(KINDS)}")
     if config.kind == "exact" or len(embeddings) == 0:
         return ExactBackend(embeddings)
-    return FaissBackend(embeddings, config)
+    return FaissBackend.build(embeddings, config)
 
 
 def _faiss() -> Any:

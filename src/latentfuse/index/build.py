@@ -6,14 +6,14 @@ from pathlib import Path
 from ..config import StoreConfig
 from ..data import build_source
 from ..errors import ConfigError
-from .backends import KINDS, BackendConfig
+from .backends import KINDS, BackendConfig, build_backend
 from .collection import META, Index
 
 
 def build_index(model: str | Path | None, data: str, out: str | Path, *, split: str | None = None,
                 side: str | None = None, backend: str | None = None, nprobe: int | None = None,
                 store: StoreConfig | None = None, skip_bad: bool = False, progress: bool = True,
-                ) -> tuple[Index, int]:
+                rebuild: bool = False) -> tuple[Index, int]:
     """Open ``out`` (same model required) or create it, add ``data``'s new items, save; → (index, added)."""
     out = Path(out)
     if (out / META).exists():
@@ -28,10 +28,11 @@ def build_index(model: str | Path | None, data: str, out: str | Path, *, split: 
         if backend is not None and backend not in KINDS:
             raise ConfigError(f"--backend {backend!r}: choose one of {', '.join(KINDS)}")
         current = index.backend_config
-        index.backend_config = BackendConfig(backend or current.kind,
-                                             nprobe if nprobe is not None else current.nprobe,
-                                             current.m, current.ef_search)
+        index.use_backend(BackendConfig(backend or current.kind, nprobe if nprobe is not None else current.nprobe,
+                                        current.m, current.ef_search))
     added = index.add_source(build_source(data, skip_bad=skip_bad), split, store, skip_bad=skip_bad,
                              progress=progress)
+    if rebuild:  # retrain the faiss structure on everything (items added later only join trained cells)
+        index.backend = build_backend(index.embeddings, index.backend_config)
     index.save()
     return index, added

@@ -6,8 +6,9 @@ On disk (``INDEX/``)::
     embeddings-000003.npy       float32 (count, dim), L2-normalised rows
     items-000003.jsonl          one line per row: {"id", "source", "split", "payload", "label"}
 
-The backend (exact, or a faiss ivf / hnsw structure) is rebuilt from the embeddings when the index is
-opened: the embeddings are the one source of truth, so nothing can go stale.
+    faiss-000003.index          the ivf / hnsw structure (only with those backends)
+
+The embeddings are the source of truth: a missing or mismatched faiss file is rebuilt from them.
 
 Every change writes a new *generation* of the data files (each atomically), then ``index.json`` naming
 them (atomically), then removes the previous generation. A reader therefore always sees one complete
@@ -38,7 +39,7 @@ from ..model import JointModel
 from ..store import FeatureStore, extract_split
 from ..store.extract import encode_items
 from ..utils import atomic
-from .backends import BackendConfig, build_backend
+from .backends import Backend, BackendConfig, FaissBackend, build_backend
 
 FORMAT = "latentfuse.index/1"
 META = "index.json"
@@ -84,11 +85,13 @@ class Index:
     embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     records: list[Record] = field(default_factory=list)
     generation: int = 0
+    backend: Backend | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.embeddings.size == 0:
             self.embeddings = np.zeros((0, self.model.dim), dtype=np.float32)
-        self._backend = build_backend(self.embeddings, self.backend_config)
+        if self.backend is None:
+            self.backend = build_backend(self.embeddings, self.backend_config)
         self._payloads: dict[tuple[str, str], dict[str, Any]] = {}
 
     # ---------------------------------------------------------------- create / open
@@ -124,8 +127,9 @@ class Index:
         if not (len(records) == len(embeddings) == meta["count"]) or embeddings.shape[1:] != (joint.dim,):
             raise BadIndexError(f"{directory}: damaged index ({meta['count']} items listed, "
                               f"{len(records)} item rows, embeddings {embeddings.shape})")
-        return cls(directory, joint, model_path, meta["side"], BackendConfig(**meta["backend"]),
-                   embeddings, records, meta["generation"])
+        config = BackendConfig(**meta["backend"])
+        return cls(directory, joint, model_path, meta["side"], config, embeddings, records, meta["generation"],
+                   saved_backend(directory, meta, config))
 
     # ---------------------------------------------------------------- properties
     @property
@@ -179,7 +183,19 @@ class Index:
         self.embeddings = np.concatenate([np.asarray(self.embeddings, dtype=np.float32),
                                           np.asarray(embeddings, dtype=np.float32)])
         self.records += records
-        self._backend = build_backend(self.embeddings, self.backend_config)
+        if isinstance(self.backend, FaissBackend) and self.backend.count == len(self.records) - len(records):
+            self.backend.add(embeddings)  # grow the trained structure; no retraining
+        else:
+            self.backend = build_backend(self.embeddings, self.backend_config)
+
+    def use_backend(self, config: BackendConfig) -> None:
+        """Switch backend; query-time knobs of the same faiss structure (nprobe, ef_search) apply in place."""
+        same_structure = (config.kind, config.m) == (self.backend_config.kind, self.backend_config.m)
+        self.backend_config = config
+        if same_structure and isinstance(self.backend, FaissBackend):
+            self.backend.tune(config)
+        elif not same_structure:
+            self.backend = build_backend(self.embeddings, config)
 
     # ---------------------------------------------------------------- saving
     def save(self) -> Path:
@@ -192,6 +208,10 @@ class Index:
                 np.save(handle, np.ascontiguousarray(self.embeddings, dtype=np.float32))
         atomic.write_text(self.directory / files["items"],
                           "".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in self.records))
+        if isinstance(self.backend, FaissBackend):
+            files["faiss"] = f"faiss-{generation:06d}.index"
+            with atomic.atomic_path(self.directory / files["faiss"]) as tmp:
+                self.backend.write(tmp)
         atomic.write_json(self.directory / META, {
             "format": FORMAT, "latentfuse_version": __version__,
             "model": {"path": self.model_path, "fingerprint": self.model.fingerprint,
@@ -200,7 +220,8 @@ class Index:
             "generation": generation, "backend": self.backend_config.to_dict(),
             "sources": sources_summary(self.records), "files": files})
         self.generation = generation
-        for stale in [*self.directory.glob("embeddings-*.npy"), *self.directory.glob("items-*.jsonl")]:
+        for stale in [*self.directory.glob("embeddings-*.npy"), *self.directory.glob("items-*.jsonl"),
+                      *self.directory.glob("faiss-*.index")]:
             if stale.name not in files.values():  # the previous generation, or orphans of a killed save
                 stale.unlink(missing_ok=True)
         return self.directory
@@ -228,7 +249,7 @@ class Index:
             raise LatentfuseError(f"k must be at least 1, got {k}")
         if not len(self.records):
             return [[] for _ in queries]
-        scores, rows = self._backend.search(np.asarray(queries, dtype=np.float32), min(k, len(self.records)))
+        scores, rows = self.backend.search(np.asarray(queries, dtype=np.float32), min(k, len(self.records)))
         return [[self.hit(rank, int(row), float(score))
                  for rank, (row, score) in enumerate(((r, s) for r, s in zip(rs, ss) if r >= 0), start=1)]
                 for rs, ss in zip(rows, scores)]
@@ -299,6 +320,15 @@ def sources_summary(records: Iterable[Record]) -> list[dict[str, Any]]:
     for r in records:
         counts[(r.source, r.split)] = counts.get((r.source, r.split), 0) + 1
     return [{"source": s, "split": split, "count": n} for (s, split), n in counts.items()]
+
+
+def saved_backend(directory: Path, meta: dict[str, Any], config: BackendConfig) -> Backend | None:
+    """The saved faiss structure of this generation, when it is there and complete (else None: rebuild)."""
+    name = meta["files"].get("faiss")
+    if not name or config.kind == "exact" or not (directory / name).exists():
+        return None
+    backend = FaissBackend.read(directory / name, config)
+    return backend if backend.count == meta["count"] else None
 
 
 def read_meta(directory: Path) -> dict[str, Any]:
