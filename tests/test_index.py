@@ -133,6 +133,9 @@ def test_damaged_or_missing_index_is_named(shapes_index, tmp_path):
     items.write_text("\n".join(items.read_text().splitlines()[:-3]) + "\n")
     with pytest.raises(BadIndexError, match="damaged index"):
         open_index(copy)
+    items.write_text(items.read_text() + '{"id": "cut short\n')
+    with pytest.raises(BadIndexError, match=f"{items.name}:{8 * VARIANTS - 2}: damaged item row"):
+        open_index(copy)
 
 
 def test_exact_backend_matches_a_brute_force_sort():

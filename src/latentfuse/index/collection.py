@@ -113,7 +113,7 @@ class Index:
         model_path = str(model) if model is not None else meta["model"]["path"]
         if not (Path(model_path) / "config.json").exists():
             raise BadIndexError(f"{directory}: the model it was built with ({model_path}) is not there; "
-                              "pass --model PATH to the same model")
+                                "pass --model PATH to the same model")
         joint = JointModel.load(model_path)
         if joint.fingerprint != meta["model"]["fingerprint"]:
             raise BadIndexError(
@@ -122,11 +122,10 @@ class Index:
                 "embeddings would not be comparable. Rebuild the index with "
                 f"`latentfuse index --model {model_path} --data ... --out NEW_INDEX`")
         embeddings = np.load(directory / meta["files"]["embeddings"])
-        records = [Record(**json.loads(line)) for line in
-                   (directory / meta["files"]["items"]).read_text(encoding="utf-8").splitlines() if line]
+        records = read_records(directory / meta["files"]["items"])
         if not (len(records) == len(embeddings) == meta["count"]) or embeddings.shape[1:] != (joint.dim,):
             raise BadIndexError(f"{directory}: damaged index ({meta['count']} items listed, "
-                              f"{len(records)} item rows, embeddings {embeddings.shape})")
+                                f"{len(records)} item rows, embeddings {embeddings.shape})")
         config = BackendConfig(**meta["backend"])
         return cls(directory, joint, model_path, meta["side"], config, embeddings, records, meta["generation"],
                    saved_backend(directory, meta, config))
@@ -320,6 +319,16 @@ def sources_summary(records: Iterable[Record]) -> list[dict[str, Any]]:
     for r in records:
         counts[(r.source, r.split)] = counts.get((r.source, r.split), 0) + 1
     return [{"source": s, "split": split, "count": n} for (s, split), n in counts.items()]
+
+
+def read_records(path: Path) -> list[Record]:
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            records.append(Record(**json.loads(line)))
+        except (ValueError, TypeError) as exc:
+            raise BadIndexError(f"{path}:{number}: damaged item row ({exc})") from None
+    return records
 
 
 def saved_backend(directory: Path, meta: dict[str, Any], config: BackendConfig) -> Backend | None:
