@@ -1,6 +1,6 @@
 """LightCRL (six fusion ops) vs FuseMix vs frozen encoders, on every evaluation task, side by side.
 
-    python -m bench.lightcrl     # ~1 h on 2 cores the first time; finished runs and evaluations are reused
+    python -m bench.lightcrl     # ~2 h on 2 cores the first time; finished runs and evaluations are reused
 
 Part 1, image–text: each method is trained on Flickr8k train (`efficientnet-lite0` + `minilm-l6`, the
 same cached features), checkpoint chosen on val, and the *same saved model* is then evaluated on Flickr8k
