@@ -251,3 +251,21 @@ def test_serve_command_serves_the_index(index_dir):
 def test_serve_command_names_a_missing_index(tmp_path):
     result = CliRunner().invoke(cli, ["serve", "--index", str(tmp_path)])
     assert result.exit_code != 0 and "not a latentfuse index (index.json is missing)" in str(result.exception)
+
+
+def test_a_file_deleted_after_indexing_is_a_404_not_a_500(shapes, tmp_path):
+    import shutil
+
+    folder = tmp_path / "photos"
+    shutil.copytree(shapes["images"] / "red", folder / "red")
+    index = Index.create(tmp_path / "ix", shapes["model"])
+    index.add_source(build_source(f"images:{folder}"), store=StoreConfig(root=str(tmp_path / "store")),
+                     progress=False)
+    row = [r.id for r in index.records].index("red/circle-0.png")
+    (folder / "red" / "circle-0.png").unlink()
+    with TestClient(create_app(index)) as c:
+        thumb = c.get(f"/items/{row}/thumbnail")
+        assert thumb.status_code == 404 and "red/circle-0.png" in thumb.json()["detail"]
+        image = c.get(f"/items/{row}/image")
+        assert image.status_code == 404 and "is gone" in image.json()["detail"]
+        assert c.get(f"/items/{row + 1}/thumbnail").status_code == 200

@@ -100,6 +100,7 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
     app.state.index, app.state.batcher, app.state.config = index, batcher, config
     app.add_middleware(BodyLimit, limit=config.max_upload_bytes)
     thumbnail = lru_cache(maxsize=4096)(lambda row: make_thumbnail(index.payload(row), config.thumbnail_px))
+    fingerprint = index.model.fingerprint  # hashes every weight: once, not per /health
 
     @app.exception_handler(LatentfuseError)
     async def _bad_request(_: Request, exc: LatentfuseError) -> JSONResponse:
@@ -111,7 +112,7 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
 
     @app.get("/health", response_model=Health)
     async def health() -> Health:
-        return Health(status="ok", items=len(index), modality=index.modality, model=index.model.fingerprint,
+        return Health(status="ok", items=len(index), modality=index.modality, model=fingerprint,
                       method=index.model.method.name, backend=index.backend_config.kind, version=__version__,
                       queries_encoded=batcher.items, encoder_calls=batcher.batches)
 
@@ -139,14 +140,19 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
     @app.get("/items/{row}/thumbnail", responses={200: {"content": {"image/jpeg": {}}}})
     async def item_thumbnail(row: int) -> Response:
         check_image_row(index, row)
-        data = await run_in_threadpool(thumbnail, row)
+        try:
+            data = await run_in_threadpool(thumbnail, row)
+        except (LatentfuseError, OSError, ValueError) as exc:
+            raise HTTPException(404, f"item {row} ({index.records[row].id}) can no longer be read: {exc}") from None
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
 
     @app.get("/items/{row}/image", responses={200: {"content": {"image/*": {}}}})
     async def item_image(row: int) -> Response:
         check_image_row(index, row)
         payload = index.payload(row)
-        if isinstance(payload, (str, Path)) and Path(payload).is_file():
+        if isinstance(payload, (str, Path)):
+            if not Path(payload).is_file():
+                raise HTTPException(404, f"item {row} ({index.records[row].id}): {payload} is gone")
             return FileResponse(payload)
         return Response(await run_in_threadpool(png_bytes, payload), media_type="image/png")
 
