@@ -1,10 +1,13 @@
 import os
+import tempfile
 import sys
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# file digests remembered by tests go to a throwaway table, not the user's ~/.cache one
+os.environ.setdefault("LATENTFUSE_DIGESTS", os.path.join(tempfile.mkdtemp(prefix="latentfuse-digests-"), "d.sqlite3"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -5,7 +5,8 @@ import os
 from pathlib import Path
 
 from ..errors import DataError
-from ..utils.hashing import digest, file_digest, stat_digest
+from ..utils.digests import content_digest
+from ..utils.hashing import digest, file_digest
 
 
 class BadRows:
@@ -39,7 +40,8 @@ def image_files(directory: Path) -> list[Path]:
 
 
 def content_fingerprint(kind: str, tables: list[Path], images: list[Path]) -> str:
-    """Hash of the small text files' contents plus name/size/mtime of the (many, large) image files.
+    """Hash of the text files' contents plus the images' names and contents (digests cached by stat, see
+    ``utils.digests``: a copy or a touch of the same bytes keeps the fingerprint, and the feature cache).
 
     Image files that do not exist are named rather than stat'ed, so the fingerprint never raises for
     a dataset that ``load`` would report as broken.
@@ -49,6 +51,6 @@ def content_fingerprint(kind: str, tables: list[Path], images: list[Path]) -> st
     return digest(
         kind,
         [(p.name, file_digest(p)) for p in tables],
-        stat_digest(present),
+        content_digest(present),
         missing,
     )

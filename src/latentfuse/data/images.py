@@ -12,7 +12,8 @@ import os
 from pathlib import Path
 
 from ..errors import DataError
-from ..utils.hashing import digest, stat_digest
+from ..utils.digests import content_digest
+from ..utils.hashing import digest
 from . import SOURCES
 from ._common import source_path
 from .base import Item, Side, Source, SplitData
@@ -42,7 +43,7 @@ class ImageCollection(Source):
     @property
     def fingerprint(self) -> str:
         files = self.files()
-        return digest("images/1", stat_digest(files), [p.relative_to(self.root).as_posix() for p in files])
+        return digest("images/2", content_digest(files), [p.relative_to(self.root).as_posix() for p in files])
 
     def splits(self) -> list[str]:
         return [SPLIT]

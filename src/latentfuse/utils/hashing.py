@@ -20,12 +20,3 @@ def file_digest(path: str | Path, length: int = 16, chunk: int = 1 << 20) -> str
         while block := handle.read(chunk):
             h.update(block)
     return h.hexdigest()[:length]
-
-
-def stat_digest(paths: list[Path], length: int = 16) -> str:
-    """Cheap identity for many files (name, size, mtime) — hashing 8k images on every run would be slow."""
-    h = hashlib.sha256()
-    for p in sorted(paths):
-        st = p.stat()
-        h.update(f"{p.name}\0{st.st_size}\0{int(st.st_mtime)}\n".encode())
-    return h.hexdigest()[:length]

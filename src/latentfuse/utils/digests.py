@@ -1,0 +1,70 @@
+"""Content identity of many files, fast on re-runs: per-file digests cached by (path, size, mtime).
+
+A dataset's fingerprint keys its feature cache. Stat data alone (size, mtime) changes whenever files are
+copied, restored or re-downloaded, which would throw away hours of cached features for identical bytes;
+hashing every image on every run would be slow for large collections. So each file is hashed once, and its
+digest is remembered in a small SQLite table keyed by (absolute path, size, mtime_ns): a file whose stat
+is unchanged is not read again, and a file that was only touched is re-hashed to the same digest.
+
+The table lives at ``$LATENTFUSE_DIGESTS`` (default ``~/.cache/latentfuse/file-digests.sqlite3``). If it
+cannot be opened (read-only home), files are simply hashed every time.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+
+from .hashing import file_digest
+
+
+def digest_db() -> Path:
+    return Path(os.environ.get("LATENTFUSE_DIGESTS")
+                or Path.home() / ".cache" / "latentfuse" / "file-digests.sqlite3")
+
+
+def file_digests(paths: list[Path]) -> dict[Path, str]:
+    """Content digest of every file, reusing remembered digests whose (size, mtime_ns) still match."""
+    connection = _connect()
+    known: dict[str, tuple[int, int, str]] = {}
+    if connection is not None:
+        rows = connection.execute("SELECT path, size, mtime_ns, digest FROM files").fetchall()
+        known = {path: (size, mtime, digest) for path, size, mtime, digest in rows}
+    out: dict[Path, str] = {}
+    fresh: list[tuple[str, int, int, str]] = []
+    for path in paths:
+        key = str(path.resolve())
+        st = path.stat()
+        cached = known.get(key)
+        if cached is not None and cached[:2] == (st.st_size, st.st_mtime_ns):
+            out[path] = cached[2]
+            continue
+        out[path] = file_digest(path)
+        fresh.append((key, st.st_size, st.st_mtime_ns, out[path]))
+    if connection is not None:
+        with connection:
+            connection.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", fresh)
+        connection.close()
+    return out
+
+
+def content_digest(paths: list[Path], length: int = 16) -> str:
+    """One digest for a set of files: their names and contents (order-independent)."""
+    digests = file_digests(list(paths))
+    h = hashlib.sha256()
+    for path in sorted(digests):
+        h.update(f"{path.name}\0{digests[path]}\n".encode())
+    return h.hexdigest()[:length]
+
+
+def _connect() -> sqlite3.Connection | None:
+    path = digest_db()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path, timeout=30)
+        connection.execute("CREATE TABLE IF NOT EXISTS files "
+                           "(path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, digest TEXT)")
+        return connection
+    except (OSError, sqlite3.Error):
+        return None
