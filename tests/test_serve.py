@@ -269,3 +269,17 @@ def test_a_file_deleted_after_indexing_is_a_404_not_a_500(shapes, tmp_path):
         image = c.get(f"/items/{row}/image")
         assert image.status_code == 404 and "is gone" in image.json()["detail"]
         assert c.get(f"/items/{row + 1}/thumbnail").status_code == 200
+
+
+def test_a_caption_index_answers_an_image_with_texts(shapes, tmp_path):
+    index = Index.create(tmp_path / "captions", shapes["model"], side="text")
+    index.add_source(build_source(f"pairs:{shapes['pairs']}"), store=StoreConfig(root=str(shapes["store"])),
+                     progress=False)
+    with TestClient(create_app(index)) as c:
+        assert c.get("/health").json()["modality"] == "text"
+        body = png(shapes["images"] / "yellow" / "square-1.png")
+        results = c.post("/search", files={"image": ("q.png", body, "image/png")}, data={"k": "3"}).json()["results"]
+        assert all(r["modality"] == "text" and r["thumbnail_url"] is None for r in results)
+        assert all("yellow" in r["text"] and "square" in r["text"] for r in results), results
+        thumb = c.get("/items/0/thumbnail")
+        assert thumb.status_code == 404 and "this index holds texts" in thumb.json()["detail"]
