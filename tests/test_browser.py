@@ -67,6 +67,10 @@ def test_typing_a_query_shows_the_matching_images(browser, site):
     sizes = page.eval_on_selector_all(".hit img", "imgs => imgs.map(i => i.naturalWidth)")
     assert all(width == 128 for width in sizes)  # real thumbnails decoded by the browser
     assert "10 results in" in page.inner_text("#status")
+
+    page.locator(".hit .similar").nth(3).click()  # more like the 4th result: it comes back first
+    again = shown(page)
+    assert again[0] == ids[3] and f"like {ids[3]}" in page.inner_text("#status")
     page.close()
 
 

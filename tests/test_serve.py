@@ -283,3 +283,13 @@ def test_a_caption_index_answers_an_image_with_texts(shapes, tmp_path):
         assert all("yellow" in r["text"] and "square" in r["text"] for r in results), results
         thumb = c.get("/items/0/thumbnail")
         assert thumb.status_code == 404 and "this index holds texts" in thumb.json()["detail"]
+
+
+def test_similar_items_use_the_stored_embedding(client):
+    first = client.get("/search", params={"q": "a blue square", "k": 1}).json()["results"][0]
+    similar = client.get(f"/items/{first['row']}/similar", params={"k": VARIANTS}).json()
+    assert similar["k"] == VARIANTS and similar["results"][0]["id"] == first["id"]
+    assert similar["results"][0]["score"] == pytest.approx(1.0, abs=1e-5)
+    assert all(is_match(r["id"], "blue", "square") for r in similar["results"])
+    assert client.get("/items/40/similar").status_code == 404
+    assert "between 1 and 50" in client.get("/items/0/similar", params={"k": 99}).json()["detail"]

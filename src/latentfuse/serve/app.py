@@ -6,6 +6,7 @@
     POST /embed                   the joint embedding of a text or an image
     GET  /health                  item count, model fingerprint, backend
     GET  /items/{row}/thumbnail   JPEG thumbnail of an image hit; /items/{row}/image the original
+    GET  /items/{row}/similar     more like this: the item's own embedding as the query
     GET  /docs, /openapi.json     OpenAPI
 
 Queries from concurrent requests are encoded together (``Batcher``); the search itself runs in the thread
@@ -40,6 +41,7 @@ from .limits import BodyLimit
 
 class Result(BaseModel):
     rank: int
+    row: int
     id: str
     score: float
     modality: str
@@ -137,6 +139,17 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
         vector = await run_in_threadpool(batcher.submit, modality, payload)
         return EmbedResponse(modality=modality, dim=len(vector), embedding=[float(v) for v in vector])
 
+    @app.get("/items/{row}/similar", response_model=SearchResponse)
+    async def item_similar(row: int, k: str = Param("10", description=f"Results, 1–{config.max_k}.")
+                           ) -> SearchResponse:
+        """More like this: the indexed item's own embedding as the query (no encoder call)."""
+        if not 0 <= row < len(index):
+            raise HTTPException(404, f"no item {row}; the index has items 0–{len(index) - 1}")
+        started, count = time.perf_counter(), check_k(k, config.max_k)
+        query = np.asarray(index.embeddings[row], dtype=np.float32)[None, :]
+        hits = (await run_in_threadpool(index.search_vectors, query, count))[0]
+        return search_response(None, False, count, started, hits)
+
     @app.get("/items/{row}/thumbnail", responses={200: {"content": {"image/jpeg": {}}}})
     async def item_thumbnail(row: int) -> Response:
         check_image_row(index, row)
@@ -164,9 +177,7 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
         if query.image is not None:
             parts.append(await run_in_threadpool(batcher.submit, "image", query.image))
         hits = (await run_in_threadpool(index.search_vectors, combine(parts)[None, :], query.k))[0]
-        return SearchResponse(text=query.text, image=query.image is not None, k=query.k,
-                              took_ms=round(1000 * (time.perf_counter() - started), 2),
-                              results=[result_of(h) for h in hits])
+        return search_response(query.text, query.image is not None, query.k, started, hits)
 
     return app
 
@@ -179,9 +190,14 @@ def warm_up(index: Index, batcher: Batcher) -> None:
         batcher.submit(modality, samples[modality])
 
 
+def search_response(text: str | None, image: bool, k: int, started: float, hits: list[Any]) -> SearchResponse:
+    return SearchResponse(text=text, image=image, k=k, took_ms=round(1000 * (time.perf_counter() - started), 2),
+                          results=[result_of(h) for h in hits])
+
+
 def result_of(hit: Any) -> Result:
     image = hit.modality == "image"
-    return Result(rank=hit.rank, id=hit.id, score=round(hit.score, 6), modality=hit.modality,
+    return Result(rank=hit.rank, row=hit.row, id=hit.id, score=round(hit.score, 6), modality=hit.modality,
                   text=None if image else hit.payload,
                   thumbnail_url=f"/items/{hit.row}/thumbnail" if image else None,
                   image_url=f"/items/{hit.row}/image" if image else None, source=hit.source, label=hit.label)
