@@ -1,0 +1,57 @@
+"""Search on real Flickr8k photos (skipped without ../shared/data): a model fitted on 160 training images,
+an index of test-split images, and the same top-10 from the CLI, the HTTP API and the web page."""
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from latentfuse.cli import app
+from latentfuse.config import StoreConfig
+from latentfuse.data import build_source
+from latentfuse.index import open_index
+from latentfuse.pipeline import joint_model, side_encoders, split_features, train_method
+from latentfuse.serve import create_app
+from latentfuse.train import TrainConfig
+from live import live_server
+from test_browser import browser, shown  # noqa: F401  (the headless-Chromium fixture)
+from test_end_to_end import small_pairs  # noqa: F401  (Flickr8k pairs table fixture)
+
+QUERIES = ["a dog runs through the grass", "a child in a swimming pool", "people walking down a city street"]
+
+
+@pytest.fixture(scope="module")
+def flickr_index(small_pairs):  # noqa: F811
+    tmp, table, _ = small_pairs
+    source = build_source(f"pairs:{table}")
+    encoders = side_encoders(source, {"image": "efficientnet-lite0", "text": "minilm-l6"})
+    store = StoreConfig(root=str(tmp / "store"))
+    train = split_features(source, "train", encoders, store, progress=False)
+    method, seconds = train_method("cca", {"dim": 32}, train, None, TrainConfig(), tmp / "fit", progress=False)
+    joint_model(method, encoders, source, seconds).save(tmp / "search-model")
+    result = CliRunner().invoke(app, ["index", "--model", str(tmp / "search-model"), "--data", f"pairs:{table}",
+                                      "--split", "test", "--out", str(tmp / "search-index"), "--store", store.root])
+    assert result.exit_code == 0, result.output
+    return tmp / "search-index"
+
+
+def cli_top10(index_dir, query: str) -> list[str]:
+    result = CliRunner().invoke(app, ["search", "--index", str(index_dir), query, "-k", "10", "--json"])
+    assert result.exit_code == 0, result.output
+    return [r["id"] for r in json.loads(result.output)["results"]]
+
+
+@pytest.mark.slow
+def test_cli_api_and_web_page_agree_on_flickr8k(flickr_index, browser):  # noqa: F811
+    with live_server(create_app(open_index(flickr_index))) as url:
+        page = browser.new_page()
+        page.goto(url + "/")
+        for query in QUERIES:
+            api = [r["id"] for r in httpx.get(url + "/search", params={"q": query, "k": 10}).json()["results"]]
+            page.fill("#query", query)
+            page.press("#query", "Enter")
+            assert cli_top10(flickr_index, query) == api == shown(page), query
+            assert len(set(api)) == 10
+        page.close()
