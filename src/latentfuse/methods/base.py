@@ -22,6 +22,28 @@ class MethodConfig:
     """Base of method configs (empty: baselines may have no knobs)."""
 
 
+@dataclass
+class ContrastiveConfig(MethodConfig):
+    """The knobs every ``ContrastiveMethod`` (FuseMix, LightCRL) shares; each adds its own architecture."""
+
+    dim: int = 512
+    """Joint embedding size (FuseMix paper: 512)."""
+    dropout: float = 0.6
+    """Dropout inside the residual blocks (FuseMix paper: 0.6)."""
+    input_dropout: float = 0.5
+    """Dropout on the frozen input features: the strongest regulariser on small data (measured with and
+    without in bench/flickr8k.py, see README)."""
+    input_norm: bool = True
+    """LayerNorm on each frozen feature first: encoders differ wildly in scale (raw CNN activations vs
+    unit-norm sentence vectors), and the heads learn much faster on standardised inputs."""
+    mixup_alpha: float = 1.0
+    """λ ~ Beta(α, α) for latent mixup on the frozen inputs (one λ for both sides); 0 turns mixup off."""
+    temperature_init: float = 0.07
+    """Initial softmax temperature τ of the contrastive loss (learned; CLIP/FuseMix: 0.07)."""
+    temperature_min: float = 0.01
+    """Lower clamp on τ, so the logit scale 1/τ cannot blow up (CLIP clamps at 100)."""
+
+
 class Method(nn.Module):
     name: ClassVar[str] = ""
     config_cls: ClassVar[type] = MethodConfig

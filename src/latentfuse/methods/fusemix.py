@@ -12,33 +12,17 @@ import torch
 from torch import nn
 
 from . import METHODS
-from .base import ContrastiveMethod, MethodConfig, normalize
+from .base import ContrastiveConfig, ContrastiveMethod, normalize
 
 
 @dataclass
-class FuseMixConfig(MethodConfig):
-    dim: int = 512
-    """Joint embedding size (paper: 512)."""
+class FuseMixConfig(ContrastiveConfig):
     hidden: int = 512
     """Width of the residual stream inside each adapter."""
     n_blocks: int = 1
     """Residual MLP blocks per adapter (paper: 4; defaults here are sized for small data on a CPU)."""
     expansion: int = 2
     """Hidden-layer expansion inside a block (paper: 4)."""
-    dropout: float = 0.6
-    """Dropout inside blocks (paper: 0.6)."""
-    input_dropout: float = 0.5
-    """Dropout on the frozen input features: the strongest regulariser on small data (measured with and
-    without in bench/flickr8k.py, see README)."""
-    input_norm: bool = True
-    """LayerNorm on each frozen feature first: encoders differ wildly in scale (raw CNN activations vs
-    unit-norm sentence vectors), and the adapters learn much faster on standardised inputs."""
-    mixup_alpha: float = 1.0
-    """λ ~ Beta(α, α) for latent mixup; 0 turns mixup off."""
-    temperature_init: float = 0.07
-    """Initial softmax temperature τ of the contrastive loss (learned; CLIP/FuseMix: 0.07)."""
-    temperature_min: float = 0.01
-    """Lower clamp on τ, so the logit scale 1/τ cannot blow up (CLIP clamps at 100)."""
 
 
 class ResidualBlock(nn.Module):

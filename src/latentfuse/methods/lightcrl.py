@@ -44,7 +44,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from . import METHODS
-from .base import ContrastiveMethod, MethodConfig, normalize
+from .base import ContrastiveConfig, ContrastiveMethod, normalize
 from .fusemix import ResidualBlock
 
 FUSIONS = ("add", "mul", "concat", "additive-attention", "general-attention", "scaled-dot-attention")
@@ -52,24 +52,16 @@ ATTENTION_FUSIONS = FUSIONS[3:]
 
 
 @dataclass
-class LightCRLConfig(MethodConfig):
+class LightCRLConfig(ContrastiveConfig):
     fusion: str = "add"
     """How the DFE fuses a projected feature with its modality's context: add, mul, concat,
     additive-attention, general-attention or scaled-dot-attention."""
-    dim: int = 512
-    """Joint embedding size (output of the shared DFE head)."""
     width: int = 512
     """Common width d: each side's frozen feature is projected to d, and the DFE works at d."""
     n_blocks: int = 1
     """Residual MLP blocks in the shared DFE body."""
     expansion: int = 2
     """Hidden-layer expansion inside a DFE block."""
-    dropout: float = 0.6
-    """Dropout inside the DFE blocks."""
-    input_dropout: float = 0.5
-    """Dropout on each frozen input feature (as in FuseMix: the strongest regulariser on small data)."""
-    input_norm: bool = True
-    """LayerNorm on each frozen feature before its projection (encoders differ wildly in scale)."""
     n_tokens: int = 8
     """Attention ops only: the projected feature (width d) is split into this many chunks of d/n_tokens
     values, each lifted to d by a shared Linear (+ a position embedding); must divide width."""
@@ -79,10 +71,6 @@ class LightCRLConfig(MethodConfig):
     """λ ~ Beta(α, α) for FuseMix's latent mixup on the frozen inputs; 0 (default) turns it off. Measured on
     Flickr8k (12 epochs, t2i R@5): off is +1.5 to +2 points for add/mul/concat, within 1 point (mostly a
     little worse) for the attention ops."""
-    temperature_init: float = 0.07
-    """Initial softmax temperature τ of the contrastive loss (learned)."""
-    temperature_min: float = 0.01
-    """Lower clamp on τ, so the logit scale 1/τ cannot blow up."""
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
