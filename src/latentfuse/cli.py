@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, List, Optional
 import typer
 
 from . import __version__
-from .config import RunConfig, apply_overrides, describe, dump_yaml, load_yaml
+from .config import RunConfig, apply_overrides, describe, load_yaml
 from .errors import LatentfuseError
 
 if TYPE_CHECKING:
