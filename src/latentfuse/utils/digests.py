@@ -24,24 +24,50 @@ def digest_db() -> Path:
                 or Path.home() / ".cache" / "latentfuse" / "file-digests.sqlite3")
 
 
+# (absolute path) -> (size, mtime_ns, digest) already looked up in this process: a source's fingerprint is
+# read several times per run (every split and side names its cache directory with it), and each of those
+# reads must cost a stat per file, not a database query and a hash.
+_SEEN: dict[str, tuple[int, int, str]] = {}
+_QUERY_CHUNK = 500  # SQLite's default limit on host parameters is 999
+
+
 def file_digests(paths: list[Path]) -> dict[Path, str]:
     """Content digest of every file, reusing remembered digests whose (size, mtime_ns) still match."""
+    stats = {path: (os.path.abspath(path), path.stat()) for path in paths}
+    out: dict[Path, str] = {}
+    misses: dict[Path, tuple[str, os.stat_result]] = {}
+    for path, (key, st) in stats.items():
+        seen = _SEEN.get(key)
+        if seen is not None and seen[:2] == (st.st_size, st.st_mtime_ns):
+            out[path] = seen[2]
+        else:
+            misses[path] = (key, st)
+    if misses:
+        out.update(_look_up_or_hash(misses))
+    return out
+
+
+def _look_up_or_hash(misses: dict[Path, tuple[str, os.stat_result]]) -> dict[Path, str]:
+    """Digests from the SQLite table where its (size, mtime_ns) match, else by reading the file."""
     connection = _connect()
     known: dict[str, tuple[int, int, str]] = {}
     if connection is not None:
-        rows = connection.execute("SELECT path, size, mtime_ns, digest FROM files").fetchall()
-        known = {path: (size, mtime, digest) for path, size, mtime, digest in rows}
+        keys = [key for key, _ in misses.values()]
+        for start in range(0, len(keys), _QUERY_CHUNK):
+            chunk = keys[start:start + _QUERY_CHUNK]
+            rows = connection.execute(f"SELECT path, size, mtime_ns, digest FROM files WHERE path IN "
+                                      f"({','.join('?' * len(chunk))})", chunk).fetchall()
+            known.update({path: (size, mtime, digest) for path, size, mtime, digest in rows})
     out: dict[Path, str] = {}
     fresh: list[tuple[str, int, int, str]] = []
-    for path in paths:
-        key = str(path.resolve())
-        st = path.stat()
+    for path, (key, st) in misses.items():
         cached = known.get(key)
         if cached is not None and cached[:2] == (st.st_size, st.st_mtime_ns):
             out[path] = cached[2]
-            continue
-        out[path] = file_digest(path)
-        fresh.append((key, st.st_size, st.st_mtime_ns, out[path]))
+        else:
+            out[path] = file_digest(path)
+            fresh.append((key, st.st_size, st.st_mtime_ns, out[path]))
+        _SEEN[key] = (st.st_size, st.st_mtime_ns, out[path])
     if connection is not None:
         with connection:
             connection.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", fresh)
@@ -53,7 +79,7 @@ def content_digest(paths: list[Path], length: int = 16) -> str:
     """One digest for a set of files: their names and contents (order-independent)."""
     digests = file_digests(list(paths))
     h = hashlib.sha256()
-    for path in sorted(digests):
+    for path in sorted(digests, key=lambda p: p.parts):  # Path order, without slow Path comparisons
         h.update(f"{path.name}\0{digests[path]}\n".encode())
     return h.hexdigest()[:length]
 
