@@ -109,7 +109,7 @@ class ImageFolder(Source):
         """(class name, sorted image files) for each class folder of a split."""
         if split not in self._files:
             base = self._layout[split]
-            self._files[split] = [(name, _images_under(base / name)) for name in _subdirs(base)]
+            self._files[split] = [(name, images_under(base / name)) for name in _subdirs(base)]
         return self._files[split]
 
 
@@ -142,8 +142,8 @@ def _subdirs(path: Path) -> list[str]:
         raise DataError(f"imagefolder: cannot list {path} ({exc.strerror or exc})") from None
 
 
-def _images_under(folder: Path) -> list[Path]:
-    """Image files under a class folder, recursively, in a stable order."""
+def images_under(folder: Path) -> list[Path]:
+    """Image files under a folder, recursively, hidden files and folders skipped, in a stable order."""
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))

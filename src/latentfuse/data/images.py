@@ -8,7 +8,6 @@ New files change the fingerprint; ``latentfuse index`` then embeds only the file
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..errors import DataError
@@ -17,7 +16,7 @@ from ..utils.hashing import digest
 from . import SOURCES
 from ._common import source_path
 from .base import Item, Side, Source, SplitData
-from .imagefolder import IMAGE_EXTENSIONS
+from .imagefolder import IMAGE_EXTENSIONS, images_under
 
 SPLIT = "all"
 
@@ -50,11 +49,7 @@ class ImageCollection(Source):
 
     def files(self) -> list[Path]:
         if self._files is None:
-            found: list[Path] = []
-            for dirpath, dirnames, filenames in os.walk(self.root):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                found += [Path(dirpath) / f for f in sorted(filenames)
-                          if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS]
+            found = images_under(self.root)
             if not found:
                 raise DataError(f"images: no image files under {self.root} "
                                 f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
