@@ -26,7 +26,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -226,13 +226,18 @@ class Index:
         return self.directory
 
     # ---------------------------------------------------------------- searching
-    def query_vector(self, text: str | None = None, image: Any = None) -> np.ndarray:
-        """The joint embedding of a text, an image, or both (their normalised sum: "like this, but …")."""
+    def query_vector(self, text: str | None = None, image: Any = None,
+                     embed: Callable[[str, Any], np.ndarray] | None = None) -> np.ndarray:
+        """The joint embedding of a text, an image, or both (their normalised sum: "like this, but …").
+
+        ``embed(modality, payload)`` encodes one query (default: directly; the server passes its batcher).
+        """
+        embed = embed or (lambda modality, payload: self.embed_queries(modality, [payload])[0])
         parts = []
         if text is not None and str(text).strip():
-            parts.append(self.embed_queries("text", [str(text)])[0])
+            parts.append(embed("text", str(text)))
         if image is not None:
-            parts.append(self.embed_queries("image", [image])[0])
+            parts.append(embed("image", image))
         return combine(parts)
 
     def embed_queries(self, modality: str, payloads: list[Any]) -> np.ndarray:

@@ -32,7 +32,6 @@ from starlette.concurrency import run_in_threadpool
 from .. import __version__
 from ..errors import LatentfuseError
 from ..index import Index
-from ..index.collection import combine
 from .batcher import Batcher
 from .config import ServeConfig
 from .inputs import Query, check_k, check_text, read_query
@@ -143,8 +142,7 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
     async def item_similar(row: int, k: str = Param("10", description=f"Results, 1–{config.max_k}.")
                            ) -> SearchResponse:
         """More like this: the indexed item's own embedding as the query (no encoder call)."""
-        if not 0 <= row < len(index):
-            raise HTTPException(404, f"no item {row}; the index has items 0–{len(index) - 1}")
+        check_row(index, row)
         started, count = time.perf_counter(), check_k(k, config.max_k)
         query = np.asarray(index.embeddings[row], dtype=np.float32)[None, :]
         hits = (await run_in_threadpool(index.search_vectors, query, count))[0]
@@ -171,12 +169,8 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
 
     async def run_search(query: Query) -> SearchResponse:
         started = time.perf_counter()
-        parts = []
-        if query.text is not None:
-            parts.append(await run_in_threadpool(batcher.submit, "text", query.text))
-        if query.image is not None:
-            parts.append(await run_in_threadpool(batcher.submit, "image", query.image))
-        hits = (await run_in_threadpool(index.search_vectors, combine(parts)[None, :], query.k))[0]
+        vector = await run_in_threadpool(index.query_vector, query.text, query.image, batcher.submit)
+        hits = (await run_in_threadpool(index.search_vectors, vector[None, :], query.k))[0]
         return search_response(query.text, query.image is not None, query.k, started, hits)
 
     return app
@@ -206,6 +200,10 @@ def result_of(hit: Any) -> Result:
 def check_image_row(index: Index, row: int) -> None:
     if index.modality != "image":
         raise HTTPException(404, "this index holds texts; results carry their text instead of an image")
+    check_row(index, row)
+
+
+def check_row(index: Index, row: int) -> None:
     if not 0 <= row < len(index):
         raise HTTPException(404, f"no item {row}; the index has items 0–{len(index) - 1}")
 
