@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw
 
 from latentfuse.config import StoreConfig
 from latentfuse.data import build_source
+from latentfuse.index import Index
 from latentfuse.model import model_card
 from latentfuse.pipeline import joint_model, side_encoders, split_features, train_method
 from latentfuse.train import TrainConfig
@@ -58,6 +59,16 @@ def build(root: Path) -> dict[str, Path]:
     model = joint_model(method, encoders, source, seconds)
     model.save(root / "model", card=model_card(model.config(), []))
     return {"root": root, "images": images, "pairs": table, "model": root / "model", "store": root / "store"}
+
+
+def saved_index(shapes: dict[str, Path], out: Path, data: str | None = None, side: str | None = None,
+                store: Path | None = None) -> Index:
+    """An index of the shapes model over ``data`` (default: every shape image), saved to ``out``."""
+    index = Index.create(out, shapes["model"], side=side)
+    index.add_source(build_source(data or f"images:{shapes['images']}"),
+                     store=StoreConfig(root=str(store or shapes["store"])), progress=False)
+    index.save()
+    return index
 
 
 def is_match(item_id: str, color: str, shape: str) -> bool:

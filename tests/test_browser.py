@@ -9,12 +9,10 @@ import shutil
 
 import pytest
 
-from latentfuse.config import StoreConfig
-from latentfuse.data import build_source
-from latentfuse.index import Index, open_index
+from latentfuse.index import open_index
 from latentfuse.serve import create_app
 from live import live_server
-from shapes import VARIANTS, is_match
+from shapes import VARIANTS, is_match, saved_index
 
 CHROMIUM = os.environ.get("LATENTFUSE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # Flags for a sandbox without network: no first-run, sync or background connections (they would be refused).
@@ -36,11 +34,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def site(shapes, tmp_path_factory):
-    out = tmp_path_factory.mktemp("browser") / "ix"
-    index = Index.create(out, shapes["model"])
-    index.add_source(build_source(f"images:{shapes['images']}"), store=StoreConfig(root=str(shapes["store"])),
-                     progress=False)
-    index.save()
+    out = saved_index(shapes, tmp_path_factory.mktemp("browser") / "ix").directory
     with live_server(create_app(open_index(out))) as url:
         yield url, out
 

@@ -17,23 +17,16 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from latentfuse.cli import app as cli
-from latentfuse.config import StoreConfig
-from latentfuse.data import build_source
-from latentfuse.index import Index, open_index
+from latentfuse.index import open_index
 from latentfuse.serve import ServeConfig, create_app
 from latentfuse.serve.batcher import Batcher
 from live import live_server
-from shapes import VARIANTS, is_match
+from shapes import VARIANTS, is_match, saved_index
 
 
 @pytest.fixture(scope="module")
 def index_dir(shapes, tmp_path_factory):
-    out = tmp_path_factory.mktemp("serve") / "ix"
-    index = Index.create(out, shapes["model"])
-    index.add_source(build_source(f"images:{shapes['images']}"), store=StoreConfig(root=str(shapes["store"])),
-                     progress=False)
-    index.save()
-    return out
+    return saved_index(shapes, tmp_path_factory.mktemp("serve") / "ix").directory
 
 
 @pytest.fixture(scope="module")
@@ -258,9 +251,7 @@ def test_a_file_deleted_after_indexing_is_a_404_not_a_500(shapes, tmp_path):
 
     folder = tmp_path / "photos"
     shutil.copytree(shapes["images"] / "red", folder / "red")
-    index = Index.create(tmp_path / "ix", shapes["model"])
-    index.add_source(build_source(f"images:{folder}"), store=StoreConfig(root=str(tmp_path / "store")),
-                     progress=False)
+    index = saved_index(shapes, tmp_path / "ix", f"images:{folder}", store=tmp_path / "store")
     row = [r.id for r in index.records].index("red/circle-0.png")
     (folder / "red" / "circle-0.png").unlink()
     with TestClient(create_app(index)) as c:
@@ -272,9 +263,7 @@ def test_a_file_deleted_after_indexing_is_a_404_not_a_500(shapes, tmp_path):
 
 
 def test_a_caption_index_answers_an_image_with_texts(shapes, tmp_path):
-    index = Index.create(tmp_path / "captions", shapes["model"], side="text")
-    index.add_source(build_source(f"pairs:{shapes['pairs']}"), store=StoreConfig(root=str(shapes["store"])),
-                     progress=False)
+    index = saved_index(shapes, tmp_path / "captions", f"pairs:{shapes['pairs']}", side="text")
     with TestClient(create_app(index)) as c:
         assert c.get("/health").json()["modality"] == "text"
         body = png(shapes["images"] / "yellow" / "square-1.png")
