@@ -36,7 +36,7 @@ from ..config import StoreConfig
 from ..data import Item, Source, build_source
 from ..errors import ConfigError, DataError, LatentfuseError
 from ..model import JointModel
-from ..store import FeatureStore, extract_split
+from ..eval.features import embed
 from ..store.extract import encode_items
 from ..utils import atomic
 from .backends import Backend, BackendConfig, FaissBackend, build_backend
@@ -158,21 +158,20 @@ class Index:
         new = [item for item in items if item.id not in known]
         if not new:
             return 0
-        encoder = self.model.encoder(self.side)
         store = store or StoreConfig()
         if len(new) == len(items):
-            features = extract_split(source, data, side, encoder, FeatureStore(store.root),
-                                     batch_size=store.batch_size, shard_size=store.shard_size,
-                                     skip_bad=skip_bad, progress=progress)
-            ids, array = features.ids, np.asarray(features.array, dtype=np.float32)
+            embedded = embed(self.model, self.side, source, data, side, store, skip_bad=skip_bad,
+                             progress=progress)
+            ids, x = embedded.ids, embedded.x
         else:
+            encoder = self.model.encoder(self.side)
             bar = tqdm(total=len(new), desc=f"{encoder.name} new {side}", unit=self.modality,
                        disable=not progress, file=sys.stderr, dynamic_ncols=True)
             with bar:
                 ids, array, _ = encode_items(encoder, new, store.batch_size, skip_bad, bar.update)
+            x = self.model.encode_features(self.side, array)
         by_id = {item.id: item for item in new}
-        self.append(self.model.encode_features(self.side, array),
-                    [record_of(by_id[i], source.spec, split, data.labels.get(i)) for i in ids])
+        self.append(x, [record_of(by_id[i], source.spec, split, data.labels.get(i)) for i in ids])
         return len(ids)
 
     def append(self, embeddings: np.ndarray, records: list[Record]) -> None:
