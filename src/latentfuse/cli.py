@@ -148,7 +148,6 @@ def eval_(
     store: Optional[str] = typer.Option(None, "--store", help="Feature cache directory."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable items instead of failing."),
 ) -> None:
-    from .config import StoreConfig
     from .eval.suite import parse_jobs, run_jobs
     from .eval.tables import print_reports
     from .eval.tasks import parse_options
@@ -158,7 +157,7 @@ def eval_(
     jobs = parse_jobs(list(task or ["retrieval"]), data)  # typos fail here, before any model is loaded
     options = parse_options(opt)
     joint = _eval_model(model, frozen)
-    reports = run_jobs(joint, jobs, split, StoreConfig(root=store) if store else StoreConfig(), options,
+    reports = run_jobs(joint, jobs, split, _store(store), options,
                        skip_bad=skip_bad, on_report=lambda r: print_reports([r]))
     if json_path:
         from .utils import atomic
