@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from latentfuse.config import DataConfig, MethodSpec, RunConfig, dump_yaml
-from latentfuse.train import TrainConfig
-from latentfuse.eval.report import markdown_table, print_table
+from latentfuse.config import TrainConfig
+from latentfuse.eval.tables import markdown, print_reports
 from latentfuse.pipeline import run
 from latentfuse.utils import atomic
 
@@ -57,8 +57,8 @@ def main() -> None:
         report = cached_run(config)[0]
         report["method"] = label
         reports.insert(position, report)
-    print_table(reports, title="Flickr8k test (1,000 images, 5,000 captions)")
-    print(markdown_table(reports))
+    print_reports(reports, heading="Flickr8k test (1,000 images, 5,000 captions)")
+    print(markdown(reports))
     atomic.write_json(RESULTS / "flickr8k.json", reports)
     print(f"\nwritten {RESULTS / 'flickr8k.json'} ({time.perf_counter() - started:.0f}s for the variants)")
 

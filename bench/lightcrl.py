@@ -23,7 +23,7 @@ from latentfuse.eval.frozen import frozen_model
 from latentfuse.eval.suite import Job, run_jobs
 from latentfuse.methods.lightcrl import FUSIONS
 from latentfuse.model import JointModel
-from latentfuse.train import TrainConfig
+from latentfuse.config import TrainConfig
 from latentfuse.utils import atomic
 
 from .common import RESULTS, SHARED_DATA, flickr8k_dir

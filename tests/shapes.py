@@ -11,9 +11,9 @@ from PIL import Image, ImageDraw
 from latentfuse.config import StoreConfig
 from latentfuse.data import build_source
 from latentfuse.index import Index
-from latentfuse.model import model_card
+
 from latentfuse.pipeline import joint_model, side_encoders, split_features, train_method
-from latentfuse.train import TrainConfig
+from latentfuse.config import TrainConfig
 
 COLORS = {"red": (215, 35, 35), "green": (40, 170, 60), "blue": (35, 70, 215), "yellow": (235, 205, 30)}
 SHAPES = ("circle", "square")
@@ -57,7 +57,7 @@ def build(root: Path) -> dict[str, Path]:
                                    TrainConfig(epochs=60, batch_size=32, lr=3e-3, threads=1), root / "work",
                                    progress=False)
     model = joint_model(method, encoders, source, seconds)
-    model.save(root / "model", card=model_card(model.config(), []))
+    model.save_pretrained(root / "model")
     return {"root": root, "images": images, "pairs": table, "model": root / "model", "store": root / "store"}
 
 

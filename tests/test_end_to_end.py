@@ -13,7 +13,7 @@ from latentfuse.errors import ModelError
 from latentfuse.pipeline import evaluate, joint_model, side_encoders, split_features, train_method
 from latentfuse.config import StoreConfig
 from latentfuse.data import build_source
-from latentfuse.train import TrainConfig
+from latentfuse.config import TrainConfig
 
 N_TRAIN, N_TEST = 160, 40
 
@@ -70,7 +70,7 @@ def test_real_encoders_fit_save_load_and_embed_raw_inputs(small_pairs):
     np.testing.assert_allclose(from_files, cached, atol=2e-2)
     sims = loaded.similarity(images=images[:1], texts=["a dog", "a red car"])
     assert sims.shape == (1, 2) and np.all(np.abs(sims) <= 1 + 1e-5)
-    assert loaded.encode_text("one caption").shape == (1, 32)
+    assert loaded.encode_text("one caption").shape == (32,)  # a single string gives a 1-D vector
 
 
 def test_load_rejects_a_folder_without_a_model(tmp_path):

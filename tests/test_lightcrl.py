@@ -11,7 +11,9 @@ from latentfuse.errors import ConfigError
 from latentfuse.methods import build_method, make_config
 from latentfuse.methods.lightcrl import ATTENTION_FUSIONS, FUSIONS
 from latentfuse.model import JointModel, SideSpec
-from latentfuse.train import TrainConfig, Trainer, validate
+from latentfuse.config import TrainConfig
+from latentfuse.eval.retrieval import validate
+from latentfuse.train import Trainer
 from test_train import synthetic_pairs
 
 SMALL = {"dim": 32, "width": 64, "n_blocks": 1, "dropout": 0.1, "input_dropout": 0.1, "n_tokens": 8}
@@ -37,7 +39,7 @@ def test_every_fusion_learns_far_above_chance(data, fusion, tmp_path):
     torch.manual_seed(0)
     method = build_method("lightcrl", train.dims(), {**SMALL, "fusion": fusion})
     before = validate(method, val)
-    Trainer(method, TrainConfig(epochs=8, batch_size=128, lr=3e-3), tmp_path).fit(train, val, progress=False)
+    Trainer(method, TrainConfig(epochs=8, batch_size=128, lr=3e-3), tmp_path, validate).fit(train, val, progress=False)
     after = validate(method, val)
     chance_r5 = 100 * 5 / 200
     assert after["b2a"]["R@5"] > 8 * chance_r5, (fusion, after)

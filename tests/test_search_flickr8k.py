@@ -14,7 +14,7 @@ from latentfuse.data import build_source
 from latentfuse.index import open_index
 from latentfuse.pipeline import joint_model, side_encoders, split_features, train_method
 from latentfuse.serve import create_app
-from latentfuse.train import TrainConfig
+from latentfuse.config import TrainConfig
 from live import live_server
 from test_browser import browser, shown  # noqa: F401  (the headless-Chromium fixture)
 from test_end_to_end import small_pairs  # noqa: F401  (Flickr8k pairs table fixture)

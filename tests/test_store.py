@@ -15,12 +15,13 @@ import pytest
 
 from fakes import FakeTextEncoder, SyntheticSource, encoder_calls, fake_embed
 from latentfuse.errors import DataError
-from latentfuse.store import FeatureStore, extract_split
+from latentfuse.config import StoreConfig
+from latentfuse.store import get_features
 
 
-def _extract(source, store, side="text_a", **kw):
-    return extract_split(source, source.load("train"), side, FakeTextEncoder(), FeatureStore(store),
-                         progress=False, **kw)
+def _extract(source, store, side="text_a", batch_size=64, shard_size=2048, **kw):
+    return get_features(source, source.load("train"), side, FakeTextEncoder(),
+                        StoreConfig(str(store), batch_size, shard_size), progress=False, **kw)
 
 
 def test_features_match_encoder_and_are_float16(tmp_path):
@@ -68,10 +69,11 @@ KILL_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 from fakes import FakeTextEncoder, SyntheticSource
-from latentfuse.store import FeatureStore, extract_split
+from latentfuse.config import StoreConfig
+from latentfuse.store import get_features
 src = SyntheticSource(400)
-extract_split(src, src.load("train"), "text_a", FakeTextEncoder(), FeatureStore({store!r}),
-              batch_size=10, shard_size=40, progress=False)
+get_features(src, src.load("train"), "text_a", FakeTextEncoder(), StoreConfig({store!r}, 10, 40),
+             progress=False)
 """
 
 

@@ -13,7 +13,9 @@ from latentfuse.methods import build_method, make_config
 from latentfuse.errors import ConfigError
 from latentfuse.model import JointModel, SideSpec
 from latentfuse.store.paired import PairedFeatures
-from latentfuse.train import TrainConfig, Trainer, validate
+from latentfuse.config import TrainConfig
+from latentfuse.eval.retrieval import validate
+from latentfuse.train import Trainer
 
 
 def synthetic_pairs(n: int, seed: int, per: int = 2) -> PairedFeatures:
@@ -45,7 +47,7 @@ def test_fusemix_learns_far_above_chance(data, tmp_path):
     train, val = data
     method = build_method("fusemix", train.dims(), SMALL)
     before = validate(method, val)
-    result = Trainer(method, TrainConfig(epochs=12, batch_size=128, lr=2e-3, threads=1), tmp_path).fit(train, val, progress=False)
+    result = Trainer(method, TrainConfig(epochs=12, batch_size=128, lr=2e-3, threads=1), tmp_path, validate).fit(train, val, progress=False)
     after = validate(method, val)
     chance_r5 = 100 * 5 / 200
     assert after["b2a"]["R@5"] > 10 * chance_r5, after
@@ -60,7 +62,7 @@ def test_fusemix_learns_far_above_chance(data, tmp_path):
 def test_closed_form_baselines_beat_chance(data, name, tmp_path):
     train, val = data
     method = build_method(name, train.dims(), {"dim": 12} if name != "asif" else {"top_k": 100, "power": 2.0})
-    Trainer(method, TrainConfig(), tmp_path).fit(train, val, progress=False)
+    Trainer(method, TrainConfig(), tmp_path, validate).fit(train, val, progress=False)
     assert validate(method, val)["b2a"]["R@5"] > 5 * (100 * 5 / 200)
 
 
@@ -68,15 +70,15 @@ def test_resume_continues_to_the_same_result(data, tmp_path):
     train, val = data
     cfg = TrainConfig(epochs=4, batch_size=256, seed=3, threads=1)
     full = build_method("fusemix", train.dims(), SMALL)
-    Trainer(full, cfg, tmp_path / "full").fit(train, val, progress=False)
+    Trainer(full, cfg, tmp_path / "full", validate).fit(train, val, progress=False)
 
     half = build_method("fusemix", train.dims(), SMALL)
-    Trainer(half, TrainConfig(epochs=2, batch_size=256, seed=3, threads=1), tmp_path / "part").fit(train, val, progress=False)
+    Trainer(half, TrainConfig(epochs=2, batch_size=256, seed=3, threads=1), tmp_path / "part", validate).fit(train, val, progress=False)
     # same run directory, now asked for 4 epochs with --resume: continues at epoch 3
     resumed = build_method("fusemix", train.dims(), SMALL)
-    ckpt = torch.load(tmp_path / "part" / "checkpoints" / "last.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "part" / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["state"]["epoch"] == 2
-    Trainer(resumed, cfg, tmp_path / "part").fit(train, val, resume=True, progress=False)
+    Trainer(resumed, cfg, tmp_path / "part", validate).fit(train, val, resume=True, progress=False)
     epochs = [json.loads(l)["epoch"] for l in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3, 4]
     assert validate(resumed, val)["rsum"] > validate(build_method("fusemix", train.dims(), SMALL), val)["rsum"]

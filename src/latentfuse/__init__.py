@@ -6,9 +6,8 @@
     index = latentfuse.open_index("runs/photos-index")      # built by `latentfuse index`
     index.search(text="a dog on the beach", k=10)
 """
-__version__ = "0.1.0"
-
-from .model import JointModel, load  # noqa: E402
+from .model import JointModel, load
+from .version import __version__
 
 
 def open_index(directory, model=None):

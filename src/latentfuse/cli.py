@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
-from . import __version__
+from .version import __version__
 from .config import RunConfig, apply_overrides, describe, load_yaml
 from .errors import LatentfuseError
 
@@ -295,19 +295,16 @@ def info(
 
         for key, default, doc in describe(RunConfig):
             typer.echo(f"{key:<24} {default:<36} {doc}")
-        method_class("fusemix")  # loads the built-in methods
         for name in METHODS.names():
             typer.echo(f"\nmethod.options when method.name={name}:")
             for key, default, doc in describe(method_class(name).config_cls):
                 typer.echo(f"  {key:<22} {default:<12} {doc}")
         return
-    from .data import SOURCES, _import_builtin_sources
-    from .encoders import ENCODERS, _import_builtin_encoders
-    from .methods import METHODS, _import_builtin_methods
-
+    from .data import SOURCES
+    from .encoders import ENCODERS
     from .eval import TASKS
+    from .methods import METHODS
 
-    _import_builtin_sources(), _import_builtin_encoders(), _import_builtin_methods()
     typer.echo(f"latentfuse {__version__}")
     for title, registry in (("encoders", ENCODERS), ("data sources", SOURCES), ("methods", METHODS),
                             ("evaluation tasks (latentfuse eval --task)", TASKS)):
@@ -317,9 +314,9 @@ def info(
 
 
 def _show(reports: list[dict], out: str) -> None:
-    from .eval.report import print_table
+    from .eval.tables import print_reports
 
-    print_table(reports)
+    print_reports(reports)
     typer.echo(f"model saved to {out}  (report: {Path(out) / 'report.json'})")
 
 

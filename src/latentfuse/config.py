@@ -21,7 +21,6 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
-from .train import TrainConfig
 
 
 def default_store() -> str:
@@ -61,6 +60,28 @@ class MethodSpec:
     """Method to train: fusemix, lightcrl, or a baseline (asif, procrustes, cca, identity)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Method options (see `latentfuse info`); unknown ones are errors."""
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    """Passes over the training pairs."""
+    batch_size: int = 512
+    """Pairs per step; the other pairs of a batch are the contrastive negatives."""
+    lr: float = 1e-3
+    """Peak AdamW learning rate."""
+    weight_decay: float = 0.1
+    """AdamW weight decay (not applied to norms, biases or the temperature)."""
+    warmup: float = 0.05
+    """Fraction of steps spent on linear warm-up before the cosine decay."""
+    seed: int = 0
+    """Seeds torch, numpy and python; same seed + data gives the same run."""
+    select: str = "rsum"
+    """Validation metric that picks the best checkpoint: rsum, or e.g. b2a/R@5."""
+    threads: int = 0
+    """Torch threads (0 = all cores)."""
+    tensorboard: bool = False
+    """Also write TensorBoard scalars (needs the [tensorboard] extra)."""
 
 
 @dataclass

@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .config import DataConfig, MethodSpec, RunConfig
+from .config import DataConfig, MethodSpec, RunConfig, TrainConfig
 from .errors import DataError
-from .train import TrainConfig
 
 FLICKR8K_CANDIDATES = ("../shared/data/flickr8k", "shared/data/flickr8k")
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"

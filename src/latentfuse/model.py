@@ -2,10 +2,15 @@
 
     OUT/model.safetensors   the method's tensors (heads, temperature, or closed-form projections)
     OUT/config.json         method name + options, side → encoder spec + fingerprint, dims
-    OUT/README.md           model card with the evaluation table
+    OUT/README.md           model card: YAML front matter (library_name, tags, datasets, model-index) + text
 
-``load(OUT)`` rebuilds the encoders from the registry, so ``encode_image`` / ``encode_text`` take raw
-inputs (paths, PIL images, strings) end to end.
+The folder is a Hugging Face model repo: ``save_pretrained(OUT)`` / ``JointModel.from_pretrained(OUT or
+"user/repo")`` / ``push_to_hub("user/repo")`` (``huggingface_hub.ModelHubMixin``); ``latentfuse.load(OUT)``
+is the short form. Loading rebuilds the encoders from the registry, so ``encode_image`` / ``encode_text``
+take raw inputs (paths, PIL images, numpy arrays, strings) end to end, the way sentence-transformers'
+``encode`` does (``batch_size``, ``normalize``, ``convert_to_tensor``, ``show_progress_bar``).
+
+Which model side embeds a modality is decided in one place, :meth:`JointModel.side_for`.
 """
 from __future__ import annotations
 
@@ -13,17 +18,18 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
+from huggingface_hub import ModelHubMixin
 from safetensors.torch import load_file, save_file
 
-from . import __version__
 from .encoders import Encoder, build_encoder
 from .errors import ModelError
 from .methods import Method, build_method
 from .utils import atomic
+from .version import __version__
 
 FORMAT = "latentfuse.joint-model/1"
 
@@ -36,17 +42,40 @@ class SideSpec:
     encoder_fingerprint: str
 
 
-class JointModel:
+class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "multimodal", "joint-embedding"],
+                 repo_url="https://github.com/latentfuse/latentfuse"):
     def __init__(self, method: Method, sides: Sequence[SideSpec], meta: dict[str, Any] | None = None) -> None:
         self.method = method.eval()
         self.sides = {side.name: side for side in sides}
         self.meta = dict(meta or {})
         self._encoders: dict[str, Encoder] = {}
 
-    # ---------------------------------------------------------------- encoding
+    # ---------------------------------------------------------------- sides
     @property
     def dim(self) -> int:
         return self.method.out_dim
+
+    def side_for(self, modality: str, requested: str = "", *, other_than: str = "", purpose: str = "") -> str:
+        """The model side that embeds ``modality`` — the one rule every caller uses.
+
+        ``requested`` (a side name) wins and must hold ``modality``. Otherwise the first side of that
+        modality in the model's order; ``other_than`` skips a side when another of the same modality exists
+        (a text–text model answers a text query against its ``text_a`` index through ``text_b``).
+        """
+        where = f"{purpose}: " if purpose else ""
+        described = ", ".join(f"{s.name} ({s.modality})" for s in self.sides.values())
+        if requested:
+            if requested not in self.sides:
+                raise ModelError(f"{where}the model has no side {requested!r}; its sides are {described}")
+            if self.sides[requested].modality != modality:
+                raise ModelError(f"{where}side {requested!r} holds {self.sides[requested].modality}, "
+                                 f"but {modality} is needed; the model's sides are {described}")
+            return requested
+        matches = [s.name for s in self.sides.values() if s.modality == modality]
+        if not matches:
+            raise ModelError(f"{where}needs a side of modality {modality!r}, but the model's sides are {described}")
+        others = [name for name in matches if name != other_than]
+        return (others or matches)[0]
 
     def encoder(self, side: str) -> Encoder:
         """The frozen encoder of a side, built on first use and checked against the saved fingerprint."""
@@ -60,39 +89,71 @@ class JointModel:
             self._encoders[side] = encoder
         return self._encoders[side]
 
-    def side_for(self, modality: str) -> str:
-        matches = [s.name for s in self.sides.values() if s.modality == modality]
-        if len(matches) != 1:
-            raise ModelError(f"model has {len(matches)} {modality} sides ({matches}); use encode(side, ...)")
-        return matches[0]
-
+    # ---------------------------------------------------------------- encoding
     @torch.inference_mode()
-    def encode_features(self, side: str, features: np.ndarray | torch.Tensor, chunk: int = 4096) -> np.ndarray:
+    def encode_features(self, side: str, features: np.ndarray | torch.Tensor, chunk: int = 4096,
+                        normalize: bool = True) -> np.ndarray:
         """Joint embeddings from already-extracted frozen features (the cached path)."""
         x = torch.as_tensor(np.asarray(features, dtype=np.float32))
-        out = [self.method.encode(side, x[i:i + chunk]) for i in range(0, len(x), chunk)]
+        out = [self.method.encode(side, x[i:i + chunk], normalize=normalize) for i in range(0, len(x), chunk)]
         return torch.cat(out).numpy() if out else np.zeros((0, self.dim), dtype=np.float32)
 
-    def encode(self, side: str, inputs: Sequence[Any], batch_size: int = 64) -> np.ndarray:
-        """Raw inputs of a side → L2-normalised joint embeddings (n, dim), float32."""
+    def encode(self, side: str, inputs: Sequence[Any], batch_size: int = 64, normalize: bool = True,
+               show_progress_bar: bool = False) -> np.ndarray:
+        """Raw inputs of a side → joint embeddings (n, dim), float32, L2-normalised unless told otherwise."""
+        if batch_size < 1:
+            raise ModelError(f"batch_size must be at least 1, got {batch_size}")
         encoder = self.encoder(side)
-        rows = [self.encode_features(side, encoder.encode(list(inputs[i:i + batch_size])))
-                for i in range(0, len(inputs), batch_size)]
+        starts = range(0, len(inputs), batch_size)
+        if show_progress_bar:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=f"{encoder.name} {side}", unit="batch")
+        rows = [self.encode_features(side, encoder.encode(list(inputs[i:i + batch_size])), normalize=normalize)
+                for i in starts]
         return np.concatenate(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
 
-    def encode_image(self, images: Any) -> np.ndarray:
-        """Image paths / PIL images (one or a list) → (n, dim)."""
-        return self.encode(self.side_for("image"), _as_list(images))
+    def encode_image(self, images: Any, *, side: str = "", batch_size: int = 64, normalize: bool = True,
+                     convert_to_tensor: bool = False, show_progress_bar: bool = False) -> np.ndarray | torch.Tensor:
+        """Images → (n, dim); one image (a path, a PIL image, an (H, W[, C]) array) → (dim,).
 
-    def encode_text(self, texts: str | Iterable[str]) -> np.ndarray:
-        """Strings (one or a list) → (n, dim)."""
-        return self.encode(self.side_for("text"), _as_list(texts))
+        A list of images or an (N, H, W, C) / (N, H, W) array is a batch of N.
+        """
+        batch, single = image_batch(images)
+        x = self.encode(self.side_for("image", side, purpose="encode_image"), batch, batch_size, normalize,
+                        show_progress_bar)
+        return _finish(x, single, convert_to_tensor)
 
-    def similarity(self, images: Any = None, texts: Any = None) -> np.ndarray:
-        """Cosine similarity matrix (n_images, n_texts); two text lists give (n, m) for text–text models."""
-        if images is not None and texts is not None:
-            return self.encode_image(images) @ self.encode_text(texts).T
-        raise ValueError("similarity needs both images= and texts=")
+    def encode_text(self, texts: str | Sequence[str], *, side: str = "", batch_size: int = 64,
+                    normalize: bool = True, convert_to_tensor: bool = False,
+                    show_progress_bar: bool = False) -> np.ndarray | torch.Tensor:
+        """Strings → (n, dim); one string → (dim,)."""
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        x = self.encode(self.side_for("text", side, purpose="encode_text"), batch, batch_size, normalize,
+                        show_progress_bar)
+        return _finish(x, single, convert_to_tensor)
+
+    def similarity(self, images: Any = None, texts: Any = None, *, images_b: Any = None,
+                   texts_b: Any = None) -> np.ndarray:
+        """Cosine similarity matrix between two groups of raw inputs, rows = the first group.
+
+        ``images=, texts=`` → (n_images, n_texts); ``texts=, texts_b=`` → text–text (``texts_b`` goes through
+        the model's second text side when it has one, so a text–text model compares across its two spaces);
+        ``images=, images_b=`` → image–image, likewise.
+        """
+        given = {name for name, value in (("images", images), ("texts", texts), ("images_b", images_b),
+                                          ("texts_b", texts_b)) if value is not None}
+        if given == {"images", "texts"}:
+            return _matrix(self.encode_image(images)) @ _matrix(self.encode_text(texts)).T
+        for modality, first, second in (("text", texts, texts_b), ("image", images, images_b)):
+            if given == {f"{modality}s", f"{modality}s_b"}:
+                side = self.side_for(modality, purpose="similarity")
+                other = self.side_for(modality, other_than=side, purpose="similarity")
+                embed = self.encode_text if modality == "text" else self.encode_image
+                return _matrix(embed(first, side=side)) @ _matrix(embed(second, side=other)).T
+        raise ModelError(f"similarity takes two groups: images= and texts=, texts= and texts_b=, or images= "
+                         f"and images_b=; got {sorted(given) or 'none'}")
 
     @property
     def fingerprint(self) -> str:
@@ -114,19 +175,86 @@ class JointModel:
             "sides": [vars(s) for s in self.sides.values()], **self.meta,
         }
 
-    def save(self, directory: str | Path, card: str | None = None) -> Path:
-        directory = Path(directory)
+    def card(self, evaluation: str = "", eval_results: Sequence[dict[str, Any]] = ()) -> str:
+        """The model card: Hub front matter (``library_name``, tags, datasets, ``model-index``) + how to use it.
+
+        ``evaluation`` is a rendered markdown section and ``eval_results`` its numbers as model-index entries
+        (``eval.tables.model_card`` makes both from reports); the model never renders tables itself.
+        """
+        from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+        config = self.config()
+        name = f"latentfuse-{config['method']}"
+        datasets = [config["trained_on"]] if config.get("trained_on") else None
+        results = [EvalResult(**entry) for entry in eval_results]
+        data = ModelCardData(library_name="latentfuse", tags=["latentfuse", config["method"],
+                                                               *sorted({s.modality for s in self.sides.values()})],
+                             datasets=datasets, model_name=name if results else None, eval_results=results or None)
+        sides = "\n".join(f"- `{s.name}` ({s.modality}): `{s.encoder}` (fingerprint `{s.encoder_fingerprint}`)"
+                          for s in self.sides.values())
+        body = [f"# latentfuse model: {config['method']}", "",
+                f"Joint embedding space ({config['out_dim']}-d) over frozen encoders:", sides, "",
+                "```python", "import latentfuse", "model = latentfuse.load('.')   # or JointModel.from_pretrained('user/repo')",
+                "model.similarity(images=['photo.jpg'], texts=['a dog on the beach'])", "```", "",
+                "## Method options", "```json", json.dumps(config["method_config"], indent=2), "```"]
+        if evaluation:
+            body += ["", "## Evaluation", "", evaluation]
+        return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n"))
+
+    def save_pretrained(self, save_directory: str | Path, *, card: str | None = None, push_to_hub: bool = False,
+                        repo_id: str | None = None, config: Any = None, model_card_kwargs: Any = None,
+                        **push_to_hub_kwargs: Any) -> Path:
+        """Write the folder (each file atomically); ``push_to_hub=True`` then uploads it (needs a Hub login).
+
+        ``card``: the README text (default: :meth:`card` without evaluation). ``config`` and
+        ``model_card_kwargs`` are accepted for ``ModelHubMixin.push_to_hub`` and ignored: the config is the
+        model's own.
+        """
+        directory = Path(save_directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous() for k, v in self.method.state_dict().items()}
         with atomic.atomic_path(directory / "model.safetensors") as tmp:
             save_file(tensors, str(tmp), metadata={"format": FORMAT, "method": self.method.name})
         atomic.write_json(directory / "config.json", self.config())
-        atomic.write_text(directory / "README.md", card or model_card(self.config(), []))
+        atomic.write_text(directory / "README.md", card or self.card())
+        if push_to_hub:
+            self.push_to_hub(repo_id or directory.name, **push_to_hub_kwargs)
         return directory
+
+    save = save_pretrained
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> "JointModel":
+        """A saved folder, or a Hub repo id (downloaded with ``huggingface_hub``; needs the network)."""
+        path = Path(pretrained_model_name_or_path)
+        if path.is_dir() or path.exists() or not _looks_like_repo_id(str(pretrained_model_name_or_path)):
+            return cls._load_dir(path)
+        try:
+            return super().from_pretrained(str(pretrained_model_name_or_path), **kwargs)
+        except ModelError:
+            raise
+        except Exception as exc:  # offline, unknown repo, no access: one line, not a hub traceback
+            raise ModelError(f"{pretrained_model_name_or_path}: no such model folder, and the Hugging Face Hub "
+                             f"could not provide it ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None = None, cache_dir: Any = None,
+                         force_download: bool = False, local_files_only: bool = False, token: Any = None,
+                         **_config_values: Any) -> "JointModel":
+        from huggingface_hub import snapshot_download
+
+        directory = snapshot_download(model_id, revision=revision, cache_dir=cache_dir,
+                                      force_download=force_download, local_files_only=local_files_only,
+                                      token=token)
+        return cls._load_dir(Path(directory))
 
     @classmethod
     def load(cls, directory: str | Path) -> "JointModel":
-        directory = Path(directory)
+        """A saved folder (or Hub repo id): the same as :meth:`from_pretrained`."""
+        return cls.from_pretrained(directory)
+
+    @classmethod
+    def _load_dir(cls, directory: Path) -> "JointModel":
         config_path, weights_path = directory / "config.json", directory / "model.safetensors"
         for path in (config_path, weights_path):
             if not path.exists():
@@ -142,26 +270,34 @@ class JointModel:
 
 
 def load(path: str | Path) -> JointModel:
-    """Load a saved JointModel folder."""
-    return JointModel.load(path)
+    """Load a saved JointModel folder (or Hub repo id)."""
+    return JointModel.from_pretrained(path)
 
 
-def _as_list(inputs: Any) -> list[Any]:
-    if isinstance(inputs, (str, Path)) or not isinstance(inputs, (list, tuple)):
-        return [inputs]
-    return list(inputs)
+def _looks_like_repo_id(text: str) -> bool:
+    """``user/name`` (one slash, no path-like parts) — anything else is taken as a local folder."""
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "~")) and "\\" not in text
 
 
-def model_card(config: dict[str, Any], reports: list[dict[str, Any]]) -> str:
-    """A README for the model folder: what it is, how to load it, and its measured results."""
-    sides = "\n".join(f"- `{s['name']}` ({s['modality']}): `{s['encoder']}` (fingerprint `{s['encoder_fingerprint']}`)"
-                      for s in config["sides"])
-    lines = [f"# latentfuse model: {config['method']}", "",
-             f"Joint embedding space ({config['out_dim']}-d) over frozen encoders:", sides, "",
-             "```python", "import latentfuse", "model = latentfuse.load('.')",
-             "model.similarity(images=['photo.jpg'], texts=['a dog on the beach'])", "```", "",
-             "## Method options", "```json", json.dumps(config["method_config"], indent=2), "```"]
-    if reports:
-        from .eval.report import markdown_table
-        lines += ["", "## Evaluation", "", markdown_table(reports)]
-    return "\n".join(lines) + "\n"
+def image_batch(images: Any) -> tuple[list[Any], bool]:
+    """(list of images, was it a single image). Arrays: (H, W) and (H, W, 1|3|4) are one image; (N, H, W, C)
+    and other 3-D arrays, e.g. (N, 28, 28) grayscale, are N images."""
+    if isinstance(images, np.ndarray):
+        if images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3, 4)):
+            return [images], True
+        if images.ndim in (3, 4):
+            return list(images), False
+        raise ModelError(f"an image array must be (H, W), (H, W, C) or (N, H, W[, C]); got shape {images.shape}")
+    if isinstance(images, (list, tuple)):
+        return list(images), False
+    return [images], True  # a path, a PIL image, ...
+
+
+def _finish(x: np.ndarray, single: bool, convert_to_tensor: bool) -> np.ndarray | torch.Tensor:
+    out = x[0] if single else x
+    return torch.from_numpy(np.ascontiguousarray(out)) if convert_to_tensor else out
+
+
+def _matrix(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    return np.atleast_2d(np.asarray(x))

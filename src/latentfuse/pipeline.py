@@ -7,43 +7,35 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, StoreConfig, dump_yaml
 from .data import Source, build_source
 from .encoders import Encoder, build_encoder
 from .errors import ConfigError
-from .eval.report import print_table, retrieval_report
+from .eval.retrieval import retrieval_report, validate
+from .eval.tables import model_card
 from .methods import Method, build_method
-from .model import JointModel, SideSpec, model_card
-from .store import FeatureStore, extract_split
-from .store.paired import PairedFeatures
-from .train import TrainConfig, Trainer
+from .model import JointModel, SideSpec
+from .store import PairedFeatures, paired_features
+from .config import RunConfig, StoreConfig, TrainConfig, dump_yaml
+from .train import Trainer
 from .utils import atomic
 
 
 def side_encoders(source: Source, encoders: dict[str, str]) -> dict[str, Encoder]:
-    """Check that every side of the source has an encoder of the right modality, and build them."""
+    """Check that every side of the source has an encoder, and build them (the store checks modalities)."""
     names = [side.name for side in source.sides]
     missing, extra = sorted(set(names) - set(encoders)), sorted(set(encoders) - set(names))
     if missing or extra:
         raise ConfigError(f"encoders must name exactly the sides of {source.spec}: {names} "
                           f"(missing {missing or 'none'}, unknown {extra or 'none'})")
-    built = {side: build_encoder(encoders[side]) for side in names}
-    for side in source.sides:
-        if built[side.name].modality != side.modality:
-            raise ConfigError(f"encoder {encoders[side.name]!r} embeds {built[side.name].modality}, but side "
-                              f"{side.name!r} holds {side.modality}")
-    return built
+    return {side: build_encoder(encoders[side]) for side in names}
 
 
 def split_features(source: Source, split: str, encoders: dict[str, Encoder], store: StoreConfig,
                    skip_bad: bool = False, progress: bool = True, limit: int = 0) -> PairedFeatures:
-    """Cached features of both sides of a split (extracting whatever is missing), joined by pairs."""
-    data = source.load(split).head(limit)
-    feature_store = FeatureStore(store.root)
-    features = {side: extract_split(source, data, side, encoder, feature_store, batch_size=store.batch_size,
-                                    shard_size=store.shard_size, skip_bad=skip_bad, progress=progress)
-                for side, encoder in encoders.items()}
-    return PairedFeatures.build(data, features)
+    """Cached features of both sides of a split (or its first ``limit`` items), joined by pairs."""
+    full = source.load(split)
+    return paired_features(source, full.head(limit), encoders, store, parent=full, skip_bad=skip_bad,
+                           progress=progress)
 
 
 def train_method(name: str, options: dict[str, Any], train: PairedFeatures, val: PairedFeatures | None,
@@ -51,7 +43,7 @@ def train_method(name: str, options: dict[str, Any], train: PairedFeatures, val:
                  progress: bool = True) -> tuple[Method, float]:
     """Fit or train one method; returns it (best checkpoint loaded) and the seconds spent."""
     method = build_method(name, train.dims(), options)
-    result = Trainer(method, train_config, work_dir).fit(train, val, resume=resume, progress=progress)
+    result = Trainer(method, train_config, work_dir, validate).fit(train, val, resume=resume, progress=progress)
     return method, result.seconds
 
 
@@ -90,7 +82,7 @@ def run(config: RunConfig, resume: bool = False, progress: bool = True) -> list[
         reports.append(evaluate(models[name], feats[config.data.test_split], source.spec,
                                 config.data.test_split))
     main = models[config.method.name]
-    main.save(out, card=model_card(main.config(), reports))
+    main.save_pretrained(out, card=model_card(main, reports))
     atomic.write_text(out / "run.yaml", dump_yaml(config))
     atomic.write_json(out / "report.json", reports)
     return reports

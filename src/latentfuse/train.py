@@ -1,7 +1,10 @@
 """One training loop for every method: batches sliced from in-memory tensors, AdamW + warmup/cosine,
-validation recall each epoch, atomic best/last checkpoints, resume, JSONL metrics.
+a validation hook each epoch, atomic best/last checkpoints, resume, JSONL metrics.
 
-Closed-form methods (``trainable = False``) are fitted once and skip the loop.
+Closed-form methods (``trainable = False``) are fitted once and skip the loop. What "validation" means is
+the caller's choice (``validate``: method + split → nested metrics dict): retrieval recall for contrastive
+heads (``eval.retrieval.validate``), another metric for a classifier. The trainer sits below the evaluators
+and never imports them.
 """
 from __future__ import annotations
 
@@ -11,37 +14,18 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from .eval.retrieval import retrieval_metrics
 from .methods import Method
+from .config import TrainConfig
 from .store.paired import PairedFeatures
 from .utils import atomic
+from .utils.nested import flatten
 
-
-@dataclass
-class TrainConfig:
-    epochs: int = 20
-    """Passes over the training pairs."""
-    batch_size: int = 512
-    """Pairs per step; the other pairs of a batch are the contrastive negatives."""
-    lr: float = 1e-3
-    """Peak AdamW learning rate."""
-    weight_decay: float = 0.1
-    """AdamW weight decay (not applied to norms, biases or the temperature)."""
-    warmup: float = 0.05
-    """Fraction of steps spent on linear warm-up before the cosine decay."""
-    seed: int = 0
-    """Seeds torch, numpy and python; same seed + data gives the same run."""
-    select: str = "rsum"
-    """Validation metric that picks the best checkpoint: rsum, or e.g. b2a/R@5."""
-    threads: int = 0
-    """Torch threads (0 = all cores)."""
-    tensorboard: bool = False
-    """Also write TensorBoard scalars (needs the [tensorboard] extra)."""
+Validator = Callable[[Method, PairedFeatures], dict[str, Any]]
 
 
 @dataclass
@@ -59,19 +43,6 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-@torch.inference_mode()
-def embed(method: Method, side: str, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    method.eval()
-    return torch.cat([method.encode(side, x[i:i + chunk]) for i in range(0, len(x), chunk)])
-
-
-def validate(method: Method, data: PairedFeatures) -> dict[str, Any]:
-    a, b = data.sides
-    metrics = retrieval_metrics(embed(method, a, data.x[a]), embed(method, b, data.x[b]), data.pairs)
-    metrics["rsum"] = sum(v for d in (metrics["a2b"], metrics["b2a"]) for k, v in d.items() if k != "medr")
-    return metrics
-
-
 def select_score(metrics: dict[str, Any], key: str) -> float:
     value: Any = metrics
     for part in key.split("/"):
@@ -80,8 +51,9 @@ def select_score(metrics: dict[str, Any], key: str) -> float:
 
 
 class Trainer:
-    def __init__(self, method: Method, config: TrainConfig, out_dir: str | Path) -> None:
-        self.method, self.config = method, config
+    def __init__(self, method: Method, config: TrainConfig, out_dir: str | Path,
+                 validate: Validator | None = None) -> None:
+        self.method, self.config, self.validate = method, config, validate
         self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.log_path = self.out_dir / "metrics.jsonl"
@@ -89,6 +61,9 @@ class Trainer:
     def fit(self, train: PairedFeatures, val: PairedFeatures | None, resume: bool = False,
             progress: bool = True) -> TrainResult:
         cfg = self.config
+        if val is not None and self.validate is None:
+            raise ValueError("a validation split needs a validate hook, e.g. Trainer(..., "
+                             "validate=latentfuse.eval.retrieval.validate)")
         generator = seed_everything(cfg.seed)
         previous_threads = torch.get_num_threads()
         if cfg.threads:
@@ -104,7 +79,7 @@ class Trainer:
         started = time.perf_counter()
         if not self.method.trainable:
             self.method.fit(train)
-            metrics = validate(self.method, val) if val is not None else {}
+            metrics = self.validate(self.method, val) if val is not None else {}
             score = select_score(metrics, cfg.select) if metrics else 0.0
             self._log({"epoch": 0, "fit": "closed-form", **_flat(metrics)})
             return TrainResult(0, score, time.perf_counter() - started, [metrics])
@@ -141,7 +116,7 @@ class Trainer:
                 losses.append(float(loss.detach()))
             record = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": schedule.get_last_lr()[0], **extras}
             if val is not None:
-                metrics = validate(method, val)
+                metrics = self.validate(method, val)
                 record.update(_flat(metrics))
                 score = select_score(metrics, cfg.select)
             else:
@@ -173,7 +148,7 @@ class Trainer:
                                "config": asdict(self.config)})
 
     def _restore(self, optimizer, schedule, generator) -> dict[str, Any]:
-        ckpt = torch.load(self.ckpt_dir / "last.pt", weights_only=False)
+        ckpt = torch.load(self.ckpt_dir / "last.pt", weights_only=True)
         self.method.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         schedule.load_state_dict(ckpt["schedule"])
@@ -209,14 +184,9 @@ def _warmup_cosine(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _flat(metrics: dict[str, Any], prefix: str = "val/") -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in metrics.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}/"))
-        else:
-            out[f"{prefix}{key}"] = float(value)
-    return out
+def _flat(metrics: dict[str, Any]) -> dict[str, float]:
+    """Nested validation metrics → ``{"val/b2a/R@5": 53.5, ...}`` (one JSONL/TensorBoard key each)."""
+    return {"val/" + "/".join(path): float(value) for path, value in flatten(metrics)}
 
 
 def _tensorboard(out_dir: Path):

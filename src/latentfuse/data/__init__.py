@@ -5,17 +5,12 @@ from __future__ import annotations
 from ..registry import Registry
 from .base import Item, Payload, Side, Source, SplitData
 
-SOURCES: Registry[Source] = Registry("data source")
+SOURCES: Registry[Source] = Registry("data source", __name__, "latentfuse.sources")
 
 
 def build_source(spec: str, *, skip_bad: bool = False) -> Source:
     """Build a source from its spec, e.g. ``build_source("flickr8k:../shared/data/flickr8k")``."""
-    _import_builtin_sources()
     return SOURCES.build(spec, skip_bad=skip_bad)
-
-
-def _import_builtin_sources() -> None:
-    from . import fashion_mnist, flickr8k, imagefolder, images, pairs, sentence_pairs, wordnet  # noqa: F401  (registration side effects)
 
 
 __all__ = ["SOURCES", "Item", "Payload", "Side", "Source", "SplitData", "build_source"]

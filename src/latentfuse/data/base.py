@@ -46,20 +46,35 @@ class SplitData:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def head(self, n: int) -> "SplitData":
-        """The first ``n`` items of the first side, with everything paired to them: a quick-trial subset.
-
-        The split is renamed ``<split>-first<n>`` so its cached features never overwrite the full split's.
-        """
-        if n <= 0 or n >= len(self.items[self.sides[0].name]):
+        """The first ``n`` items of the first side, with everything paired to them: a quick-trial subset."""
+        first = self.sides[0].name
+        if n <= 0 or n >= len(self.items[first]):
             return self
-        a, b = (s.name for s in self.sides)
-        keep_a = {item.id for item in self.items[a][:n]}
-        pairs = [(i, j) for i, j in self.pairs if i in keep_a]
-        keep_b = {j for _, j in pairs}
-        items = {a: [it for it in self.items[a] if it.id in keep_a],
-                 b: [it for it in self.items[b] if it.id in keep_b]}
-        labels = {k: v for k, v in self.labels.items() if k in keep_a or k in keep_b}
-        return SplitData(f"{self.split}-first{n}", self.sides, items, pairs, labels, list(self.skipped))
+        return self.subset(first, {item.id for item in self.items[first][:n]}, f"{self.split}-first{n}")
+
+    def subset(self, side: str, keep: set[str], name: str) -> "SplitData":
+        """The items of ``side`` whose ids are in ``keep``, with their pairs, partners and labels.
+
+        A subset always gets its own split ``name``: the feature store keys features by split, so a subset
+        under the full split's name would replace the full split's cached features.
+        """
+        position = [s.name for s in self.sides].index(side)
+        other = self.sides[1 - position].name
+        pairs = [p for p in self.pairs if p[position] in keep]
+        partners = {p[1 - position] for p in pairs}
+        items = {side: [it for it in self.items[side] if it.id in keep],
+                 other: [it for it in self.items[other] if it.id in partners]}
+        labels = {k: v for k, v in self.labels.items() if k in keep or k in partners}
+        return SplitData(name, self.sides, items, pairs, labels, list(self.skipped))
+
+    def side_for(self, modality: str, preferred: str = "", where: str = "") -> str:
+        """The data side holding ``modality``: the one named ``preferred`` (e.g. the model side's name) when
+        it holds that modality, else the first that does — the one rule for data sides."""
+        names = [s.name for s in self.sides if s.modality == modality]
+        if not names:
+            raise DataError(f"{where or 'split ' + repr(self.split)} has no {modality} side (sides: "
+                            f"{', '.join(f'{s.name} ({s.modality})' for s in self.sides)})")
+        return preferred if preferred in names else names[0]
 
     def side(self, name: str) -> Side:
         for side in self.sides:

@@ -20,18 +20,13 @@ from functools import lru_cache
 from ..registry import Registry
 from .base import BadItemError, Encoder, EncoderUnavailableError
 
-ENCODERS: Registry[Encoder] = Registry("encoder")
+ENCODERS: Registry[Encoder] = Registry("encoder", __name__, "latentfuse.encoders")
 
 
 @lru_cache(maxsize=8)
 def build_encoder(spec: str) -> Encoder:
     """Build (once per process) the encoder a spec names; weights load lazily on first encode."""
-    _import_builtin_encoders()
     return ENCODERS.build(spec)
-
-
-def _import_builtin_encoders() -> None:
-    from . import e5, efficientnet, glove, hf, minilm, st, timm_  # noqa: F401  (registration side effects)
 
 
 __all__ = ["ENCODERS", "BadItemError", "Encoder", "EncoderUnavailableError", "build_encoder"]

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Source, SplitData
+from ..data import Source
 from ..errors import ConfigError, LatentfuseError
 from ..model import JointModel
-from .features import Embedded, embed, labels_of, pick_side, sample_split
+from .features import Embedded, embed, labels_of, sample_split
 from .tasks import TASKS, Context, Task, base_report
 
 
@@ -120,7 +120,7 @@ class LinearProbe(Task):
     def evaluate(self, model: JointModel, source: Source, split: str, options: LinearProbeOptions,
                  context: Context) -> dict[str, Any]:
         modality = model.sides[options.side].modality if options.side in model.sides else "image"
-        side = pick_side(model, modality, options.side, self.name)
+        side = model.side_for(modality, options.side, purpose=self.name)
         splits = source.splits()
         held_out = []
         if options.train_split in splits and options.train_split != split:
@@ -155,15 +155,9 @@ class LinearProbe(Task):
                   options: LinearProbeOptions, context: Context) -> Labelled:
         """Embeddings + class names of (a sample of) one split's items of the probed modality."""
         full = source.load(split)
-        data_side = _data_side(full, model.sides[side].modality, source)
+        data_side = full.side_for(model.sides[side].modality, where=f"{self.name}: {source.spec}")
         data = sample_split(full, data_side, limit, options.seed)
         got: Embedded = embed(model, side, source, data, data_side, context.store, skip_bad=context.skip_bad,
                               progress=context.progress, parent=full if data is not full else None)
         return Labelled(got.x, np.array(labels_of(data, got.ids, self.name, source), dtype=object))
 
-
-def _data_side(data: SplitData, modality: str, source: Source) -> str:
-    for s in data.sides:
-        if s.modality == modality:
-            return s.name
-    raise ConfigError(f"linear-probe: {source.spec} has no {modality} side")

@@ -12,10 +12,9 @@ from typing import Any
 
 from ..data import Source
 from ..model import JointModel
-from ..store import FeatureStore, extract_split
-from ..store.paired import PairedFeatures
+from ..store import paired_features
 from .features import match_sides, same_width
-from .report import retrieval_report
+from .retrieval import retrieval_report
 from .tasks import TASKS, Context, NoOptions, Task
 
 
@@ -32,13 +31,9 @@ class Retrieval(Task):
                  context: Context) -> dict[str, Any]:
         data = source.load(split)
         sides = match_sides(model, data, self.name)
-        store = FeatureStore(context.store.root)
-        features = {data_side: extract_split(source, data, data_side, model.encoder(model_side), store,
-                                             batch_size=context.store.batch_size,
-                                             shard_size=context.store.shard_size, skip_bad=context.skip_bad,
-                                             progress=context.progress)
-                    for data_side, model_side in sides.items()}
-        paired = PairedFeatures.build(data, features)
+        encoders = {data_side: model.encoder(model_side) for data_side, model_side in sides.items()}
+        paired = paired_features(source, data, encoders, context.store, skip_bad=context.skip_bad,
+                                 progress=context.progress)
         a, b = paired.sides
         embed_a = model.encode_features(sides[a], paired.x[a])
         embed_b = model.encode_features(sides[b], paired.x[b])

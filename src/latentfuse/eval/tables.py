@@ -1,4 +1,5 @@
-"""Tables for any list of task reports: one table per (task, dataset, split), for terminals and READMEs.
+"""The one renderer: tables for any list of task reports — one per (task, dataset, split) — for terminals,
+READMEs and model cards (with the Hub's model-index metrics).
 
 Columns come from the reports themselves (``metrics`` flattened: ``{"t2i": {"R@1": ..}}`` → ``t2i R@1``,
 ``{"classes": {"1": {"f1": ..}}}`` → ``class 1 F1``; common names shortened, counts left to the JSON), so a
@@ -8,9 +9,14 @@ method; an ``identity`` model reads as ``frozen <encoder>``, the "encoder alone"
 from __future__ import annotations
 
 from itertools import groupby
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-RAW_KEYS = {"threshold": "{:.3f}", "C": "{:g}", "medr": "{:.0f}"}  # not percentages
+from ..utils import nested
+
+if TYPE_CHECKING:
+    from ..model import JointModel
+
+RAW_KEYS = {"threshold": "{:.3f}", "C": "{:g}", "medr": "{:.0f}", "seconds": "{:.1f}"}  # not percentages
 HIDDEN = {"support"}  # counts stay in the JSON; tables show scores
 SHORT = {"classes": "class", "accuracy": "acc", "val_accuracy": "val acc", "fit_accuracy": "fit acc",
          "f1_macro": "macro F1", "precision": "P", "recall": "R", "f1": "F1", "threshold": "thr",
@@ -25,18 +31,10 @@ def row_label(report: dict[str, Any]) -> str:
     return str(report.get("method", "?"))
 
 
-def flatten(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, tuple[str, Any]]]:
+def flatten(metrics: dict[str, Any]) -> list[tuple[str, tuple[str, Any]]]:
     """Nested metrics → (column, (metric key, value)) in insertion order; short names, counts left out."""
-    out: list[tuple[str, tuple[str, Any]]] = []
-    for key, value in metrics.items():
-        if key in HIDDEN:
-            continue
-        name = f"{prefix}{SHORT.get(key, key)}"
-        if isinstance(value, dict):
-            out += flatten(value, name + " ")
-        else:
-            out.append((name, (key, value)))
-    return out
+    return [(" ".join(SHORT.get(key, key) for key in path), (path[-1], value))
+            for path, value in nested.flatten(metrics, HIDDEN)]
 
 
 def cell(value: tuple[str, Any] | None) -> str:
@@ -65,11 +63,13 @@ def groups(reports: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 def table(reports: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of one group; columns are the union of the rows' metrics, in first-seen order."""
     columns = list(dict.fromkeys(name for r in reports for name, _ in flatten(r["metrics"])))
+    timed = any(r.get("train_seconds") is not None for r in reports)
     rows = []
     for r in reports:
         values = dict(flatten(r["metrics"]))
-        rows.append([row_label(r)] + [cell(values.get(c)) for c in columns])
-    return ["method"] + columns, rows
+        seconds = [cell(("seconds", r.get("train_seconds")))] if timed else []
+        rows.append([row_label(r)] + [cell(values.get(c)) for c in columns] + seconds)
+    return ["method"] + columns + (["train s"] if timed else []), rows
 
 
 def markdown(reports: list[dict[str, Any]]) -> str:
@@ -83,19 +83,41 @@ def markdown(reports: list[dict[str, Any]]) -> str:
     return "\n\n".join(parts)
 
 
-def print_reports(reports: list[dict[str, Any]]) -> None:
-    """One rich table per group on the terminal."""
+def print_reports(reports: list[dict[str, Any]], heading: str | None = None) -> None:
+    """One rich table per group on the terminal (``heading`` replaces the first table's title)."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
     if not console.is_terminal:  # logs and pipes: no wrapping at rich's default 80 columns
         console = Console(width=160)
-    for group in groups(reports):
+    for number, group in enumerate(groups(reports)):
         header, rows = table(group)
-        out = Table(title=title(group[0]))
+        out = Table(title=heading if heading and number == 0 else title(group[0]))
         for i, name in enumerate(header):
             out.add_column(name, justify="left" if i == 0 else "right")
         for row in rows:
             out.add_row(*row)
         console.print(out)
+
+
+def model_index(reports: list[dict[str, Any]], method: str) -> list[dict[str, Any]]:
+    """The Hub's model-index entries (``huggingface_hub.EvalResult`` fields) for ``method``'s own reports."""
+    entries = []
+    for r in reports:
+        if r.get("method") != method:
+            continue
+        dataset = str(r["dataset"]).split(":")[0]  # the source's name; a local path means nothing on the Hub
+        for column, (_, value) in flatten(r["metrics"]):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                entries.append({"task_type": r["task"], "dataset_type": dataset, "dataset_name": dataset,
+                                 "dataset_split": r["split"], "metric_type": column, "metric_name": column,
+                                 "metric_value": float(value)})
+    return entries
+
+
+def model_card(model: "JointModel", reports: list[dict[str, Any]]) -> str:
+    """The model's card with its evaluation tables (and any side-by-side rows) and model-index metrics."""
+    if not reports:
+        return model.card()
+    return model.card(markdown(reports), model_index(reports, model.method.name))

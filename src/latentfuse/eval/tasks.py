@@ -77,22 +77,16 @@ class Context:
     progress: bool = True
 
 
-TASKS: Registry[Task] = Registry("evaluation task")
+TASKS: Registry[Task] = Registry("evaluation task", "latentfuse.eval", "latentfuse.tasks")
 
 
 def task(name: str) -> Task:
     """The evaluator registered under ``name``."""
-    _import_builtin_tasks()
     return TASKS.build(name)
 
 
 def task_names() -> list[str]:
-    _import_builtin_tasks()
     return TASKS.names()
-
-
-def _import_builtin_tasks() -> None:
-    from . import linear_probe, pair_classification, retrieval_task, sts, zeroshot  # noqa: F401
 
 
 def resolve_split(source: Source, split: str | None) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 from ..data import Source, SplitData
 from ..errors import ConfigError
 from ..model import JointModel
-from .features import embed, pick_side, same_width
+from .features import embed, same_width
 from .tasks import Context
 
 CROSS = "cross"
@@ -34,12 +34,13 @@ class EmbeddedPairs:
 def model_sides(model: JointModel, option: str, task: str) -> tuple[str, str]:
     """(side for sentence1, side for sentence2) from the ``side`` option (see the module docstring)."""
     if option != CROSS:
-        side = pick_side(model, "text", option, task)
+        side = model.side_for("text", option, purpose=task)
         return side, side
-    texts = [s.name for s in model.sides.values() if s.modality == "text"]
-    if len(texts) < 2:
-        raise ConfigError(f"{task}: side=cross needs a model with two text sides; this one has {texts}")
-    return texts[0], texts[1]
+    first = model.side_for("text", purpose=task)
+    second = model.side_for("text", other_than=first, purpose=task)
+    if second == first:
+        raise ConfigError(f"{task}: side=cross needs a model with two text sides; this one has only {first!r}")
+    return first, second
 
 
 def embed_pairs(model: JointModel, source: Source, data: SplitData, option: str, task: str,

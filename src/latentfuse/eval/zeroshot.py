@@ -23,7 +23,7 @@ from ..data import Source, SplitData
 from ..data.imagefolder import prompt_name
 from ..errors import ConfigError
 from ..model import JointModel
-from .features import embed, labels_of, pick_side, same_width
+from .features import embed, labels_of, same_width
 from .tasks import TASKS, Context, Task, base_report
 
 TEMPLATES = (
@@ -59,7 +59,7 @@ def topk_accuracy(scores: np.ndarray, targets: np.ndarray, ks: Sequence[int] = K
 
 def class_names(data: SplitData) -> list[str]:
     """The class list: labels of the text side in its order, then the remaining image labels, sorted."""
-    image_side = next(s.name for s in data.sides if s.modality == "image")
+    image_side = data.side_for("image")
     text_side = next(s.name for s in data.sides if s.name != image_side)
     names = list(dict.fromkeys(data.labels[it.id] for it in data.items[text_side] if it.id in data.labels))
     rest = {data.labels[it.id] for it in data.items[image_side] if it.id in data.labels} - set(names)
@@ -94,12 +94,10 @@ class ZeroShot(Task):
 
     def evaluate(self, model: JointModel, source: Source, split: str, options: ZeroShotOptions,
                  context: Context) -> dict[str, Any]:
-        image_side = pick_side(model, "image", options.image_side, "zeroshot")
-        text_side = pick_side(model, "text", options.text_side, "zeroshot")
+        image_side = model.side_for("image", options.image_side, purpose=self.name)
+        text_side = model.side_for("text", options.text_side, purpose=self.name)
         data = source.load(split)
-        data_image = next((s.name for s in data.sides if s.modality == "image"), None)
-        if data_image is None:
-            raise ConfigError(f"zeroshot: {source.spec} has no image side")
+        data_image = data.side_for("image", where=f"{self.name}: {source.spec}")
         images = embed(model, image_side, source, data, data_image, context.store, skip_bad=context.skip_bad,
                        progress=context.progress)
         labels = labels_of(data, images.ids, self.name, source)

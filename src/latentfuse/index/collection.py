@@ -23,22 +23,19 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
-from tqdm.auto import tqdm
-
-from .. import __version__
+from ..version import __version__
 from ..config import StoreConfig
 from ..data import Item, Source, build_source
 from ..errors import ConfigError, DataError, LatentfuseError
 from ..model import JointModel
 from ..eval.features import embed
-from ..store.extract import encode_items
 from ..utils import atomic
+from ..utils.hashing import digest
 from .backends import Backend, BackendConfig, FaissBackend, build_backend
 
 FORMAT = "latentfuse.index/1"
@@ -146,33 +143,29 @@ class Index:
                    skip_bad: bool = False, progress: bool = True) -> int:
         """Embed the items of ``source``'s split that the index lacks; returns how many were added.
 
-        When every item is new, features go through the feature store (cached, resumable); otherwise only
-        the new items are encoded, so growing a collection never re-encodes what is already indexed.
+        Features come through the feature store: the whole split's when every item is new, else a subset of
+        just the new items (read from the split's cached features when those are complete), so growing a
+        collection never re-encodes what is already indexed.
         """
         split = split or only_split(source)
         source.check_split(split)
         data = source.load(split)
-        side = source_side(source, self.modality, self.side)
+        side = data.side_for(self.modality, preferred=self.side, where=f"{source.spec} (nothing to index)")
         known = {item_id for spec, item_id in self.keys() if spec == source.spec}
         items = data.items[side]
         new = [item for item in items if item.id not in known]
         if not new:
             return 0
-        store = store or StoreConfig()
-        if len(new) == len(items):
-            embedded = embed(self.model, self.side, source, data, side, store, skip_bad=skip_bad,
-                             progress=progress)
-            ids, x = embedded.ids, embedded.x
-        else:
-            encoder = self.model.encoder(self.side)
-            bar = tqdm(total=len(new), desc=f"{encoder.name} new {side}", unit=self.modality,
-                       disable=not progress, file=sys.stderr, dynamic_ncols=True)
-            with bar:
-                ids, array, _ = encode_items(encoder, new, store.batch_size, skip_bad, bar.update)
-            x = self.model.encode_features(self.side, array)
+        wanted = data
+        if len(new) < len(items):
+            new_ids = [item.id for item in new]
+            wanted = data.subset(side, set(new_ids), f"{split}-new{len(new_ids)}-{digest(new_ids)[:10]}")
+        embedded = embed(self.model, self.side, source, wanted, side, store or StoreConfig(), skip_bad=skip_bad,
+                         progress=progress, parent=data)
         by_id = {item.id: item for item in new}
-        self.append(x, [record_of(by_id[i], source.spec, split, data.labels.get(i)) for i in ids])
-        return len(ids)
+        self.append(embedded.x, [record_of(by_id[i], source.spec, split, data.labels.get(i))
+                                 for i in embedded.ids])
+        return len(embedded.ids)
 
     def append(self, embeddings: np.ndarray, records: list[Record]) -> None:
         """Add rows (already joint embeddings of this index's side) in memory; ``save`` commits them."""
@@ -241,7 +234,7 @@ class Index:
 
     def embed_queries(self, modality: str, payloads: list[Any]) -> np.ndarray:
         """Joint embeddings of several queries of one modality in one encoder call (the server batches)."""
-        return self.model.encode(query_side(self.model, modality, self.side), payloads)
+        return self.model.encode(self.model.side_for(modality, other_than=self.side, purpose="query"), payloads)
 
     def search(self, text: str | None = None, image: Any = None, k: int = 10) -> list[Hit]:
         """The ``k`` items closest to the query, best first."""
@@ -282,27 +275,9 @@ def combine(parts: list[np.ndarray]) -> np.ndarray:
 
 
 def default_side(model: JointModel) -> str:
-    images = [s.name for s in model.sides.values() if s.modality == "image"]
-    return images[0] if images else next(iter(model.sides))
-
-
-def query_side(model: JointModel, modality: str, index_side: str) -> str:
-    """Which model side embeds a query of ``modality``: the only one, or (text–text) the other side."""
-    sides = [s.name for s in model.sides.values() if s.modality == modality]
-    if not sides:
-        raise LatentfuseError(f"this model has no {modality} side (sides: {', '.join(model.sides)}), "
-                              f"so it cannot take a {modality} query")
-    others = [s for s in sides if s != index_side]
-    return others[0] if len(sides) > 1 and others else sides[0]
-
-
-def source_side(source: Source, modality: str, model_side: str) -> str:
-    """The source side holding ``modality`` items: the one named like the model side, else the first."""
-    sides = [s.name for s in source.sides if s.modality == modality]
-    if not sides:
-        raise DataError(f"{source.spec} has no {modality} items to index (sides: "
-                        f"{', '.join(f'{s.name} ({s.modality})' for s in source.sides)})")
-    return model_side if model_side in sides else sides[0]
+    """What an index holds unless told: the model's image side, else its first side."""
+    has_image = any(s.modality == "image" for s in model.sides.values())
+    return model.side_for("image") if has_image else next(iter(model.sides))
 
 
 def only_split(source: Source) -> str:

@@ -1,4 +1,5 @@
-"""Methods: a registry of names (``fusemix``, ``asif``, ``procrustes``, ``cca``) → Method class."""
+"""Methods: a registry of names → Method class; every module of this package (and every ``latentfuse.methods``
+entry point) registers itself (see ``registry``)."""
 from __future__ import annotations
 
 from dataclasses import fields
@@ -8,11 +9,10 @@ from ..errors import ConfigError
 from ..registry import Registry
 from .base import Method, MethodConfig
 
-METHODS: Registry[type[Method]] = Registry("method")
+METHODS: Registry[type[Method]] = Registry("method", __name__, "latentfuse.methods")
 
 
 def method_class(name: str) -> type[Method]:
-    _import_builtin_methods()
     return METHODS.get(name)
 
 
@@ -32,10 +32,6 @@ def build_method(name: str, dims: dict[str, int], config: Any = None) -> Method:
     if config is None or isinstance(config, dict):
         config = make_config(name, config)
     return cls(dims, config)
-
-
-def _import_builtin_methods() -> None:
-    from . import asif, fusemix, identity, lightcrl, linear  # noqa: F401  (registration side effects)
 
 
 __all__ = ["METHODS", "Method", "MethodConfig", "build_method", "make_config", "method_class"]

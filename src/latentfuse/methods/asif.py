@@ -54,7 +54,7 @@ class ASIF(Method):
         self.anchors0 = normalize(train.x[a][groups] - self.mean0)
         self.anchors1 = normalize(text_sum / torch.bincount(inverse)[:, None] - self.mean1)
 
-    def encode(self, side: str, x: torch.Tensor) -> torch.Tensor:
+    def project(self, side: str, x: torch.Tensor) -> torch.Tensor:
         i = self.sides.index(side)
         if side == self.sides[1]:
             x = normalize(x)  # captions were normalised before averaging into anchors
@@ -62,4 +62,4 @@ class ASIF(Method):
         k = min(self.config.top_k, sims.shape[1])
         top = sims.topk(k, dim=1)
         sparse = torch.zeros_like(sims).scatter_(1, top.indices, top.values.clamp_min(0) ** self.config.power)
-        return normalize(sparse)
+        return sparse

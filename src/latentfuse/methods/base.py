@@ -1,6 +1,6 @@
 """What every method is: heads over frozen features that map each side into one joint space.
 
-A method is an ``nn.Module`` with ``encode(side, x)`` (→ L2-normalised joint embedding) and either
+A method is an ``nn.Module`` with ``project(side, x)`` (``encode`` L2-normalises it into the joint space) and either
 ``loss(batch)`` for the shared trainer, or ``fit(train)`` for closed-form baselines. It never runs
 its own loop. Its config is a dataclass registered with it, so YAML and the CLI can configure it.
 """
@@ -62,7 +62,13 @@ class Method(nn.Module):
     def out_dim(self) -> int:
         raise NotImplementedError
 
-    def encode(self, side: str, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, side: str, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Joint embedding of a side's frozen features; L2-normalised unless ``normalize=False``."""
+        z = self.project(side, x)
+        return F.normalize(z, dim=-1) if normalize else z
+
+    def project(self, side: str, x: torch.Tensor) -> torch.Tensor:
+        """The head's output before normalisation (what ``encode(..., normalize=False)`` returns)."""
         raise NotImplementedError
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from . import METHODS
-from .base import ContrastiveConfig, ContrastiveMethod, normalize
+from .base import ContrastiveConfig, ContrastiveMethod
 
 
 @dataclass
@@ -66,5 +66,5 @@ class FuseMix(ContrastiveMethod):
         super().__init__(dims, config)
         self.adapters = nn.ModuleDict({side: Adapter(d, config) for side, d in dims.items()})
 
-    def encode(self, side: str, x: torch.Tensor) -> torch.Tensor:
-        return normalize(self.adapters[side](x))
+    def project(self, side: str, x: torch.Tensor) -> torch.Tensor:
+        return self.adapters[side](x)

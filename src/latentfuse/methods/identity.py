@@ -13,7 +13,7 @@ import torch
 
 from ..store.paired import PairedFeatures
 from . import METHODS
-from .base import Method, MethodConfig, normalize
+from .base import Method, MethodConfig
 
 
 @METHODS.register("identity")
@@ -30,10 +30,10 @@ class Identity(Method):
         widths = set(self.dims.values())
         return widths.pop() if len(widths) == 1 else 0
 
-    def encode(self, side: str, x: torch.Tensor) -> torch.Tensor:
+    def project(self, side: str, x: torch.Tensor) -> torch.Tensor:
         if side not in self.dims:
             raise KeyError(f"identity: no side {side!r}; this model has {list(self.dims)}")
-        return normalize(x.float())
+        return x.float()
 
     def fit(self, train: PairedFeatures) -> None:
         """Nothing to fit: the frozen features are the embedding."""

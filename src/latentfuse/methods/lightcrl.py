@@ -44,7 +44,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from . import METHODS
-from .base import ContrastiveConfig, ContrastiveMethod, normalize
+from .base import ContrastiveConfig, ContrastiveMethod
 from .fusemix import ResidualBlock
 
 FUSIONS = ("add", "mul", "concat", "additive-attention", "general-attention", "scaled-dot-attention")
@@ -237,8 +237,8 @@ class LightCRL(ContrastiveMethod):
             for side, d in dims.items()})
         self.dfe = DeepFusionEncoder(tuple(dims), config)
 
-    def encode(self, side: str, x: torch.Tensor) -> torch.Tensor:
-        return normalize(self.dfe(self.projections[side](x), side)[0])
+    def project(self, side: str, x: torch.Tensor) -> torch.Tensor:
+        return self.dfe(self.projections[side](x), side)[0]
 
     def attention(self, side: str, x: torch.Tensor) -> torch.Tensor | None:
         """Attention weights (B, n_tokens) of the side's context over the feature's tokens (None for

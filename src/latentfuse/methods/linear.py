@@ -47,9 +47,9 @@ class _Centred(Method):
     def _index(self, side: str) -> int:
         return self.sides.index(side)
 
-    def encode(self, side: str, x: torch.Tensor) -> torch.Tensor:
+    def project(self, side: str, x: torch.Tensor) -> torch.Tensor:
         i = self._index(side)
-        return normalize((x - getattr(self, f"mean{i}")) @ getattr(self, f"proj{i}"))
+        return (x - getattr(self, f"mean{i}")) @ getattr(self, f"proj{i}")
 
     def _paired_centred(self, train: PairedFeatures) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = self.sides

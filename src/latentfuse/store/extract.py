@@ -1,4 +1,9 @@
-"""Run a frozen encoder over a split, shard by shard, into the feature store (cached + resumable)."""
+"""The one way to get frozen features of a split: ``get_features`` (cache lookup, reuse of a parent split's
+rows, extraction of what is missing — shard by shard, cached and resumable).
+
+Every consumer — training, every evaluator, the index — calls ``get_features``; none reads the store's
+layout or manifest itself. Per-layer token features will plug in here.
+"""
 from __future__ import annotations
 
 import sys
@@ -7,11 +12,12 @@ from typing import Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..config import StoreConfig
 from ..data import Item, Source, SplitData
 from ..encoders import Encoder
 from ..encoders.base import BadItemError
 from ..errors import DataError
-from .feature_store import Features, FeatureStore
+from .feature_store import Features, FeatureStore, read_manifest
 
 DEFAULT_SHARD_SIZE = 2048
 DEFAULT_BATCH_SIZE = 64
@@ -47,14 +53,48 @@ def encode_items(encoder: Encoder, items: Sequence[Item], batch_size: int, skip_
     return ids, array, skipped
 
 
-def extract_split(source: Source, data: SplitData, side: str, encoder: Encoder, store: FeatureStore, *,
-                  batch_size: int = DEFAULT_BATCH_SIZE, shard_size: int = DEFAULT_SHARD_SIZE,
-                  skip_bad: bool = False, progress: bool = True) -> Features:
-    """Features of one side of one split; shards finished by an earlier (even killed) run are reused."""
+def get_features(source: Source, data: SplitData, side: str, encoder: Encoder, store: StoreConfig, *,
+                 parent: SplitData | None = None, skip_bad: bool = False, progress: bool = True) -> Features:
+    """Features of one side of ``data`` (a split, or a named subset of one), from the cache when possible.
+
+    ``parent``: the full split ``data`` was taken from (``head``, ``sample_split``, ``subset``); when the
+    parent's features are complete in the store, the subset's rows are read from them instead of encoding.
+    Otherwise whatever is missing is extracted; shards finished by an earlier (even killed) run are reused.
+    """
     modality = data.side(side).modality
     if encoder.modality != modality:
         raise DataError(f"encoder {encoder.name!r} embeds {encoder.modality}, but side {side!r} of "
                         f"{source.spec} holds {modality}")
+    feature_store = FeatureStore(store.root)
+    if parent is not None and parent is not data:
+        reused = _rows_of_parent(feature_store, source, parent, data, side, encoder)
+        if reused is not None:
+            return reused
+    return _extract(source, data, side, encoder, feature_store, batch_size=store.batch_size,
+                    shard_size=store.shard_size, skip_bad=skip_bad, progress=progress)
+
+
+def _rows_of_parent(store: FeatureStore, source: Source, parent: SplitData, data: SplitData, side: str,
+                    encoder: Encoder) -> Features | None:
+    """``data``'s rows from the parent split's complete cached features, or None when they are not all there."""
+    directory = store.directory(source.name, source.fingerprint, parent.split, side, encoder.name,
+                                encoder.fingerprint)
+    manifest = read_manifest(directory)
+    if manifest is None or not manifest.get("complete"):
+        return None
+    full = FeatureStore.read(directory)
+    index = full.index()
+    skipped = {entry["id"] for entry in manifest.get("skipped", [])}
+    wanted = [item.id for item in data.items[side] if item.id not in skipped]
+    if any(item_id not in index for item_id in wanted):
+        return None
+    rows = np.array([index[item_id] for item_id in wanted], dtype=np.int64)
+    return Features(wanted, np.asarray(full.array[rows] if len(rows) else full.array[:0]), manifest)
+
+
+def _extract(source: Source, data: SplitData, side: str, encoder: Encoder, store: FeatureStore, *,
+             batch_size: int, shard_size: int, skip_bad: bool, progress: bool) -> Features:
+    modality = data.side(side).modality
     items = data.items[side]
     directory = store.directory(source.name, source.fingerprint, data.split, side, encoder.name,
                                 encoder.fingerprint)

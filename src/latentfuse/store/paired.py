@@ -6,8 +6,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data import SplitData
+from ..config import StoreConfig
+from ..data import Source, SplitData
+from ..encoders import Encoder
 from ..errors import DataError
+from .extract import get_features
 from .feature_store import Features
 
 
@@ -39,3 +42,13 @@ class PairedFeatures:
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+
+def paired_features(source: Source, data: SplitData, encoders: dict[str, Encoder], store: StoreConfig, *,
+                    parent: SplitData | None = None, skip_bad: bool = False,
+                    progress: bool = True) -> PairedFeatures:
+    """Both sides of ``data`` through ``get_features`` (data side → encoder), joined by the split's pairs."""
+    features = {side: get_features(source, data, side, encoder, store, parent=parent, skip_bad=skip_bad,
+                                   progress=progress)
+                for side, encoder in encoders.items()}
+    return PairedFeatures.build(data, features)
