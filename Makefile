@@ -14,6 +14,7 @@ demo: $(STAMP_BASE) debian-data
 	HF_HUB_OFFLINE=1 $(VENV)/bin/latentfuse demo
 
 test: $(STAMP_DEV) debian-data chromium
+	$(VENV)/bin/lint-imports --no-cache  # layers contract in pyproject.toml: imports point down only
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 bench: $(STAMP_DEV) debian-data chromium
