@@ -9,12 +9,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from .version import __version__
-from .config import RunConfig, apply_overrides, describe, load_yaml
+from .config import RunConfig, apply_overrides, describe, load_yaml, set_field
 from .errors import LatentfuseError
 
 if TYPE_CHECKING:
@@ -29,23 +30,59 @@ SetOpt = typer.Option(None, "--set", help="Override any config field: dotted.key
                       "`latentfuse info --config` lists them.")
 
 
+def _registry_help() -> dict[str, str]:
+    """What help texts say about registered things, read from the registries when help is shown."""
+    from .eval.tasks import TASKS
+    from .methods import METHODS
+
+    tasks = {name: TASKS.get(name) for name in TASKS.names()}
+    listing = "\n".join(f"  {name:<20} {task.summary or TASKS.describe()[name]}"
+                         + (f" (default data: {task.default_data})" if task.default_data else "")
+                         for name, task in tasks.items())
+    options = "\n".join(f"  {name}: " + ", ".join(f"{option}={_short(default)}"
+                                                   for option, default, _ in task.describe_options())
+                         for name, task in tasks.items() if task.describe_options())
+    return {"methods": " | ".join(METHODS.names()), "tasks": listing, "task_options": options}
+
+
+def _short(text: str, width: int = 24) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+class RegistryHelp(TyperCommand):
+    """A command whose help names registered methods / tasks: filled in from the registries when shown,
+    so a new (or plugin) method or task appears without editing this file, and start-up stays cheap."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        values = _registry_help()
+        self.help = (self.help or "").format(**values)
+        for param in self.params:
+            if getattr(param, "help", None):
+                param.help = param.help.replace("{methods}", values["methods"])
+        super().format_help(ctx, formatter)
+
+
 def _config(config: Optional[Path], data: Optional[str], encoders: Optional[List[str]],
             overrides: Optional[List[str]], **fields) -> RunConfig:
+    """YAML (or defaults) → ``--set`` overrides (parsed as YAML) → typed options, set as the values they are."""
     cfg = load_yaml(config) if config else RunConfig()
-    sets = list(overrides or [])
+    if overrides:
+        cfg = apply_overrides(cfg, list(overrides))
     if data:
-        sets.insert(0, f"data.source={data}")
-    for item in encoders or []:
-        side, sep, spec = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"--encoder {item!r}: expected SIDE=SPEC, e.g. text=minilm-l6")
-        if encoders and item is encoders[0]:
-            sets.append("encoders={}")
-        sets.append(f"encoders.{side}={spec}")
+        set_field(cfg, "data.source", data, "--data")
+    if encoders:
+        set_field(cfg, "encoders", dict(_side_spec(item) for item in encoders), "--encoder")
     for key, value in fields.items():
         if value is not None:
-            sets.append(f"{key}={value}")
-    return apply_overrides(cfg, sets) if sets else cfg
+            set_field(cfg, key, value)
+    return cfg
+
+
+def _side_spec(item: str) -> tuple[str, str]:
+    side, sep, spec = item.partition("=")
+    if not sep or not side.strip() or not spec.strip():
+        raise typer.BadParameter(f"--encoder {item!r}: expected SIDE=SPEC, e.g. text=minilm-l6")
+    return side.strip(), spec.strip()
 
 
 @app.command()
@@ -72,11 +109,11 @@ def extract(
         typer.echo(f"{name}: {counts} features, {len(feats)} pairs  → {cfg.store.root}")
 
 
-@app.command()
+@app.command(cls=RegistryHelp)
 def train(
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Data source spec, e.g. flickr8k:DIR."),
     encoder: Optional[List[str]] = EncoderOpt,
-    method: Optional[str] = typer.Option(None, "--method", "-m", help="fusemix | lightcrl | asif | procrustes | cca (see `latentfuse info`)."),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="{methods} (see `latentfuse info`)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Where the JointModel is saved."),
     epochs: Optional[int] = typer.Option(None, help="Training epochs."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
@@ -99,29 +136,16 @@ more tasks: prints one table per task and writes one JSON report (--json).
 
 \b
 Tasks: --task NAME or --task NAME=DATA (repeatable, also with the same NAME):
-  retrieval            Recall@1/5/10, median rank; data: --data or =SPEC
-  zeroshot             top-1/top-5 %; default fashion-mnist; imagefolder:DIR
-  linear-probe         logistic regression, C on val; default fashion-mnist
-  sts                  Spearman/Pearson x100; default sts-b; sts:FILE,
-                       wordsim353, simlex999
-  pair-classification  accuracy + per-class P/R/F1 %; default mrpc;
-                       pair-labels:FILE
+{tasks}
 
 A task without =DATA uses --data when given, else its default dataset.
 --split applies to every task (default: test, or the dataset's only split).
 Without --task: retrieval on --data, and the JSON is that single report (the
-original form). With --task the JSON is {"reports": [...]}, one per task.
+original form). With --task the JSON is {{"reports": [...]}}, one per task.
 
 \b
 Task options: --opt TASK.OPTION=VALUE (YAML values), e.g. --opt sts.side=cross
-  zeroshot: templates=[...] (one {} each), image_side, text_side
-  linear-probe: max_train=10000, max_val=5000, max_test=0, cs=[0.1,1,10,100],
-    train_split=train, val_split=val, val_fraction=0.2, test_fraction=0.2,
-    side, seed=0, max_iter=1000
-  sts, pair-classification: side = '' (first text side encodes both
-    sentences) | a side name | cross (sentence1 via the first text side,
-    sentence2 via the second)
-  pair-classification: fit_split ('' = dev, else val, else train)
+{task_options}
 
 \b
 Examples:
@@ -134,7 +158,7 @@ Examples:
 """
 
 
-@app.command("eval", help=EVAL_HELP)
+@app.command("eval", help=EVAL_HELP, cls=RegistryHelp)
 def eval_(
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Saved JointModel folder."),
     frozen: Optional[List[str]] = typer.Option(

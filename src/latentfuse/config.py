@@ -31,7 +31,7 @@ def default_store() -> str:
 @dataclass
 class DataConfig:
     source: str = "flickr8k:../shared/data/flickr8k"
-    """Data source spec: flickr8k:DIR, pairs:FILE, fashion-mnist[:DIR]."""
+    """Data source spec, e.g. flickr8k:DIR or pairs:FILE (`latentfuse info` lists every source)."""
     train_split: str = "train"
     """Split the heads are trained (or baselines fitted) on."""
     val_split: str = "val"
@@ -57,7 +57,7 @@ class StoreConfig:
 @dataclass
 class MethodSpec:
     name: str = "fusemix"
-    """Method to train: fusemix, lightcrl, or a baseline (asif, procrustes, cca, identity)."""
+    """Method to train (a registered name; `latentfuse info` lists them with a line each)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Method options (see `latentfuse info`); unknown ones are errors."""
 
@@ -131,20 +131,24 @@ def from_dict(cls: type, data: Any, where: str = "config", prefix: str = "") -> 
 
 def _coerce(hint: Any, value: Any, where: str, key: str) -> Any:
     origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
     if dataclasses.is_dataclass(hint):
         return from_dict(hint, value, where, key + ".")
     if origin in (typing.Union, types.UnionType):
-        return value
+        return _coerce_union(typing.get_args(hint), value, where, key)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: {key}: expected a mapping, got {value!r}")
-        return dict(value)
+        value_hint = (typing.get_args(hint) or (Any, Any))[1]
+        return {str(k): _coerce(value_hint, v, where, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
         if not isinstance(value, list):
             raise ConfigError(f"{where}: {key}: expected a list, got {value!r}")
-        return list(value)
+        item_hint = (typing.get_args(hint) or (Any,))[0]
+        return [_coerce(item_hint, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
     if hint is bool:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")
@@ -166,6 +170,35 @@ def _coerce(hint: Any, value: Any, where: str, key: str) -> Any:
             raise ConfigError(f"{where}: {key}: expected a string, got {value!r}")
         return str(value)
     return value
+
+
+def _coerce_union(options: tuple[Any, ...], value: Any, where: str, key: str) -> Any:
+    """The first member of ``A | B | None`` the value fits; ``None`` only where the union allows it."""
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ConfigError(f"{where}: {key}: a value is required")
+    for option in (o for o in options if o is not type(None)):
+        try:
+            return _coerce(option, value, where, key)
+        except ConfigError:
+            continue
+    raise ConfigError(f"{where}: {key}: {value!r} fits none of {' | '.join(getattr(o, '__name__', str(o)) for o in options)}")
+
+
+def set_field(config: Any, key: str, value: Any, where: str = "command line") -> None:
+    """Set dotted ``key`` of a dataclass config to an already-typed value (a CLI option), checking its type.
+
+    Typed options are never turned back into text: ``--out on`` is the directory ``"on"``, not ``True``.
+    """
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+        node = getattr(node, part)
+    hints = typing.get_type_hints(type(node))
+    if leaf not in hints:
+        raise ConfigError(f"{where}: unknown field {key}")
+    setattr(node, leaf, _coerce(hints[leaf], value, where, key))
 
 
 def apply_overrides(config: Any, overrides: list[str], where: str = "--set") -> Any:

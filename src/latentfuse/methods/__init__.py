@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
+from ..config import from_dict
 from ..errors import ConfigError
 from ..registry import Registry
 from .base import Method, MethodConfig
@@ -24,7 +25,7 @@ def make_config(name: str, values: dict[str, Any] | None = None) -> Any:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"method {name!r}: unknown option(s) {unknown}; valid: {sorted(known)}")
-    return cls(**values)
+    return from_dict(cls, values, where=f"method {name!r} options")
 
 
 def build_method(name: str, dims: dict[str, int], config: Any = None) -> Method:
