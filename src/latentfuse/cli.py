@@ -6,6 +6,7 @@ exposed as an option can be set with ``--set dotted.key=value`` (see ``latentfus
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,10 @@ from typer.core import TyperCommand
 from .version import __version__
 from .config import RunConfig, apply_overrides, describe, load_yaml, set_field
 from .errors import LatentfuseError
+from .utils.logs import configure as configure_logging
+
+log = logging.getLogger(__name__)
+_STATE: dict[str, bool] = {}
 
 if TYPE_CHECKING:
     from .config import StoreConfig
@@ -106,7 +111,7 @@ def extract(
     for name in split or source.splits():
         feats = split_features(source, name, encoders, cfg.store, skip_bad=skip)
         counts = ", ".join(f"{s}={len(feats.ids[s])}" for s in feats.sides)
-        typer.echo(f"{name}: {counts} features, {len(feats)} pairs  → {cfg.store.root}")
+        log.info("%s: %s features, %d pairs  → %s", name, counts, len(feats), cfg.store.root)
 
 
 @app.command(cls=RegistryHelp)
@@ -187,7 +192,7 @@ def eval_(
         from .utils import atomic
 
         atomic.write_json(json_path, {"reports": reports} if task else reports[0])
-        typer.echo(f"report → {json_path}")
+        log.info("report → %s", json_path)
 
 
 def _eval_model(model: Optional[Path], frozen: Optional[List[str]]) -> "JointModel":
@@ -226,8 +231,8 @@ def demo(
     from .pipeline import run
 
     cfg = apply_overrides(demo_config(out), list(set_ or []))
-    typer.echo(f"demo: {cfg.data.source} with {cfg.encoders}; method {cfg.method.name}; "
-               f"baselines {cfg.baselines}")
+    log.info("demo: %s with %s; method %s; baselines %s", cfg.data.source, cfg.encoders, cfg.method.name,
+             cfg.baselines)
     _show(run(cfg), cfg.out)
 
 
@@ -341,7 +346,19 @@ def _show(reports: list[dict], out: str) -> None:
     from .eval.tables import print_reports
 
     print_reports(reports)
-    typer.echo(f"model saved to {out}  (report: {Path(out) / 'report.json'})")
+    log.info("model saved to %s  (report: %s)", out, Path(out) / "report.json")
+
+
+@app.callback()
+def _options(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug diagnostics, and tracebacks on errors."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Warnings and errors only; no progress bars."),
+) -> None:
+    """Multimodal joint embedding spaces from frozen encoders: cached features, small heads."""
+    if verbose and quiet:
+        raise typer.BadParameter("--verbose and --quiet contradict each other")
+    _STATE["verbose"] = verbose
+    configure_logging(verbose=verbose, quiet=quiet)
 
 
 def main() -> None:
@@ -349,6 +366,8 @@ def main() -> None:
     try:
         app()
     except LatentfuseError as exc:
+        if _STATE.get("verbose"):
+            log.exception("traceback of the error below")
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         sys.exit(2)
 

@@ -185,7 +185,8 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
 
         config = self.config()
         name = f"latentfuse-{config['method']}"
-        datasets = [config["trained_on"]] if config.get("trained_on") else None
+        # the source's name (``flickr8k``), not its spec: a local path means nothing on the Hub
+        datasets = [str(config["trained_on"]).split(":")[0]] if config.get("trained_on") else None
         results = [EvalResult(**entry) for entry in eval_results]
         data = ModelCardData(library_name="latentfuse", tags=["latentfuse", config["method"],
                                                                *sorted({s.modality for s in self.sides.values()})],

@@ -1,8 +1,7 @@
 """The main job, as plain functions the CLI calls: features → fit/train → JointModel → reports."""
 from __future__ import annotations
 
-import shutil
-import time
+import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ from .store import PairedFeatures, paired_features
 from .config import RunConfig, StoreConfig, TrainConfig, dump_yaml
 from .train import Trainer
 from .utils import atomic
+
+log = logging.getLogger(__name__)
 
 
 def side_encoders(source: Source, encoders: dict[str, str]) -> dict[str, Encoder]:
@@ -75,7 +76,7 @@ def run(config: RunConfig, resume: bool = False, progress: bool = True) -> list[
         options = config.method.options if name == config.method.name else {}
         work = out if name == config.method.name else out / "baselines" / name
         if progress:
-            print(f"── {name}", flush=True)
+            log.info("── %s", name)
         method, seconds = train_method(name, options, feats[config.data.train_split],
                                        feats.get(config.data.val_split), config.train, work, resume, progress)
         models[name] = joint_model(method, encoders, source, seconds)

@@ -9,6 +9,7 @@ and never imports them.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import time
@@ -25,6 +26,7 @@ from .store.paired import PairedFeatures
 from .utils import atomic
 from .utils.nested import flatten
 
+log = logging.getLogger(__name__)
 Validator = Callable[[Method, PairedFeatures], dict[str, Any]]
 
 
@@ -199,5 +201,4 @@ def _tensorboard(out_dir: Path):
 
 def _print_epoch(record: dict[str, Any], select: str, epochs: int) -> None:
     val = f"  val {select}={record.get('val/' + select, float('nan')):.2f}" if f"val/{select}" in record else ""
-    print(f"epoch {record['epoch']:>3}/{epochs}  loss {record['loss']:.4f}{val}  "
-          f"({record['seconds']:.1f}s)", flush=True)
+    log.info("epoch %3d/%d  loss %.4f%s  (%.1fs)", record["epoch"], epochs, record["loss"], val, record["seconds"])

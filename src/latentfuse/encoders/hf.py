@@ -7,6 +7,12 @@ Example: ``hf:bert-base-uncased#cls#normalize``.
 A vision config (it has ``image_size`` and no vocabulary, e.g. ViT) gives an image encoder instead:
 ``#cls`` (default) or ``#mean`` pooling of ``last_hidden_state``, with the resize / crop / mean / std
 of the folder's preprocessor_config.json re-implemented in numpy (no torchvision). Outputs are raw.
+
+A dual-tower config (``text_config`` + ``vision_config``: CLIP, SigLIP, ...) gives either tower, picked
+with ``#image`` or ``#text``: the tower *with its projection* — ``get_image_features`` /
+``get_text_features``, the embeddings the model was trained to align — e.g.
+``hf:openai/clip-vit-large-patch14#image`` (MMFuser's encoder). Text is truncated to the tower's position
+limit; SigLIP text is padded to it, as SigLIP was trained. Outputs are raw (not normalised).
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from .text import POOLINGS, TransformerTextEncoder, hidden_size
 from .weights import quiet_transformers, read_json, resolve_model_dir, weights_identity
 
 _PIL_CODES = {int(code): name for name, code in _RESAMPLE.items()}
+TOWERS = ("image", "text")
 
 
 def parse_hf_spec(arg: str) -> tuple[str, dict[str, Any]]:
@@ -31,7 +38,9 @@ def parse_hf_spec(arg: str) -> tuple[str, dict[str, Any]]:
     settings: dict[str, Any] = {}
     for option in options:
         key, _, value = option.partition("=")
-        if key in POOLINGS and not value:
+        if key in TOWERS and not value:
+            settings["tower"] = key
+        elif key in POOLINGS and not value:
             settings["pooling"] = key
         elif key == "normalize" and not value:
             settings["normalize"] = True
@@ -39,7 +48,7 @@ def parse_hf_spec(arg: str) -> tuple[str, dict[str, Any]]:
             settings["max_length"] = int(value)
         else:
             raise ConfigError(f"hf:{arg}: unknown option #{option}; expected #mean, #cls, #normalize, "
-                              f"#max_length=N")
+                              f"#max_length=N, or #image / #text (a tower of a CLIP-style model)")
     return model, settings
 
 
@@ -119,14 +128,78 @@ def is_vision_config(config: dict[str, Any]) -> bool:
     return "image_size" in config and "vocab_size" not in config
 
 
-@ENCODERS.register("hf", help="hf:ID-OR-FOLDER[#cls|#mean][#normalize][#max_length=N] Hugging Face encoder")
+def is_dual_config(config: dict[str, Any]) -> bool:
+    """CLIP-style: one checkpoint, a text tower and a vision tower projected into one space."""
+    return isinstance(config.get("text_config"), dict) and isinstance(config.get("vision_config"), dict)
+
+
+def tower_features(output: Any) -> Any:
+    """``get_*_features`` gives a tensor (transformers 4) or an output whose pooler_output is it (5)."""
+    return output if hasattr(output, "dim") else output.pooler_output
+
+
+def tower_dim(config: dict[str, Any], tower: str) -> int:
+    """Width of a tower's projected features: ``projection_dim`` (CLIP), else the tower's hidden size (SigLIP)."""
+    if isinstance(config.get("projection_dim"), int):
+        return config["projection_dim"]
+    dim = hidden_size(config[f"{'vision' if tower == 'image' else 'text'}_config"])
+    if dim is None:
+        raise EncoderUnavailableError(f"config.json: cannot tell the {tower} tower's width")
+    return dim
+
+
+class HFTowerImageEncoder(HFImageEncoder):
+    """The image tower of a CLIP-style model, with its projection (``get_image_features``)."""
+
+    def __init__(self, model_dir: Path, *, name: str) -> None:
+        TorchImageEncoder.__init__(self)
+        self.name, self.model_dir, self.pooling = name, model_dir, "projection"
+        config = read_json(model_dir / "config.json")
+        self.dim = tower_dim(config, "image")
+        self.preprocess = processor_preprocess(model_dir, config["vision_config"])
+
+    def _pool(self, model: Any, pixels: Any) -> Any:
+        return tower_features(model.get_image_features(pixel_values=pixels))
+
+
+class HFTowerTextEncoder(TransformerTextEncoder):
+    """The text tower of a CLIP-style model, with its projection (``get_text_features``)."""
+
+    def __init__(self, model_dir: Path, *, name: str, max_length: int = 256) -> None:
+        config = read_json(model_dir / "config.json")
+        text = config["text_config"]
+        limit = int(text.get("max_position_embeddings", max_length))
+        super().__init__(model_dir, name=name, max_length=min(max_length, limit), dim=tower_dim(config, "text"))
+        self.pooling = "projection"
+        if str(config.get("model_type", "")).startswith("siglip"):
+            self._pad_to = self.max_length  # SigLIP pools the last position: pad as it was trained
+
+    def _forward(self, model: Any, inputs: dict[str, Any]) -> Any:
+        inputs = {k: v for k, v in inputs.items() if k != "token_type_ids"}
+        return tower_features(model.get_text_features(**inputs))
+
+
+@ENCODERS.register("hf", help="hf:ID-OR-FOLDER[#cls|#mean][#normalize][#max_length=N][#image|#text] "
+                              "Hugging Face encoder (a tower of a CLIP-style model with #image / #text)")
 def hf(arg: str | None = None) -> Encoder:
     if not arg:
         raise ConfigError("hf: needs a model id or folder, e.g. hf:bert-base-uncased or hf:/models/x#cls")
     model, settings = parse_hf_spec(arg)
     model_dir = resolve_model_dir(model)
     name = f"hf:{arg}"
-    if is_vision_config(read_json(model_dir / "config.json")):
+    config = read_json(model_dir / "config.json")
+    tower = settings.pop("tower", None)
+    if is_dual_config(config):
+        if tower is None:
+            raise ConfigError(f"{name}: a dual-tower (CLIP-style) model; pick a tower: {name}#image or {name}#text")
+        if set(settings) - {"max_length"} or (tower == "image" and settings):
+            raise ConfigError(f"{name}: a tower uses its own projection; only #max_length (text) applies")
+        if tower == "image":
+            return HFTowerImageEncoder(model_dir, name=name)
+        return HFTowerTextEncoder(model_dir, name=name, **settings)
+    if tower is not None:
+        raise ConfigError(f"{name}: #{tower} picks a tower of a CLIP-style model, but {model_dir} has one tower")
+    if is_vision_config(config):
         if "max_length" in settings:
             raise ConfigError(f"{name}: #max_length is for text models")
         return HFImageEncoder(model_dir, name=name, **settings)

@@ -53,7 +53,8 @@ class TransformerTextEncoder(Encoder):
     modality = "text"
 
     def __init__(self, model: str | Path, *, name: str, pooling: str = "mean", normalize: bool = False,
-                 max_length: int = 256, chunk_size: int = 32, sort_by_length: bool = True) -> None:
+                 max_length: int = 256, chunk_size: int = 32, sort_by_length: bool = True,
+                 dim: int | None = None) -> None:
         if pooling not in POOLINGS:
             raise ValueError(f"pooling {pooling!r}: expected one of {POOLINGS}")
         self.name = name
@@ -61,7 +62,7 @@ class TransformerTextEncoder(Encoder):
         self.pooling, self.normalize, self.max_length = pooling, normalize, max_length
         self.chunk_size, self.sort_by_length = chunk_size, sort_by_length
         config = read_json(self.model_dir / "config.json")
-        dim = hidden_size(config)
+        dim = dim or hidden_size(config)
         if dim is None:
             raise EncoderUnavailableError(f"{self.model_dir}/config.json: cannot tell the hidden size")
         self.dim = dim
@@ -104,10 +105,15 @@ class TransformerTextEncoder(Encoder):
         with torch.inference_mode():
             for group in length_chunks([len(row) for row in ids], self.chunk_size, self.sort_by_length):
                 inputs = _pad([ids[i] for i in group], tokenizer.pad_token_id or 0,
-                              None if types is None else [types[i] for i in group])
-                hidden = model(**inputs).last_hidden_state
-                out[group] = self._pool(hidden, inputs["attention_mask"]).float().numpy()
+                              None if types is None else [types[i] for i in group], self._pad_to)
+                out[group] = self._forward(model, inputs).float().numpy()
         return out
+
+    _pad_to = 0  # pad every row to this many tokens (0 = to the longest of its chunk)
+
+    def _forward(self, model: Any, inputs: dict[str, Any]) -> Any:
+        """(n, dim) tensor for one padded chunk: pooled last hidden states."""
+        return self._pool(model(**inputs).last_hidden_state, inputs["attention_mask"])
 
     def _pool(self, hidden: Any, mask: Any) -> Any:
         import torch
@@ -120,11 +126,11 @@ class TransformerTextEncoder(Encoder):
         return torch.nn.functional.normalize(pooled, p=2, dim=1) if self.normalize else pooled
 
 
-def _pad(rows: list[list[int]], pad_id: int, types: list[list[int]] | None) -> dict[str, Any]:
-    """Right-pad token rows to the longest one (CLS stays at position 0), as torch tensors."""
+def _pad(rows: list[list[int]], pad_id: int, types: list[list[int]] | None, width: int = 0) -> dict[str, Any]:
+    """Right-pad token rows to the longest one, or to ``width`` (CLS stays at position 0), as torch tensors."""
     import torch
 
-    width = max(len(row) for row in rows)
+    width = max(width, max(len(row) for row in rows))
     input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(rows), width), dtype=np.int64)
     for r, row in enumerate(rows):

@@ -59,19 +59,16 @@ def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float
 
 
 def classification_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, Any]:
-    """Accuracy, macro F1 and per-class precision/recall/F1 (%) of ``score >= threshold`` → 1."""
+    """Accuracy, macro F1 and per-class precision/recall/F1 (%) of ``score >= threshold`` → 1 (scikit-learn's)."""
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
     truth = np.asarray(labels).astype(int)
     predicted = (np.asarray(scores) >= threshold).astype(int)
-    classes: dict[str, dict[str, float]] = {}
-    for c in (0, 1):
-        tp = int(np.sum((predicted == c) & (truth == c)))
-        n_pred, n_true = int(np.sum(predicted == c)), int(np.sum(truth == c))
-        precision = tp / n_pred if n_pred else 0.0
-        recall = tp / n_true if n_true else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        classes[str(c)] = {"precision": 100.0 * precision, "recall": 100.0 * recall, "f1": 100.0 * f1,
-                           "support": n_true}
-    return {"accuracy": float(100.0 * np.mean(predicted == truth)),
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, labels=[0, 1],
+                                                                     zero_division=0)
+    classes = {str(c): {"precision": 100.0 * float(precision[c]), "recall": 100.0 * float(recall[c]),
+                        "f1": 100.0 * float(f1[c]), "support": int(support[c])} for c in (0, 1)}
+    return {"accuracy": 100.0 * float(accuracy_score(truth, predicted)),
             "f1_macro": (classes["0"]["f1"] + classes["1"]["f1"]) / 2.0,
             "threshold": float(threshold), "classes": classes}
 

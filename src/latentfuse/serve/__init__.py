@@ -1,6 +1,7 @@
 """Serve an index over HTTP: ``latentfuse serve --index INDEX`` (needs the ``[serve]`` extra)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ..errors import LatentfuseError
@@ -31,5 +32,6 @@ def run_server(index_dir: str | Path, config=None, model: str | Path | None = No
     from ..index import open_index
     config = config or ServeConfig()
     app = create_app(open_index(index_dir, model), config)
-    print(f"serving {index_dir} on http://{config.host}:{config.port}/  (API docs: /docs)", flush=True)
+    logging.getLogger(__name__).info("serving %s on http://%s:%s/  (API docs: /docs)", index_dir, config.host,
+                                        config.port)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning")

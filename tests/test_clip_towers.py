@@ -1,0 +1,90 @@
+"""``hf:`` on a dual-tower (CLIP-style) checkpoint: each tower with its projection is a frozen encoder, and the
+two together make a JointModel whose similarity equals the checkpoint's own — on a tiny CLIP built locally."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from latentfuse.encoders import build_encoder
+from latentfuse.encoders.images import iter_pixel_chunks
+from latentfuse.errors import ConfigError
+from latentfuse.eval import frozen_model
+
+WORDS = ["a", "cat", "dog", "sat", "on", "the", "mat", "red", "car", "photo", "of"]
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory) -> Path:
+    from transformers import BertTokenizer, CLIPConfig, CLIPModel
+
+    folder = tmp_path_factory.mktemp("tiny-clip")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizer(vocab=str(folder / "vocab.txt")).save_pretrained(str(folder))
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "max_position_embeddings": 16, "pad_token_id": 0,
+                     "bos_token_id": 2, "eos_token_id": 3},
+        vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 24, "intermediate_size": 48,
+                       "num_hidden_layers": 2, "num_attention_heads": 2},
+        projection_dim=16)
+    CLIPModel(config).eval().save_pretrained(str(folder))
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "do_resize": True, "size": {"shortest_edge": 32}, "do_center_crop": True,
+        "crop_size": {"height": 32, "width": 32}, "resample": 3, "do_normalize": True,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}))
+    return folder
+
+
+def pictures() -> list[Image.Image]:
+    rng = np.random.default_rng(0)
+    return [Image.fromarray(rng.integers(0, 255, (40 + 8 * i, 48, 3), dtype=np.uint8)) for i in range(3)]
+
+
+def reference(folder: Path, images: list[Image.Image], texts: list[str], image_preprocess):
+    """The checkpoint's own projected features: CLIPModel.get_*_features on the same inputs."""
+    from transformers import BertTokenizer, CLIPModel
+
+    model = CLIPModel.from_pretrained(str(folder)).eval()
+    tokens = BertTokenizer.from_pretrained(str(folder))(texts, padding=True, return_tensors="pt")
+    pixels = torch.from_numpy(np.concatenate(list(iter_pixel_chunks(images, image_preprocess, 16))))
+    with torch.inference_mode():
+        image = model.get_image_features(pixel_values=pixels)
+        text = model.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
+    as_tensor = lambda out: out if torch.is_tensor(out) else out.pooler_output  # noqa: E731
+    return as_tensor(image).numpy(), as_tensor(text).numpy()
+
+
+def test_each_tower_is_a_frozen_encoder_with_its_projection(tiny_clip):
+    image_encoder = build_encoder(f"hf:{tiny_clip}#image")
+    text_encoder = build_encoder(f"hf:{tiny_clip}#text")
+    assert (image_encoder.modality, image_encoder.dim) == ("image", 16)  # projected, not the 24-wide tower
+    assert (text_encoder.modality, text_encoder.dim) == ("text", 16)
+    assert image_encoder.fingerprint != text_encoder.fingerprint
+    texts = ["a photo of a cat", "the dog sat on the mat", "red car"]
+    want_image, want_text = reference(tiny_clip, pictures(), texts, image_encoder.preprocess)
+    np.testing.assert_allclose(image_encoder.encode(pictures()), want_image, atol=1e-5)
+    np.testing.assert_allclose(text_encoder.encode(texts), want_text, atol=1e-5)  # length-sorted chunks too
+
+
+def test_both_towers_make_one_joint_model(tiny_clip):
+    model = frozen_model([f"hf:{tiny_clip}#image", f"hf:{tiny_clip}#text"])
+    assert {s.name: s.modality for s in model.sides.values()} == {"image": "image", "text": "text"}
+    texts = ["a cat", "a red car"]
+    want_image, want_text = reference(tiny_clip, pictures(), texts, model.encoder("image").preprocess)
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    np.testing.assert_allclose(model.similarity(images=pictures(), texts=texts),
+                               unit(want_image) @ unit(want_text).T, atol=1e-5)
+
+
+def test_a_dual_tower_spec_must_pick_a_tower(tiny_clip):
+    with pytest.raises(ConfigError, match=r"dual-tower \(CLIP-style\) model; pick a tower: .*#image or .*#text"):
+        build_encoder(f"hf:{tiny_clip}")
+    with pytest.raises(ConfigError, match="only #max_length"):
+        build_encoder(f"hf:{tiny_clip}#image#cls")
