@@ -15,7 +15,7 @@ from .methods import Method, build_method
 from .model import JointModel, SideSpec
 from .store import PairedFeatures, paired_features
 from .config import RunConfig, StoreConfig, TrainConfig, dump_yaml
-from .train import Trainer
+from .train import Trainer, seed_everything
 from .utils import atomic
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,11 @@ def split_features(source: Source, split: str, encoders: dict[str, Encoder], sto
 def train_method(name: str, options: dict[str, Any], train: PairedFeatures, val: PairedFeatures | None,
                  train_config: TrainConfig, work_dir: Path, resume: bool = False,
                  progress: bool = True) -> tuple[Method, float]:
-    """Fit or train one method; returns it (best checkpoint loaded) and the seconds spent."""
+    """Fit or train one method; returns it (best checkpoint loaded) and the seconds spent.
+
+    Seeded before the heads are built, so their initialisation — not only the batches — follows the seed.
+    """
+    seed_everything(train_config.seed)
     method = build_method(name, train.dims(), options)
     result = Trainer(method, train_config, work_dir, validate).fit(train, val, resume=resume, progress=progress)
     return method, result.seconds
