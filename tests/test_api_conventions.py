@@ -268,3 +268,12 @@ def test_an_entry_point_plugin_method_is_registered_listed_and_trained(tmp_path)
                       "--set", f"store.root={tmp_path / 'store'}", extra_path=str(site))
     assert trained.returncode == 0, trained.stderr
     assert json.loads((tmp_path / "model" / "config.json").read_text())["method"] == "plugged"
+
+
+def test_help_lists_registered_methods_and_tasks_every_time():
+    for _ in range(2):  # the help is filled from the registries each time it is shown, not once
+        shown = runner.invoke(app, ["eval", "--help"])
+        assert shown.exit_code == 0, shown.output
+        assert all(name in shown.output for name in ("zeroshot", "linear-probe", "pair-classification", "max_train"))
+        trained = runner.invoke(app, ["train", "--help"])
+        assert trained.exit_code == 0 and "lightcrl" in trained.output and "fusemix" in trained.output

@@ -60,10 +60,12 @@ class RegistryHelp(TyperCommand):
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         values = _registry_help()
-        self.help = (self.help or "").format(**values)
+        templates = self.__dict__.setdefault("_templates", {"": self.help or ""})  # help may be shown twice
+        self.help = templates[""].format(**values)
         for param in self.params:
             if getattr(param, "help", None):
-                param.help = param.help.replace("{methods}", values["methods"])
+                template = templates.setdefault(param.name or "", param.help)
+                param.help = template.replace("{methods}", values["methods"])
         super().format_help(ctx, formatter)
 
 
