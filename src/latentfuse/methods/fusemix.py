@@ -3,6 +3,26 @@
 Each side gets its own adapter: input projection → residual MLP blocks (pre-norm, expansion, dropout)
 → norm → projection to the joint space. Mixup happens on the *frozen input latents*, with one λ and one
 permutation shared by both sides (``losses.latent_mixup``).
+
+Follows the official layer6ai-labs/fusemix code: ``lavis/models/fusion_models/mlp_contrastive_fusion.py``
+(``Block``, ``MLPContrastiveFusion``), ``lavis/models/fusion_models/mixup.py`` and the paper's run config
+``lavis/projects/fusion/mlp_contrastive_fusion_pretrain_dinov2_vitg14_bge_large_coco_vg_sbu_cap_cc3m.yaml``.
+Deviations, each with its reason:
+
+* Input: LayerNorm and dropout (``input_norm``, ``input_dropout`` 0.5) on the frozen feature, then a Linear
+  to ``hidden``; the official blocks run at the encoder's own width with neither. Encoders differ wildly in
+  scale, input dropout was the strongest regulariser on small data (``bench/flickr8k.py``, README), and
+  ``hidden`` keeps the adapter's cost independent of the encoder's width.
+* Block: a Dropout also after the block's second Linear (official: only after the GELU).
+* Mixup: each pair is mixed with a shuffled partner (one permutation, one λ ~ Beta(α, α) for both sides),
+  so the batch keeps its size; the official forward mixes the batch's first half with its second half
+  (halving it) and keeps the permutation form commented out. Every pair stays a contrastive negative.
+* Temperature: learned as a log logit scale, τ clamped to [``temperature_min`` = 0.01, 1]; the official
+  code learns τ itself (init 0.07) clamped to [0.001, 0.5]. CLIP's clamp, for a stable logit scale.
+* Defaults are sized for a CPU and ~30k pairs: 1 block, expansion 2, hidden 512, batch 512, 20 epochs,
+  5 % warm-up. The paper config: 4 blocks, expansion 4, dropout 0.6, dim 512, batch 40,960, 500 epochs,
+  100 warm-up steps, lr 1e-3, weight decay 0.1, α = 1 throughout. There is no ``paper`` preset yet;
+  ``bench/flickr8k.py`` runs the paper-size adapters (4 blocks × 4) as a variant.
 """
 from __future__ import annotations
 

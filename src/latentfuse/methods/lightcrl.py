@@ -33,6 +33,22 @@ input dropout 0.5), which is what made FuseMix work on small data.
 
 Training is the shared contrastive recipe: symmetric InfoNCE with a learnable temperature, plus
 FuseMix's latent mixup on the frozen inputs (``mixup_alpha``), all inside the shared Trainer.
+
+Follows the official b-faye/lightweightCRL code: ``text_image/<op>/fusion.py`` (``ContextEncoder``,
+``Fusion``; one folder per fusion op), ``text_image/configs.py`` and ``text_image/addition/main.py``.
+Deviations, each with its reason:
+
+* Pooled features instead of token sequences, and a residual-MLP DFE body instead of the official
+  one-layer ``nn.TransformerEncoder`` (4 heads) over tokens, mean-pooled after a residual; the token form
+  needs per-layer token features in the store (issue 10).
+* Context: one learnable ``d``-wide vector per side, used directly; officially a learnable 3-d vector per
+  modality goes through a context-encoder MLP (3→64→128→256, LayerNorm). With one vector per side the MLP
+  adds parameters but no expressiveness.
+* The encoders stay frozen (features cached once); the official ``configs.py`` gives them learning rates
+  (1e-4 image, 1e-5 text), i.e. fine-tunes them. Frozen encoders are what latentfuse is for.
+* Optimisation: the shared trainer (AdamW, warm-up + cosine, best checkpoint by validation recall) instead
+  of ReduceLROnPlateau with early stopping on the validation loss; plus FuseMix's input LayerNorm and input
+  dropout, which the official code does not have (see the paragraph above).
 """
 from __future__ import annotations
 
