@@ -40,14 +40,16 @@ def _registry_help() -> dict[str, str]:
     from .eval.tasks import TASKS
     from .methods import METHODS
 
-    tasks = {name: TASKS.get(name) for name in TASKS.names()}
-    listing = "\n".join(f"  {name:<20} {task.summary or TASKS.describe()[name]}"
-                         + (f" (default data: {task.default_data})" if task.default_data else "")
-                         for name, task in tasks.items())
-    options = "\n".join(f"  {name}: " + ", ".join(f"{option}={_short(default)}"
-                                                   for option, default, _ in task.describe_options())
-                         for name, task in tasks.items() if task.describe_options())
-    return {"methods": " | ".join(METHODS.names()), "tasks": listing, "task_options": options}
+    listing, options = [], []
+    for name, doc in TASKS.describe().items():
+        task = TASKS.get(name)
+        default = f" (default data: {task.default_data})" if task.default_data else ""
+        listing.append(f"  {name:<20} {task.summary or doc}{default}")
+        knobs = ", ".join(f"{option}={_short(value)}" for option, value, _ in task.describe_options())
+        if knobs:
+            options.append(f"  {name}: {knobs}")
+    return {"methods": " | ".join(METHODS.names()), "tasks": "\n".join(listing),
+            "task_options": "\n".join(options)}
 
 
 def _short(text: str, width: int = 24) -> str:

@@ -228,7 +228,7 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> "JointModel":
         """A saved folder, or a Hub repo id (downloaded with ``huggingface_hub``; needs the network)."""
         path = Path(pretrained_model_name_or_path)
-        if path.is_dir() or path.exists() or not _looks_like_repo_id(str(pretrained_model_name_or_path)):
+        if path.exists() or not _looks_like_repo_id(str(pretrained_model_name_or_path)):
             return cls._load_dir(path)
         try:
             return super().from_pretrained(str(pretrained_model_name_or_path), **kwargs)
