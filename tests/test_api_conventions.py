@@ -163,7 +163,7 @@ def test_typed_cli_options_stay_typed():
     assert _config(None, "null", None, None).data.source == "null"
     with pytest.raises(ConfigError, match="encoders.text_a: expected a string"):
         _config(None, None, None, ["encoders={text_a: [1, 2]}"])
-    with pytest.raises(ConfigError, match=r"method 'fusemix' options: dim: expected int, got 'big'"):
+    with pytest.raises(ConfigError, match=r"method 'fusemix' options: dim: expected an integer, got 'big'"):
         build_method("fusemix", {"a": 4, "b": 4}, {"dim": "big"})
 
 

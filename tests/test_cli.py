@@ -117,7 +117,7 @@ def test_wrong_type_names_the_field(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("train:\n  lr: fast\n")
     result = runner.invoke(app, ["run", str(path)])
-    assert "train.lr: expected float, got 'fast'" in str(result.exception) + result.output
+    assert "train.lr: expected a number, got 'fast'" in str(result.exception) + result.output
 
 
 def test_info_lists_registries():

@@ -64,7 +64,7 @@ def test_data_fills_tasks_without_their_own_and_options_reach_the_task(tmp_path,
     (["--task", "sts", "--opt", "nosuch.side=x"], "unknown task 'nosuch'"),
     (["--task", "retrieval"], "needs a dataset"),
     (["--task", "sts", "--opt", "sts.sid=cross"], "unknown key(s) sid"),
-    (["--task", "linear-probe", "--opt", "linear-probe.max_train=many"], "max_train: expected int"),
+    (["--task", "linear-probe", "--opt", "linear-probe.max_train=many"], "max_train: expected an integer"),
 ])
 def test_eval_errors_are_clear(tmp_path, args, message):
     result = runner.invoke(app, ["eval", "--frozen", "fake-text:16", "--store", str(tmp_path), *args])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import math
 import os
 import textwrap
 import types
@@ -16,11 +17,86 @@ import typing
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 
 from .errors import ConfigError
+
+
+# ---------------------------------------------------------------- declared ranges
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric field accepts; floats must also be finite. Declared in the field's type,
+    ``Annotated[int, Range(1)]``, so loading, ``--set``, typed CLI options and the help all check one rule."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def check(self, value: Any, where: str, key: str) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: {key}: expected a finite number {self.describe()}, got {value!r}")
+        low = self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo)
+        high = self.hi is not None and (value >= self.hi if self.hi_open else value > self.hi)
+        if low or high:
+            raise ConfigError(f"{where}: {key}: expected a number {self.describe()}, got {value!r}")
+
+    def describe(self) -> str:
+        lo = "" if self.lo is None else f"{'>' if self.lo_open else '>='} {_num(self.lo)}"
+        hi = "" if self.hi is None else f"{'<' if self.hi_open else '<='} {_num(self.hi)}"
+        return " and ".join(part for part in (lo, hi) if part) or "(any)"
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """The values a text field accepts."""
+
+    choices: tuple[str, ...]
+
+    def check(self, value: Any, where: str, key: str) -> None:
+        if value not in self.choices:
+            raise ConfigError(f"{where}: {key}: expected one of {', '.join(self.choices)}, got {value!r}")
+
+    def describe(self) -> str:
+        return "one of " + " | ".join(self.choices)
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+Positive = Annotated[int, Range(1)]
+NonNegative = Annotated[int, Range(0)]
+Fraction = Annotated[float, Range(0.0, 1.0)]
+Rate = Annotated[float, Range(0.0, 1.0, hi_open=True)]  # dropout-like: 1.0 would zero everything
+PositiveFloat = Annotated[float, Range(0.0, lo_open=True)]
+NonNegativeFloat = Annotated[float, Range(0.0)]
+
+
+def field_checks(hint: Any) -> tuple[Any, list[Any]]:
+    """``Annotated[T, Range(...)]`` → (T, [Range(...)]); any other hint → (hint, [])."""
+    if typing.get_origin(hint) is Annotated:
+        base, *extras = typing.get_args(hint)
+        return base, [e for e in extras if hasattr(e, "check")]
+    return hint, []
+
+
+def check_fields(config: Any, where: str, prefix: str = "") -> None:
+    """Check every declared range of a dataclass built directly (not through ``from_dict``)."""
+    hints = typing.get_type_hints(type(config), include_extras=True)
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            check_fields(value, where, f"{prefix}{f.name}.")
+            continue
+        base, checks = field_checks(hints[f.name])
+        if base in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"{where}: {prefix}{f.name}: expected {base.__name__}, got {value!r}")
+        for check in checks:
+            check.check(value, where, prefix + f.name)
 
 
 def default_store() -> str:
@@ -40,7 +116,7 @@ class DataConfig:
     """Split reported at the end; never used for any choice."""
     skip_bad: bool = False
     """Skip unreadable images / empty captions (recorded in the store manifest) instead of failing."""
-    limit: int = 0
+    limit: NonNegative = 0
     """Use only the first N items (e.g. images) of each train/val split, 0 = all; the test split is whole."""
 
 
@@ -48,9 +124,9 @@ class DataConfig:
 class StoreConfig:
     root: str = field(default_factory=default_store)
     """Feature cache directory (default ~/.cache/latentfuse/features or $LATENTFUSE_CACHE)."""
-    batch_size: int = 64
+    batch_size: Positive = 64
     """Inputs per encoder call during extraction."""
-    shard_size: int = 2048
+    shard_size: Positive = 2048
     """Rows per committed shard: the unit of resume after a crash."""
 
 
@@ -64,21 +140,21 @@ class MethodSpec:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 20
+    epochs: Positive = 20
     """Passes over the training pairs."""
-    batch_size: int = 512
+    batch_size: Annotated[int, Range(2)] = 512
     """Pairs per step; the other pairs of a batch are the contrastive negatives."""
-    lr: float = 1e-3
+    lr: Annotated[float, Range(0.0, 10.0, lo_open=True)] = 1e-3
     """Peak AdamW learning rate."""
-    weight_decay: float = 0.1
+    weight_decay: NonNegativeFloat = 0.1
     """AdamW weight decay (not applied to norms, biases or the temperature)."""
-    warmup: float = 0.05
+    warmup: Fraction = 0.05
     """Fraction of steps spent on linear warm-up before the cosine decay."""
-    seed: int = 0
+    seed: Annotated[int, Range(0, 2**32 - 1)] = 0  # numpy's seed range
     """Seeds torch, numpy and python; same seed + data gives the same run."""
     select: str = "rsum"
     """Validation metric that picks the best checkpoint: rsum, or e.g. b2a/R@5."""
-    threads: int = 0
+    threads: NonNegative = 0
     """Torch threads (0 = all cores)."""
     tensorboard: bool = False
     """Also write TensorBoard scalars (needs the [tensorboard] extra)."""
@@ -119,7 +195,7 @@ def from_dict(cls: type, data: Any, where: str = "config", prefix: str = "") -> 
     """Build dataclass ``cls`` from nested dicts, checking keys and types."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: {prefix or 'top level'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -130,6 +206,14 @@ def from_dict(cls: type, data: Any, where: str = "config", prefix: str = "") -> 
 
 
 def _coerce(hint: Any, value: Any, where: str, key: str) -> Any:
+    hint, checks = field_checks(hint)
+    value = _coerce_type(hint, value, where, key)
+    for check in checks:
+        check.check(value, where, key)
+    return value
+
+
+def _coerce_type(hint: Any, value: Any, where: str, key: str) -> Any:
     origin = typing.get_origin(hint)
     if hint is Any:
         return value
@@ -156,20 +240,32 @@ def _coerce(hint: Any, value: Any, where: str, key: str) -> Any:
             raise ConfigError(f"{where}: {key}: expected true/false, got {value!r}")
         return value
     if hint in (int, float):
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: {key}: expected {hint.__name__}, got {value!r}")
-        try:
-            number = hint(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: {key}: expected {hint.__name__}, got {value!r}") from None
-        if hint is int and float(value) != number:
-            raise ConfigError(f"{where}: {key}: expected an integer, got {value!r}")
-        return number
+        return _number(hint, value, where, key)
     if hint is str:
         if not isinstance(value, (str, int, float)):
             raise ConfigError(f"{where}: {key}: expected a string, got {value!r}")
         return str(value)
     return value
+
+
+def _number(hint: type, value: Any, where: str, key: str) -> int | float:
+    """An int or float field's value; ``1e400``, ``nan``, ``2.5`` for an int, or ``true`` are refused."""
+    wrong = ConfigError(f"{where}: {key}: expected {'an integer' if hint is int else 'a number'}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise wrong
+    try:
+        number = float(value) if hint is float or isinstance(value, float) else int(value)
+    except (ValueError, OverflowError):
+        raise wrong from None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise ConfigError(f"{where}: {key}: expected a finite number, got {value!r}")
+    if hint is int:
+        if isinstance(number, float):
+            if not number.is_integer():
+                raise wrong
+            number = int(number)
+        return number
+    return float(number)
 
 
 def _coerce_union(options: tuple[Any, ...], value: Any, where: str, key: str) -> Any:
@@ -195,7 +291,7 @@ def set_field(config: Any, key: str, value: Any, where: str = "command line") ->
     node = config
     for part in parents:
         node = getattr(node, part)
-    hints = typing.get_type_hints(type(node))
+    hints = typing.get_type_hints(type(node), include_extras=True)
     if leaf not in hints:
         raise ConfigError(f"{where}: unknown field {key}")
     setattr(node, leaf, _coerce(hints[leaf], value, where, key))
@@ -242,11 +338,13 @@ def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
     """(dotted key, default, doc) for every leaf field: the YAML reference and `--set` help."""
     rows = []
     docs = field_docs(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     instance = cls()
     for f in dataclasses.fields(cls):
         value = getattr(instance, f.name)
         if dataclasses.is_dataclass(value):
             rows.extend(describe(type(value), f"{prefix}{f.name}."))
         else:
-            rows.append((prefix + f.name, repr(value), docs.get(f.name, "")))
+            accepted = " ".join(f"[{check.describe()}]" for check in field_checks(hints[f.name])[1])
+            rows.append((prefix + f.name, repr(value), " ".join(filter(None, (docs.get(f.name, ""), accepted)))))
     return rows

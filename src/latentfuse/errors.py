@@ -16,3 +16,7 @@ class ConfigError(LatentfuseError):
 
 class ModelError(LatentfuseError):
     """A saved model that is incomplete, or used with encoders it was not trained with."""
+
+
+class TrainingError(LatentfuseError):
+    """A run that cannot go on: the loss or the weights became NaN/inf, or a checkpoint does not fit."""

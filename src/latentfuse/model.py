@@ -26,7 +26,7 @@ from huggingface_hub import ModelHubMixin
 from safetensors.torch import load_file, save_file
 
 from .encoders import Encoder, build_encoder
-from .errors import ModelError
+from .errors import LatentfuseError, ModelError
 from .methods import Method, build_method
 from .utils import atomic
 from .version import __version__
@@ -212,6 +212,10 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         model's own.
         """
         directory = Path(save_directory)
+        bad = self.method.nonfinite_weights()
+        if bad:
+            raise ModelError(f"{directory}: refusing to save weights holding NaN/inf ({len(bad)} tensor(s), first "
+                             f"{bad[0]}): the model would rank every query alike")
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous() for k, v in self.method.state_dict().items()}
         with atomic.atomic_path(directory / "model.safetensors") as tmp:
@@ -257,17 +261,55 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
     @classmethod
     def _load_dir(cls, directory: Path) -> "JointModel":
         config_path, weights_path = directory / "config.json", directory / "model.safetensors"
+        if not directory.is_dir():
+            raise ModelError(f"{directory}: not a model folder ({'a file' if directory.exists() else 'no such folder'})")
         for path in (config_path, weights_path):
-            if not path.exists():
+            if not path.is_file():
                 raise ModelError(f"{directory}: not a latentfuse model ({path.name} is missing)")
-        config = json.loads(config_path.read_text())
-        if config.get("format") != FORMAT:
-            raise ModelError(f"{config_path}: format {config.get('format')!r}, expected {FORMAT!r}")
-        method = build_method(config["method"], config["dims"], config["method_config"])
-        method.load_tensors(load_file(str(weights_path)))
-        sides = [SideSpec(**s) for s in config["sides"]]
+        config = _read_config(config_path)
+        try:
+            method = build_method(config["method"], config["dims"], config["method_config"])
+            sides = [SideSpec(**s) for s in config["sides"]]
+        except LatentfuseError as exc:
+            raise ModelError(f"{config_path}: {exc}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(f"{config_path}: damaged model config ({type(exc).__name__}: {exc})") from None
+        method.load_tensors(_read_weights(weights_path))
+        bad = method.nonfinite_weights()
+        if bad:
+            raise ModelError(f"{weights_path}: {len(bad)} weight tensor(s) hold NaN/inf (first: {bad[0]}); "
+                             "this model came from a diverged run and would rank every query alike")
         known = {"format", "latentfuse_version", "method", "method_config", "dims", "out_dim", "sides"}
         return cls(method, sides, {k: v for k, v in config.items() if k not in known})
+
+
+CONFIG_KEYS = {"format": str, "method": str, "method_config": dict, "dims": dict, "sides": list}
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """config.json, checked key by key: a damaged file is a one-line error, not a KeyError deep inside."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc}); the model folder is damaged") from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    if config.get("format") != FORMAT:
+        raise ModelError(f"{path}: format {config.get('format')!r}, expected {FORMAT!r}")
+    for key, kind in CONFIG_KEYS.items():
+        if not isinstance(config.get(key), kind):
+            raise ModelError(f"{path}: field {key!r} must be a {kind.__name__}, got {config.get(key)!r:.60}")
+    if not all(isinstance(s, dict) for s in config["sides"]):
+        raise ModelError(f"{path}: field 'sides' must be a list of objects")
+    return config
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for a damaged header
+        raise ModelError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc}); "
+                         "the model folder is damaged (re-save or re-train it)") from None
 
 
 def load(path: str | Path) -> JointModel:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .errors import ConfigError, TrainingError
 from .methods import Method
 from .config import TrainConfig
 from .store.paired import PairedFeatures
@@ -48,8 +49,19 @@ def seed_everything(seed: int) -> torch.Generator:
 def select_score(metrics: dict[str, Any], key: str) -> float:
     value: Any = metrics
     for part in key.split("/"):
+        if not isinstance(value, dict) or part not in value:
+            valid = ", ".join("/".join(path) for path, _ in flatten(metrics))
+            raise ConfigError(f"train.select: {key!r} is not a validation metric; valid: {valid}")
         value = value[part]
     return float(value)
+
+
+def check_finite(method: Method, when: str) -> None:
+    """Refuse weights that are NaN/inf: they would score every query alike and evaluate as perfect."""
+    bad = method.nonfinite_weights()
+    if bad:
+        raise TrainingError(f"{when}: {len(bad)} weight tensor(s) hold NaN/inf (first: {bad[0]}); the run "
+                            "diverged. Nothing was saved from it: lower train.lr or check the input features")
 
 
 class Trainer:
@@ -81,6 +93,7 @@ class Trainer:
         started = time.perf_counter()
         if not self.method.trainable:
             self.method.fit(train)
+            check_finite(self.method, f"{self.method.name}: after fitting")
             metrics = self.validate(self.method, val) if val is not None else {}
             score = select_score(metrics, cfg.select) if metrics else 0.0
             self._log({"epoch": 0, "fit": "closed-form", **_flat(metrics)})
@@ -99,8 +112,10 @@ class Trainer:
         state = {"epoch": 0, "best_score": -math.inf, "best_epoch": -1, "history": [], "elapsed": 0.0}
         if resume and (self.ckpt_dir / "last.pt").exists():
             state = self._restore(optimizer, schedule, generator)
-        elif not resume:
+        elif not resume:  # a fresh run: nothing of an earlier one may be mistaken for this run's
             self.log_path.unlink(missing_ok=True)
+            for name in ("best.pt", "last.pt"):
+                (self.ckpt_dir / name).unlink(missing_ok=True)
         a, b = train.sides
         pairs = torch.from_numpy(train.pairs)
         writer = _tensorboard(self.out_dir) if cfg.tensorboard else None
@@ -111,6 +126,11 @@ class Trainer:
             for step in range(steps_per_epoch):
                 idx = pairs[order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
                 loss, extras = method.loss({a: train.x[a][idx[:, 0]], b: train.x[b][idx[:, 1]]})
+                if not bool(torch.isfinite(loss.detach())):
+                    raise TrainingError(
+                        f"training diverged at epoch {epoch}, step {step + 1}/{steps_per_epoch}: the loss is "
+                        f"{float(loss.detach())} (train.lr={cfg.lr:g}; try a lower one). Nothing from this epoch "
+                        f"was saved{'; ' + str(self.ckpt_dir / 'best.pt') + ' is the last good epoch' if state['best_epoch'] > 0 else ''}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -125,6 +145,7 @@ class Trainer:
                 score = -record["loss"]
             record["seconds"] = state["elapsed"] + time.perf_counter() - started
             state["history"].append(record)
+            check_finite(method, f"epoch {epoch}")
             if score > state["best_score"]:
                 state.update(best_score=score, best_epoch=epoch)
                 self._save("best.pt", {"model": method.state_dict(), "epoch": epoch, "score": score})
@@ -137,6 +158,9 @@ class Trainer:
                         writer.add_scalar(key, value, epoch)
             if progress:
                 _print_epoch(record, cfg.select, cfg.epochs)
+        if state["best_epoch"] < 1:
+            raise TrainingError(f"{self.out_dir}: no epoch was trained (train.epochs={cfg.epochs}, "
+                                f"already at epoch {state['epoch']}); nothing to publish")
         best = torch.load(self.ckpt_dir / "best.pt", weights_only=True)
         method.load_state_dict(best["model"])
         elapsed = state["elapsed"] + time.perf_counter() - started
@@ -150,8 +174,18 @@ class Trainer:
                                "config": asdict(self.config)})
 
     def _restore(self, optimizer, schedule, generator) -> dict[str, Any]:
-        ckpt = torch.load(self.ckpt_dir / "last.pt", weights_only=True)
-        self.method.load_state_dict(ckpt["model"])
+        path = self.ckpt_dir / "last.pt"
+        try:
+            ckpt = torch.load(path, weights_only=True)
+        except (RuntimeError, EOFError, OSError, ValueError) as exc:
+            raise TrainingError(f"{path}: not a readable checkpoint ({exc}); train again without --resume") from None
+        try:
+            self.method.load_state_dict(ckpt["model"])
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+            raise TrainingError(f"{path}: the checkpoint does not fit method {self.method.name!r} with these "
+                                f"options ({first}); resume with the method and options it was trained with, "
+                                "or train without --resume") from None
         optimizer.load_state_dict(ckpt["optimizer"])
         schedule.load_state_dict(ckpt["schedule"])
         generator.set_state(ckpt["rng"])

@@ -16,10 +16,11 @@ seconds on two cores; ``max_val`` likewise.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
+from ..config import NonNegative, Positive, PositiveFloat, Range
 from ..data import Source
 from ..errors import ConfigError, LatentfuseError
 from ..model import JointModel
@@ -33,23 +34,23 @@ class LinearProbeOptions:
     """Split the classifier is fit on."""
     val_split: str = "val"
     """Split C is chosen on; if the source has none, val_fraction of the train sample is held out."""
-    val_fraction: float = 0.2
+    val_fraction: Annotated[float, Range(0.0, 1.0, lo_open=True, hi_open=True)] = 0.2
     """Share of the train sample held out for validation when there is no val split (seeded)."""
-    test_fraction: float = 0.2
+    test_fraction: Annotated[float, Range(0.0, 1.0, lo_open=True, hi_open=True)] = 0.2
     """Share held out for test when the source has a single split (train, val and test are all carved)."""
-    max_train: int = 10000
+    max_train: NonNegative = 10000
     """Fit on at most this many train images: a seeded random sample, encoded alone (0 = all)."""
-    max_val: int = 5000
+    max_val: NonNegative = 5000
     """Score C on at most this many validation images (0 = all)."""
-    max_test: int = 0
+    max_test: NonNegative = 0
     """Report on at most this many test images (0 = all; the default reports the whole test split)."""
-    cs: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0])
+    cs: list[PositiveFloat] = field(default_factory=lambda: [0.1, 1.0, 10.0, 100.0])
     """Inverse regularisation strengths tried (LogisticRegression C)."""
     side: str = ""
     """Model side whose embeddings are probed ('' = the first image side)."""
-    seed: int = 0
+    seed: NonNegative = 0
     """Seed of the samples and of any held-out split."""
-    max_iter: int = 1000
+    max_iter: Positive = 1000
     """lbfgs iterations per fit."""
 
 

@@ -17,23 +17,27 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import numpy as np
 
+from ..config import OneOf, Positive, check_fields
 from ..errors import ConfigError, LatentfuseError
 
 
 @dataclass(frozen=True)
 class BackendConfig:
-    kind: str = "exact"
+    kind: Annotated[str, OneOf(("exact", "ivf", "hnsw"))] = "exact"
     """exact | ivf | hnsw."""
-    nprobe: int = 16
+    nprobe: Positive = 16
     """ivf: coarse cells searched per query (more = slower, closer to exact)."""
-    m: int = 32
+    m: Positive = 32
     """hnsw: links per node."""
-    ef_search: int = 128
+    ef_search: Positive = 128
     """hnsw: candidate list size at query time (more = slower, closer to exact)."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, "index backend")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import NonNegativeFloat, Positive
 from ..store.paired import PairedFeatures
 from . import METHODS
 from .base import Method, MethodConfig, normalize
@@ -18,9 +19,9 @@ from .base import Method, MethodConfig, normalize
 
 @dataclass
 class ASIFConfig(MethodConfig):
-    top_k: int = 800
+    top_k: Positive = 800
     """Similarities kept per input (paper: 800)."""
-    power: float = 8.0
+    power: NonNegativeFloat = 8.0
     """Exponent applied to the kept similarities (paper: 8)."""
 
 

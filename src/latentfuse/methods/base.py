@@ -13,6 +13,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ..config import NonNegativeFloat, Positive, PositiveFloat, Rate
+from ..errors import ModelError
 from ..losses import LearnableTemperature, latent_mixup, symmetric_infonce
 from ..store.paired import PairedFeatures
 
@@ -26,21 +28,21 @@ class MethodConfig:
 class ContrastiveConfig(MethodConfig):
     """The knobs every ``ContrastiveMethod`` (FuseMix, LightCRL) shares; each adds its own architecture."""
 
-    dim: int = 512
+    dim: Positive = 512
     """Joint embedding size (FuseMix paper: 512)."""
-    dropout: float = 0.6
+    dropout: Rate = 0.6
     """Dropout inside the residual blocks (FuseMix paper: 0.6)."""
-    input_dropout: float = 0.5
+    input_dropout: Rate = 0.5
     """Dropout on the frozen input features: the strongest regulariser on small data (measured with and
     without in bench/flickr8k.py, see README)."""
     input_norm: bool = True
     """LayerNorm on each frozen feature first: encoders differ wildly in scale (raw CNN activations vs
     unit-norm sentence vectors), and the heads learn much faster on standardised inputs."""
-    mixup_alpha: float = 1.0
+    mixup_alpha: NonNegativeFloat = 1.0
     """λ ~ Beta(α, α) for latent mixup on the frozen inputs (one λ for both sides); 0 turns mixup off."""
-    temperature_init: float = 0.07
+    temperature_init: PositiveFloat = 0.07
     """Initial softmax temperature τ of the contrastive loss (learned; CLIP/FuseMix: 0.07)."""
-    temperature_min: float = 0.01
+    temperature_min: PositiveFloat = 0.01
     """Lower clamp on τ, so the logit scale 1/τ cannot blow up (CLIP clamps at 100)."""
 
 
@@ -80,6 +82,12 @@ class Method(nn.Module):
     def config_dict(self) -> dict[str, Any]:
         return asdict(self.config)
 
+    def nonfinite_weights(self) -> list[str]:
+        """Names of the float tensors holding NaN/inf: such weights score every input alike, and ranking
+        metrics would then report them as perfect."""
+        return [name for name, tensor in self.state_dict().items()
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+
     def load_tensors(self, state: dict[str, torch.Tensor]) -> None:
         """Load saved tensors; buffers are replaced whole, since closed-form fits size them from data."""
         buffers = dict(self.named_buffers())
@@ -89,10 +97,14 @@ class Method(nn.Module):
                 owner_path, _, attr = key.rpartition(".")
                 owner = self.get_submodule(owner_path) if owner_path else self
                 owner.register_buffer(attr, value.clone())
-        missing, unexpected = self.load_state_dict({**params, **dict(self.named_buffers())}, strict=False)
+        try:
+            missing, unexpected = self.load_state_dict({**params, **dict(self.named_buffers())}, strict=False)
+        except RuntimeError as exc:  # a size mismatch: the weights belong to other options or dims
+            detail = " ".join(str(exc).split("\n", 1)[-1].split())
+            raise ModelError(f"weights do not fit {self.name} with these options: {detail:.300}") from None
         missing = [k for k in missing if k not in state]
         if missing or unexpected:
-            raise KeyError(f"weights do not match {self.name}: missing {missing}, unexpected {unexpected}")
+            raise ModelError(f"weights do not match {self.name}: missing {missing}, unexpected {unexpected}")
 
 
 class ContrastiveMethod(Method):

@@ -31,17 +31,18 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..config import NonNegative, Positive
 from . import METHODS
 from .base import ContrastiveConfig, ContrastiveMethod
 
 
 @dataclass
 class FuseMixConfig(ContrastiveConfig):
-    hidden: int = 512
+    hidden: Positive = 512
     """Width of the residual stream inside each adapter."""
-    n_blocks: int = 1
+    n_blocks: NonNegative = 1
     """Residual MLP blocks per adapter (paper: 4; defaults here are sized for small data on a CPU)."""
-    expansion: int = 2
+    expansion: Positive = 2
     """Hidden-layer expansion inside a block (paper: 4)."""
 
 

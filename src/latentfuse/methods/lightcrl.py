@@ -58,6 +58,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..config import NonNegative, NonNegativeFloat, Positive
 from ..errors import ConfigError
 from . import METHODS
 from .base import ContrastiveConfig, ContrastiveMethod
@@ -72,18 +73,18 @@ class LightCRLConfig(ContrastiveConfig):
     fusion: str = "add"
     """How the DFE fuses a projected feature with its modality's context: add, mul, concat,
     additive-attention, general-attention or scaled-dot-attention."""
-    width: int = 512
+    width: Positive = 512
     """Common width d: each side's frozen feature is projected to d, and the DFE works at d."""
-    n_blocks: int = 1
+    n_blocks: NonNegative = 1
     """Residual MLP blocks in the shared DFE body."""
-    expansion: int = 2
+    expansion: Positive = 2
     """Hidden-layer expansion inside a DFE block."""
-    n_tokens: int = 8
+    n_tokens: Positive = 8
     """Attention ops only: the projected feature (width d) is split into this many chunks of d/n_tokens
     values, each lifted to d by a shared Linear (+ a position embedding); must divide width."""
-    context_std: float = 0.02
+    context_std: NonNegativeFloat = 0.02
     """Init std of the context vectors (around 0 for add/concat/attention, around 1 for mul)."""
-    mixup_alpha: float = 0.0
+    mixup_alpha: NonNegativeFloat = 0.0
     """λ ~ Beta(α, α) for FuseMix's latent mixup on the frozen inputs; 0 (default) turns it off. Measured on
     Flickr8k (12 epochs, t2i R@5): off is +1.5 to +2 points for add/mul/concat, within 1 point (mostly a
     little worse) for the attention ops."""
@@ -91,13 +92,6 @@ class LightCRLConfig(ContrastiveConfig):
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
             raise ConfigError(f"lightcrl: unknown fusion {self.fusion!r}; valid: {', '.join(FUSIONS)}")
-        for key in ("dim", "width", "n_blocks", "expansion", "n_tokens"):
-            value = getattr(self, key)
-            if value < (0 if key == "n_blocks" else 1):
-                raise ConfigError(f"lightcrl: {key} must be {'>= 0' if key == 'n_blocks' else '>= 1'}, got {value}")
-        for key in ("dropout", "input_dropout"):
-            if not 0.0 <= getattr(self, key) < 1.0:
-                raise ConfigError(f"lightcrl: {key} must be in [0, 1), got {getattr(self, key)}")
         if self.fusion in ATTENTION_FUSIONS and self.width % self.n_tokens:
             raise ConfigError(f"lightcrl: n_tokens={self.n_tokens} must divide width={self.width} "
                               f"(tokens are width/n_tokens-sized chunks of the projected feature)")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..config import NonNegativeFloat, Positive
 from ..store.paired import PairedFeatures
 from . import METHODS
 from .base import Method, MethodConfig, normalize
@@ -15,17 +16,17 @@ from .base import Method, MethodConfig, normalize
 
 @dataclass
 class ProcrustesConfig(MethodConfig):
-    dim: int = 256
+    dim: Positive = 256
     """Both sides are reduced to this many principal components before the rotation is fit."""
 
 
 @dataclass
 class CCAConfig(MethodConfig):
-    dim: int = 256
+    dim: Positive = 256
     """Number of canonical directions kept."""
-    ridge: float = 0.1
+    ridge: NonNegativeFloat = 0.1
     """Ridge added to each covariance (relative to its mean eigenvalue); small data needs it."""
-    power: float = 1.0
+    power: NonNegativeFloat = 1.0
     """Scale canonical direction k by correlation_k ** power (0 = unweighted)."""
 
 

@@ -2,21 +2,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from ..config import NonNegativeFloat, Positive, Range, check_fields
 
 
 @dataclass(frozen=True)
 class ServeConfig:
     host: str = "127.0.0.1"
-    port: int = 8000
-    max_upload_bytes: int = 8 * 2**20
+    port: Annotated[int, Range(0, 65535)] = 8000
+    max_upload_bytes: Positive = 8 * 2**20
     """Largest request body (an uploaded image) accepted; larger ones get 413."""
-    max_k: int = 100
+    max_k: Positive = 100
     """Largest k a request may ask for."""
-    max_query_chars: int = 2000
+    max_query_chars: Positive = 2000
     """Longest text query accepted."""
-    thumbnail_px: int = 256
+    thumbnail_px: Annotated[int, Range(16, 4096)] = 256
     """Longest side of the JPEG thumbnails of image hits."""
-    max_batch: int = 32
+    max_batch: Positive = 32
     """Most queries encoded in one call when requests arrive together."""
-    batch_wait_ms: float = 2.0
+    batch_wait_ms: NonNegativeFloat = 2.0
     """How long the batcher waits for more queries after the first one."""
+
+    def __post_init__(self) -> None:
+        check_fields(self, "serve options")
