@@ -96,7 +96,13 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         """Joint embeddings from already-extracted frozen features (the cached path)."""
         x = torch.as_tensor(np.asarray(features, dtype=np.float32))
         out = [self.method.encode(side, x[i:i + chunk], normalize=normalize) for i in range(0, len(x), chunk)]
-        return torch.cat(out).numpy() if out else np.zeros((0, self.dim), dtype=np.float32)
+        embedded = torch.cat(out).numpy() if out else np.zeros((0, self.dim), dtype=np.float32)
+        bad = ~np.isfinite(embedded).all(axis=1)
+        if bad.any():  # NaN would score every item alike: a silent, perfect-looking wrong answer downstream
+            cause = "features" if not bool(torch.isfinite(x).all()) else "weights"
+            raise ModelError(f"side {side!r}: {int(bad.sum())} of {len(bad)} embeddings are NaN/inf (first row "
+                             f"{int(np.argmax(bad))}); the input {cause} hold non-finite values")
+        return embedded
 
     def encode(self, side: str, inputs: Sequence[Any], batch_size: int = 64, normalize: bool = True,
                show_progress_bar: bool = False) -> np.ndarray:

@@ -129,7 +129,8 @@ class Trainer:
                 if not bool(torch.isfinite(loss.detach())):
                     raise TrainingError(
                         f"training diverged at epoch {epoch}, step {step + 1}/{steps_per_epoch}: the loss is "
-                        f"{float(loss.detach())} (train.lr={cfg.lr:g}; try a lower one). Nothing from this epoch "
+                        f"{float(loss.detach())} (train.lr={cfg.lr:g}: try a lower one, or look for NaN/inf in the "
+                        f"features). Nothing from this epoch "
                         f"was saved{'; ' + str(self.ckpt_dir / 'best.pt') + ' is the last good epoch' if state['best_epoch'] > 0 else ''}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -41,14 +41,21 @@ def retrieval_report(embed_a: Any, embed_b: Any, data: PairedFeatures, *, datase
 
 def best_ranks(queries: torch.Tensor, gallery: torch.Tensor, relevant: Sequence[Sequence[int]],
                chunk: int = 1024) -> np.ndarray:
-    """0-based rank of the best-ranked relevant gallery item for each query (ties count in our favour)."""
+    """0-based rank of the best-ranked relevant gallery item for each query (ties count in our favour).
+
+    A non-finite score (NaN/inf, from broken weights or features) is a failure, never a hit: it ranks below
+    every finite one, and a query whose relevant items all score non-finite gets rank ``len(gallery)`` —
+    a miss at every K. (NaN compares false with everything, so left alone it would rank first.)
+    """
     ranks = np.empty(len(queries), dtype=np.int64)
     for start in range(0, len(queries), chunk):
         scores = queries[start:start + chunk] @ gallery.T  # (chunk, n_gallery)
+        scores = torch.where(torch.isfinite(scores), scores, torch.full_like(scores, float("-inf")))
         rel_rows, rel_cols = _relevant_coo(relevant[start:start + chunk])
         best = torch.full((scores.shape[0],), float("-inf"), dtype=scores.dtype)
         best = best.scatter_reduce(0, rel_rows, scores[rel_rows, rel_cols], reduce="amax")
-        ranks[start:start + chunk] = (scores > best[:, None]).sum(dim=1).numpy()
+        rank = (scores > best[:, None]).sum(dim=1)
+        ranks[start:start + chunk] = torch.where(torch.isinf(best), len(gallery), rank).numpy()
     return ranks
 
 
