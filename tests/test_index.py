@@ -120,7 +120,7 @@ def test_interrupted_save_leaves_the_committed_index(shapes, shapes_index, tmp_p
     assert [h.id for h in index.search(text="a yellow square", k=5)] == committed
     index.save()
     names = sorted(p.name for p in copy.iterdir())
-    assert names == ["embeddings-000008.npy", "index.json", "items-000008.jsonl"]
+    assert names == [".latentfuse-output.json", "embeddings-000008.npy", "index.json", "items-000008.jsonl"]
     assert [h.id for h in open_index(copy).search(text="a yellow square", k=5)] == committed
 
 
@@ -230,7 +230,7 @@ def test_faiss_index_is_saved_reopened_and_grown(shapes, tmp_path, kind):
             "--store", str(tmp_path / "store"), "--backend", kind]
     assert runner.invoke(app, args).exit_code == 0
     assert sorted(p.name for p in (tmp_path / "ix").iterdir()) == [
-        "embeddings-000001.npy", "faiss-000001.index", "index.json", "items-000001.jsonl"]
+        ".latentfuse-output.json", "embeddings-000001.npy", "faiss-000001.index", "index.json", "items-000001.jsonl"]
     opened = open_index(tmp_path / "ix")
     assert opened.backend.count == 2 * VARIANTS  # read from the file, not rebuilt
     shutil.copytree(shapes["images"] / "blue", folder / "blue")

@@ -31,6 +31,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Multimodal joint embedding spaces from frozen encoders: cached features, small heads.")
 
 EncoderOpt = typer.Option(None, "--encoder", "-e", help="SIDE=SPEC, e.g. image=efficientnet-lite0 (repeatable).")
+OverwriteOpt = typer.Option(False, "--overwrite", help="Replace what the output already holds: the new result is "
+                            "swapped in only once it is complete.")
 SetOpt = typer.Option(None, "--set", help="Override any config field: dotted.key=value (repeatable); "
                       "`latentfuse info --config` lists them.")
 
@@ -127,16 +129,19 @@ def train(
     epochs: Optional[int] = typer.Option(None, help="Training epochs."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.pt."),
+    overwrite: bool = OverwriteOpt,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML run config to start from."),
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
-    """Train (or fit) a method on cached features and save the JointModel; baselines are not run."""
+    """Train (or fit) a method on cached features and save the JointModel; baselines are not run.
+
+    OUT must be new, empty, or hold this same run; anything else needs --overwrite (or --resume)."""
     from .pipeline import run
 
     cfg = _config(config, data, encoder, set_, **{"method.name": method, "out": out,
                                                  "train.epochs": epochs, "train.seed": seed})
     cfg.baselines = []
-    reports = run(cfg, resume=resume)
+    reports = run(cfg, resume=resume, overwrite=overwrite)
     _show(reports, cfg.out)
 
 
@@ -177,7 +182,8 @@ def eval_(
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Dataset for tasks given without =DATA."),
     split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate (default: test, or the only one)."),
     opt: Optional[List[str]] = typer.Option(None, "--opt", help="TASK.OPTION=VALUE (repeatable)."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report JSON here."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the report JSON here (a new file)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
     store: Optional[str] = typer.Option(None, "--store", help="Feature cache directory."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable items instead of failing."),
 ) -> None:
@@ -189,6 +195,10 @@ def eval_(
         raise typer.BadParameter("give --data SPEC (retrieval) or one or more --task NAME[=DATA]")
     jobs = parse_jobs(list(task or ["retrieval"]), data)  # typos fail here, before any model is loaded
     options = parse_options(opt)
+    if json_path:
+        from .utils.outdir import check_new_file
+
+        check_new_file(json_path, overwrite, "--json")  # before the work, not after it
     joint = _eval_model(model, frozen)
     reports = run_jobs(joint, jobs, split, _store(store), options,
                        skip_bad=skip_bad, on_report=lambda r: print_reports([r]))
@@ -216,18 +226,20 @@ def _eval_model(model: Optional[Path], frozen: Optional[List[str]]) -> "JointMod
 def run_(
     config: Path = typer.Argument(..., help="YAML whose fields mirror the dataclass config."),
     resume: bool = typer.Option(False, "--resume", help="Continue training from the last checkpoint."),
+    overwrite: bool = OverwriteOpt,
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """extract → train → eval from one YAML file (unknown keys are errors)."""
     from .pipeline import run
 
     cfg = _config(config, None, None, set_)
-    _show(run(cfg, resume=resume), cfg.out)
+    _show(run(cfg, resume=resume, overwrite=overwrite), cfg.out)
 
 
 @app.command()
 def demo(
     out: str = typer.Option("runs/demo", "--out", "-o", help="Where the demo model is saved."),
+    overwrite: bool = OverwriteOpt,
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """The embedded default job: FuseMix vs baselines on the bundled encoders, offline, in minutes."""
@@ -237,7 +249,7 @@ def demo(
     cfg = apply_overrides(demo_config(out), list(set_ or []))
     log.info("demo: %s with %s; method %s; baselines %s", cfg.data.source, cfg.encoders, cfg.method.name,
              cfg.baselines)
-    _show(run(cfg), cfg.out)
+    _show(run(cfg, overwrite=overwrite), cfg.out)
 
 
 @app.command()
@@ -252,12 +264,16 @@ def index(
     rebuild: bool = typer.Option(False, "--rebuild", help="Retrain the ivf/hnsw structure on all items."),
     store: Optional[str] = typer.Option(None, "--store", help="Feature cache directory."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable items instead of failing."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the folder with a new index (swapped in "
+                                   "once complete) instead of growing it; needs --model."),
 ) -> None:
-    """Embed a collection into a search index; on an existing index, add only the items it lacks."""
+    """Embed a collection into a search index; on an existing index, add only the items it lacks.
+
+    OUT must be new, empty, or an index; a folder holding anything else needs --overwrite."""
     from .index.build import build_index
 
     built, added = build_index(model, data, out, split=split, side=side, backend=backend, nprobe=nprobe,
-                               store=_store(store), skip_bad=skip_bad, rebuild=rebuild)
+                               store=_store(store), skip_bad=skip_bad, rebuild=rebuild, overwrite=overwrite)
     typer.echo(f"{out}: {len(built)} {built.modality} items ({added} added), backend "
                f"{built.backend_config.kind}, model {built.model.fingerprint}")
 

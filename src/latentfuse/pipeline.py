@@ -1,6 +1,7 @@
 """The main job, as plain functions the CLI calls: features → fit/train → JointModel → reports."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from .store import PairedFeatures, paired_features
 from .config import RunConfig, StoreConfig, TrainConfig, dump_yaml
 from .train import Trainer, seed_everything
 from .utils import atomic
+from .utils.outdir import output_dir
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +66,23 @@ def evaluate(model: JointModel, data: PairedFeatures, dataset: str, split: str) 
                             train_seconds=model.meta.get("train_seconds"))
 
 
-def run(config: RunConfig, resume: bool = False, progress: bool = True) -> list[dict[str, Any]]:
-    """extract → train (main method + baselines) → evaluate on the test split → save the main model."""
+def run_identity(config: RunConfig) -> dict[str, Any]:
+    """What makes two runs the same run: every setting except where the output and the cache live."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "store")}
+
+
+def run(config: RunConfig, resume: bool = False, progress: bool = True,
+        overwrite: bool = False) -> list[dict[str, Any]]:
+    """extract → train (main method + baselines) → evaluate on the test split → save the main model.
+
+    ``config.out`` follows the output-directory rule (``utils.outdir``): a folder holding anything but this
+    same run is refused unless ``overwrite`` (which swaps the finished run in) or ``resume``.
+    """
+    with output_dir(config.out, "model-run", run_identity(config), overwrite=overwrite, resume=resume) as out:
+        return _run(config, out, resume, progress)
+
+
+def _run(config: RunConfig, out: Path, resume: bool, progress: bool) -> list[dict[str, Any]]:
     source = build_source(config.data.source, skip_bad=config.data.skip_bad)
     encoders = side_encoders(source, config.encoders)
     feats = {}
@@ -73,7 +90,6 @@ def run(config: RunConfig, resume: bool = False, progress: bool = True) -> list[
                                            config.data.test_split) if s):
         limit = 0 if split == config.data.test_split else config.data.limit
         feats[split] = split_features(source, split, encoders, config.store, config.data.skip_bad, progress, limit)
-    out = Path(config.out)
     reports, models = [], {}
     for name in [config.method.name] + [b for b in config.baselines if b != config.method.name]:
         options = config.method.options if name == config.method.name else {}

@@ -1,0 +1,136 @@
+"""The output-directory rule every writing command follows, so no run silently replaces a user's files.
+
+An output folder may be written when it is absent or empty, or when it holds a run of the same kind and
+identity (the marker file says which): continuing it (``--resume``) or redoing the same run. Anything
+else is refused with a message, unless ``overwrite``: then the new run is written into a sibling temp
+folder and swapped in only when it has finished, so a failed or killed run leaves the old folder whole
+(a kill between the two renames of the swap leaves both, as ``.NAME.old-*`` and ``.NAME.new-*``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import LatentfuseError
+from . import atomic
+from .nested import flatten
+
+MARKER = ".latentfuse-output.json"
+
+
+class OutputExistsError(LatentfuseError):
+    """An output path that holds something this run may not replace."""
+
+
+@contextmanager
+def output_dir(path: str | Path, kind: str, identity: dict[str, Any] | None = None, *, overwrite: bool = False,
+               resume: bool = False, option: str = "--out", known_files: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Yield the folder to write into (``path`` itself, or a staging sibling with ``overwrite``).
+
+    ``identity``: what makes two runs the same run (None: any folder of this ``kind`` is the same one, e.g.
+    an index that is grown). ``known_files``: names that identify a folder of this kind written before
+    markers existed.
+    """
+    path = Path(path)
+    if resume and overwrite:
+        raise OutputExistsError("--resume continues the run in the folder, --overwrite replaces it: give one")
+    if path.exists() and not path.is_dir():
+        raise OutputExistsError(f"{option} {path}: is a file, not a folder")
+    verdict = _compare(path, kind, identity, known_files)
+    if verdict is None or (verdict == "" and not overwrite):  # fresh, or the same run again
+        yield from _in_place(path, kind, identity)
+        return
+    if resume:
+        raise OutputExistsError(f"cannot --resume in {path}: it holds {verdict}; resume with the settings it "
+                                f"was started with, or start a new run with another {option}")
+    if not overwrite:
+        raise OutputExistsError(f"{option} {path} already holds {verdict}; refusing to replace it. Pass "
+                                f"--overwrite to replace it (atomically, once the new run has finished), "
+                                f"or choose another {option}")
+    yield from _staged(path, kind, identity)
+
+
+def check_new_file(path: str | Path, overwrite: bool, option: str) -> None:
+    """A single output file (a report) is never replaced silently either."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputExistsError(f"{option} {path}: is a folder, expected a file path")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{option} {path} already exists; pass --overwrite to replace it")
+
+
+def _compare(path: Path, kind: str, identity: dict[str, Any] | None,
+             known_files: tuple[str, ...]) -> str | None:
+    """None: nothing there; "": the same run; else what is there, in words."""
+    if not path.is_dir() or not any(path.iterdir()):
+        return None
+    marker = _read_marker(path)
+    if marker is None:
+        if known_files and all((path / name).exists() for name in known_files) and identity is None:
+            return ""
+        names = sorted(p.name for p in path.iterdir())
+        return f"files not written by a latentfuse {kind} ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
+    if marker.get("kind") != kind:
+        return f"a latentfuse {marker.get('kind')!r} output, not a {kind}"
+    if identity is None or marker.get("identity") == _plain(identity):
+        return ""
+    return f"a {kind} with other settings (differs in {', '.join(_differences(marker.get('identity'), identity))})"
+
+
+def _differences(saved: Any, wanted: dict[str, Any]) -> list[str]:
+    old = {".".join(k): v for k, v in flatten(saved if isinstance(saved, dict) else {})}
+    new = {".".join(k): v for k, v in flatten(_plain(wanted))}
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)) or ["its identity"]
+
+
+def _in_place(path: Path, kind: str, identity: dict[str, Any] | None) -> Iterator[Path]:
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    _write_marker(path, kind, identity)
+    try:
+        yield path
+    except BaseException:
+        if {p.name for p in path.iterdir()} == {MARKER}:  # failed before writing anything: leave no claim
+            (path / MARKER).unlink()
+            if created:
+                path.rmdir()
+        raise
+
+
+def _staged(path: Path, kind: str, identity: dict[str, Any] | None) -> Iterator[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
+    try:
+        _write_marker(staging, kind, identity)
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+    os.replace(path, old)
+    os.replace(staging, path)
+    atomic._fsync_dir(path.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_marker(path: Path, kind: str, identity: dict[str, Any] | None) -> None:
+    atomic.write_json(path / MARKER, {"kind": kind, "identity": _plain(identity)})
+
+
+def _read_marker(path: Path) -> dict[str, Any] | None:
+    try:
+        marker = json.loads((path / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def _plain(identity: Any) -> Any:
+    """JSON round trip, so a saved identity and a fresh one compare equal (tuples → lists, etc.)."""
+    return json.loads(json.dumps(identity, default=str))
