@@ -33,8 +33,11 @@ $(STAMP_BASE): pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q -e ".[e5]"
 	touch $@
 
+# clip-retrieval only for its client module (the compatibility test loads clip_client.py by path); --no-deps,
+# since its package pulls open_clip, flask and a CUDA torch.
 $(STAMP_DEV): pyproject.toml $(STAMP_BASE)
 	$(PIP) install -q -e ".[e5,dev]"
+	$(PIP) install -q --no-deps "clip-retrieval==2.45.0"
 	touch $@
 
 # Debian's Fashion-MNIST and WordNet (the fashion-mnist and wordnet sources and their tests). Installed

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -40,6 +41,7 @@ from .backends import Backend, BackendConfig, FaissBackend, build_backend
 
 FORMAT = "latentfuse.index/1"
 META = "index.json"
+GENERATION_FILE = re.compile(r"(embeddings-\d{6}\.npy|items-\d{6}\.jsonl|faiss-\d{6}\.index)")
 
 
 class BadIndexError(LatentfuseError):
@@ -211,9 +213,9 @@ class Index:
             "generation": generation, "backend": self.backend_config.to_dict(),
             "sources": sources_summary(self.records), "files": files})
         self.generation = generation
-        for stale in [*self.directory.glob("embeddings-*.npy"), *self.directory.glob("items-*.jsonl"),
-                      *self.directory.glob("faiss-*.index")]:
-            if stale.name not in files.values():  # the previous generation, or orphans of a killed save
+        for stale in self.directory.iterdir():
+            if GENERATION_FILE.fullmatch(stale.name) and stale.name not in files.values():
+                # the previous generation, or orphans of a killed save: only names this class writes
                 stale.unlink(missing_ok=True)
         return self.directory
 
