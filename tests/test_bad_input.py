@@ -41,10 +41,13 @@ def test_skip_bad_records_the_image_and_keeps_the_rest(tmp_path):
     table = make_table(tmp_path)
     result = extract(table, tmp_path / "store", "--skip-bad")
     assert result.exit_code == 0, result.output
-    assert "train: image=3, text=4 features, 3 pairs" in result.output
+    assert "train: image=3, text=4 features" in result.output
     manifest = next(p for p in (tmp_path / "store").rglob("manifest.json") if "/image/" in str(p))
     skipped = json.loads(manifest.read_text())["skipped"]
     assert [s["id"] for s in skipped] == ["img2.jpg"] and "truncated" in skipped[0]["reason"]
+    strict = extract(table, tmp_path / "store")  # the cache remembers the skip; a strict run must not inherit it
+    assert strict.exit_code != 0
+    assert "img2.jpg" in str(strict.exception) and "earlier --skip-bad run skipped it" in str(strict.exception)
 
 
 def test_missing_column_is_named(tmp_path):

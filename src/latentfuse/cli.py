@@ -108,16 +108,16 @@ def extract(
 ) -> None:
     """Run the frozen encoders over a dataset into the feature cache (resumable; cached on re-run)."""
     from .data import build_source
-    from .pipeline import side_encoders, split_features
+    from .pipeline import extract_split, side_encoders
 
     cfg = _config(config, data, encoder, set_, **{"store.root": store})
     skip = skip_bad or cfg.data.skip_bad
     source = build_source(cfg.data.source, skip_bad=skip)
     encoders = side_encoders(source, cfg.encoders)
     for name in split or source.splits():
-        feats = split_features(source, name, encoders, cfg.store, skip_bad=skip)
-        counts = ", ".join(f"{s}={len(feats.ids[s])}" for s in feats.sides)
-        log.info("%s: %s features, %d pairs  → %s", name, counts, len(feats), cfg.store.root)
+        source.check_split(name)
+        counts = extract_split(source, name, encoders, cfg.store, skip_bad=skip)
+        log.info("%s: %s features  → %s", name, ", ".join(f"{s}={n}" for s, n in counts.items()), cfg.store.root)
 
 
 @app.command(cls=RegistryHelp)
@@ -274,7 +274,8 @@ def index(
 
     built, added = build_index(model, data, out, split=split, side=side, backend=backend, nprobe=nprobe,
                                store=_store(store), skip_bad=skip_bad, rebuild=rebuild, overwrite=overwrite)
-    typer.echo(f"{out}: {len(built)} {built.modality} items ({added} added), backend "
+    skipped = f", {len(built.skipped)} skipped: see index.json" if built.skipped else ""
+    typer.echo(f"{out}: {len(built)} {built.modality} items ({added} added{skipped}), backend "
                f"{built.backend_config.kind}, model {built.model.fingerprint}")
 
 
@@ -388,7 +389,8 @@ def main() -> None:
     except LatentfuseError as exc:
         if _STATE.get("verbose"):
             log.exception("traceback of the error below")
-        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        message = str(exc).encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates print too
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         sys.exit(2)
 
 

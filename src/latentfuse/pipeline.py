@@ -13,7 +13,7 @@ from .eval.retrieval import retrieval_report, validate
 from .eval.tables import model_card
 from .methods import Method, build_method
 from .model import JointModel, SideSpec
-from .store import PairedFeatures, paired_features
+from .store import PairedFeatures, get_features, paired_features
 from .config import RunConfig, StoreConfig, TrainConfig, dump_yaml
 from .train import Trainer, seed_everything
 from .utils import atomic
@@ -38,6 +38,16 @@ def split_features(source: Source, split: str, encoders: dict[str, Encoder], sto
     full = source.load(split)
     return paired_features(source, full.head(limit), encoders, store, parent=full, skip_bad=skip_bad,
                            progress=progress)
+
+
+def extract_split(source: Source, split: str, encoders: dict[str, Encoder], store: StoreConfig,
+                  skip_bad: bool = False, progress: bool = True) -> dict[str, int]:
+    """Cache the features of every non-empty side of a split; → rows per side. Needs no pairs, so a
+    one-sided collection (``images:DIR``) extracts too."""
+    data = source.load(split)
+    return {side: len(get_features(source, data, side, encoders[side], store, skip_bad=skip_bad,
+                                   progress=progress).ids)
+            for side, items in data.items.items() if items}
 
 
 def train_method(name: str, options: dict[str, Any], train: PairedFeatures, val: PairedFeatures | None,

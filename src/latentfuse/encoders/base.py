@@ -71,7 +71,7 @@ class EncoderUnavailableError(LatentfuseError):
 def describe_item(item: Any, index: int) -> str:
     """How an error names an item: a path as itself, anything else by position and type."""
     if isinstance(item, (str, os.PathLike)):
-        text = os.fspath(item)
+        text = os.fspath(item).encode("utf-8", "backslashreplace").decode("utf-8")  # printable, always
         return text if len(text) <= 120 else text[:117] + "..."
     return f"item {index} ({type(item).__name__})"
 

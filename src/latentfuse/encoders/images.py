@@ -22,6 +22,7 @@ from typing import Any, Iterator, Sequence, Union
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from ..utils.hashing import not_regular
 from .base import BadItemError, Encoder, Lazy, empty, init_torch, make_fingerprint
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
@@ -114,18 +115,21 @@ def load_image(item: Any, index: int = 0) -> Image.Image:
     """Decode one input fully into an RGB PIL image, or raise :class:`BadItemError` saying why."""
     try:
         if isinstance(item, Image.Image):
-            item.load()
+            strict_load(item)
             return _rgb(item)
         if isinstance(item, np.ndarray):
             return _rgb(_from_array(item))
         if isinstance(item, (bytes, bytearray, memoryview)):
             source: Any = io.BytesIO(item)
         elif isinstance(item, (str, os.PathLike)):
+            kind = not_regular(os.stat(item).st_mode)  # a FIFO would block Image.open, a device never end
+            if kind:
+                raise BadItemError(index, item, f"cannot decode image (not a file): is {kind}")
             source = item
         else:
             raise TypeError(f"expected an image path, bytes, PIL image or uint8 array, got {type(item).__name__}")
         with Image.open(source) as image:
-            image.load()  # full decode now, so a truncated file fails here instead of being padded
+            strict_load(image)
             return _rgb(image, copy=True)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
         raise _bad(item, index, "missing", exc) from exc
@@ -136,6 +140,14 @@ def load_image(item: Any, index: int = 0) -> Image.Image:
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
         kind = "truncated" if "truncated" in str(exc).lower() else "corrupt or unreadable"
         raise _bad(item, index, kind, exc) from exc
+
+
+def strict_load(image: Image.Image) -> None:
+    """Decode all pixel data now, so a file whose pixel data is short fails here instead of being
+    zero-padded: Pillow pads when ``ImageFile.LOAD_TRUNCATED_IMAGES`` is on, and any library in the
+    process may have turned it on. Every decode path (batches, ``load()``, the server) comes through here."""
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    image.load()
 
 
 def _bad(item: Any, index: int, kind: str, exc: BaseException) -> BadItemError:
@@ -169,7 +181,6 @@ def iter_pixel_chunks(batch: Sequence[ImageInput], preprocess: ImagePreprocess, 
     All items are queued on a thread pool at once, so later items decode while the caller runs the
     network on earlier chunks. Raises :class:`BadItemError` for the first bad item in batch order.
     """
-    ImageFile.LOAD_TRUNCATED_IMAGES = False  # someone may have turned it on; we never pad truncated files
     n = len(batch)
 
     def prepare(i: int) -> np.ndarray:

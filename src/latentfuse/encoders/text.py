@@ -24,6 +24,11 @@ def check_texts(batch: Sequence[Any]) -> list[str]:
     for index, item in enumerate(batch):
         if not isinstance(item, str):
             raise BadItemError(index, item, f"expected a text string, got {type(item).__name__}")
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from undecodable bytes in argv or a file
+            raise BadItemError(index, item, f"text cannot be encoded as UTF-8: lone surrogate "
+                                            f"{item[exc.start]!r} at character {exc.start}") from None
     return list(batch)
 
 

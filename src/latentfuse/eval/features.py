@@ -11,7 +11,7 @@ has ``image``/``text``; a frozen text encoder has just ``text``. ``JointModel.si
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,6 +28,7 @@ class Embedded:
 
     ids: list[str]
     x: np.ndarray  # float32 (n, dim)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (id, reason) of items --skip-bad dropped
 
     def rows(self) -> dict[str, int]:
         return {item_id: row for row, item_id in enumerate(self.ids)}
@@ -50,7 +51,10 @@ def embed(model: JointModel, model_side: str, source: Source, data: SplitData, d
     """
     got = get_features(source, data, data_side, model.encoder(model_side), store, parent=parent,
                        skip_bad=skip_bad, progress=progress)
-    return Embedded(list(got.ids), model.encode_features(model_side, got.array))
+    wanted = {item.id for item in data.items[data_side]}
+    skipped = [(s["id"], s["reason"]) for s in got.manifest.get("skipped", []) if s["id"] in wanted]
+    skipped += list(data.skipped)  # rows the source itself dropped (a bad table row)
+    return Embedded(list(got.ids), model.encode_features(model_side, got.array), skipped)
 
 
 def sample_split(data: SplitData, side: str, n: int, seed: int) -> SplitData:

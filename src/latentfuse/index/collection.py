@@ -85,6 +85,7 @@ class Index:
     records: list[Record] = field(default_factory=list)
     generation: int = 0
     backend: Backend | None = field(default=None, repr=False)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # what --skip-bad left out, and why
 
     def __post_init__(self) -> None:
         if self.embeddings.size == 0:
@@ -120,14 +121,17 @@ class Index:
                 f"({meta['model']['path']}), but {model_path} has fingerprint {joint.fingerprint}: its "
                 "embeddings would not be comparable. Rebuild the index with "
                 f"`latentfuse index --model {model_path} --data ... --out NEW_INDEX`")
-        embeddings = np.load(directory / meta["files"]["embeddings"])
+        embeddings = read_embeddings(directory / meta["files"]["embeddings"])
         records = read_records(directory / meta["files"]["items"])
         if not (len(records) == len(embeddings) == meta["count"]) or embeddings.shape[1:] != (joint.dim,):
             raise BadIndexError(f"{directory}: damaged index ({meta['count']} items listed, "
                                 f"{len(records)} item rows, embeddings {embeddings.shape})")
-        config = BackendConfig(**meta["backend"])
+        try:
+            config = BackendConfig(**meta["backend"])
+        except (TypeError, LatentfuseError) as exc:
+            raise BadIndexError(f"{directory / META}: damaged backend settings ({exc})") from None
         return cls(directory, joint, model_path, meta["side"], config, embeddings, records, meta["generation"],
-                   saved_backend(directory, meta, config))
+                   saved_backend(directory, meta, config), list(meta.get("skipped", [])))
 
     # ---------------------------------------------------------------- properties
     @property
@@ -165,9 +169,16 @@ class Index:
         embedded = embed(self.model, self.side, source, wanted, side, store or StoreConfig(), skip_bad=skip_bad,
                          progress=progress, parent=data)
         by_id = {item.id: item for item in new}
+        self.record_skipped(source.spec, split, embedded.skipped)
         self.append(embedded.x, [record_of(by_id[i], source.spec, split, data.labels.get(i))
                                  for i in embedded.ids])
         return len(embedded.ids)
+
+    def record_skipped(self, spec: str, split: str, skipped: list[tuple[str, str]]) -> None:
+        """Remember items --skip-bad left out (once each), so the index says what it lacks and why."""
+        seen = {(s["source"], s["id"]) for s in self.skipped}
+        self.skipped += [{"source": spec, "split": split, "id": item_id, "reason": reason}
+                         for item_id, reason in skipped if (spec, item_id) not in seen]
 
     def append(self, embeddings: np.ndarray, records: list[Record]) -> None:
         """Add rows (already joint embeddings of this index's side) in memory; ``save`` commits them."""
@@ -211,7 +222,7 @@ class Index:
                       "method": self.model.method.name},
             "side": self.side, "modality": self.modality, "dim": self.model.dim, "count": len(self.records),
             "generation": generation, "backend": self.backend_config.to_dict(),
-            "sources": sources_summary(self.records), "files": files})
+            "sources": sources_summary(self.records), "skipped": self.skipped, "files": files})
         self.generation = generation
         for stale in self.directory.iterdir():
             if GENERATION_FILE.fullmatch(stale.name) and stale.name not in files.values():
@@ -302,13 +313,33 @@ def sources_summary(records: Iterable[Record]) -> list[dict[str, Any]]:
     return [{"source": s, "split": split, "count": n} for (s, split), n in counts.items()]
 
 
+def read_embeddings(path: Path) -> np.ndarray:
+    try:
+        embeddings = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise BadIndexError(f"{path}: damaged embeddings file ({exc}); rebuild the index with --overwrite") from None
+    if embeddings.ndim != 2 or not np.issubdtype(embeddings.dtype, np.floating):
+        raise BadIndexError(f"{path}: expected a float (count, dim) array, got {embeddings.dtype} "
+                            f"{embeddings.shape}; rebuild the index with --overwrite")
+    if not np.isfinite(embeddings).all():
+        raise BadIndexError(f"{path}: holds NaN/inf rows; rebuild the index with --overwrite")
+    return embeddings
+
+
 def read_records(path: Path) -> list[Record]:
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadIndexError(f"{path}: cannot read the item rows ({exc}); rebuild the index with --overwrite") from None
+    for number, line in enumerate(lines, start=1):
         try:
-            records.append(Record(**json.loads(line)))
+            row = json.loads(line)
+            records.append(Record(**row))
         except (ValueError, TypeError) as exc:
             raise BadIndexError(f"{path}:{number}: damaged item row ({exc})") from None
+        if not isinstance(row.get("id"), str) or not isinstance(row.get("source"), str):
+            raise BadIndexError(f"{path}:{number}: damaged item row (id and source must be strings)")
     return records
 
 
@@ -317,7 +348,10 @@ def saved_backend(directory: Path, meta: dict[str, Any], config: BackendConfig) 
     name = meta["files"].get("faiss")
     if not name or config.kind == "exact" or not (directory / name).exists():
         return None
-    backend = FaissBackend.read(directory / name, config)
+    try:
+        backend = FaissBackend.read(directory / name, config)
+    except (RuntimeError, OSError):  # a damaged structure file: rebuilt from the embeddings (the truth)
+        return None
     return backend if backend.count == meta["count"] else None
 
 
@@ -326,10 +360,29 @@ def read_meta(directory: Path) -> dict[str, Any]:
     if not path.exists():
         raise BadIndexError(f"{directory}: not a latentfuse index ({META} is missing); "
                           "build one with `latentfuse index --model MODEL --data SOURCE --out DIR`")
-    meta = json.loads(path.read_text())
-    if meta.get("format") != FORMAT:
-        raise BadIndexError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BadIndexError(f"{path}: not valid JSON ({exc}); the index is damaged, rebuild it with --overwrite") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise BadIndexError(f"{path}: format {found!r}, expected {FORMAT!r}")
+    for key, kind in META_FIELDS.items():
+        parts, value = key.split("."), meta
+        for part in parts:
+            value = value.get(part) if isinstance(value, dict) else None
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise BadIndexError(f"{path}: field {key!r} must be {kind.__name__ if isinstance(kind, type) else 'set'}, "
+                                f"got {value!r:.60}; the index is damaged, rebuild it with --overwrite")
+    files = meta["files"]
+    for name in (files["embeddings"], files["items"], files.get("faiss") or "x"):
+        if not isinstance(name, str) or Path(name).name != name:  # a file of this folder, nothing else
+            raise BadIndexError(f"{path}: file name {name!r} points outside the index folder")
     return meta
+
+
+META_FIELDS: dict[str, Any] = {"model.path": str, "model.fingerprint": str, "side": str, "count": int,
+                               "generation": int, "backend": dict, "files.embeddings": str, "files.items": str}
 
 
 def _newest_generation(directory: Path) -> int:

@@ -18,6 +18,8 @@ from fastapi import HTTPException, Request
 from PIL import Image, UnidentifiedImageError
 from starlette.datastructures import UploadFile
 
+from ..encoders.images import strict_load
+
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 MAX_PIXELS = 40_000_000  # a decompression bomb (tiny file, huge canvas) is refused before decoding
 
@@ -120,7 +122,7 @@ def decode_image(data: bytes) -> Image.Image:
             if image.width * image.height > MAX_PIXELS:
                 raise HTTPException(413, f"image is {image.width}×{image.height} pixels; at most "
                                          f"{MAX_PIXELS:,} pixels are accepted")
-            image.load()
+            strict_load(image)
     except HTTPException:
         raise
     except UnidentifiedImageError:

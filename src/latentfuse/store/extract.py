@@ -66,12 +66,25 @@ def get_features(source: Source, data: SplitData, side: str, encoder: Encoder, s
         raise DataError(f"encoder {encoder.name!r} embeds {encoder.modality}, but side {side!r} of "
                         f"{source.spec} holds {modality}")
     feature_store = FeatureStore(store.root)
+    features = None
     if parent is not None and parent is not data:
-        reused = _rows_of_parent(feature_store, source, parent, data, side, encoder)
-        if reused is not None:
-            return reused
-    return _extract(source, data, side, encoder, feature_store, batch_size=store.batch_size,
-                    shard_size=store.shard_size, skip_bad=skip_bad, progress=progress)
+        features = _rows_of_parent(feature_store, source, parent, data, side, encoder)
+    if features is None:
+        features = _extract(source, data, side, encoder, feature_store, batch_size=store.batch_size,
+                            shard_size=store.shard_size, skip_bad=skip_bad, progress=progress)
+    if not skip_bad:
+        _refuse_skipped(features, data, side)
+    return features
+
+
+def _refuse_skipped(features: Features, data: SplitData, side: str) -> None:
+    """A strict run over cached features must still fail on the items an earlier --skip-bad run dropped:
+    the cache remembers the decision, but only a run that asked for it may inherit it."""
+    wanted = {item.id for item in data.items[side]}
+    for entry in features.manifest.get("skipped", []):
+        if entry["id"] in wanted:
+            raise DataError(f"{entry['id']}: {entry['reason']} (recorded when an earlier --skip-bad run skipped it; "
+                            "pass --skip-bad to skip such items)")
 
 
 def _rows_of_parent(store: FeatureStore, source: Source, parent: SplitData, data: SplitData, side: str,

@@ -11,17 +11,39 @@ perhaps an orphan file the next run overwrites: resuming never loses or duplicat
 """
 from __future__ import annotations
 
+import errno
 import json
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from ..errors import DataError
 from ..utils import atomic
 from ..utils.hashing import digest
+
+class StoreError(DataError):
+    """The feature cache cannot be written (read-only, permission denied, disk full) or is damaged."""
+
+
+@contextmanager
+def writable(directory: Path) -> Iterator[None]:
+    """Turn a failed cache write into one line that names the folder and says what to do."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            why = "the disk (or quota) holding it is full"
+        elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            why = "it is read-only or not writable by this user"
+        else:
+            why = exc.strerror or str(exc)
+        raise StoreError(f"cannot write to the feature cache at {directory}: {why}. Finished shards are kept; "
+                         "free space and re-run to resume, or point --store / $LATENTFUSE_CACHE elsewhere") from None
+
 
 FORMAT_VERSION = 1
 STORE_DTYPE = np.float16
@@ -69,8 +91,12 @@ class FeatureStore:
         ids: list[str] = []
         arrays = []
         for shard in manifest["shards"]:
-            arrays.append(np.load(directory / shard["file"], mmap_mode="r"))
-            ids.extend(json.loads((directory / shard["ids_file"]).read_text()))
+            try:
+                arrays.append(np.load(directory / shard["file"], mmap_mode="r"))
+                ids.extend(json.loads((directory / shard["ids_file"]).read_text()))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise StoreError(f"{directory}: shard {shard.get('file', '?')} is damaged or missing ({exc}); "
+                                 "delete the folder to re-extract") from None
         dim = int(manifest["dim"])
         if not arrays:
             array = np.zeros((0, dim), dtype=STORE_DTYPE)
@@ -119,10 +145,11 @@ class ShardWriter:
         if array.ndim != 2 or array.shape[0] != len(ids):
             raise ValueError(f"shard {index}: {len(ids)} ids but array of shape {array.shape}")
         name = f"shard-{index:05d}"
-        with atomic.atomic_path(self.directory / f"{name}.npy") as tmp:
-            with open(tmp, "wb") as handle:
-                np.save(handle, np.ascontiguousarray(array, dtype=STORE_DTYPE))
-        atomic.write_text(self.directory / f"{name}.ids.json", json.dumps(ids))
+        with writable(self.directory):
+            with atomic.atomic_path(self.directory / f"{name}.npy") as tmp:
+                with open(tmp, "wb") as handle:
+                    np.save(handle, np.ascontiguousarray(array, dtype=STORE_DTYPE))
+            atomic.write_text(self.directory / f"{name}.ids.json", json.dumps(ids))
         shards = [s for s in self.manifest["shards"] if s["index"] != index]
         shards.append({"index": index, "file": f"{name}.npy", "ids_file": f"{name}.ids.json", "rows": len(ids)})
         self.manifest["shards"] = sorted(shards, key=lambda s: s["index"])
@@ -139,4 +166,5 @@ class ShardWriter:
         self._write_manifest()
 
     def _write_manifest(self) -> None:
-        atomic.write_json(self.directory / "manifest.json", self.manifest)
+        with writable(self.directory):
+            atomic.write_json(self.directory / "manifest.json", self.manifest)

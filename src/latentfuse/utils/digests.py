@@ -16,7 +16,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from .hashing import file_digest
+from .hashing import file_digest, not_regular
 
 
 def digest_db() -> Path:
@@ -62,6 +62,9 @@ def _look_up_or_hash(misses: dict[Path, tuple[str, os.stat_result]]) -> dict[Pat
     fresh: list[tuple[str, int, int, str]] = []
     for path, (key, st) in misses.items():
         cached = known.get(key)
+        if not_regular(st.st_mode):  # named, never read (a FIFO blocks); decoding it reports the item
+            out[path] = "not-a-file:" + not_regular(st.st_mode)
+            continue
         if cached is not None and cached[:2] == (st.st_size, st.st_mtime_ns):
             out[path] = cached[2]
         else:
