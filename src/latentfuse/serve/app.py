@@ -8,6 +8,8 @@
     GET  /items/{row}/thumbnail   JPEG thumbnail of an image hit; /items/{row}/image the original
     GET  /items/{row}/similar     more like this: the item's own embedding as the query
     GET  /docs, /openapi.json     OpenAPI
+    GET  /indices-list            clip-retrieval's API (``serve.clip_compat``): its ClipClient works as is
+    POST /knn-service
 
 Queries from concurrent requests are encoded together (``Batcher``); the search itself runs in the thread
 pool, so the event loop keeps accepting requests. Limits (body size, k, text length) come from
@@ -33,6 +35,7 @@ from ..version import __version__
 from ..errors import LatentfuseError
 from ..index import Index
 from .batcher import Batcher
+from .clip_compat import add_clip_routes
 from .config import ServeConfig
 from .inputs import Query, check_k, check_text, read_query
 from .limits import BodyLimit
@@ -92,6 +95,7 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
         await run_in_threadpool(warm_up, index, batcher)  # load encoder weights before the first request
         yield
         batcher.close()
@@ -166,6 +170,8 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
                 raise HTTPException(404, f"item {row} ({index.records[row].id}): {payload} is gone")
             return FileResponse(payload)
         return Response(await run_in_threadpool(png_bytes, payload), media_type="image/png")
+
+    add_clip_routes(app, index, config, batcher.submit)
 
     async def run_search(query: Query) -> SearchResponse:
         started = time.perf_counter()

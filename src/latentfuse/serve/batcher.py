@@ -23,20 +23,32 @@ class Batcher:
     def __init__(self, encode: EncodeFn, max_batch: int = 32, wait_s: float = 0.002) -> None:
         self.encode, self.max_batch, self.wait_s = encode, max_batch, wait_s
         self._queue: queue.Queue[tuple[str, Any, Future] | None] = queue.Queue()
-        self._worker = threading.Thread(target=self._run, name="latentfuse-batcher", daemon=True)
-        self._worker.start()
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self.start()
         self.batches = 0  # how many encoder calls were made (the load benchmark reports the mean size)
         self.items = 0
 
+    def start(self) -> None:
+        """Start the worker unless one is running: an app's lifespan may end and begin again (test clients,
+        reloads), and a query must never wait on a worker that a previous shutdown stopped."""
+        with self._lock:
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(target=self._run, name="latentfuse-batcher", daemon=True)
+                self._worker.start()
+
     def submit(self, modality: str, payload: Any, timeout: float | None = 60.0) -> np.ndarray:
         """The embedding of one query (blocks the calling thread; raises what the encoder raised)."""
+        self.start()
         future: Future = Future()
         self._queue.put((modality, payload, future))
         return future.result(timeout=timeout)
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._worker.join(timeout=5)
+        with self._lock:
+            if self._worker is not None and self._worker.is_alive():
+                self._queue.put(None)
+                self._worker.join(timeout=5)
 
     def _run(self) -> None:
         while True:

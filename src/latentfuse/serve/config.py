@@ -23,6 +23,8 @@ class ServeConfig:
     """Most queries encoded in one call when requests arrive together."""
     batch_wait_ms: NonNegativeFloat = 2.0
     """How long the batcher waits for more queries after the first one."""
+    index_name: str = ""
+    """The name clip-retrieval clients pass as ``indice_name`` (default: the index folder's name)."""
 
     def __post_init__(self) -> None:
         check_fields(self, "serve options")

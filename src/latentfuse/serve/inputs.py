@@ -10,12 +10,14 @@ import base64
 import binascii
 import io
 import json
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import HTTPException, Request
 from PIL import Image, UnidentifiedImageError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from ..encoders.images import strict_load
@@ -42,7 +44,8 @@ async def read_query(request: Request, max_k: int, max_chars: int, *, need_k: bo
         raise HTTPException(415, f"unsupported content type {ctype or '(none)'!r}: send multipart/form-data "
                                  "(fields text, k, file image) or application/json ({\"text\": ..., \"k\": ...})")
     text = check_text(text, max_chars)
-    image = decode_image(image_bytes) if image_bytes is not None else None
+    # decoding a large upload takes a while: off the event loop, so /health and text queries stay fast
+    image = await run_in_threadpool(decode_image, image_bytes) if image_bytes is not None else None
     if text is None and image is None:
         raise HTTPException(422, "a query needs a non-empty text, an image, or both")
     return Query(text, image, check_k(k, max_k) if need_k else 0)
@@ -67,22 +70,43 @@ async def _from_form(request: Request) -> tuple[Any, Any, bytes | None]:
 
 
 async def _from_json(request: Request) -> tuple[Any, Any, bytes | None]:
-    try:
-        body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HTTPException(400, f"malformed JSON body: {exc}") from None
+    body = parse_json(await request.body())
     if not isinstance(body, dict):
         raise HTTPException(422, "the JSON body must be an object like {\"text\": \"a dog\", \"k\": 10}")
-    encoded = body.get("image_base64")
-    image_bytes = None
-    if encoded is not None:
-        if not isinstance(encoded, str):
-            raise HTTPException(422, "image_base64 must be a base64 string")
-        try:
-            image_bytes = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise HTTPException(422, "image_base64 is not valid base64") from None
-    return body.get("text"), body.get("k", 10), image_bytes
+    return body.get("text"), body.get("k", 10), decode_base64(body.get("image_base64"), "image_base64")
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: NaN/Infinity (not JSON) and numbers that overflow a float are refused, and so is nesting
+    deep enough to exhaust the parser's recursion — each a 400 with a message, never a 500."""
+    try:
+        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise HTTPException(400, "malformed JSON body: nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HTTPException(400, f"malformed JSON body: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def decode_base64(encoded: Any, field: str) -> bytes | None:
+    if encoded is None:
+        return None
+    if not isinstance(encoded, str):
+        raise HTTPException(422, f"{field} must be a base64 string")
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPException(422, f"{field} is not valid base64") from None
 
 
 def check_text(text: Any, max_chars: int) -> str | None:
@@ -90,6 +114,10 @@ def check_text(text: Any, max_chars: int) -> str | None:
         return None
     if not isinstance(text, str):
         raise HTTPException(422, f"text must be a string, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800" in JSON) is not text any encoder can read
+        raise HTTPException(422, f"text holds a lone surrogate at character {exc.start}; send valid Unicode") from None
     text = text.strip()
     if len(text) > max_chars:
         raise HTTPException(422, f"text is {len(text)} characters; at most {max_chars} are accepted")
@@ -101,7 +129,7 @@ def check_k(k: Any, max_k: int) -> int:
         value = int(k)
         if isinstance(k, float) and k != value or isinstance(k, bool):
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise HTTPException(422, f"k must be an integer between 1 and {max_k}, got {k!r}") from None
     if not 1 <= value <= max_k:
         raise HTTPException(422, f"k must be between 1 and {max_k}, got {value}")
