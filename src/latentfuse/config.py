@@ -310,7 +310,11 @@ def apply_overrides(config: Any, overrides: list[str], where: str = "--set") -> 
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"{where} {item!r}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"{where} {key.strip()}: the value {raw[:40]!r} is not a YAML scalar ({problem})") from None
     return from_dict(type(config), data, where=where)
 
 
