@@ -25,12 +25,13 @@ PAPER_SIZE = {"n_blocks": 4, "expansion": 4}
 
 
 def cached_run(config: RunConfig) -> list[dict]:
-    """Reuse a finished run with the identical config (so an interrupted `make bench` resumes)."""
+    """Reuse a finished run with the identical config (so an interrupted `make bench` resumes); a run of another
+    config in the bench's own folder is replaced (``overwrite``: the bench owns ``runs/bench``)."""
     out = Path(config.out)
     if (out / "report.json").exists() and (out / "run.yaml").exists():
         if (out / "run.yaml").read_text() == dump_yaml(config):
             return json.loads((out / "report.json").read_text())
-    return run(config, progress=False)
+    return run(config, progress=False, overwrite=True)
 
 
 def base_config(data: Path) -> RunConfig:

@@ -9,6 +9,10 @@
 3. Load: distinct test captions as text queries from 1, 4 and 16 concurrent clients, then image uploads
    from 4; each level bounded by a request count and a duration. Reports requests/s, p50 / p99 latency,
    throughput relative to one client (same run, same machine), and queries per encoder call (batching).
+4. Mixed good/bad: 8 clients alternate good text queries with the malformed requests of
+   ``latentfuse.serve.probes`` (JSON the parser cannot hold, truncated images, wrong fields, ...). Every bad
+   one must be a 4xx with a detail, nothing a 5xx, nothing hang (30 s timeout); reports the p99 of the good
+   requests beside the same clients' all-good run. Fails (exit 1) on any 5xx, hang or unexplained 4xx.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from latentfuse.serve.probes import bad_requests
 from latentfuse.utils import atomic
 
 from .common import RESULTS, flickr8k_dir
@@ -136,6 +141,51 @@ def load(url: str, clients: int, make_request, n_items: int) -> dict:
             "per_call": (after["queries_encoded"] - before["queries_encoded"]) / max(calls, 1)}
 
 
+MIXED_CLIENTS, MIXED_REQUESTS, HANG_S = 8, 400, 30.0
+
+
+def mixed(url: str, captions: list[str], index_name: str) -> dict:
+    """Good and bad requests interleaved from MIXED_CLIENTS clients; counts 5xx, hangs and bad answers."""
+    probes = list(bad_requests(index_name).items())
+    good_ms: list[float] = []
+    outcome = {"good": 0, "bad": 0, "5xx": 0, "hangs": 0, "wrong": []}
+    started = time.perf_counter()
+
+    def worker(offset: int) -> None:
+        with httpx.Client(base_url=url, timeout=HANG_S) as http:
+            i, sent = offset, 0
+            while outcome["good"] + outcome["bad"] < MIXED_REQUESTS and time.perf_counter() - started < 60:
+                is_bad = (sent + offset) % 2 == 1  # each client alternates good, bad, good, ...
+                sent += 1
+                name, request = probes[i % len(probes)] if is_bad else (
+                    "good", dict(method="GET", url="/search", params={"q": captions[i % len(captions)], "k": 10}))
+                t0 = time.perf_counter()
+                try:
+                    response = http.request(**request)
+                except httpx.TimeoutException:
+                    outcome["hangs"] += 1
+                    i += MIXED_CLIENTS
+                    continue
+                status = response.status_code
+                outcome["5xx"] += status >= 500
+                if is_bad:
+                    outcome["bad"] += 1
+                    if not (400 <= status < 500 and response.json().get("detail")):
+                        outcome["wrong"].append(f"{name}: {status}")
+                else:
+                    outcome["good"] += 1
+                    good_ms.append(1000 * (time.perf_counter() - t0))
+                    if status != 200:
+                        outcome["wrong"].append(f"good query: {status}")
+                i += MIXED_CLIENTS
+
+    with ThreadPoolExecutor(max_workers=MIXED_CLIENTS) as pool:
+        list(pool.map(worker, range(MIXED_CLIENTS)))
+    outcome.update(seconds=time.perf_counter() - started, p50_ms=float(np.percentile(good_ms, 50)),
+                   p99_ms=float(np.percentile(good_ms, 99)), kinds=len(probes))
+    return outcome
+
+
 def test_captions_and_images(data: Path) -> tuple[list[str], list[Path]]:
     test = json.loads((data / "splits.json").read_text())["test"]
     wanted = set(test)
@@ -163,6 +213,9 @@ def main() -> None:
         rows.append(("image upload", load(url, 4, lambda http, i: http.post(
             "/search", files={"image": ("q.jpg", image_bytes[i], "image/jpeg")}, data={"k": "10"}),
             len(image_bytes))))
+        all_good = load(url, MIXED_CLIENTS, lambda http, i: http.get("/search", params={"q": captions[i], "k": 10}),
+                        len(captions))
+        mix = mixed(url, captions, index_dir.name)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -173,9 +226,21 @@ def main() -> None:
         ratio = f"{r['rps'] / base:.2f}" if kind == "text" else "—"
         table.append(f"| {kind} | {r['clients']} | {r['requests']} | {r['rps']:.1f} | {ratio} | "
                      f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['per_call']:.2f} |")
-    text = "\n".join(lines + ["", *table])
-    print("\n".join(table))
+    mixed_table = [
+        "", f"Mixed run: {MIXED_CLIENTS} clients alternating good text queries with {mix['kinds']} kinds of "
+        "malformed request (`latentfuse.serve.probes`):", "",
+        "| run | good | bad | 5xx | hangs (>30 s) | bad answered 4xx + detail | good p50 ms | good p99 ms |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| all good, {MIXED_CLIENTS} clients | {all_good['requests']} | 0 | 0 | 0 | — | {all_good['p50_ms']:.1f} | "
+        f"{all_good['p99_ms']:.1f} |",
+        f"| mixed good/bad | {mix['good']} | {mix['bad']} | {mix['5xx']} | {mix['hangs']} | "
+        f"{mix['bad'] - sum(w.split(':')[0] != 'good query' for w in mix['wrong'])}/{mix['bad']} | "
+        f"{mix['p50_ms']:.1f} | {mix['p99_ms']:.1f} |"]
+    text = "\n".join(lines + ["", *table, *mixed_table])
+    print("\n".join(table + mixed_table))
     atomic.write_text(RESULTS / "serve_load.md", text + "\n")
+    if mix["5xx"] or mix["hangs"] or mix["wrong"]:
+        raise SystemExit(f"mixed run failed: {mix['5xx']} 5xx, {mix['hangs']} hangs, wrong: {mix['wrong'][:10]}")
 
 
 if __name__ == "__main__":

@@ -6,10 +6,8 @@ from __future__ import annotations
 import io
 import json
 import os
-from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
 from fastapi import HTTPException
 from hypothesis import HealthCheck, given, settings, strategies as st

@@ -150,6 +150,14 @@ def test_a_cache_that_cannot_be_written_is_named(tmp_path, monkeypatch):
         get_features(source, data, "text_a", FakeTextEncoder("8"), StoreConfig(root=str(tmp_path / "store")),
                      progress=False)
 
+    def read_only(*args, **kwargs):  # what a read-only mount answers (root ignores chmod, so simulated)
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(np, "save", read_only)
+    with pytest.raises(StoreError, match="it is read-only or not writable by this user"):
+        get_features(source, data, "text_a", FakeTextEncoder("8"), StoreConfig(root=str(tmp_path / "store")),
+                     progress=False)
+
 
 def test_extracting_a_one_sided_collection_needs_no_pairs(shapes, tmp_path):
     result = runner.invoke(app, ["extract", "--data", f"images:{shapes['images']}", "-e", "image=efficientnet-lite0",
@@ -187,3 +195,25 @@ def test_ports_that_cannot_be_listened_on_are_refused(shapes, tmp_path):
             check_listen("127.0.0.1", port)
     with pytest.raises(LatentfuseError, match="--host 'no such host!': not a usable address"):
         check_listen("no such host!", 8000)
+
+
+def test_short_pixel_data_is_refused_through_the_python_api(shapes, monkeypatch):
+    import latentfuse
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buffer, "PNG")
+    model = latentfuse.load(shapes["model"])
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    with pytest.raises(BadItemError, match="cannot decode image \\(truncated\\)"):
+        model.encode_image(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+
+
+def test_file_system_errors_are_one_line_naming_the_file(tmp_path):
+    done = run_cli("train", "--data", "pairs:/nonexistent.tsv", "--out", "/dev/null/model")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "error: /dev/null/model: Not a directory" in done.stderr
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{broken")
+    done = run_cli("info", "--model", str(tmp_path / "model"))
+    assert done.returncode == 2 and "config.json: not valid JSON" in done.stderr and "Traceback" not in done.stderr
+

@@ -104,3 +104,12 @@ def test_a_slow_image_decode_does_not_stall_health(index, monkeypatch):
         upload.join(60)
     assert still_decoding, "the decode finished before the probes: the test proved nothing"
     assert max(latencies) < 0.5 and text_latency < 1.0, (latencies, text_latency)
+
+
+def test_every_probe_of_the_catalogue_is_a_4xx_with_a_detail(client, index):
+    from latentfuse.serve.probes import bad_requests
+
+    for name, request in bad_requests(index.directory.name).items():
+        response = client.request(**request)
+        assert 400 <= response.status_code < 500, (name, response.status_code, response.text[:200])
+        assert response.json().get("detail"), (name, response.text[:200])

@@ -338,7 +338,9 @@ def info(
 ) -> None:
     """Registered encoders, data sources and methods; or a saved model; or the config reference."""
     if model:
-        typer.echo(json.dumps(json.loads((model / "config.json").read_text()), indent=2))
+        from .model import read_config
+
+        typer.echo(json.dumps(read_config(model / "config.json"), indent=2))
         return
     if config:
         from .methods import METHODS, method_class
@@ -386,12 +388,17 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         app()
-    except LatentfuseError as exc:
+    except (LatentfuseError, OSError) as exc:  # an OSError here is the user's file system: name the file
         if _STATE.get("verbose"):
             log.exception("traceback of the error below")
-        message = str(exc).encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates print too
+        text = str(exc) if isinstance(exc, LatentfuseError) else f"{exc.filename or 'file system'}: {exc.strerror or exc}"
+        message = text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates print too
         typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        typer.secho("interrupted: committed feature shards and checkpoints are kept (extract resumes when re-run; "
+                    "train with --resume)", err=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -272,7 +272,7 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         for path in (config_path, weights_path):
             if not path.is_file():
                 raise ModelError(f"{directory}: not a latentfuse model ({path.name} is missing)")
-        config = _read_config(config_path)
+        config = read_config(config_path)
         try:
             method = build_method(config["method"], config["dims"], config["method_config"])
             sides = [SideSpec(**s) for s in config["sides"]]
@@ -292,7 +292,7 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
 CONFIG_KEYS = {"format": str, "method": str, "method_config": dict, "dims": dict, "sides": list}
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def read_config(path: Path) -> dict[str, Any]:
     """config.json, checked key by key: a damaged file is a one-line error, not a KeyError deep inside."""
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
