@@ -213,3 +213,24 @@ def test_eval_json_is_not_overwritten(table, tmp_path):
     assert error is not None and "already exists; pass --overwrite" in str(error)
     assert json.loads(report.read_text()) == {"earlier": "result"}
     assert invoke(*args, "--overwrite")[0].exit_code == 0 and "metrics" in json.loads(report.read_text())
+
+
+def test_a_run_saved_before_markers_is_recognised_by_its_run_yaml(tmp_path):
+    from latentfuse.config import RunConfig, dump_yaml
+    from latentfuse.pipeline import _saved_identity, run_identity
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "model.safetensors").write_bytes(b"weights")
+    (old / "run.yaml").write_text(dump_yaml(RunConfig(out=str(old))))
+    same = RunConfig(out="elsewhere")  # where it is saved is not part of a run's identity
+    with output_dir(old, "model-run", run_identity(same), known_files=("run.yaml", "model.safetensors"),
+                    legacy_identity=_saved_identity) as target:
+        assert target == old
+    (old / MARKER).unlink()
+    other = RunConfig()
+    other.train.epochs = 3
+    with pytest.raises(OutputExistsError, match=r"a model-run with other settings \(differs in train.epochs\)"):
+        with output_dir(old, "model-run", run_identity(other), known_files=("run.yaml", "model.safetensors"),
+                        legacy_identity=_saved_identity):
+            pass

@@ -14,7 +14,7 @@ from .eval.tables import model_card
 from .methods import Method, build_method
 from .model import JointModel, SideSpec
 from .store import PairedFeatures, get_features, paired_features
-from .config import RunConfig, StoreConfig, TrainConfig, dump_yaml
+from .config import RunConfig, StoreConfig, TrainConfig, dump_yaml, load_yaml
 from .train import Trainer, seed_everything
 from .utils import atomic
 from .utils.outdir import output_dir
@@ -88,8 +88,17 @@ def run(config: RunConfig, resume: bool = False, progress: bool = True,
     ``config.out`` follows the output-directory rule (``utils.outdir``): a folder holding anything but this
     same run is refused unless ``overwrite`` (which swaps the finished run in) or ``resume``.
     """
-    with output_dir(config.out, "model-run", run_identity(config), overwrite=overwrite, resume=resume) as out:
+    with output_dir(config.out, "model-run", run_identity(config), overwrite=overwrite, resume=resume,
+                    known_files=("run.yaml", "model.safetensors"), legacy_identity=_saved_identity) as out:
         return _run(config, out, resume, progress)
+
+
+def _saved_identity(folder: Path) -> dict[str, Any] | None:
+    """The identity of a run saved before output markers existed, read from its run.yaml."""
+    try:
+        return run_identity(load_yaml(folder / "run.yaml"))
+    except ConfigError:
+        return None
 
 
 def _run(config: RunConfig, out: Path, resume: bool, progress: bool) -> list[dict[str, Any]]:

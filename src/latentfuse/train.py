@@ -127,11 +127,7 @@ class Trainer:
                 idx = pairs[order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
                 loss, extras = method.loss({a: train.x[a][idx[:, 0]], b: train.x[b][idx[:, 1]]})
                 if not bool(torch.isfinite(loss.detach())):
-                    raise TrainingError(
-                        f"training diverged at epoch {epoch}, step {step + 1}/{steps_per_epoch}: the loss is "
-                        f"{float(loss.detach())} (train.lr={cfg.lr:g}: try a lower one, or look for NaN/inf in the "
-                        f"features). Nothing from this epoch "
-                        f"was saved{'; ' + str(self.ckpt_dir / 'best.pt') + ' is the last good epoch' if state['best_epoch'] > 0 else ''}")
+                    raise self._diverged(epoch, step + 1, steps_per_epoch, float(loss.detach()), state["best_epoch"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -166,6 +162,12 @@ class Trainer:
         method.load_state_dict(best["model"])
         elapsed = state["elapsed"] + time.perf_counter() - started
         return TrainResult(state["best_epoch"], state["best_score"], elapsed, state["history"])
+
+    def _diverged(self, epoch: int, step: int, steps: int, loss: float, best_epoch: int) -> TrainingError:
+        kept = f"; {self.ckpt_dir / 'best.pt'} (epoch {best_epoch}) is the last good one" if best_epoch > 0 else ""
+        return TrainingError(f"training diverged at epoch {epoch}, step {step}/{steps}: the loss is {loss} "
+                             f"(train.lr={self.config.lr:g}: try a lower one, or look for NaN/inf in the features). "
+                             f"Nothing from this epoch was saved{kept}")
 
     def _checkpoint(self, optimizer, schedule, generator, state, started) -> None:
         saved = dict(state, elapsed=state["elapsed"] + time.perf_counter() - started)

@@ -15,7 +15,7 @@ import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..errors import LatentfuseError
 from . import atomic
@@ -30,19 +30,20 @@ class OutputExistsError(LatentfuseError):
 
 @contextmanager
 def output_dir(path: str | Path, kind: str, identity: dict[str, Any] | None = None, *, overwrite: bool = False,
-               resume: bool = False, option: str = "--out", known_files: tuple[str, ...] = ()) -> Iterator[Path]:
+               resume: bool = False, option: str = "--out", known_files: tuple[str, ...] = (),
+               legacy_identity: Callable[[Path], Any] | None = None) -> Iterator[Path]:
     """Yield the folder to write into (``path`` itself, or a staging sibling with ``overwrite``).
 
     ``identity``: what makes two runs the same run (None: any folder of this ``kind`` is the same one, e.g.
-    an index that is grown). ``known_files``: names that identify a folder of this kind written before
-    markers existed.
+    an index that is grown). A folder written before markers existed is recognised by ``known_files``
+    (all present) and, when given, ``legacy_identity(folder)`` (its identity read from its own files).
     """
     path = Path(path)
     if resume and overwrite:
         raise OutputExistsError("--resume continues the run in the folder, --overwrite replaces it: give one")
     if path.exists() and not path.is_dir():
         raise OutputExistsError(f"{option} {path}: is a file, not a folder")
-    verdict = _compare(path, kind, identity, known_files)
+    verdict = _compare(path, kind, identity, known_files, legacy_identity)
     if verdict is None or (verdict == "" and not overwrite):  # fresh, or the same run again
         yield from _in_place(path, kind, identity)
         return
@@ -65,19 +66,25 @@ def check_new_file(path: str | Path, overwrite: bool, option: str) -> None:
         raise OutputExistsError(f"{option} {path} already exists; pass --overwrite to replace it")
 
 
-def _compare(path: Path, kind: str, identity: dict[str, Any] | None,
-             known_files: tuple[str, ...]) -> str | None:
+def _compare(path: Path, kind: str, identity: dict[str, Any] | None, known_files: tuple[str, ...],
+             legacy_identity: Callable[[Path], Any] | None) -> str | None:
     """None: nothing there; "": the same run; else what is there, in words."""
     if not path.is_dir() or not any(path.iterdir()):
         return None
     marker = _read_marker(path)
+    if marker is None and known_files and all((path / name).exists() for name in known_files):
+        marker = {"kind": kind, "identity": _plain(legacy_identity(path)) if legacy_identity else None}
+        if identity is None or marker["identity"] is not None:
+            return _compare_marker(marker, kind, identity)
     if marker is None:
-        if known_files and all((path / name).exists() for name in known_files) and identity is None:
-            return ""
         names = sorted(p.name for p in path.iterdir())
         return f"files not written by a latentfuse {kind} ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
+    return _compare_marker(marker, kind, identity)
+
+
+def _compare_marker(marker: dict[str, Any], kind: str, identity: dict[str, Any] | None) -> str:
     if marker.get("kind") != kind:
-        return f"a latentfuse {marker.get('kind')!r} output, not a {kind}"
+        return f"a latentfuse {marker.get('kind')!r} output (this command writes {kind!r} outputs)"
     if identity is None or marker.get("identity") == _plain(identity):
         return ""
     return f"a {kind} with other settings (differs in {', '.join(_differences(marker.get('identity'), identity))})"
