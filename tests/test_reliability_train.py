@@ -124,3 +124,47 @@ def test_method_options_are_range_checked():
         build_method("fusemix", {"a": 4, "b": 4}, {"dropout": 1.0})
     with pytest.raises(ConfigError, match="method 'asif' options: top_k: expected a number >= 1, got 0"):
         build_method("asif", {"a": 4, "b": 4}, {"top_k": 0})
+
+
+def config_classes() -> list[type]:
+    """Every configuration dataclass users can set: the run config tree, each method's and each task's
+    options, the server's and the index backend's settings."""
+    import dataclasses
+
+    from latentfuse.eval.tasks import TASKS
+    from latentfuse.index.backends import BackendConfig
+    from latentfuse.methods import METHODS, method_class
+    from latentfuse.serve.config import ServeConfig
+
+    found, todo = [], [RunConfig, ServeConfig, BackendConfig]
+    todo += [method_class(name).config_cls for name in METHODS.names()]
+    todo += [TASKS.get(name).options_cls for name in TASKS.names()]
+    while todo:
+        cls = todo.pop()
+        if cls in found:
+            continue
+        found.append(cls)
+        todo += [f.default_factory for f in dataclasses.fields(cls)
+                 if callable(f.default_factory) and dataclasses.is_dataclass(f.default_factory)]
+    return found
+
+
+def test_every_numeric_setting_declares_its_range():
+    """The rule that keeps `data.limit=-5` from meaning "no limit": a new numeric field without a declared
+    range fails here, naming it."""
+    import dataclasses
+    import typing
+
+    from latentfuse.config import field_checks
+
+    undeclared = []
+    for cls in config_classes():
+        hints = typing.get_type_hints(cls, include_extras=True)
+        for f in dataclasses.fields(cls):
+            base, checks = field_checks(hints[f.name])
+            if typing.get_origin(base) is list:
+                base, checks = field_checks(typing.get_args(base)[0])
+            if base in (int, float) and not checks:
+                undeclared.append(f"{cls.__name__}.{f.name}")
+    assert not undeclared, f"numeric settings without a declared Range: {undeclared}"
+    assert len(config_classes()) >= 10
