@@ -1,6 +1,11 @@
 """One training loop for every method: batches sliced from in-memory tensors, AdamW + warmup/cosine,
 a validation hook each epoch, atomic best/last checkpoints, resume, JSONL metrics.
 
+A non-finite loss stops the run at once (``TrainingError`` naming epoch and step), and the weights are
+checked at every epoch end before anything is checkpointed: a diverged run never leaves NaN weights that
+would evaluate as perfect. A fresh run removes an earlier run's checkpoints first, so nothing stale is ever
+published as this run's result.
+
 Closed-form methods (``trainable = False``) are fitted once and skip the loop. What "validation" means is
 the caller's choice (``validate``: method + split → nested metrics dict): retrieval recall for contrastive
 heads (``eval.retrieval.validate``), another metric for a classifier. The trainer sits below the evaluators
