@@ -131,13 +131,14 @@ class Trainer:
             for step in range(steps_per_epoch):
                 idx = pairs[order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
                 loss, extras = method.loss({a: train.x[a][idx[:, 0]], b: train.x[b][idx[:, 1]]})
-                if not bool(torch.isfinite(loss.detach())):
-                    raise self._diverged(epoch, step + 1, steps_per_epoch, float(loss.detach()), state["best_epoch"])
+                value = float(loss.detach())  # the step's one device sync: checked here, logged below
+                if not math.isfinite(value):
+                    raise self._diverged(epoch, step + 1, steps_per_epoch, value, state["best_epoch"])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-                losses.append(float(loss.detach()))
+                losses.append(value)
             record = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": schedule.get_last_lr()[0], **extras}
             if val is not None:
                 metrics = self.validate(method, val)
