@@ -50,6 +50,7 @@ def main() -> None:
         ("fusemix (mixup off)", {"mixup_alpha": 0.0}, base.train.epochs),
         ("fusemix (no input dropout)", {"input_dropout": 0.0}, base.train.epochs),
         ("fusemix (paper-size adapters: 4 blocks ×4, 5 ep)", PAPER_SIZE, 5),
+        ("fusemix `paper` preset (official adapter + objective, 5 ep)", {"preset": "paper"}, 5),
     ]
     started = time.perf_counter()
     for position, (label, options, epochs) in enumerate(variants, start=1):

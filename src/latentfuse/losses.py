@@ -33,14 +33,22 @@ def symmetric_infonce(za: torch.Tensor, zb: torch.Tensor, scale: torch.Tensor) -
     return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
 
 
-def latent_mixup(xa: torch.Tensor, xb: torch.Tensor, alpha: float,
-                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """FuseMix: mix each pair with a shuffled partner using ONE λ ~ Beta(α, α) and ONE permutation for
-    both modalities, so a mixed image latent still matches the equally mixed text latent."""
+def latent_mixup(xa: torch.Tensor, xb: torch.Tensor, alpha: float, generator: torch.Generator | None = None,
+                 pairs: str = "shuffle") -> tuple[torch.Tensor, torch.Tensor, float]:
+    """FuseMix: mix the frozen latents with ONE λ ~ Beta(α, α) and the same partners for both modalities,
+    so a mixed image latent still matches the equally mixed text latent.
+
+    ``pairs="shuffle"``: each pair with a shuffled partner (the batch keeps its size); ``"halves"``: the
+    first half of the batch with the second half, as the official forward does (the batch is halved; an
+    odd last row is dropped)."""
     if alpha <= 0:
         return xa, xb, 1.0
-    beta = torch.distributions.Beta(torch.tensor(float(alpha)), torch.tensor(float(alpha)))
-    lam = float(beta.sample()) if generator is None else float(_beta_with(generator, alpha))
+    lam = float(_beta_with(generator, alpha)) if generator is not None else float(
+        torch.distributions.Beta(torch.tensor(float(alpha)), torch.tensor(float(alpha))).sample())
+    if pairs == "halves":
+        half = len(xa) // 2
+        return (lam * xa[:half] + (1 - lam) * xa[half:2 * half],
+                lam * xb[:half] + (1 - lam) * xb[half:2 * half], lam)
     perm = torch.randperm(len(xa), generator=generator, device=xa.device)
     return lam * xa + (1 - lam) * xa[perm], lam * xb + (1 - lam) * xb[perm], lam
 

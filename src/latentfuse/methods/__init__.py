@@ -21,6 +21,12 @@ def make_config(name: str, values: dict[str, Any] | None = None) -> Any:
     """The method's config dataclass from a dict; unknown keys are an error naming the valid ones."""
     cls = method_class(name).config_cls
     values = dict(values or {})
+    preset = values.pop("preset", None)
+    if preset is not None:
+        if preset not in cls.presets:
+            raise ConfigError(f"method {name!r}: unknown preset {preset!r}; "
+                              f"presets: {', '.join(cls.presets) or 'none'}")
+        values = {**cls.presets[preset], **values}  # options given beside the preset win
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:

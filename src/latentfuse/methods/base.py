@@ -7,21 +7,26 @@ its own loop. Its config is a dataclass registered with it, so YAML and the CLI 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ..config import NonNegativeFloat, Positive, PositiveFloat, Rate
-from ..errors import ModelError
+from ..config import NonNegativeFloat, OneOf, Positive, PositiveFloat, Rate
+from ..errors import ConfigError, ModelError
 from ..losses import LearnableTemperature, latent_mixup, symmetric_infonce
 from ..store.paired import PairedFeatures
 
 
 @dataclass
 class MethodConfig:
-    """Base of method configs (empty: baselines may have no knobs)."""
+    """Base of method configs (empty: baselines may have no knobs).
+
+    ``presets``: named sets of option values (``method.options.preset: paper``); options given beside a
+    preset override its values."""
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
 
 @dataclass
@@ -44,6 +49,11 @@ class ContrastiveConfig(MethodConfig):
     """Initial softmax temperature τ of the contrastive loss (learned; CLIP/FuseMix: 0.07)."""
     temperature_min: PositiveFloat = 0.01
     """Lower clamp on τ, so the logit scale 1/τ cannot blow up (CLIP clamps at 100)."""
+    temperature_max: PositiveFloat = 1.0
+    """Upper clamp on τ (official FuseMix: 0.5)."""
+    mixup_pairs: Annotated[str, OneOf(("shuffle", "halves"))] = "shuffle"
+    """Whom latent mixup mixes each pair with: a shuffled partner (batch keeps its size), or, as the
+    official FuseMix forward does, the batch's first half with its second half (batch halved)."""
 
 
 class Method(nn.Module):
@@ -118,7 +128,11 @@ class ContrastiveMethod(Method):
         super().__init__(dims, config)
         if len(dims) != 2:
             raise ValueError(f"{self.name} aligns exactly two sides, got {list(dims)}")
-        self.logit_scale = LearnableTemperature(config.temperature_init, config.temperature_min)
+        if not config.temperature_min <= config.temperature_init <= config.temperature_max:
+            raise ConfigError(f"{self.name}: temperature_init {config.temperature_init} must lie in "
+                              f"[temperature_min {config.temperature_min}, temperature_max {config.temperature_max}]")
+        self.logit_scale = LearnableTemperature(config.temperature_init, config.temperature_min,
+                                                config.temperature_max)
         self.generator: torch.Generator | None = None  # set by the trainer for reproducible mixup
 
     @property
@@ -127,7 +141,8 @@ class ContrastiveMethod(Method):
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         a, b = self.sides
-        xa, xb, lam = latent_mixup(batch[a], batch[b], self.config.mixup_alpha, self.generator)
+        xa, xb, lam = latent_mixup(batch[a], batch[b], self.config.mixup_alpha, self.generator,
+                                   self.config.mixup_pairs)
         scale = self.logit_scale()
         loss = symmetric_infonce(self.encode(a, xa), self.encode(b, xb), scale)
         return loss, {"temperature": float(1.0 / scale.detach()), "lambda": lam}
