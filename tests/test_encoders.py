@@ -500,3 +500,57 @@ def test_timm_missing_gives_install_hint():
         pytest.skip("timm is installed")
     with pytest.raises(EncoderUnavailableError, match=r"pip install latentfuse\[timm\]"):
         ENCODERS.build("timm:resnet18")
+
+
+# ---------------------------------------------------------------- token taps
+
+def test_efficientnet_taps_are_grids_and_the_head_averages_to_the_pooled_feature():
+    from latentfuse.encoders import build_encoder
+
+    encoder = build_encoder("efficientnet-lite0")
+    taps = encoder.taps()
+    assert {name: (t.tokens, t.channels) for name, t in taps.items()} == {
+        "stride8": (49, 40), "stride16": (49, 112), "stride32": (49, 320), "head": (49, 1280)}
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (90 + 30 * i, 120, 3), dtype=np.uint8)) for i in range(3)]
+    out = encoder.encode_taps(images, ["head", "stride8"])
+    assert list(out) == ["stride8", "head"] and [a.shape for a in out["stride8"]] == [(49, 40)] * 3
+    pooled = np.stack([tokens.mean(0) for tokens in out["head"]])
+    np.testing.assert_allclose(pooled, encoder.encode(images), atol=1e-4)
+    assert not np.allclose(out["stride8"][0], out["stride8"][1])
+    with pytest.raises(ConfigError, match="encoder 'efficientnet-lite0' has no tap 'stride4'; its taps: stride8 "):
+        encoder.encode_taps(images, ["stride4"])
+
+
+def test_text_taps_keep_each_texts_true_length():
+    from latentfuse.encoders import build_encoder
+
+    encoder = build_encoder("minilm-l6")
+    assert list(encoder.taps()) == [f"layer{i}" for i in range(7)]
+    texts = ["a dog", "two children are playing in the water near a small red boat"]
+    out = encoder.encode_taps(texts, ["layer6", "layer2"])
+    tokenizer, _ = encoder._loaded()
+    lengths = [len(tokenizer(t)["input_ids"]) for t in texts]
+    assert [a.shape for a in out["layer2"]] == [(n, 384) for n in lengths]
+    mean = np.stack([tokens.mean(0) for tokens in out["layer6"]])  # minilm-l6 = mean pool + L2 norm
+    np.testing.assert_allclose(mean / np.linalg.norm(mean, axis=1, keepdims=True), encoder.encode(texts), atol=1e-5)
+    alone = encoder.encode_taps([texts[0]], ["layer2"])["layer2"][0]  # batching (padding) changes nothing
+    np.testing.assert_allclose(alone, out["layer2"][0], atol=1e-5)
+
+
+def test_hf_vit_taps_drop_cls_and_pool_the_patch_grid(tiny_vit):
+    import torch
+
+    from transformers import AutoModel
+
+    encoder = ENCODERS.build(f"hf:{tiny_vit}")
+    assert [(n, t.tokens, t.channels) for n, t in encoder.taps().items()] == [
+        ("layer0", 49, 32), ("layer1", 49, 32), ("layer2", 49, 32)]
+    encoder.tap_grid = 4  # the 32 px / 8 px patches make a 4×4 grid: pooling is the identity
+    photo = Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    tokens = encoder.encode_taps([photo], ["layer1"])["layer1"][0]
+    model = AutoModel.from_pretrained(str(tiny_vit)).eval()
+    pixels = torch.from_numpy(encoder.preprocess(photo.convert("RGB")))[None]
+    with torch.no_grad():
+        expected = model(pixel_values=pixels, output_hidden_states=True).hidden_states[1][0, 1:]
+    np.testing.assert_allclose(tokens, expected.numpy(), atol=1e-5)

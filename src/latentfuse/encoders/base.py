@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
 import numpy as np
 
-from ..errors import DataError, LatentfuseError
+from ..errors import ConfigError, DataError, LatentfuseError
 from ..utils.hashing import digest
 
 T = TypeVar("T")
@@ -31,16 +32,46 @@ class Encoder:
         """Embed a batch; returns float32 of shape (len(batch), dim)."""
         raise NotImplementedError
 
-    # Optional seams for later methods (MMFuser, DynMM); absent unless an encoder provides them.
-    layers: tuple[str, ...] = ()
+    def taps(self) -> dict[str, "Tap"]:
+        """Named intermediate outputs this encoder can return as token sequences (MMFuser, LightCRL tokens,
+        and the cheap shallow features of distillation and dynamic fusion). None by default."""
+        return {}
 
-    def encode_layers(self, batch: Sequence[Any], layers: Sequence[str]) -> dict[str, np.ndarray]:
-        raise NotImplementedError(f"{self.name} exposes no intermediate layers")
+    def encode_taps(self, batch: Sequence[Any], taps: Sequence[str]) -> dict[str, list[np.ndarray]]:
+        """For each tap, one float32 (tokens, channels) array per item, in batch order.
+
+        Image taps have a fixed token count (a grid); text taps one token per word piece, the true length
+        (no padding). Raises :class:`BadItemError` for a bad item, like :meth:`encode`."""
+        raise EncoderUnavailableError(f"{self.name} exposes no token taps")
+
+    def check_taps(self, taps: Sequence[str]) -> list[str]:
+        """``taps`` in this encoder's order, or a ConfigError naming the ones it has."""
+        known = self.taps()
+        unknown = [t for t in taps if t not in known]
+        if unknown or not taps:
+            listing = ", ".join(f"{t.name} {t.shape}" for t in known.values()) or "none"
+            raise ConfigError(f"encoder {self.name!r} has no tap {unknown[0] if unknown else '(none given)'!r}; "
+                              f"its taps: {listing}")
+        return [name for name in known if name in taps]
 
     cost_per_item: float | None = None  # relative compute cost, for resource-aware gating
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.modality} dim={self.dim}>"
+
+
+@dataclass(frozen=True)
+class Tap:
+    """One intermediate output of an encoder, as tokens × channels."""
+
+    name: str
+    channels: int
+    tokens: int | None  # a fixed count (an image grid), or None: one per word piece (ragged)
+    doc: str = ""
+
+    @property
+    def shape(self) -> str:
+        return f"({self.tokens if self.tokens is not None else 'T'}, {self.channels})"
 
 
 def default_threads() -> int:

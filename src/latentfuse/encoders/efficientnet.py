@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import ENCODERS
-from .base import EncoderUnavailableError
+from .base import EncoderUnavailableError, Tap
 from .images import ImagePreprocess, TorchImageEncoder
 from .weights import weights_identity
 
@@ -71,6 +71,37 @@ class EfficientNetLite(TorchImageEncoder):
     def _pool(self, model: Any, pixels: Any) -> Any:
         return model._avg_pooling(model.extract_features(pixels)).flatten(1)
 
+    def taps(self) -> dict[str, Tap]:
+        """The last block of each stride (8, 16, 32) and the 1280-channel head, each pooled to 7×7 tokens.
+
+        At lite0's 224 px the strides are the 28×28 (40 ch), 14×14 (112 ch) and 7×7 (320 ch) stages; the
+        head's 7×7 tokens average to exactly the pooled feature :meth:`encode` returns."""
+        grid = self.tap_grid ** 2
+        size = _RESOLUTION[self.variant]
+        channels = _STAGE_CHANNELS
+        return {
+            "stride8": Tap("stride8", channels[8], grid, f"last 1/8-resolution block ({size // 8}² px grid)"),
+            "stride16": Tap("stride16", channels[16], grid, f"last 1/16-resolution block ({size // 16}²)"),
+            "stride32": Tap("stride32", channels[32], grid, f"last block ({size // 32}²), before the head"),
+            "head": Tap("head", self.dim, grid, "the head conv: the pooled feature's 7×7 map"),
+        }
+
+    def _tap_forward(self, model: Any, pixels: Any, taps: Sequence[str]) -> dict[str, Any]:
+        wanted, out = set(taps), {}
+        x = model._swish(model._bn0(model._conv_stem(pixels)))
+        size = pixels.shape[-1]
+        last = _last_block_per_stride(model, size)
+        for index, block in enumerate(model._blocks):
+            x = block(x, drop_connect_rate=0.0)
+            tap = last.get(index)
+            if tap in wanted:
+                out[tap] = x
+            if len(out) == len(wanted - {"head"}) and "head" not in wanted:
+                return out
+        if "head" in wanted:
+            out["head"] = model._swish(model._bn1(model._conv_head(x)))
+        return out
+
     def classify(self, batch: Sequence[Any]) -> np.ndarray:
         """ImageNet-1k logits (len(batch), 1000), from the same features :meth:`encode` returns."""
         import torch
@@ -79,6 +110,27 @@ class EfficientNetLite(TorchImageEncoder):
         model = self._model()
         with torch.inference_mode():
             return model._fc(features).numpy()
+
+
+# Output channels of the last block at each stride; the same for every Lite variant (only depth and
+# resolution scale; width_coefficient is 1.0 for lite0-2 and the stem/head are not scaled).
+_STAGE_CHANNELS = {8: 40, 16: 112, 32: 320}
+_LAST_BLOCKS: dict[tuple[int, int], dict[int, str]] = {}
+
+
+def _last_block_per_stride(model: Any, size: int) -> dict[int, str]:
+    """Block index → tap name for the last block at strides 8, 16 and 32, from the blocks' own strides."""
+    key = (id(model), size)
+    if key not in _LAST_BLOCKS:
+        stride, last = 2, {}  # the stem halves the input
+        for index, block in enumerate(model._blocks):
+            step = block._block_args.stride
+            stride *= step[0] if isinstance(step, (list, tuple)) else int(step)
+            if stride in (8, 16, 32):
+                last = {i: t for i, t in last.items() if t != f"stride{stride}"}
+                last[index] = f"stride{stride}"
+        _LAST_BLOCKS[key] = last
+    return _LAST_BLOCKS[key]
 
 
 def _fold_batchnorm(model: Any) -> Any:

@@ -16,12 +16,13 @@ limit; SigLIP text is padded to it, as SigLIP was trained. Outputs are raw (not 
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..errors import ConfigError
 from . import ENCODERS
-from .base import Encoder, EncoderUnavailableError
+from .base import Encoder, EncoderUnavailableError, Tap
 from .images import _RESAMPLE, ImagePreprocess, TorchImageEncoder
 from .text import POOLINGS, TransformerTextEncoder, hidden_size
 from .weights import quiet_transformers, read_json, resolve_model_dir, weights_identity
@@ -86,6 +87,33 @@ class HFImageEncoder(TorchImageEncoder):
         if hidden.dim() == 4:  # convnet feature map (n, c, h, w): average over space
             return hidden.mean(dim=(2, 3))
         return hidden[:, 0] if self.pooling == "cls" else hidden.mean(dim=1)
+
+    def taps(self) -> dict[str, Tap]:
+        """``layer0`` (patch embeddings) … ``layerN`` of a ViT-style model: the patch tokens (CLS and other
+        prefix tokens dropped) as their square grid, average-pooled to ``tap_grid``². MMFuser's CLIP
+        setting, ``hidden_states[-22, -17, -12, -7, -2]`` of a 24-block ViT-L, is layer3,8,13,18,23."""
+        config = read_json(self.model_dir / "config.json")
+        config = config.get("vision_config", config)
+        layers = config.get("num_hidden_layers")
+        if not isinstance(layers, int) or not isinstance(config.get("hidden_size"), int):
+            return {}
+        grid = self.tap_grid ** 2
+        return {f"layer{i}": Tap(f"layer{i}", config["hidden_size"], grid,
+                                 "patch embeddings" if i == 0 else f"patch tokens after block {i}")
+                for i in range(layers + 1)}
+
+    def _tap_forward(self, model: Any, pixels: Any, taps: Sequence[str]) -> dict[str, Any]:
+        hidden = model(pixel_values=pixels, output_hidden_states=True).hidden_states
+        return {tap: _as_grid(hidden[int(tap.removeprefix("layer"))]) for tap in taps}
+
+
+def _as_grid(states: Any) -> Any:
+    """(n, prefix + g², C) ViT tokens → (n, C, g, g); a convnet's (n, C, h, w) map is returned as is."""
+    if states.dim() == 4:
+        return states
+    side = math.isqrt(states.shape[1])  # 1 + g² (CLS) or a few register tokens more: still g
+    patches = states[:, states.shape[1] - side * side:]  # CLS / register tokens come first
+    return patches.transpose(1, 2).reshape(states.shape[0], states.shape[2], side, side)
 
 
 def processor_preprocess(model_dir: Path, config: dict[str, Any]) -> ImagePreprocess:
@@ -164,6 +192,9 @@ class HFTowerImageEncoder(HFImageEncoder):
 
 class HFTowerTextEncoder(TransformerTextEncoder):
     """The text tower of a CLIP-style model, with its projection (``get_text_features``)."""
+
+    def taps(self) -> dict[str, Tap]:
+        return {}  # not yet: its hidden states live in model.text_model, at a width other than ``dim``
 
     def __init__(self, model_dir: Path, *, name: str, max_length: int = 256) -> None:
         config = read_json(model_dir / "config.json")

@@ -255,6 +255,34 @@ class TorchImageEncoder(Encoder):
     def fingerprint(self) -> str:
         return make_fingerprint(self.name, self._weights_identity(), self._settings(), self._dists)
 
+    tap_grid: int = 7
+    """Each image tap is average-pooled to a tap_grid × tap_grid grid: 49 tokens by default."""
+
+    def _tap_forward(self, model: Any, pixels: Any, taps: Sequence[str]) -> dict[str, Any]:
+        """(n, 3, H, W) → {tap: (n, C, h, w) feature map} for the requested taps."""
+        raise NotImplementedError
+
+    def encode_taps(self, batch: Sequence[ImageInput], taps: Sequence[str]) -> dict[str, list[np.ndarray]]:
+        """Each tap's feature map average-pooled to ``tap_grid``², as (grid², C) float32 per image, tokens
+        in row-major grid order."""
+        import torch
+        import torch.nn.functional as F
+
+        taps = self.check_taps(taps)
+        out: dict[str, list[np.ndarray]] = {tap: [] for tap in taps}
+        if len(batch) == 0:
+            return out
+        model = self._model()
+        with torch.inference_mode():
+            for chunk in iter_pixel_chunks(batch, self.preprocess, self.micro_batch):
+                pixels = torch.from_numpy(chunk)
+                if self.channels_last:
+                    pixels = pixels.contiguous(memory_format=torch.channels_last)
+                for tap, fmap in self._tap_forward(model, pixels, taps).items():
+                    grid = F.adaptive_avg_pool2d(fmap.float(), self.tap_grid)  # (n, C, g, g)
+                    out[tap].extend(grid.flatten(2).transpose(1, 2).contiguous().numpy())
+        return out
+
     def encode(self, batch: Sequence[ImageInput]) -> np.ndarray:
         """Raw pooled features (not L2-normalised), float32 (len(batch), dim)."""
         if len(batch) == 0:

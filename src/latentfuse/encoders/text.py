@@ -13,7 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .base import BadItemError, Encoder, EncoderUnavailableError, Lazy, empty, init_torch, make_fingerprint
+from .base import (BadItemError, Encoder, EncoderUnavailableError, Lazy, Tap, empty, init_torch,
+                   make_fingerprint)
 from .weights import quiet_transformers, read_json, resolve_model_dir, weights_identity
 
 POOLINGS = ("mean", "cls")
@@ -115,6 +116,42 @@ class TransformerTextEncoder(Encoder):
         return out
 
     _pad_to = 0  # pad every row to this many tokens (0 = to the longest of its chunk)
+
+    def taps(self) -> dict[str, Tap]:
+        """``layer0`` (the embeddings) … ``layerN`` (the last hidden states): one token per word piece,
+        special tokens included, padding never stored."""
+        config = read_json(self.model_dir / "config.json")
+        layers = config.get("num_hidden_layers") or config.get("n_layer") or config.get("num_layers")
+        if not isinstance(layers, int):
+            return {}
+        return {f"layer{i}": Tap(f"layer{i}", self.dim, None,
+                                 "token embeddings" if i == 0 else f"hidden states after block {i}")
+                for i in range(layers + 1)}
+
+    def encode_taps(self, batch: Sequence[Any], taps: Sequence[str]) -> dict[str, list[np.ndarray]]:
+        """Hidden states of the requested layers, (length, dim) float32 per text, its true length."""
+        taps = self.check_taps(taps)
+        texts = check_texts(batch)
+        out: dict[str, list[Any]] = {tap: [None] * len(texts) for tap in taps}
+        if not texts:
+            return out
+        import torch
+
+        tokenizer, model = self._loaded()
+        with self._tokenizer_lock:
+            tokens = tokenizer(texts, truncation=True, max_length=self.max_length, padding=False)
+        ids, types = tokens["input_ids"], tokens.get("token_type_ids")
+        layers = {tap: int(tap.removeprefix("layer")) for tap in taps}
+        with torch.inference_mode():
+            for group in length_chunks([len(row) for row in ids], self.chunk_size, self.sort_by_length):
+                inputs = _pad([ids[i] for i in group], tokenizer.pad_token_id or 0,
+                              None if types is None else [types[i] for i in group], self._pad_to)
+                hidden = model(**inputs, output_hidden_states=True).hidden_states
+                for tap, layer in layers.items():
+                    states = hidden[layer].float().numpy()
+                    for row, item in enumerate(group):
+                        out[tap][item] = np.ascontiguousarray(states[row, :len(ids[item])])
+        return out
 
     def _forward(self, model: Any, inputs: dict[str, Any]) -> Any:
         """(n, dim) tensor for one padded chunk: pooled last hidden states."""
