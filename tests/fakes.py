@@ -46,6 +46,18 @@ class FakeTextEncoder(Encoder):
         return np.stack([fake_embed(str(t), self.dim) for t in batch]).astype(np.float32)
 
 
+    def taps(self):
+        from latentfuse.encoders.base import Tap
+
+        return {"words": Tap("words", self.dim, None, "one token per word: its fixed random vector")}
+
+    def encode_taps(self, batch, taps):
+        self.check_taps(taps)
+        self.encode(batch)  # same bad-item rules, call log and delay as encode
+        return {"words": [np.stack([vector(w, self.dim) for w in str(t).split()] or [np.zeros(self.dim)])
+                          .astype(np.float32) for t in batch]}
+
+
 def fake_embed(text: str, dim: int = 16) -> np.ndarray:
     return np.sum([vector(word, dim) for word in text.split()], axis=0)
 

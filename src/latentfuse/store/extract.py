@@ -7,7 +7,7 @@ layout or manifest itself. Per-layer token features will plug in here.
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -19,6 +19,7 @@ from ..encoders.base import BadItemError
 from ..errors import DataError
 from .feature_store import Features, FeatureStore, read_manifest
 
+T = TypeVar("T")
 DEFAULT_SHARD_SIZE = 2048
 DEFAULT_BATCH_SIZE = 64
 
@@ -30,14 +31,27 @@ def encode_items(encoder: Encoder, items: Sequence[Item], batch_size: int, skip_
     Pure function of its inputs, so a distributed runner (e.g. Ray Data ``map_batches``) can call it
     on any slice of the item list.
     """
+    ids, rows, skipped = encode_batches(
+        lambda payloads: np.asarray(encoder.encode(payloads), dtype=np.float32), items, batch_size, skip_bad,
+        on_batch)
+    array = np.concatenate(rows) if rows else np.zeros((0, encoder.dim), dtype=np.float32)
+    return ids, array, skipped
+
+
+def encode_batches(encode: Callable[[list[Any]], T], items: Sequence[Item], batch_size: int, skip_bad: bool,
+                   on_batch=None) -> tuple[list[str], list[T], list[tuple[str, str]]]:
+    """``encode`` over batches of payloads → (ids kept, one result per batch, skipped (id, reason)).
+
+    The raise-or-skip policy for bad items in one place, for pooled features and token taps alike: a bad
+    item is named with its origin (file and row), or with ``skip_bad`` dropped and its batch re-encoded."""
     ids: list[str] = []
-    rows: list[np.ndarray] = []
+    results: list[T] = []
     skipped: list[tuple[str, str]] = []
     for start in range(0, len(items), batch_size):
         batch = list(items[start:start + batch_size])
         while batch:
             try:
-                rows.append(np.asarray(encoder.encode([item.payload for item in batch]), dtype=np.float32))
+                results.append(encode([item.payload for item in batch]))
                 ids.extend(item.id for item in batch)
                 break
             except BadItemError as exc:
@@ -49,8 +63,7 @@ def encode_items(encoder: Encoder, items: Sequence[Item], batch_size: int, skip_
                 batch.pop(exc.index)
         if on_batch is not None:
             on_batch(min(batch_size, len(items) - start))
-    array = np.concatenate(rows) if rows else np.zeros((0, encoder.dim), dtype=np.float32)
-    return ids, array, skipped
+    return ids, results, skipped
 
 
 def get_features(source: Source, data: SplitData, side: str, encoder: Encoder, store: StoreConfig, *,
@@ -73,11 +86,11 @@ def get_features(source: Source, data: SplitData, side: str, encoder: Encoder, s
         features = _extract(source, data, side, encoder, feature_store, batch_size=store.batch_size,
                             shard_size=store.shard_size, skip_bad=skip_bad, progress=progress)
     if not skip_bad:
-        _refuse_skipped(features, data, side)
+        refuse_skipped(features, data, side)
     return features
 
 
-def _refuse_skipped(features: Features, data: SplitData, side: str) -> None:
+def refuse_skipped(features: Any, data: SplitData, side: str) -> None:
     """A strict run over cached features must still fail on the items an earlier --skip-bad run dropped:
     the cache remembers the decision, but only a run that asked for it may inherit it."""
     wanted = {item.id for item in data.items[side]}

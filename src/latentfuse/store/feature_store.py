@@ -83,6 +83,10 @@ class FeatureStore:
         return ShardWriter(directory, header, item_ids, shard_size)
 
     @staticmethod
+    def read_ids(path: Path) -> list[str]:
+        return json.loads(path.read_text())
+
+    @staticmethod
     def read(directory: Path) -> Features:
         """Load a complete feature set; raises DataError if the manifest says it is unfinished."""
         manifest = read_manifest(directory)
@@ -140,18 +144,29 @@ class ShardWriter:
     def done(self) -> set[int]:
         return {shard["index"] for shard in self.manifest["shards"]}
 
-    def commit(self, index: int, ids: list[str], array: np.ndarray, skipped: list[tuple[str, str]]) -> None:
-        """Write one shard atomically, then record it in the manifest (atomically)."""
-        if array.ndim != 2 or array.shape[0] != len(ids):
+    def commit(self, index: int, ids: list[str], array: np.ndarray, skipped: list[tuple[str, str]],
+               offsets: np.ndarray | None = None) -> None:
+        """Write one shard atomically, then record it in the manifest (atomically).
+
+        ``offsets`` (token features): ``array`` holds every item's tokens back to back, item ``i`` being
+        rows ``offsets[i]:offsets[i + 1]``; written beside it as ``shard-NNNNN.offsets.npy``."""
+        rows = len(offsets) - 1 if offsets is not None else array.shape[0]
+        if array.ndim != 2 or rows != len(ids) or (offsets is not None and int(offsets[-1]) != array.shape[0]):
             raise ValueError(f"shard {index}: {len(ids)} ids but array of shape {array.shape}")
         name = f"shard-{index:05d}"
+        record = {"index": index, "file": f"{name}.npy", "ids_file": f"{name}.ids.json", "rows": len(ids)}
         with writable(self.directory):
             with atomic.atomic_path(self.directory / f"{name}.npy") as tmp:
                 with open(tmp, "wb") as handle:
                     np.save(handle, np.ascontiguousarray(array, dtype=STORE_DTYPE))
+            if offsets is not None:
+                record["offsets_file"] = f"{name}.offsets.npy"
+                with atomic.atomic_path(self.directory / record["offsets_file"]) as tmp:
+                    with open(tmp, "wb") as handle:
+                        np.save(handle, np.asarray(offsets, dtype=np.int64))
             atomic.write_text(self.directory / f"{name}.ids.json", json.dumps(ids))
         shards = [s for s in self.manifest["shards"] if s["index"] != index]
-        shards.append({"index": index, "file": f"{name}.npy", "ids_file": f"{name}.ids.json", "rows": len(ids)})
+        shards.append(record)
         self.manifest["shards"] = sorted(shards, key=lambda s: s["index"])
         self.manifest["skipped"] += [{"id": i, "reason": r, "shard": index} for i, r in skipped]
         self.manifest["count"] = sum(s["rows"] for s in self.manifest["shards"])

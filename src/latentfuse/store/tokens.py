@@ -1,0 +1,165 @@
+"""Token features of encoder taps (``Encoder.encode_taps``), cached like pooled features: one folder per
+tap beside the pooled features, float16 shards committed atomically and listed in a manifest, so cache hits,
+``--skip-bad`` records and SIGKILL-resume behave exactly as for pooled features.
+
+    <encoder>-<fp>/tap-<name>[-g<grid>]/
+        manifest.json             as for pooled features, plus "tap", "tokens" (fixed count or null)
+        shard-00000.npy           float16 (tokens of all the shard's items, channels), memory-mappable
+        shard-00000.offsets.npy   int64 (items + 1): item i's tokens are rows offsets[i]:offsets[i+1]
+        shard-00000.ids.json
+
+Ragged storage (values + offsets) holds text taps at their true lengths — no padding is stored — and image
+grids alike (equal lengths). Training pads per batch with a mask (``TokenFeatures.take``).
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..config import StoreConfig
+from ..data import Source, SplitData
+from ..encoders import Encoder
+from ..errors import DataError
+from .extract import encode_batches, refuse_skipped
+from .feature_store import FeatureStore, StoreError, read_manifest
+
+
+@dataclass
+class TokenFeatures:
+    """Rows of one (dataset, split, side, encoder, tap): item ``i`` is a (length_i, channels) token array."""
+
+    ids: list[str]
+    shards: list[tuple[np.ndarray, np.ndarray]]  # (values (tokens, channels) float16 memmap, offsets int64)
+    manifest: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        self._starts = np.cumsum([0] + [len(offsets) - 1 for _, offsets in self.shards])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def channels(self) -> int:
+        return int(self.manifest["dim"])
+
+    def index(self) -> dict[str, int]:
+        return {item_id: row for row, item_id in enumerate(self.ids)}
+
+    def lengths(self) -> np.ndarray:
+        return np.concatenate([np.diff(offsets) for _, offsets in self.shards]) if self.shards else np.zeros(0, int)
+
+    def item(self, row: int) -> np.ndarray:
+        """Item ``row``'s tokens, (length, channels) float16 (a view into the memory map)."""
+        shard = int(np.searchsorted(self._starts, row, side="right")) - 1
+        values, offsets = self.shards[shard]
+        local = row - int(self._starts[shard])
+        return values[offsets[local]:offsets[local + 1]]
+
+    def take(self, rows: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 (B, T_max, channels) right-padded with zeros, bool (B, T_max) mask of real tokens)."""
+        items = [self.item(int(r)) for r in rows]
+        width = max((len(t) for t in items), default=0)
+        x = np.zeros((len(items), width, self.channels), dtype=np.float32)
+        mask = np.zeros((len(items), width), dtype=bool)
+        for i, tokens in enumerate(items):
+            x[i, :len(tokens)] = tokens
+            mask[i, :len(tokens)] = True
+        return x, mask
+
+    def bytes_per_item(self) -> float:
+        """Stored bytes per item (values + offsets), what a tap costs on disk."""
+        total = sum(values.nbytes + offsets.nbytes for values, offsets in self.shards)
+        return total / max(1, len(self.ids))
+
+
+def tap_folder(tap: str, grid: int | None) -> str:
+    return f"tap-{tap}" + (f"-g{grid}" if grid else "")
+
+
+def get_tokens(source: Source, data: SplitData, side: str, encoder: Encoder, taps: Sequence[str],
+               store: StoreConfig, *, skip_bad: bool = False, progress: bool = True) -> dict[str, TokenFeatures]:
+    """Token features of ``taps`` for one side of a split: cached ones read, missing shards extracted in
+    one pass of the encoder for every tap that lacks them (a killed run resumes at the first shard
+    some tap lacks)."""
+    modality = data.side(side).modality
+    if encoder.modality != modality:
+        raise DataError(f"encoder {encoder.name!r} embeds {encoder.modality}, but side {side!r} of "
+                        f"{source.spec} holds {modality}")
+    taps = encoder.check_taps(taps)
+    specs = encoder.taps()
+    grid = getattr(encoder, "tap_grid", None) if encoder.modality == "image" else None
+    feature_store = FeatureStore(store.root)
+    base = feature_store.directory(source.name, source.fingerprint, data.split, side, encoder.name,
+                                   encoder.fingerprint)
+    items = data.items[side]
+    writers = {}
+    for tap in taps:
+        header = {"dataset": source.spec, "dataset_fingerprint": source.fingerprint, "split": data.split,
+                  "side": side, "modality": modality, "encoder": encoder.name,
+                  "encoder_fingerprint": encoder.fingerprint, "tap": tap, "tokens": specs[tap].tokens,
+                  "grid": grid, "dim": specs[tap].channels}
+        writers[tap] = feature_store.writer(base / tap_folder(tap, grid), header, [item.id for item in items],
+                                            store.shard_size)
+    _extract_missing(encoder, items, writers, store, skip_bad, progress, f"{encoder.name} {data.split}/{side}")
+    features = {tap: read_tokens(writer.directory) for tap, writer in writers.items()}
+    if not skip_bad:
+        for tap_features in features.values():
+            refuse_skipped(tap_features, data, side)
+    return features
+
+
+def _extract_missing(encoder: Encoder, items: Sequence[Any], writers: dict[str, Any], store: StoreConfig,
+                     skip_bad: bool, progress: bool, label: str) -> None:
+    shard_size = store.shard_size
+    n_shards = next(iter(writers.values())).n_shards
+    todo = [k for k in range(n_shards) if any(k not in w.done() for w in writers.values())]
+    if todo:
+        remaining = sum(len(items[k * shard_size:(k + 1) * shard_size]) for k in todo)
+        with tqdm(total=remaining, desc=f"{label} taps", unit=encoder.modality, disable=not progress,
+                  file=sys.stderr, dynamic_ncols=True) as bar:
+            for k in todo:
+                lacking = [tap for tap, w in writers.items() if k not in w.done()]
+                shard_items = items[k * shard_size:(k + 1) * shard_size]
+                ids, batches, skipped = encode_batches(lambda p: encoder.encode_taps(p, lacking), shard_items,
+                                                       store.batch_size, skip_bad, bar.update)
+                for tap in lacking:
+                    tokens = [t for batch in batches for t in batch[tap]]
+                    values, offsets = _ragged(tokens, writers[tap].manifest["dim"])
+                    writers[tap].commit(k, ids, values, skipped, offsets=offsets)
+    for writer in writers.values():
+        if todo or not writer.manifest.get("complete"):
+            writer.finish([], writer.manifest["dim"])
+
+
+def _ragged(tokens: list[np.ndarray], channels: int) -> tuple[np.ndarray, np.ndarray]:
+    offsets = np.zeros(len(tokens) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(t) for t in tokens])
+    values = np.concatenate(tokens) if tokens else np.zeros((0, channels), dtype=np.float32)
+    return values, offsets
+
+
+def read_tokens(directory: Path) -> TokenFeatures:
+    """A complete tap folder, memory-mapped; an unfinished or damaged one is a StoreError naming it."""
+    manifest = read_manifest(directory)
+    if manifest is None or not manifest.get("complete"):
+        raise StoreError(f"{directory}: token features are not complete (run `latentfuse extract --layers`)")
+    ids: list[str] = []
+    shards = []
+    for shard in manifest["shards"]:
+        try:
+            values = np.load(directory / shard["file"], mmap_mode="r")
+            offsets = np.load(directory / shard["offsets_file"])
+            ids.extend(FeatureStore.read_ids(directory / shard["ids_file"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"{directory}: shard {shard.get('file', '?')} is damaged or missing ({exc}); "
+                             "delete the folder to re-extract") from None
+        if len(offsets) != shard["rows"] + 1 or int(offsets[-1]) != len(values):
+            raise StoreError(f"{directory}: shard {shard['file']} and its offsets disagree; delete the folder "
+                             "to re-extract")
+        shards.append((values, offsets))
+    return TokenFeatures(ids, shards, manifest)
