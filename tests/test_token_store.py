@@ -139,3 +139,31 @@ def test_real_image_taps_through_the_store(shapes, tmp_path):
     assert taps["stride16"].take([0, 1])[0].shape == (2, 49, 112)
     assert set(taps["head"].lengths()) == {49} and len(taps["head"]) == len(data.items["image"])
     assert taps["head"].bytes_per_item() == pytest.approx(49 * 1280 * 2 + 8, rel=0.01)
+
+
+def test_extract_layers_caches_taps_and_reports_their_storage(tmp_path):
+    from typer.testing import CliRunner
+
+    from latentfuse.cli import app
+
+    table = tmp_path / "pairs.tsv"
+    table.write_text("text_a\ttext_b\n" + "".join(f"w{i} x{i} y\tz{i}\n" for i in range(12)))
+    args = ["extract", "--data", f"pairs:{table}", "-e", "text_a=fake-text:8", "-e", "text_b=fake-text:8",
+            "--store", str(tmp_path / "store")]
+    result = CliRunner().invoke(app, args + ["--layers", "text_a=words"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "all/text_a tap words: 12 items × 3 tokens × 8 channels, " in result.output
+    assert len(list((tmp_path / "store").rglob("tap-words/manifest.json"))) == 1
+    both = CliRunner().invoke(app, args + ["--layers", "words"])  # a bare tap goes to every side that has it
+    assert both.exit_code == 0 and "all/text_b tap words: 12 items × 1 tokens" in both.output
+    typo = CliRunner().invoke(app, args + ["--layers", "word"])
+    assert "no encoder has a tap 'word'; taps by side: text_a (fake-text:8): words" in str(typo.exception)
+
+
+def test_info_lists_each_encoders_taps_with_shapes():
+    from typer.testing import CliRunner
+
+    from latentfuse.cli import app
+
+    out = CliRunner().invoke(app, ["info"]).output
+    assert "efficientnet-lite0     stride16   (49, 112)" in out and "minilm-l6              layer6     (T, 384)" in out

@@ -101,6 +101,9 @@ def extract(
     data: Optional[str] = typer.Option(None, "--data", "-d", help="Data source spec, e.g. flickr8k:DIR."),
     encoder: Optional[List[str]] = EncoderOpt,
     split: Optional[List[str]] = typer.Option(None, "--split", help="Split(s) to extract (default: all)."),
+    layers: Optional[List[str]] = typer.Option(
+        None, "--layers", help="Token taps to cache too: TAP,TAP or SIDE=TAP,TAP (repeatable; `latentfuse info` "
+        "lists each encoder's taps)."),
     store: Optional[str] = typer.Option(None, "--store", help="Feature cache directory."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Record and skip bad items instead of failing."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML run config to start from."),
@@ -108,16 +111,25 @@ def extract(
 ) -> None:
     """Run the frozen encoders over a dataset into the feature cache (resumable; cached on re-run)."""
     from .data import build_source
-    from .pipeline import extract_split, side_encoders
+    from .pipeline import extract_split, extract_taps, side_encoders, taps_by_side
 
     cfg = _config(config, data, encoder, set_, **{"store.root": store})
     skip = skip_bad or cfg.data.skip_bad
     source = build_source(cfg.data.source, skip_bad=skip)
     encoders = side_encoders(source, cfg.encoders)
+    taps = {**cfg.taps, **taps_by_side(list(layers or []), encoders)}
+    for side, names in taps.items():  # typos fail before any work
+        if side in encoders:
+            encoders[side].check_taps(names)
     for name in split or source.splits():
         source.check_split(name)
         counts = extract_split(source, name, encoders, cfg.store, skip_bad=skip)
         log.info("%s: %s features  → %s", name, ", ".join(f"{s}={n}" for s, n in counts.items()), cfg.store.root)
+        for side, tap, features in extract_taps(source, name, encoders, taps, cfg.store, skip_bad=skip):
+            lengths = features.lengths()
+            shape = f"{int(lengths[0]) if len(set(lengths.tolist())) == 1 else f'{lengths.mean():.1f} (mean)'}"
+            typer.echo(f"{name}/{side} tap {tap}: {len(features)} items × {shape} tokens × {features.channels} "
+                       f"channels, {features.bytes_per_item() / 1024:.1f} KiB per item")
 
 
 @app.command(cls=RegistryHelp)
@@ -363,6 +375,25 @@ def info(
         typer.echo(f"\n{title}:")
         for name, doc in registry.describe().items():
             typer.echo(f"  {name:<22} {doc}")
+    typer.echo("\ntoken taps (extract --layers; shape = tokens × channels, T = one per word piece):")
+    for name, taps in _encoder_taps(ENCODERS).items():
+        for tap in taps:
+            typer.echo(f"  {name:<22} {tap.name:<10} {tap.shape:<12} {tap.doc}")
+    typer.echo(f"  {'hf:MODEL':<22} {'layerN':<10} {'per model':<12} a ViT's patch tokens (pooled to 7×7) or a "
+               "text model's hidden states")
+
+
+def _encoder_taps(registry: Any) -> dict[str, list[Any]]:
+    """Taps of every registered encoder that builds without an argument and whose weights are installed."""
+    out = {}
+    for name in registry.names():
+        try:
+            taps = registry.build(name).taps()
+        except (LatentfuseError, TypeError):  # needs an argument (hf:, timm:), or weights not installed
+            continue
+        if taps:
+            out[name] = list(taps.values())
+    return out
 
 
 def _show(reports: list[dict], out: str) -> None:

@@ -165,6 +165,9 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     encoders: dict[str, str] = field(default_factory=lambda: {"image": "efficientnet-lite0", "text": "minilm-l6"})
     """Frozen encoder for each side of the data (side name → encoder spec)."""
+    taps: dict[str, list[str]] = field(default_factory=dict)
+    """Token taps `extract` also caches, per side (side → tap names, e.g. {image: [stride8, head]});
+    `latentfuse info` lists each encoder's taps."""
     store: StoreConfig = field(default_factory=StoreConfig)
     method: MethodSpec = field(default_factory=MethodSpec)
     train: TrainConfig = field(default_factory=TrainConfig)

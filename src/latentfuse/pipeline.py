@@ -13,7 +13,7 @@ from .eval.retrieval import retrieval_report, validate
 from .eval.tables import model_card
 from .methods import Method, build_method
 from .model import JointModel, SideSpec
-from .store import PairedFeatures, get_features, paired_features
+from .store import PairedFeatures, get_features, get_tokens, paired_features
 from .config import RunConfig, StoreConfig, TrainConfig, dump_yaml, load_yaml
 from .train import Trainer, seed_everything
 from .utils import atomic
@@ -48,6 +48,42 @@ def extract_split(source: Source, split: str, encoders: dict[str, Encoder], stor
     return {side: len(get_features(source, data, side, encoders[side], store, skip_bad=skip_bad,
                                    progress=progress).ids)
             for side, items in data.items.items() if items}
+
+
+def extract_taps(source: Source, split: str, encoders: dict[str, Encoder], taps: dict[str, list[str]],
+                 store: StoreConfig, skip_bad: bool = False, progress: bool = True) -> list[tuple[str, str, Any]]:
+    """Cache the token features of each side's taps; → (side, tap, TokenFeatures) for the storage report."""
+    data = source.load(split)
+    out = []
+    for side, names in taps.items():
+        if side not in encoders:
+            raise ConfigError(f"taps name side {side!r}, but {source.spec} has sides {', '.join(encoders)}")
+        if data.items[side]:
+            got = get_tokens(source, data, side, encoders[side], names, store, skip_bad=skip_bad,
+                             progress=progress)
+            out += [(side, tap, features) for tap, features in got.items()]
+    return out
+
+
+def taps_by_side(requested: list[str], encoders: dict[str, Encoder]) -> dict[str, list[str]]:
+    """``--layers`` values → side → taps. ``SIDE=TAP,TAP`` names the side; a bare ``TAP,TAP`` goes to every
+    side whose encoder has the tap, and a tap no encoder has is an error listing what they have."""
+    out: dict[str, list[str]] = {}
+    for item in requested:
+        side, sep, names = item.partition("=")
+        if sep:
+            if side not in encoders:
+                raise ConfigError(f"--layers {item!r}: no side {side!r}; sides: {', '.join(encoders)}")
+            out.setdefault(side, []).extend(n for n in names.split(",") if n)
+            continue
+        for tap in (n for n in item.split(",") if n):
+            owners = [s for s, encoder in encoders.items() if tap in encoder.taps()]
+            if not owners:
+                listing = "; ".join(f"{s} ({e.name}): {', '.join(e.taps()) or 'none'}" for s, e in encoders.items())
+                raise ConfigError(f"--layers: no encoder has a tap {tap!r}; taps by side: {listing}")
+            for owner in owners:
+                out.setdefault(owner, []).append(tap)
+    return out
 
 
 def train_method(name: str, options: dict[str, Any], train: PairedFeatures, val: PairedFeatures | None,

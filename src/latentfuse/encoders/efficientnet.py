@@ -80,10 +80,10 @@ class EfficientNetLite(TorchImageEncoder):
         size = _RESOLUTION[self.variant]
         channels = _STAGE_CHANNELS
         return {
-            "stride8": Tap("stride8", channels[8], grid, f"last 1/8-resolution block ({size // 8}² px grid)"),
-            "stride16": Tap("stride16", channels[16], grid, f"last 1/16-resolution block ({size // 16}²)"),
-            "stride32": Tap("stride32", channels[32], grid, f"last block ({size // 32}²), before the head"),
-            "head": Tap("head", self.dim, grid, "the head conv: the pooled feature's 7×7 map"),
+            "stride8": Tap("stride8", channels[8], grid, f"last block at 1/8 resolution ({size // 8}×{size // 8} map)"),
+            "stride16": Tap("stride16", channels[16], grid, f"last block at 1/16 ({size // 16}×{size // 16} map)"),
+            "stride32": Tap("stride32", channels[32], grid, f"last block ({size // 32}×{size // 32} map), before the head"),
+            "head": Tap("head", self.dim, grid, f"the head conv ({size // 32}×{size // 32}): averages to the pooled feature"),
         }
 
     def _tap_forward(self, model: Any, pixels: Any, taps: Sequence[str]) -> dict[str, Any]:
