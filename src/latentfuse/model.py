@@ -28,6 +28,8 @@ from safetensors.torch import load_file, save_file
 from .encoders import Encoder, build_encoder
 from .errors import LatentfuseError, ModelError
 from .methods import Method, build_method
+from .store import TapInputs, take
+from .store.tokens import in_memory_tokens
 from .utils import atomic
 from .version import __version__
 
@@ -91,15 +93,16 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
 
     # ---------------------------------------------------------------- encoding
     @torch.inference_mode()
-    def encode_features(self, side: str, features: np.ndarray | torch.Tensor, chunk: int = 4096,
-                        normalize: bool = True) -> np.ndarray:
-        """Joint embeddings from already-extracted frozen features (the cached path)."""
-        x = torch.as_tensor(np.asarray(features, dtype=np.float32))
-        out = [self.method.encode(side, x[i:i + chunk], normalize=normalize) for i in range(0, len(x), chunk)]
+    def encode_features(self, side: str, features: Any, chunk: int = 1024, normalize: bool = True) -> np.ndarray:
+        """Joint embeddings from already-extracted frozen features (the cached path): a pooled matrix, or the
+        side's token taps (``store.TapInputs``)."""
+        x = features if isinstance(features, TapInputs) else torch.as_tensor(np.asarray(features, dtype=np.float32))
+        out = [self.method.encode(side, take(x, slice(i, i + chunk)), normalize=normalize)
+               for i in range(0, len(x), chunk)]
         embedded = torch.cat(out).numpy() if out else np.zeros((0, self.dim), dtype=np.float32)
         bad = ~np.isfinite(embedded).all(axis=1)
         if bad.any():  # NaN would score every item alike: a silent, perfect-looking wrong answer downstream
-            cause = "features" if not bool(torch.isfinite(x).all()) else "weights"
+            cause = "weights" if isinstance(x, TapInputs) or bool(torch.isfinite(x).all()) else "features"
             raise ModelError(f"side {side!r}: {int(bad.sum())} of {len(bad)} embeddings are NaN/inf (first row "
                              f"{int(np.argmax(bad))}); the input {cause} hold non-finite values")
         return embedded
@@ -115,9 +118,17 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc=f"{encoder.name} {side}", unit="batch")
-        rows = [self.encode_features(side, encoder.encode(list(inputs[i:i + batch_size])), normalize=normalize)
-                for i in starts]
+        rows = [self.encode_features(side, self._frozen(side, encoder, list(inputs[i:i + batch_size])),
+                                     normalize=normalize) for i in starts]
         return np.concatenate(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
+
+    def _frozen(self, side: str, encoder: Encoder, batch: list[Any]) -> Any:
+        """What the method reads for a batch of raw inputs: the pooled feature, or its token taps."""
+        taps = self.method.side_taps(side)
+        if not taps:
+            return encoder.encode(batch)
+        return TapInputs({tap: in_memory_tokens(items, encoder.taps()[tap].channels)
+                          for tap, items in encoder.encode_taps(batch, taps).items()})
 
     def encode_image(self, images: Any, *, side: str = "", batch_size: int = 64, normalize: bool = True,
                      convert_to_tensor: bool = False, show_progress_bar: bool = False) -> np.ndarray | torch.Tensor:

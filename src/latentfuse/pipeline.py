@@ -11,7 +11,7 @@ from .encoders import Encoder, build_encoder
 from .errors import ConfigError
 from .eval.retrieval import retrieval_report, validate
 from .eval.tables import model_card
-from .methods import Method, build_method
+from .methods import Method, build_method, make_config, method_class
 from .model import JointModel, SideSpec
 from .store import PairedFeatures, get_features, get_tokens, paired_features
 from .config import RunConfig, StoreConfig, TrainConfig, dump_yaml, load_yaml
@@ -33,11 +33,19 @@ def side_encoders(source: Source, encoders: dict[str, str]) -> dict[str, Encoder
 
 
 def split_features(source: Source, split: str, encoders: dict[str, Encoder], store: StoreConfig,
-                   skip_bad: bool = False, progress: bool = True, limit: int = 0) -> PairedFeatures:
-    """Cached features of both sides of a split (or its first ``limit`` items), joined by pairs."""
+                   skip_bad: bool = False, progress: bool = True, limit: int = 0,
+                   taps: dict[str, list[str]] | None = None) -> PairedFeatures:
+    """Cached features of both sides of a split (or its first ``limit`` items), joined by pairs; the sides
+    named in ``taps`` as those token taps."""
     full = source.load(split)
     return paired_features(source, full.head(limit), encoders, store, parent=full, skip_bad=skip_bad,
-                           progress=progress)
+                           progress=progress, taps=taps)
+
+
+def method_taps(name: str, options: dict[str, Any], source: Source) -> dict[str, list[str]]:
+    """The token taps method ``name`` reads, per side of ``source`` (empty: pooled features only)."""
+    config = make_config(name, options)
+    return method_class(name).wanted_taps(config, {side.name: side.modality for side in source.sides})
 
 
 def extract_split(source: Source, split: str, encoders: dict[str, Encoder], store: StoreConfig,
@@ -140,21 +148,31 @@ def _saved_identity(folder: Path) -> dict[str, Any] | None:
 def _run(config: RunConfig, out: Path, resume: bool, progress: bool) -> list[dict[str, Any]]:
     source = build_source(config.data.source, skip_bad=config.data.skip_bad)
     encoders = side_encoders(source, config.encoders)
-    feats = {}
-    for split in dict.fromkeys(s for s in (config.data.train_split, config.data.val_split,
-                                           config.data.test_split) if s):
-        limit = 0 if split == config.data.test_split else config.data.limit
-        feats[split] = split_features(source, split, encoders, config.store, config.data.skip_bad, progress, limit)
+    cache: dict[tuple[str, str], PairedFeatures] = {}
+
+    def feats(split: str, taps: dict[str, list[str]]) -> PairedFeatures | None:
+        """One split's paired inputs for one set of taps, built once and shared by the methods."""
+        key = (split, repr(sorted(taps.items())))
+        if split and key not in cache:
+            limit = 0 if split == config.data.test_split else config.data.limit
+            cache[key] = split_features(source, split, encoders, config.store, config.data.skip_bad, progress,
+                                        limit, taps)
+        return cache.get(key)
+
+    names = [config.method.name] + [b for b in config.baselines if b != config.method.name]
+    wanted = {name: method_taps(name, config.method.options if name == config.method.name else {}, source)
+              for name in names}  # typos in the options fail here, before any extraction
     reports, models = [], {}
-    for name in [config.method.name] + [b for b in config.baselines if b != config.method.name]:
+    for name in names:
         options = config.method.options if name == config.method.name else {}
         work = out if name == config.method.name else out / "baselines" / name
         if progress:
             log.info("── %s", name)
-        method, seconds = train_method(name, options, feats[config.data.train_split],
-                                       feats.get(config.data.val_split), config.train, work, resume, progress)
+        taps = wanted[name]
+        method, seconds = train_method(name, options, feats(config.data.train_split, taps),
+                                       feats(config.data.val_split, taps), config.train, work, resume, progress)
         models[name] = joint_model(method, encoders, source, seconds)
-        reports.append(evaluate(models[name], feats[config.data.test_split], source.spec,
+        reports.append(evaluate(models[name], feats(config.data.test_split, taps), source.spec,
                                 config.data.test_split))
     main = models[config.method.name]
     main.save_pretrained(out, card=model_card(main, reports))

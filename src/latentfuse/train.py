@@ -130,7 +130,7 @@ class Trainer:
             losses = []
             for step in range(steps_per_epoch):
                 idx = pairs[order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
-                loss, extras = method.loss({a: train.x[a][idx[:, 0]], b: train.x[b][idx[:, 1]]})
+                loss, extras = method.loss({a: train.take(a, idx[:, 0]), b: train.take(b, idx[:, 1])})
                 value = float(loss.detach())  # the step's one device sync: checked here, logged below
                 if not math.isfinite(value):
                     raise self._diverged(epoch, step + 1, steps_per_epoch, value, state["best_epoch"])

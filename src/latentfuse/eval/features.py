@@ -19,7 +19,7 @@ from ..config import StoreConfig
 from ..data import Source, SplitData
 from ..errors import ConfigError, DataError
 from ..model import JointModel
-from ..store import get_features
+from ..store import TapInputs, get_features, get_tokens
 
 
 @dataclass
@@ -49,12 +49,19 @@ def embed(model: JointModel, model_side: str, source: Source, data: SplitData, d
 
     ``parent``: the full split ``data`` was sampled from (see ``store.get_features``).
     """
-    got = get_features(source, data, data_side, model.encoder(model_side), store, parent=parent,
-                       skip_bad=skip_bad, progress=progress)
+    taps = model.method.side_taps(model_side)
+    if taps:  # a token side: its taps through the store, the same cache rules as pooled features
+        tokens = TapInputs(get_tokens(source, data, data_side, model.encoder(model_side), taps, store,
+                                      skip_bad=skip_bad, progress=progress))
+        ids, inputs, manifest = tokens.ids, tokens, next(iter(tokens.taps.values())).manifest
+    else:
+        got = get_features(source, data, data_side, model.encoder(model_side), store, parent=parent,
+                           skip_bad=skip_bad, progress=progress)
+        ids, inputs, manifest = got.ids, got.array, got.manifest
     wanted = {item.id for item in data.items[data_side]}
-    skipped = [(s["id"], s["reason"]) for s in got.manifest.get("skipped", []) if s["id"] in wanted]
+    skipped = [(s["id"], s["reason"]) for s in manifest.get("skipped", []) if s["id"] in wanted]
     skipped += list(data.skipped)  # rows the source itself dropped (a bad table row)
-    return Embedded(list(got.ids), model.encode_features(model_side, got.array), skipped)
+    return Embedded(list(ids), model.encode_features(model_side, inputs), skipped)
 
 
 def sample_split(data: SplitData, side: str, n: int, seed: int) -> SplitData:

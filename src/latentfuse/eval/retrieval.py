@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..methods import Method
-from ..store.paired import PairedFeatures
+from ..store.paired import PairedFeatures, SideInputs, take
 
 KS = (1, 5, 10)
 DIRECTION_NAMES = {("image", "text"): ("i2t", "t2i")}
@@ -93,10 +93,10 @@ def retrieval_metrics(emb_a: torch.Tensor, emb_b: torch.Tensor, pairs: np.ndarra
 
 
 @torch.inference_mode()
-def embed(method: Method, side: str, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Joint embeddings of a side's features, a chunk at a time, in eval mode."""
+def embed(method: Method, side: str, x: SideInputs, chunk: int = 1024) -> torch.Tensor:
+    """Joint embeddings of a side's inputs (pooled features or token taps), a chunk at a time, in eval mode."""
     method.eval()
-    return torch.cat([method.encode(side, x[i:i + chunk]) for i in range(0, len(x), chunk)])
+    return torch.cat([method.encode(side, take(x, slice(i, i + chunk))) for i in range(0, len(x), chunk)])
 
 
 def validate(method: Method, data: PairedFeatures) -> dict[str, Any]:

@@ -32,8 +32,9 @@ class Retrieval(Task):
         data = source.load(split)
         sides = match_sides(model, data, self.name)
         encoders = {data_side: model.encoder(model_side) for data_side, model_side in sides.items()}
+        taps = {data_side: model.method.side_taps(model_side) for data_side, model_side in sides.items()}
         paired = paired_features(source, data, encoders, context.store, skip_bad=context.skip_bad,
-                                 progress=context.progress)
+                                 progress=context.progress, taps=taps)
         a, b = paired.sides
         embed_a = model.encode_features(sides[a], paired.x[a])
         embed_b = model.encode_features(sides[b], paired.x[b])

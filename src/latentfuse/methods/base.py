@@ -70,6 +70,18 @@ class Method(nn.Module):
     def sides(self) -> tuple[str, ...]:
         return tuple(self.dims)
 
+    @classmethod
+    def wanted_taps(cls, config: Any, modalities: dict[str, str]) -> dict[str, list[str]]:
+        """Which sides this method reads as token taps, and which taps (side → tap names), given its config
+        and the data's sides (side → modality). Default: none — every side is a pooled feature."""
+        return {}
+
+    def side_taps(self, side: str) -> list[str]:
+        """The taps a side consumes ([] = the pooled feature): a token side's ``dims`` entry is
+        {tap: channels}, so a saved model says by itself what to extract for raw inputs."""
+        dims = self.dims[side]
+        return list(dims) if isinstance(dims, dict) else []
+
     @property
     def out_dim(self) -> int:
         raise NotImplementedError

@@ -1,7 +1,14 @@
-"""Join a split's pairs with the cached features of both sides into in-memory tensors for training."""
+"""Join a split's pairs with the cached features of both sides, for training and validation.
+
+A side's inputs are either a pooled feature matrix (a float32 tensor, in memory) or token taps
+(``TapInputs``: memory-mapped, padded per batch with a mask). ``take``/``rows_of`` hide which, so the trainer
+and the evaluators slice both the same way, and a method receives, per side, a tensor or
+``{tap: (tokens, mask)}``.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
@@ -12,6 +19,9 @@ from ..encoders import Encoder
 from ..errors import DataError
 from .extract import get_features
 from .feature_store import Features
+from .tokens import TapInputs, get_tokens
+
+SideInputs = Union[torch.Tensor, TapInputs]
 
 
 @dataclass
@@ -22,33 +32,63 @@ class PairedFeatures:
     """
 
     sides: tuple[str, str]
-    x: dict[str, torch.Tensor]
+    x: dict[str, SideInputs]
     ids: dict[str, list[str]]
     pairs: np.ndarray  # int64 (P, 2)
 
     @classmethod
-    def build(cls, data: SplitData, features: dict[str, Features]) -> "PairedFeatures":
+    def build(cls, data: SplitData, features: dict[str, Features | TapInputs]) -> "PairedFeatures":
         a, b = (side.name for side in data.sides)
-        rows_a, rows_b = features[a].index(), features[b].index()
+        rows_a, rows_b = (_index(features[s].ids) for s in (a, b))
         pairs = np.array([(rows_a[i], rows_b[j]) for i, j in data.pairs if i in rows_a and j in rows_b],
                          dtype=np.int64).reshape(-1, 2)
         if len(pairs) == 0:
             raise DataError(f"split {data.split!r} has no usable pairs between {a!r} and {b!r}")
-        x = {s: torch.from_numpy(np.asarray(features[s].array, dtype=np.float32)) for s in (a, b)}
+        x = {s: features[s] if isinstance(features[s], TapInputs)
+             else torch.from_numpy(np.asarray(features[s].array, dtype=np.float32)) for s in (a, b)}
         return cls(sides=(a, b), x=x, ids={s: features[s].ids for s in (a, b)}, pairs=pairs)
 
-    def dims(self) -> dict[str, int]:
-        return {side: int(t.shape[1]) for side, t in self.x.items()}
+    def dims(self) -> dict[str, Any]:
+        """Per side: the pooled width, or {tap: channels} for token inputs."""
+        return {side: x.dims() if isinstance(x, TapInputs) else int(x.shape[1]) for side, x in self.x.items()}
+
+    def take(self, side: str, rows: Any) -> Any:
+        """A batch of one side's inputs: a tensor, or {tap: (tokens, mask)}."""
+        return take(self.x[side], rows)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
 
+def take(x: SideInputs, rows: Any) -> Any:
+    """Rows of a side's inputs (an index array or a slice): a tensor, or {tap: (tokens, mask)}."""
+    if isinstance(x, TapInputs):
+        if isinstance(rows, slice):
+            rows = range(*rows.indices(len(x)))
+        return x.take(np.asarray(rows, dtype=np.int64).reshape(-1))
+    return x[rows]
+
+
+def length(x: SideInputs) -> int:
+    return len(x)
+
+
+def _index(ids: Sequence[str]) -> dict[str, int]:
+    return {item_id: row for row, item_id in enumerate(ids)}
+
+
 def paired_features(source: Source, data: SplitData, encoders: dict[str, Encoder], store: StoreConfig, *,
-                    parent: SplitData | None = None, skip_bad: bool = False,
-                    progress: bool = True) -> PairedFeatures:
-    """Both sides of ``data`` through ``get_features`` (data side → encoder), joined by the split's pairs."""
-    features = {side: get_features(source, data, side, encoder, store, parent=parent, skip_bad=skip_bad,
-                                   progress=progress)
-                for side, encoder in encoders.items()}
+                    parent: SplitData | None = None, skip_bad: bool = False, progress: bool = True,
+                    taps: dict[str, list[str]] | None = None) -> PairedFeatures:
+    """Both sides of ``data`` (data side → encoder), joined by the split's pairs: pooled features through
+    ``get_features``, or, for a side named in ``taps``, those token taps through ``get_tokens``."""
+    taps = taps or {}
+    features: dict[str, Features | TapInputs] = {}
+    for side, encoder in encoders.items():
+        if taps.get(side):
+            features[side] = TapInputs(get_tokens(source, data, side, encoder, taps[side], store,
+                                                  skip_bad=skip_bad, progress=progress))
+        else:
+            features[side] = get_features(source, data, side, encoder, store, parent=parent, skip_bad=skip_bad,
+                                          progress=progress)
     return PairedFeatures.build(data, features)

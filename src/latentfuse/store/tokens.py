@@ -77,6 +77,43 @@ class TokenFeatures:
         return total / max(1, len(self.ids))
 
 
+@dataclass
+class TapInputs:
+    """One side's token inputs for a method: several taps of the same items, rows aligned (same ids)."""
+
+    taps: dict[str, TokenFeatures]
+
+    def __post_init__(self) -> None:
+        first = next(iter(self.taps.values()))
+        for name, features in self.taps.items():
+            if features.ids != first.ids:
+                raise StoreError(f"tap {name!r} holds other items than tap {next(iter(self.taps))!r} (a --skip-bad "
+                                 "decision differs between them); re-extract both with the same --skip-bad")
+        self.ids = first.ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def dims(self) -> dict[str, int]:
+        return {name: features.channels for name, features in self.taps.items()}
+
+    def take(self, rows: Sequence[int]) -> dict[str, tuple[Any, Any]]:
+        """{tap: (float32 (B, T, C) tensor, bool (B, T) mask)} for ``rows``."""
+        import torch
+
+        out = {}
+        for name, features in self.taps.items():
+            x, mask = features.take(rows)
+            out[name] = (torch.from_numpy(x), torch.from_numpy(mask))
+        return out
+
+
+def in_memory_tokens(items: list[np.ndarray], channels: int) -> TokenFeatures:
+    """Token arrays of raw inputs just encoded (not from the store), in the same form as cached ones."""
+    values, offsets = _ragged(items, channels)
+    return TokenFeatures([str(i) for i in range(len(items))], [(values, offsets)], {"dim": channels})
+
+
 def tap_folder(tap: str, grid: int | None) -> str:
     return f"tap-{tap}" + (f"-g{grid}" if grid else "")
 
