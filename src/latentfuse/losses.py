@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,24 +34,46 @@ def symmetric_infonce(za: torch.Tensor, zb: torch.Tensor, scale: torch.Tensor) -
     return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
 
 
-def latent_mixup(xa: torch.Tensor, xb: torch.Tensor, alpha: float, generator: torch.Generator | None = None,
-                 pairs: str = "shuffle") -> tuple[torch.Tensor, torch.Tensor, float]:
+def latent_mixup(xa: Any, xb: Any, alpha: float, generator: torch.Generator | None = None,
+                 pairs: str = "shuffle") -> tuple[Any, Any, float]:
     """FuseMix: mix the frozen latents with ONE λ ~ Beta(α, α) and the same partners for both modalities,
     so a mixed image latent still matches the equally mixed text latent.
 
     ``pairs="shuffle"``: each pair with a shuffled partner (the batch keeps its size); ``"halves"``: the
     first half of the batch with the second half, as the official forward does (the batch is halved; an
-    odd last row is dropped)."""
+    odd last row is dropped).
+
+    A side may also be token taps, ``{tap: (tokens (B, T, C), mask (B, T))}``: each tap's tokens are mixed
+    position by position with the same λ and partners, and a mixed position is real if it is in either."""
     if alpha <= 0:
         return xa, xb, 1.0
     lam = float(_beta_with(generator, alpha)) if generator is not None else float(
         torch.distributions.Beta(torch.tensor(float(alpha)), torch.tensor(float(alpha))).sample())
+    n = _batch_size(xa)
     if pairs == "halves":
-        half = len(xa) // 2
-        return (lam * xa[:half] + (1 - lam) * xa[half:2 * half],
-                lam * xb[:half] + (1 - lam) * xb[half:2 * half], lam)
-    perm = torch.randperm(len(xa), generator=generator, device=xa.device)
-    return lam * xa + (1 - lam) * xa[perm], lam * xb + (1 - lam) * xb[perm], lam
+        half = n // 2
+        first, second = torch.arange(half), torch.arange(half, 2 * half)
+    else:
+        first = torch.arange(n)
+        second = torch.randperm(n, generator=generator)
+    return _mix(xa, lam, first, second), _mix(xb, lam, first, second), lam
+
+
+def _batch_size(x: Any) -> int:
+    return len(next(iter(x.values()))[0]) if isinstance(x, dict) else len(x)
+
+
+def _mix(x: Any, lam: float, first: torch.Tensor, second: torch.Tensor) -> Any:
+    if isinstance(x, dict):
+        return {tap: _mix_tokens(tokens, mask, lam, first.to(tokens.device), second.to(tokens.device))
+                for tap, (tokens, mask) in x.items()}
+    first, second = first.to(x.device), second.to(x.device)
+    return lam * x[first] + (1 - lam) * x[second]
+
+
+def _mix_tokens(tokens: torch.Tensor, mask: torch.Tensor, lam: float, first: torch.Tensor,
+                second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return lam * tokens[first] + (1 - lam) * tokens[second], mask[first] | mask[second]
 
 
 def _beta_with(generator: torch.Generator, alpha: float) -> torch.Tensor:

@@ -1,0 +1,209 @@
+"""MMFuser (Cao et al., 2024): fuse several layers of a frozen vision encoder — the deepest tap's tokens are
+the queries, every tap's tokens (each projected to a common width) the keys/values — then pool into the joint
+space and train with the contrastive objective every method here shares.
+
+Follows the official projector, ``llava/model/multimodal_projector/ms_cross_attn.py`` (``MSCrossAttnBlock``):
+
+    attn  = CrossAttn(LN_q(query), LN_kv(concat of all levels))
+    attn  = attn + γ2 · SelfAttn(LN_1(attn))
+    out   = query + γ1 · attn                 γ1, γ2: per-channel, initialised to 0
+
+so the block starts as the identity on the deep tokens. As in the official code every level — the query's
+own included (``select_layer = range(n_levels)``) — is a key/value level.
+
+Deviations, each with its reason:
+
+* Taps of different widths (a convnet's stages: 40 … 1280 channels) are each projected to ``width`` by
+  their own LayerNorm + Linear; the official levels are ViT layers of one width and need no projection.
+* Position and level: the official code leaves both as ``TODO`` (``pos = None``). Here every token gets a
+  fixed 2-D sine-cosine embedding of its grid position (MAE-style: parameter-free, any square grid) and
+  a learned per-tap level embedding, added to the keys/values and the queries (``level_embed``,
+  ``pos_embed`` turn them off, so their effect can be measured).
+* Attention: standard multi-head attention (``attention: standard``, the default; every query sees every
+  key). ``attention: deformable`` is the paper's multi-scale deformable attention — sampling points per
+  head per level around a reference point, offsets and weights predicted from the query — in pure PyTorch
+  with ``grid_sample`` (no compiled op), as in Deformable-DETR's ``ms_deform_attn_core_pytorch``.
+* After the block: the tokens are pooled into one vector — attention pooling with one learned query
+  (``pool: attention``) or the masked mean (``pool: mean``) — then LayerNorm + Linear to ``dim``. MMFuser
+  feeds its tokens to an LLM instead; a joint embedding space needs one vector.
+* The text side (pooled feature) goes through FuseMix's adapter (``hidden``, ``n_blocks``, ``expansion``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import OneOf, Positive, Range
+from ..errors import ConfigError
+from . import METHODS
+from .base import ContrastiveMethod
+from .deformable import MultiScaleDeformableAttention
+from .fusemix import Adapter, FuseMixConfig
+
+Tokens = dict[str, tuple[torch.Tensor, torch.Tensor]]  # tap → (tokens (B, T, C), mask (B, T))
+
+
+@dataclass
+class MMFuserConfig(FuseMixConfig):
+    taps: list[str] = field(default_factory=lambda: ["stride8", "stride16", "stride32", "head"])
+    """The image side's taps, shallow to deep: the last one's tokens are the queries, all of them are the
+    keys/values (`latentfuse info` lists an encoder's taps)."""
+    width: Positive = 256
+    """Common width every tap is projected to, and the attention's model width."""
+    heads: Positive = 8
+    """Attention heads (must divide width)."""
+    attention: Annotated[str, OneOf(("standard", "deformable"))] = "standard"
+    """standard multi-head attention, or the paper's multi-scale deformable attention (pure PyTorch)."""
+    points: Positive = 4
+    """deformable: sampling points per head and level."""
+    gamma_init: Annotated[float, Range(0.0, 1.0)] = 0.0
+    """Initial per-channel γ of both attention branches (official: 0 — the block starts as the identity)."""
+    level_embed: bool = True
+    """Add a learned embedding per tap to its tokens (the official code leaves it as a TODO)."""
+    pos_embed: bool = True
+    """Add a fixed 2-D sine-cosine embedding of each token's grid position (official: TODO)."""
+    pool: Annotated[str, OneOf(("attention", "mean"))] = "attention"
+    """How the fused tokens become one vector: a learned query attending over them, or their mean."""
+    def __post_init__(self) -> None:
+        if not self.taps:
+            raise ConfigError("mmfuser: taps must name at least one tap (the last is the query level)")
+        if len(set(self.taps)) != len(self.taps):
+            raise ConfigError(f"mmfuser: taps {self.taps} name a tap twice")
+        if self.width % self.heads:
+            raise ConfigError(f"mmfuser: heads={self.heads} must divide width={self.width}")
+
+
+def sincos_2d(tokens: int, width: int) -> torch.Tensor:
+    """(tokens, width) fixed 2-D sine-cosine position embedding of a square grid (MAE's ``get_2d_sincos``)."""
+    side = math.isqrt(tokens)
+    if side * side != tokens:
+        raise ConfigError(f"mmfuser: {tokens} tokens do not form a square grid; use pos_embed: false")
+    quarter = width // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float32) / max(1, quarter))
+    ys, xs = torch.meshgrid(torch.arange(side, dtype=torch.float32), torch.arange(side, dtype=torch.float32),
+                            indexing="ij")
+    parts = []
+    for coord in (xs.reshape(-1), ys.reshape(-1)):
+        angles = coord[:, None] * omega[None, :]
+        parts += [angles.sin(), angles.cos()]
+    embedding = torch.cat(parts, dim=1)
+    return F.pad(embedding, (0, width - embedding.shape[1]))
+
+
+class FusionBlock(nn.Module):
+    """MSCrossAttnBlock: deep tokens cross-attend to every level, then self-attend; both scaled by γ."""
+
+    def __init__(self, cfg: MMFuserConfig, levels: int) -> None:
+        super().__init__()
+        d = cfg.width
+        self.deformable = cfg.attention == "deformable"
+        self.query_norm, self.feat_norm, self.norm1 = (nn.LayerNorm(d, eps=1e-6) for _ in range(3))
+        if self.deformable:
+            self.cross_attn = MultiScaleDeformableAttention(d, levels, cfg.heads, cfg.points)
+            self.self_attn = MultiScaleDeformableAttention(d, 1, cfg.heads, cfg.points)
+        else:
+            self.cross_attn = nn.MultiheadAttention(d, cfg.heads, batch_first=True)
+            self.self_attn = nn.MultiheadAttention(d, cfg.heads, batch_first=True)
+        self.gamma1 = nn.Parameter(torch.full((d,), float(cfg.gamma_init)))
+        self.gamma2 = nn.Parameter(torch.full((d,), float(cfg.gamma_init)))
+
+    def forward(self, query: torch.Tensor, query_mask: torch.Tensor, levels: list[torch.Tensor],
+                level_masks: list[torch.Tensor], query_pos: torch.Tensor | None,
+                level_pos: list[torch.Tensor] | None) -> torch.Tensor:
+        q = self.query_norm(query)
+        feat = self.feat_norm(torch.cat(levels, dim=1))
+        if self.deformable:
+            attn = self.cross_attn(q, feat, [lv.shape[1] for lv in levels])
+        else:
+            keys = feat + torch.cat(level_pos, dim=1) if level_pos is not None else feat
+            attn, _ = self.cross_attn(q + query_pos if query_pos is not None else q, keys, feat,
+                                      key_padding_mask=~torch.cat(level_masks, dim=1), need_weights=False)
+        attn1 = self.norm1(attn)
+        if self.deformable:
+            attn2 = self.self_attn(attn1, attn1, [attn1.shape[1]])
+        else:
+            attn2, _ = self.self_attn(attn1 + query_pos if query_pos is not None else attn1,
+                                      attn1 + query_pos if query_pos is not None else attn1, attn1,
+                                      key_padding_mask=~query_mask, need_weights=False)
+        attn = attn + self.gamma2 * attn2
+        return query + self.gamma1 * attn
+
+
+class ImageFuser(nn.Module):
+    """Taps → per-tap projection → fusion block → pooling → the joint space."""
+
+    def __init__(self, dims: dict[str, int], cfg: MMFuserConfig) -> None:
+        super().__init__()
+        missing = [t for t in cfg.taps if t not in dims]
+        if missing:
+            raise ConfigError(f"mmfuser: taps {missing} are not among the side's inputs {list(dims)}")
+        self.taps, self.cfg = list(cfg.taps), cfg
+        self.project = nn.ModuleDict({t: nn.Sequential(nn.LayerNorm(dims[t]), nn.Linear(dims[t], cfg.width))
+                                      for t in self.taps})
+        self.level = nn.Parameter(torch.zeros(len(self.taps), cfg.width)) if cfg.level_embed else None
+        if self.level is not None:
+            nn.init.normal_(self.level, std=0.02)
+        self.block = FusionBlock(cfg, len(self.taps))
+        if cfg.pool == "attention":
+            self.pool_query = nn.Parameter(torch.zeros(1, 1, cfg.width))
+            nn.init.normal_(self.pool_query, std=0.02)
+            self.pool_attn = nn.MultiheadAttention(cfg.width, cfg.heads, batch_first=True)
+        self.out = nn.Sequential(nn.LayerNorm(cfg.width), nn.Linear(cfg.width, cfg.dim))
+
+    def fused_tokens(self, x: Tokens) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block's output tokens (B, T_query, width) and their mask."""
+        levels, masks, pos = [], [], []
+        for i, tap in enumerate(self.taps):
+            tokens, mask = x[tap]
+            h = self.project[tap](tokens)
+            if self.level is not None:
+                h = h + self.level[i]
+            levels.append(h)
+            masks.append(mask)
+            if self.cfg.pos_embed:
+                pos.append(sincos_2d(tokens.shape[1], self.cfg.width).to(h))
+        query, query_mask = levels[-1], masks[-1]
+        query_pos = pos[-1] if pos else None
+        if query_pos is not None:  # positions are added inside attention (keys/queries), as DETR does
+            level_pos = [p.expand(len(h), -1, -1) for p, h in zip(pos, levels)]
+            return self.block(query, query_mask, levels, masks, query_pos, level_pos), query_mask
+        return self.block(query, query_mask, levels, masks, None, None), query_mask
+
+    def forward(self, x: Tokens) -> torch.Tensor:
+        tokens, mask = self.fused_tokens(x)
+        if self.cfg.pool == "attention":
+            query = self.pool_query.expand(len(tokens), -1, -1)
+            pooled, _ = self.pool_attn(query, tokens, tokens, key_padding_mask=~mask, need_weights=False)
+            pooled = pooled[:, 0]
+        else:
+            weights = mask.unsqueeze(-1).to(tokens.dtype)
+            pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return self.out(pooled)
+
+
+@METHODS.register("mmfuser")
+class MMFuser(ContrastiveMethod):
+    """Multi-layer fusion of an image encoder's taps (deep tokens query every level), text via an adapter."""
+
+    name = "mmfuser"
+    config_cls = MMFuserConfig
+
+    @classmethod
+    def wanted_taps(cls, config: MMFuserConfig, modalities: dict[str, str]) -> dict[str, list[str]]:
+        images = [side for side, modality in modalities.items() if modality == "image"]
+        if not images:
+            raise ConfigError(f"mmfuser fuses the taps of an image side; these sides are {modalities}")
+        return {images[0]: list(config.taps)}
+
+    def __init__(self, dims: dict[str, Any], config: MMFuserConfig) -> None:
+        super().__init__(dims, config)
+        self.heads = nn.ModuleDict({side: ImageFuser(d, config) if isinstance(d, dict) else Adapter(d, config)
+                                    for side, d in dims.items()})
+
+    def project(self, side: str, x: Any) -> torch.Tensor:
+        return self.heads[side](x)
