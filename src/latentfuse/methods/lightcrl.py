@@ -38,9 +38,10 @@ Follows the official b-faye/lightweightCRL code: ``text_image/<op>/fusion.py`` (
 ``Fusion``; one folder per fusion op), ``text_image/configs.py`` and ``text_image/addition/main.py``.
 Deviations, each with its reason:
 
-* Pooled features instead of token sequences, and a residual-MLP DFE body instead of the official
-  one-layer ``nn.TransformerEncoder`` (4 heads) over tokens, mean-pooled after a residual; the token form
-  needs per-layer token features in the store (issue 10).
+* ``inputs: pooled`` (the default here): pooled features instead of token sequences, and a residual-MLP
+  DFE body instead of the official one-layer ``nn.TransformerEncoder`` over tokens. ``inputs: tokens`` is
+  the published form, on the encoders' token taps: see ``lightcrl_tokens.py`` (its own deviations listed
+  there). The benchmark (``bench/tokens.py``) measures both.
 * Context: one learnable ``d``-wide vector per side, used directly; officially a learnable 3-d vector per
   modality goes through a context-encoder MLP (3→64→128→256, LayerNorm). With one vector per side the MLP
   adds parameters but no expressiveness.
@@ -54,15 +55,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated, Any
 
 import torch
 from torch import nn
 
-from ..config import NonNegative, NonNegativeFloat, Positive
+from ..config import NonNegative, NonNegativeFloat, OneOf, Positive
 from ..errors import ConfigError
 from . import METHODS
 from .base import ContrastiveConfig, ContrastiveMethod
 from .fusemix import ResidualBlock
+from .lightcrl_tokens import TokenDFE, single_tap
 
 FUSIONS = ("add", "mul", "concat", "additive-attention", "general-attention", "scaled-dot-attention")
 ATTENTION_FUSIONS = FUSIONS[3:]
@@ -89,10 +92,24 @@ class LightCRLConfig(ContrastiveConfig):
     Flickr8k (12 epochs, t2i R@5): off is +1.5 to +2 points for add/mul/concat, within 1 point (mostly a
     little worse) for the attention ops."""
 
+    inputs: Annotated[str, OneOf(("pooled", "tokens"))] = "pooled"
+    """pooled: one frozen vector per item through the residual-MLP DFE (fast); tokens: the published form —
+    each side's token tap through one shared Transformer layer (lightcrl_tokens.py)."""
+    image_tap: str = "head"
+    """tokens: the tap an image side reads (`latentfuse info` lists an encoder's taps)."""
+    text_tap: str = "layer6"
+    """tokens: the tap a text side reads (minilm-l6's last layer by default)."""
+    context_dim: Positive = 3
+    """tokens: width of each side's learnable context κ before the shared context MLP (official: 3)."""
+    transformer_heads: Positive = 4
+    """tokens: heads of the shared TransformerEncoderLayer (must divide width)."""
+
     def __post_init__(self) -> None:
+        if self.inputs == "tokens" and self.width % self.transformer_heads:
+            raise ConfigError(f"lightcrl: transformer_heads={self.transformer_heads} must divide width={self.width}")
         if self.fusion not in FUSIONS:
             raise ConfigError(f"lightcrl: unknown fusion {self.fusion!r}; valid: {', '.join(FUSIONS)}")
-        if self.fusion in ATTENTION_FUSIONS and self.width % self.n_tokens:
+        if self.inputs == "pooled" and self.fusion in ATTENTION_FUSIONS and self.width % self.n_tokens:
             raise ConfigError(f"lightcrl: n_tokens={self.n_tokens} must divide width={self.width} "
                               f"(tokens are width/n_tokens-sized chunks of the projected feature)")
 
@@ -239,21 +256,36 @@ class LightCRL(ContrastiveMethod):
     name = "lightcrl"
     config_cls = LightCRLConfig
 
-    def __init__(self, dims: dict[str, int], config: LightCRLConfig) -> None:
+    @classmethod
+    def wanted_taps(cls, config: LightCRLConfig, modalities: dict[str, str]) -> dict[str, list[str]]:
+        if config.inputs == "pooled":
+            return {}
+        return {side: [config.image_tap if modality == "image" else config.text_tap]
+                for side, modality in modalities.items()}
+
+    def __init__(self, dims: dict[str, Any], config: LightCRLConfig) -> None:
         super().__init__(dims, config)
+        if config.inputs == "tokens":
+            self.dfe = TokenDFE(dims, config)
+            return
         self.projections = nn.ModuleDict({
             side: nn.Sequential(nn.LayerNorm(d) if config.input_norm else nn.Identity(),
                                 nn.Dropout(config.input_dropout), nn.Linear(d, config.width))
             for side, d in dims.items()})
         self.dfe = DeepFusionEncoder(tuple(dims), config)
 
-    def project(self, side: str, x: torch.Tensor) -> torch.Tensor:
-        return self.dfe(self.projections[side](x), side)[0]
+    def project(self, side: str, x: Any) -> torch.Tensor:
+        return self._forward(side, x)[0]
 
-    def attention(self, side: str, x: torch.Tensor) -> torch.Tensor | None:
-        """Attention weights (B, n_tokens) of the side's context over the feature's tokens (None for
-        add/mul/concat)."""
-        return self.dfe(self.projections[side](x), side)[1]
+    def attention(self, side: str, x: Any) -> torch.Tensor | None:
+        """Attention weights of the side's context over its tokens — (B, n_tokens) chunks of a pooled
+        feature, or (B, T) real tokens with ``inputs: tokens`` — None for add/mul/concat."""
+        return self._forward(side, x)[1]
+
+    def _forward(self, side: str, x: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.config.inputs == "tokens":
+            return self.dfe(single_tap(x), side)
+        return self.dfe(self.projections[side](x), side)
 
 
 
