@@ -1,0 +1,152 @@
+"""Token features on Flickr8k: MMFuser (2, 3 and all taps; standard and deformable attention), the last tap
+alone, LightCRL pooled and on tokens (six ops), FuseMix default and its `paper` preset — same cached
+features, same split and protocol as bench.flickr8k, the same training budget for every row.
+
+    python -m bench.tokens              # every row not finished yet, each in its own process
+    python -m bench.tokens --row NAME   # one row (what the loop runs), e.g. --row "mmfuser all taps"
+    BENCH_TOKENS_EPOCHS=5 (default)     # the budget: epochs for every row
+
+Each row: Flickr8k test t2i / i2t R@1/5/10 (checkpoint chosen on val), Fashion-MNIST test zero-shot top-1
+and linear-probe accuracy through the same saved model, the extra storage per item its token taps need
+(pooled features are the baseline every row has), training seconds, and the peak RAM of training (the
+row's process, measured before the Fashion-MNIST evaluation). Finished rows are reused; results go to
+runs/bench/tokens.{json,md} and a trade-off plot runs/bench/tokens.png.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from latentfuse.config import DataConfig, MethodSpec, RunConfig, StoreConfig, TrainConfig
+from latentfuse.data import build_source
+from latentfuse.eval.suite import Job
+from latentfuse.methods.lightcrl import FUSIONS
+from latentfuse.model import JointModel
+from latentfuse.store import get_tokens
+from latentfuse.utils import atomic
+
+from .common import RESULTS, flickr8k_dir
+from .flickr8k import cached_run
+from .lightcrl import cached_eval, fmt, metric
+
+EPOCHS = int(os.environ.get("BENCH_TOKENS_EPOCHS", "5"))
+ALL_TAPS = ["stride8", "stride16", "stride32", "head"]
+MMFUSER = {"width": 256, "heads": 8}
+ROWS: dict[str, MethodSpec] = {
+    "fusemix (default)": MethodSpec("fusemix"),
+    "fusemix `paper` preset": MethodSpec("fusemix", {"preset": "paper"}),
+    "last tap only (head) + attention pooling": MethodSpec("mmfuser", {**MMFUSER, "taps": ["head"]}),
+    "mmfuser 2 taps (stride32, head)": MethodSpec("mmfuser", {**MMFUSER, "taps": ALL_TAPS[2:]}),
+    "mmfuser 3 taps (stride16 … head)": MethodSpec("mmfuser", {**MMFUSER, "taps": ALL_TAPS[1:]}),
+    "mmfuser all taps": MethodSpec("mmfuser", {**MMFUSER, "taps": ALL_TAPS}),
+    "mmfuser all taps, deformable": MethodSpec("mmfuser", {**MMFUSER, "taps": ALL_TAPS, "attention": "deformable"}),
+    "lightcrl pooled (add)": MethodSpec("lightcrl", {"fusion": "add"}),
+    **{f"lightcrl tokens ({op})": MethodSpec("lightcrl", {"inputs": "tokens", "fusion": op, "width": 256})
+       for op in FUSIONS},
+}
+EVAL_JOBS = [Job("zeroshot", "fashion-mnist"), Job("linear-probe", "fashion-mnist")]
+HEADER = ["method", "t2i R@1/5/10", "i2t R@1/5/10", "FMNIST 0-shot top-1", "FMNIST probe acc",
+          "extra KiB / item", "train s", "peak RAM GiB"]
+
+
+def slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in label).strip("-").replace("--", "-")
+
+
+def row_dir(label: str) -> Path:
+    return RESULTS / "tokens" / slug(label)
+
+
+def run_row(label: str, data: Path) -> dict[str, Any]:
+    """Train + evaluate one row in this process; writes row.json (what the table reads)."""
+    out = row_dir(label)
+    config = RunConfig(data=DataConfig(source=f"flickr8k:{data}"), method=ROWS[label], baselines=[],
+                       train=TrainConfig(epochs=EPOCHS), out=str(out))
+    started = time.perf_counter()
+    retrieval = cached_run(config)[0]
+    peak_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # bytes (Linux reports KiB)
+    model = JointModel.load(out)
+    reports = cached_eval(model, EVAL_JOBS, out / "eval.json")
+    result = {"label": label, "method": config.method.name, "options": config.method.options, "epochs": EPOCHS,
+              "t2i": retrieval["metrics"]["t2i"], "i2t": retrieval["metrics"]["i2t"],
+              "train_seconds": retrieval.get("train_seconds"), "peak_train_bytes": peak_train,
+              "zeroshot_top1": metric(reports, "zeroshot", "top1"),
+              "probe_accuracy": metric(reports, "linear-probe", "accuracy"),
+              "extra_bytes_per_item": extra_storage(model, data), "wall_seconds": time.perf_counter() - started}
+    atomic.write_json(out / "row.json", result)
+    return result
+
+
+def extra_storage(model: JointModel, data: Path) -> float:
+    """Bytes per item of the token taps the model reads, beyond the pooled features (train split's cache)."""
+    source = build_source(f"flickr8k:{data}")
+    split = source.load("train")
+    total = 0.0
+    for side in model.sides:
+        taps = model.method.side_taps(side)
+        if taps:
+            features = get_tokens(source, split, side, model.encoder(side), taps, StoreConfig(), progress=False)
+            total += sum(f.bytes_per_item() for f in features.values())
+    return total
+
+
+def table(results: list[dict[str, Any]]) -> list[list[str]]:
+    def recalls(m: dict[str, float]) -> str:
+        return " / ".join(fmt(m[k]) for k in ("R@1", "R@5", "R@10"))
+
+    return [[r["label"], recalls(r["t2i"]), recalls(r["i2t"]), fmt(r["zeroshot_top1"]), fmt(r["probe_accuracy"]),
+             fmt(r["extra_bytes_per_item"] / 1024), fmt(r["train_seconds"]), f"{r['peak_train_bytes'] / 2**30:.2f}"]
+            for r in results]
+
+
+def markdown(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        ax.scatter(r["extra_bytes_per_item"] / 1024, r["t2i"]["R@5"])
+        ax.annotate(r["label"], (r["extra_bytes_per_item"] / 1024, r["t2i"]["R@5"]), fontsize=6)
+    ax.set_xlabel("extra storage per item (KiB, token taps)")
+    ax.set_ylabel("Flickr8k test t2i R@5")
+    ax.set_title(f"Token features vs pooled, {EPOCHS} epochs each")
+    fig.tight_layout()
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=130)
+
+
+def main() -> None:
+    data = flickr8k_dir()
+    if data is None:
+        return
+    if "--row" in sys.argv:
+        print(json.dumps(run_row(sys.argv[sys.argv.index("--row") + 1], data)))
+        return
+    results = []
+    for label in ROWS:
+        done = row_dir(label) / "row.json"
+        if not done.exists() or json.loads(done.read_text()).get("epochs") != EPOCHS:
+            print(f"── {label}", flush=True)
+            subprocess.run([sys.executable, "-m", "bench.tokens", "--row", label], check=True)
+        results.append(json.loads(done.read_text()))
+        print(markdown(table(results)), flush=True)
+    atomic.write_json(RESULTS / "tokens.json", results)
+    atomic.write_text(RESULTS / "tokens.md", markdown(table(results)) + "\n")
+    plot(results, RESULTS / "tokens.png")
+
+
+if __name__ == "__main__":
+    main()
