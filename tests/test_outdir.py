@@ -234,3 +234,19 @@ def test_a_run_saved_before_markers_is_recognised_by_its_run_yaml(tmp_path):
         with output_dir(old, "model-run", run_identity(other), known_files=("run.yaml", "model.safetensors"),
                         legacy_identity=_saved_identity):
             pass
+
+
+def test_written_files_and_swapped_folders_get_ordinary_permissions(tmp_path):
+    """mkstemp / mkdtemp create private (0600 / 0700) files: a saved model or index must instead be as
+    readable as any file the user writes (umask applies)."""
+    import stat
+
+    from latentfuse.utils import atomic
+
+    atomic.write_text(tmp_path / "report.json", "{}")
+    assert stat.S_IMODE((tmp_path / "report.json").stat().st_mode) == atomic.FILE_MODE
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "user.txt").write_text("x")
+    with output_dir(tmp_path / "out", "model-run", {"a": 1}, overwrite=True) as target:
+        (target / "model.safetensors").write_bytes(b"w")
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == atomic.DIR_MODE

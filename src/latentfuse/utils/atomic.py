@@ -12,12 +12,27 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _current_umask()  # read once, at import: os.umask can only be read by setting it
+FILE_MODE = 0o666 & ~UMASK  # what open() would have given the file; mkstemp's 0600 would hide it from others
+DIR_MODE = 0o777 & ~UMASK
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; on success it is fsynced and renamed over ``path``."""
+    """Yield a temp path beside ``path``; on success it is fsynced and renamed over ``path``.
+
+    The file gets the permissions a plain ``open`` would give it (not ``mkstemp``'s private 0600), so a
+    model or index written here is as readable by others as any file the user writes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -113,6 +113,7 @@ def _in_place(path: Path, kind: str, identity: dict[str, Any] | None) -> Iterato
 def _staged(path: Path, kind: str, identity: dict[str, Any] | None) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.new-", dir=path.parent))
+    staging.chmod(atomic.DIR_MODE)  # mkdtemp's 0700 would make the swapped-in folder private
     try:
         _write_marker(staging, kind, identity)
         yield staging
