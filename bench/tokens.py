@@ -28,7 +28,7 @@ from latentfuse.data import build_source
 from latentfuse.eval.suite import Job
 from latentfuse.methods.lightcrl import FUSIONS
 from latentfuse.model import JointModel
-from latentfuse.store import get_tokens
+from latentfuse.store import TapInputs, get_tokens
 from latentfuse.utils import atomic
 
 from .common import RESULTS, flickr8k_dir
@@ -78,7 +78,8 @@ def run_row(label: str, data: Path) -> dict[str, Any]:
               "train_seconds": retrieval.get("train_seconds"), "peak_train_bytes": peak_train,
               "zeroshot_top1": metric(reports, "zeroshot", "top1"),
               "probe_accuracy": metric(reports, "linear-probe", "accuracy"),
-              "extra_bytes_per_item": extra_storage(model, data), "wall_seconds": time.perf_counter() - started}
+              "extra_bytes_per_item": extra_storage(model, data), "wall_seconds": time.perf_counter() - started,
+              **evidence(model, data)}
     atomic.write_json(out / "row.json", result)
     return result
 
@@ -94,6 +95,23 @@ def extra_storage(model: JointModel, data: Path) -> float:
             features = get_tokens(source, split, side, model.encoder(side), taps, StoreConfig(), progress=False)
             total += sum(f.bytes_per_item() for f in features.values())
     return total
+
+
+def evidence(model: JointModel, data: Path, n: int = 256) -> dict[str, Any]:
+    """For MMFuser rows: what the fusion block reads after training — γ magnitudes and each tap's share of
+    the cross-attention over ``n`` val images (standard attention)."""
+    image = getattr(model.method, "heads", {}).get("image") if model.method.name == "mmfuser" else None
+    if image is None:
+        return {}
+    out: dict[str, Any] = {"gammas": image.gammas()}
+    if image.cfg.attention == "standard":
+        source = build_source(f"flickr8k:{data}")
+        split = source.load("val")
+        taps = get_tokens(source, split, "image", model.encoder("image"), model.method.side_taps("image"),
+                          StoreConfig(), progress=False)
+        batch = {tap: features for tap, features in TapInputs(taps).take(range(n)).items()}
+        out["level_attention"] = image.level_attention(batch)
+    return out
 
 
 def table(results: list[dict[str, Any]]) -> list[list[str]]:

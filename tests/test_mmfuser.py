@@ -194,3 +194,12 @@ def test_mmfuser_end_to_end_on_real_taps_train_save_load_index(shapes, tmp_path)
     assert built.exit_code == 0, (built.output, built.exception)
     hits = open_index(index).search(text="a red circle", k=3)
     assert sum(is_match(h.id, "red", "circle") for h in hits) >= 2, [h.id for h in hits]
+
+
+def test_level_attention_shares_sum_to_one_and_gammas_start_at_their_init():
+    method = fuser(gamma_init=0.25)
+    image = method.heads["image"]
+    shares = image.level_attention(tokens(3))
+    assert list(shares) == ["shallow", "mid", "deep"] and sum(shares.values()) == pytest.approx(1.0, abs=1e-5)
+    assert all(0 < v < 1 for v in shares.values())
+    assert image.gammas() == {"gamma1": pytest.approx(0.25), "gamma2": pytest.approx(0.25)}

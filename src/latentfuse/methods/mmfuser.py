@@ -174,6 +174,33 @@ class ImageFuser(nn.Module):
             return self.block(query, query_mask, levels, masks, query_pos, level_pos), query_mask
         return self.block(query, query_mask, levels, masks, None, None), query_mask
 
+    @torch.no_grad()
+    def level_attention(self, x: Tokens) -> dict[str, float]:
+        """Share of the cross-attention each tap receives, averaged over queries, heads and the batch — the
+        evidence of what the block reads (with γ, ``gammas``). Standard attention only."""
+        if self.cfg.attention != "standard":
+            raise ConfigError("level_attention reads standard attention's weights; this block is deformable")
+        levels, masks = [], []
+        for i, tap in enumerate(self.taps):
+            tokens, mask = x[tap]
+            h = self.project[tap](tokens)
+            levels.append(h + self.level[i] if self.level is not None else h)
+            masks.append(mask)
+        block = self.block
+        pos = [sincos_2d(lv.shape[1], self.cfg.width).to(lv) for lv in levels] if self.cfg.pos_embed else None
+        q = block.query_norm(levels[-1]) + (pos[-1] if pos else 0)
+        feat = block.feat_norm(torch.cat(levels, dim=1))
+        keys = feat + torch.cat(pos, dim=0) if pos else feat
+        _, weights = block.cross_attn(q, keys, feat, key_padding_mask=~torch.cat(masks, dim=1), need_weights=True)
+        per_key = weights.mean(dim=(0, 1))  # (keys,), averaged over batch and queries (heads averaged by torch)
+        bounds = torch.cumsum(torch.tensor([0] + [lv.shape[1] for lv in levels]), 0)
+        return {tap: float(per_key[bounds[i]:bounds[i + 1]].sum()) for i, tap in enumerate(self.taps)}
+
+    def gammas(self) -> dict[str, float]:
+        """Mean |γ1| (cross-attention branch) and |γ2| (self-attention branch): 0 = the branch is unused."""
+        return {"gamma1": float(self.block.gamma1.detach().abs().mean()),
+                "gamma2": float(self.block.gamma2.detach().abs().mean())}
+
     def forward(self, x: Tokens) -> torch.Tensor:
         tokens, mask = self.fused_tokens(x)
         if self.cfg.pool == "attention":
