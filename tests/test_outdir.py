@@ -245,6 +245,16 @@ def test_written_files_and_swapped_folders_get_ordinary_permissions(tmp_path):
 
     atomic.write_text(tmp_path / "report.json", "{}")
     assert stat.S_IMODE((tmp_path / "report.json").stat().st_mode) == atomic.FILE_MODE
+    import torch
+
+    from latentfuse.methods import build_method
+    from latentfuse.model import JointModel, SideSpec
+
+    model = JointModel(build_method("procrustes", {"a": 3, "b": 3}), [SideSpec("a", "text", "x", "1"),
+                                                                         SideSpec("b", "text", "x", "2")])
+    model.method.register_buffer("wa", torch.eye(3))
+    model.save_pretrained(tmp_path / "model")  # safetensors writes its file itself
+    assert stat.S_IMODE((tmp_path / "model" / "model.safetensors").stat().st_mode) == atomic.FILE_MODE
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "user.txt").write_text("x")
     with output_dir(tmp_path / "out", "model-run", {"a": 1}, overwrite=True) as target:
