@@ -4,6 +4,7 @@ features, same split and protocol as bench.flickr8k, the same training budget fo
 
     python -m bench.tokens              # every row not finished yet, each in its own process
     python -m bench.tokens --row NAME   # one row (what the loop runs), e.g. --row "mmfuser all taps"
+    python -m bench.tokens --report     # table + plot of the rows finished so far
     BENCH_TOKENS_EPOCHS=5 (default)     # the budget: epochs for every row
 
 Each row: Flickr8k test t2i / i2t R@1/5/10 (checkpoint chosen on val), Fashion-MNIST test zero-shot top-1
@@ -155,10 +156,14 @@ def main() -> None:
     if "--row" in sys.argv:
         print(json.dumps(run_row(sys.argv[sys.argv.index("--row") + 1], data)))
         return
+    report_only = "--report" in sys.argv  # table + plot of the rows finished so far; trains nothing
     results = []
     for label in ROWS:
         done = row_dir(label) / "row.json"
-        if not done.exists() or json.loads(done.read_text()).get("epochs") != EPOCHS:
+        finished = done.exists() and json.loads(done.read_text()).get("epochs") == EPOCHS
+        if not finished and report_only:
+            continue
+        if not finished:
             print(f"── {label}", flush=True)
             subprocess.run([sys.executable, "-m", "bench.tokens", "--row", label], check=True)
         results.append(json.loads(done.read_text()))
