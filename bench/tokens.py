@@ -103,9 +103,9 @@ def extra_storage(model: JointModel, data: Path) -> float:
 def evidence(model: JointModel, data: Path, n: int = 256) -> dict[str, Any]:
     """For MMFuser rows: what the fusion block reads after training — γ magnitudes and each tap's share of
     the cross-attention over ``n`` val images (standard attention)."""
-    image = getattr(model.method, "heads", {}).get("image") if model.method.name == "mmfuser" else None
-    if image is None:
+    if model.method.name != "mmfuser":
         return {}
+    image = model.method.heads["image"]
     out: dict[str, Any] = {"gammas": image.gammas()}
     if image.cfg.attention == "standard":
         source = build_source(f"flickr8k:{data}")
