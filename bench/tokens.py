@@ -72,8 +72,12 @@ def run_row(label: str, data: Path) -> dict[str, Any]:
     config = RunConfig(data=DataConfig(source=f"flickr8k:{data}"), method=ROWS[label], baselines=[],
                        train=TrainConfig(epochs=EPOCHS), out=str(out))
     started = time.perf_counter()
+    trained_here = not (out / "report.json").exists()
     retrieval = cached_run(config)[0]
-    peak_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # bytes (Linux reports KiB)
+    peak_file = out / "train_peak.json"  # a reused run keeps the peak measured when it was trained
+    if trained_here:
+        atomic.write_json(peak_file, {"bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
+    peak_train = json.loads(peak_file.read_text())["bytes"] if peak_file.exists() else None
     model = JointModel.load(out)
     reports = cached_eval(model, EVAL_JOBS, out / "eval.json")
     result = {"label": label, "method": config.method.name, "options": config.method.options, "epochs": EPOCHS,
@@ -122,7 +126,8 @@ def table(results: list[dict[str, Any]]) -> list[list[str]]:
         return " / ".join(fmt(m[k]) for k in ("R@1", "R@5", "R@10"))
 
     return [[r["label"], recalls(r["t2i"]), recalls(r["i2t"]), fmt(r["zeroshot_top1"]), fmt(r["probe_accuracy"]),
-             fmt(r["extra_bytes_per_item"] / 1024), fmt(r["train_seconds"]), f"{r['peak_train_bytes'] / 2**30:.2f}"]
+             fmt(r["extra_bytes_per_item"] / 1024), fmt(r["train_seconds"]),
+             "—" if r["peak_train_bytes"] is None else f"{r['peak_train_bytes'] / 2**30:.2f}"]
             for r in results]
 
 
