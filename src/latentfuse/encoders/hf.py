@@ -69,6 +69,9 @@ class HFImageEncoder(TorchImageEncoder):
             raise EncoderUnavailableError(f"{model_dir}/config.json: cannot tell the hidden size")
         self.dim = dim
         self.preprocess = processor_preprocess(model_dir, config)
+        vision = config.get("vision_config", config)  # read once: taps() is on the encode path
+        layers, width = vision.get("num_hidden_layers"), vision.get("hidden_size")
+        self._layers = (layers, width) if isinstance(layers, int) and isinstance(width, int) else None
 
     def _weights_identity(self) -> str:
         return weights_identity(self.model_dir)
@@ -92,13 +95,10 @@ class HFImageEncoder(TorchImageEncoder):
         """``layer0`` (patch embeddings) … ``layerN`` of a ViT-style model: the patch tokens (CLS and other
         prefix tokens dropped) as their square grid, average-pooled to ``tap_grid``². MMFuser's CLIP
         setting, ``hidden_states[-22, -17, -12, -7, -2]`` of a 24-block ViT-L, is layer3,8,13,18,23."""
-        config = read_json(self.model_dir / "config.json")
-        config = config.get("vision_config", config)
-        layers = config.get("num_hidden_layers")
-        if not isinstance(layers, int) or not isinstance(config.get("hidden_size"), int):
+        if self._layers is None:
             return {}
-        grid = self.tap_grid ** 2
-        return {f"layer{i}": Tap(f"layer{i}", config["hidden_size"], grid,
+        layers, width = self._layers
+        return {f"layer{i}": Tap(f"layer{i}", width, self.tap_grid ** 2,
                                  "patch embeddings" if i == 0 else f"patch tokens after block {i}")
                 for i in range(layers + 1)}
 

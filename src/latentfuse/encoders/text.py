@@ -72,6 +72,8 @@ class TransformerTextEncoder(Encoder):
         if dim is None:
             raise EncoderUnavailableError(f"{self.model_dir}/config.json: cannot tell the hidden size")
         self.dim = dim
+        layers = config.get("num_hidden_layers") or config.get("n_layer") or config.get("num_layers")
+        self._layers = layers if isinstance(layers, int) else None  # read once: taps() is on the encode path
         self._loaded = Lazy(self._load)
         # A fast tokenizer is not safe to call from two threads at once ("Already borrowed").
         self._tokenizer_lock = threading.Lock()
@@ -120,13 +122,11 @@ class TransformerTextEncoder(Encoder):
     def taps(self) -> dict[str, Tap]:
         """``layer0`` (the embeddings) … ``layerN`` (the last hidden states): one token per word piece,
         special tokens included, padding never stored."""
-        config = read_json(self.model_dir / "config.json")
-        layers = config.get("num_hidden_layers") or config.get("n_layer") or config.get("num_layers")
-        if not isinstance(layers, int):
+        if self._layers is None:
             return {}
         return {f"layer{i}": Tap(f"layer{i}", self.dim, None,
                                  "token embeddings" if i == 0 else f"hidden states after block {i}")
-                for i in range(layers + 1)}
+                for i in range(self._layers + 1)}
 
     def encode_taps(self, batch: Sequence[Any], taps: Sequence[str]) -> dict[str, list[np.ndarray]]:
         """Hidden states of the requested layers, (length, dim) float32 per text, its true length."""

@@ -160,5 +160,11 @@ class ContrastiveMethod(Method):
         return loss, {"temperature": float(1.0 / scale.detach()), "lambda": lam}
 
 
+def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, d) tokens, (B, T) mask of the real ones → (B, d) mean over the real tokens only."""
+    weights = mask.unsqueeze(-1).to(tokens.dtype)
+    return (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
 def normalize(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x, dim=-1)

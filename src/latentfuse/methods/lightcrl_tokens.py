@@ -38,6 +38,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .base import masked_mean
+
 Tokens = tuple[torch.Tensor, torch.Tensor]  # (tokens (B, T, C), mask (B, T))
 CONTEXT_STD = 0.35  # κ's init std; official: a random std drawn from [0.1, 0.6] per modality
 
@@ -129,9 +131,7 @@ class TokenDFE(nn.Module):
         t = self.heads[side](tokens)
         fused, weights = self.fusion(t, mask, self.context(side))
         r = fused + self.layer(self.norm(fused), src_key_padding_mask=~mask)
-        w = mask.unsqueeze(-1).to(r.dtype)
-        pooled = (r * w).sum(1) / w.sum(1).clamp(min=1.0)
-        return self.out(pooled), weights
+        return self.out(masked_mean(r, mask)), weights
 
 
 def _channels(d: Any) -> int:

@@ -41,7 +41,7 @@ from torch import nn
 from ..config import OneOf, Positive, Range
 from ..errors import ConfigError
 from . import METHODS
-from .base import ContrastiveMethod
+from .base import ContrastiveMethod, masked_mean
 from .deformable import MultiScaleDeformableAttention
 from .fusemix import Adapter, FuseMixConfig
 
@@ -112,26 +112,32 @@ class FusionBlock(nn.Module):
         self.gamma1 = nn.Parameter(torch.full((d,), float(cfg.gamma_init)))
         self.gamma2 = nn.Parameter(torch.full((d,), float(cfg.gamma_init)))
 
-    def forward(self, query: torch.Tensor, query_mask: torch.Tensor, levels: list[torch.Tensor],
-                level_masks: list[torch.Tensor], query_pos: torch.Tensor | None,
-                level_pos: list[torch.Tensor] | None) -> torch.Tensor:
-        q = self.query_norm(query)
+    def cross(self, levels: list[torch.Tensor], masks: list[torch.Tensor], pos: list[torch.Tensor] | None,
+              need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The deepest level's tokens (the last) cross-attending to every level: (attn, weights or None).
+
+        ``pos``: one (tokens, width) position embedding per level, added to the queries and keys (DETR's
+        way), or None. Weights (B, queries, keys) exist for standard attention only."""
+        q = self.query_norm(levels[-1])
         feat = self.feat_norm(torch.cat(levels, dim=1))
         if self.deformable:
-            attn = self.cross_attn(q, feat, [lv.shape[1] for lv in levels])
-        else:
-            keys = feat + torch.cat(level_pos, dim=1) if level_pos is not None else feat
-            attn, _ = self.cross_attn(q + query_pos if query_pos is not None else q, keys, feat,
-                                      key_padding_mask=~torch.cat(level_masks, dim=1), need_weights=False)
+            return self.cross_attn(q, feat, [lv.shape[1] for lv in levels]), None
+        keys = feat + torch.cat(pos, dim=0) if pos is not None else feat
+        return self.cross_attn(q + pos[-1] if pos is not None else q, keys, feat,
+                               key_padding_mask=~torch.cat(masks, dim=1), need_weights=need_weights)
+
+    def forward(self, levels: list[torch.Tensor], masks: list[torch.Tensor],
+                pos: list[torch.Tensor] | None) -> torch.Tensor:
+        attn, _ = self.cross(levels, masks, pos)
         attn1 = self.norm1(attn)
         if self.deformable:
             attn2 = self.self_attn(attn1, attn1, [attn1.shape[1]])
         else:
-            attn2, _ = self.self_attn(attn1 + query_pos if query_pos is not None else attn1,
-                                      attn1 + query_pos if query_pos is not None else attn1, attn1,
-                                      key_padding_mask=~query_mask, need_weights=False)
+            positioned = attn1 + pos[-1] if pos is not None else attn1
+            attn2, _ = self.self_attn(positioned, positioned, attn1, key_padding_mask=~masks[-1],
+                                      need_weights=False)
         attn = attn + self.gamma2 * attn2
-        return query + self.gamma1 * attn
+        return levels[-1] + self.gamma1 * attn
 
 
 class ImageFuser(nn.Module):
@@ -155,24 +161,21 @@ class ImageFuser(nn.Module):
             self.pool_attn = nn.MultiheadAttention(cfg.width, cfg.heads, batch_first=True)
         self.out = nn.Sequential(nn.LayerNorm(cfg.width), nn.Linear(cfg.width, cfg.dim))
 
-    def fused_tokens(self, x: Tokens) -> tuple[torch.Tensor, torch.Tensor]:
-        """The block's output tokens (B, T_query, width) and their mask."""
-        levels, masks, pos = [], [], []
+    def levels(self, x: Tokens) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor] | None]:
+        """Each tap projected to ``width`` (+ its level embedding), its mask, and its grid positions."""
+        levels, masks = [], []
         for i, tap in enumerate(self.taps):
             tokens, mask = x[tap]
             h = self.project[tap](tokens)
-            if self.level is not None:
-                h = h + self.level[i]
-            levels.append(h)
+            levels.append(h + self.level[i] if self.level is not None else h)
             masks.append(mask)
-            if self.cfg.pos_embed:
-                pos.append(sincos_2d(tokens.shape[1], self.cfg.width).to(h))
-        query, query_mask = levels[-1], masks[-1]
-        query_pos = pos[-1] if pos else None
-        if query_pos is not None:  # positions are added inside attention (keys/queries), as DETR does
-            level_pos = [p.expand(len(h), -1, -1) for p, h in zip(pos, levels)]
-            return self.block(query, query_mask, levels, masks, query_pos, level_pos), query_mask
-        return self.block(query, query_mask, levels, masks, None, None), query_mask
+        pos = [sincos_2d(h.shape[1], self.cfg.width).to(h) for h in levels] if self.cfg.pos_embed else None
+        return levels, masks, pos
+
+    def fused_tokens(self, x: Tokens) -> tuple[torch.Tensor, torch.Tensor]:
+        """The block's output tokens (B, T_query, width) and their mask."""
+        levels, masks, pos = self.levels(x)
+        return self.block(levels, masks, pos), masks[-1]
 
     @torch.no_grad()
     def level_attention(self, x: Tokens) -> dict[str, float]:
@@ -180,18 +183,8 @@ class ImageFuser(nn.Module):
         evidence of what the block reads (with γ, ``gammas``). Standard attention only."""
         if self.cfg.attention != "standard":
             raise ConfigError("level_attention reads standard attention's weights; this block is deformable")
-        levels, masks = [], []
-        for i, tap in enumerate(self.taps):
-            tokens, mask = x[tap]
-            h = self.project[tap](tokens)
-            levels.append(h + self.level[i] if self.level is not None else h)
-            masks.append(mask)
-        block = self.block
-        pos = [sincos_2d(lv.shape[1], self.cfg.width).to(lv) for lv in levels] if self.cfg.pos_embed else None
-        q = block.query_norm(levels[-1]) + (pos[-1] if pos else 0)
-        feat = block.feat_norm(torch.cat(levels, dim=1))
-        keys = feat + torch.cat(pos, dim=0) if pos else feat
-        _, weights = block.cross_attn(q, keys, feat, key_padding_mask=~torch.cat(masks, dim=1), need_weights=True)
+        levels, masks, pos = self.levels(x)
+        _, weights = self.block.cross(levels, masks, pos, need_weights=True)
         per_key = weights.mean(dim=(0, 1))  # (keys,), averaged over batch and queries (heads averaged by torch)
         bounds = torch.cumsum(torch.tensor([0] + [lv.shape[1] for lv in levels]), 0)
         return {tap: float(per_key[bounds[i]:bounds[i + 1]].sum()) for i, tap in enumerate(self.taps)}
@@ -208,8 +201,7 @@ class ImageFuser(nn.Module):
             pooled, _ = self.pool_attn(query, tokens, tokens, key_padding_mask=~mask, need_weights=False)
             pooled = pooled[:, 0]
         else:
-            weights = mask.unsqueeze(-1).to(tokens.dtype)
-            pooled = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+            pooled = masked_mean(tokens, mask)
         return self.out(pooled)
 
 
