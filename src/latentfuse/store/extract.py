@@ -74,10 +74,7 @@ def get_features(source: Source, data: SplitData, side: str, encoder: Encoder, s
     parent's features are complete in the store, the subset's rows are read from them instead of encoding.
     Otherwise whatever is missing is extracted; shards finished by an earlier (even killed) run are reused.
     """
-    modality = data.side(side).modality
-    if encoder.modality != modality:
-        raise DataError(f"encoder {encoder.name!r} embeds {encoder.modality}, but side {side!r} of "
-                        f"{source.spec} holds {modality}")
+    check_modality(source, data, side, encoder)
     feature_store = FeatureStore(store.root)
     features = None
     if parent is not None and parent is not data:
@@ -88,6 +85,15 @@ def get_features(source: Source, data: SplitData, side: str, encoder: Encoder, s
     if not skip_bad:
         refuse_skipped(features, data, side)
     return features
+
+
+def check_modality(source: Source, data: SplitData, side: str, encoder: Encoder) -> str:
+    """The side's modality, or a DataError when the encoder embeds another one."""
+    modality = data.side(side).modality
+    if encoder.modality != modality:
+        raise DataError(f"encoder {encoder.name!r} embeds {encoder.modality}, but side {side!r} of "
+                        f"{source.spec} holds {modality}")
+    return modality
 
 
 def refuse_skipped(features: Any, data: SplitData, side: str) -> None:

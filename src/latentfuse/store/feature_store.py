@@ -83,24 +83,10 @@ class FeatureStore:
         return ShardWriter(directory, header, item_ids, shard_size)
 
     @staticmethod
-    def read_ids(path: Path) -> list[str]:
-        return json.loads(path.read_text())
-
-    @staticmethod
     def read(directory: Path) -> Features:
         """Load a complete feature set; raises DataError if the manifest says it is unfinished."""
-        manifest = read_manifest(directory)
-        if manifest is None or not manifest.get("complete"):
-            raise DataError(f"{directory}: features are not complete (run `latentfuse extract`)")
-        ids: list[str] = []
-        arrays = []
-        for shard in manifest["shards"]:
-            try:
-                arrays.append(np.load(directory / shard["file"], mmap_mode="r"))
-                ids.extend(json.loads((directory / shard["ids_file"]).read_text()))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise StoreError(f"{directory}: shard {shard.get('file', '?')} is damaged or missing ({exc}); "
-                                 "delete the folder to re-extract") from None
+        manifest, ids, shards = read_shards(directory, "features", "latentfuse extract")
+        arrays = [values for values, _ in shards]
         dim = int(manifest["dim"])
         if not arrays:
             array = np.zeros((0, dim), dtype=STORE_DTYPE)
@@ -111,6 +97,27 @@ class FeatureStore:
         if len(ids) != array.shape[0]:
             raise DataError(f"{directory}: {len(ids)} ids but {array.shape[0]} rows; delete it and re-extract")
         return Features(ids=ids, array=array, manifest=manifest)
+
+
+def read_shards(directory: Path, what: str, command: str, offsets: bool = False
+                ) -> tuple[dict[str, Any], list[str], list[tuple[np.ndarray, np.ndarray | None]]]:
+    """A complete folder's manifest, ids, and per shard its memory-mapped values (and offsets, for token
+    features); an unfinished or damaged folder is an error naming it and what to run."""
+    manifest = read_manifest(directory)
+    if manifest is None or not manifest.get("complete"):
+        raise StoreError(f"{directory}: {what} are not complete (run `{command}`)")
+    ids: list[str] = []
+    shards = []
+    for shard in manifest["shards"]:
+        try:
+            values = np.load(directory / shard["file"], mmap_mode="r")
+            starts = np.load(directory / shard["offsets_file"]) if offsets else None
+            ids.extend(json.loads((directory / shard["ids_file"]).read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"{directory}: shard {shard.get('file', '?')} is damaged or missing ({exc}); "
+                             "delete the folder to re-extract") from None
+        shards.append((values, starts))
+    return manifest, ids, shards
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:

@@ -24,9 +24,8 @@ from tqdm.auto import tqdm
 from ..config import StoreConfig
 from ..data import Source, SplitData
 from ..encoders import Encoder
-from ..errors import DataError
-from .extract import encode_batches, refuse_skipped
-from .feature_store import FeatureStore, StoreError, read_manifest
+from .extract import check_modality, encode_batches, refuse_skipped
+from .feature_store import FeatureStore, StoreError, read_shards
 
 
 @dataclass
@@ -123,10 +122,7 @@ def get_tokens(source: Source, data: SplitData, side: str, encoder: Encoder, tap
     """Token features of ``taps`` for one side of a split: cached ones read, missing shards extracted in
     one pass of the encoder for every tap that lacks them (a killed run resumes at the first shard
     some tap lacks)."""
-    modality = data.side(side).modality
-    if encoder.modality != modality:
-        raise DataError(f"encoder {encoder.name!r} embeds {encoder.modality}, but side {side!r} of "
-                        f"{source.spec} holds {modality}")
+    modality = check_modality(source, data, side, encoder)
     taps = encoder.check_taps(taps)
     specs = encoder.taps()
     grid = getattr(encoder, "tap_grid", None) if encoder.modality == "image" else None
@@ -182,21 +178,9 @@ def _ragged(tokens: list[np.ndarray], channels: int) -> tuple[np.ndarray, np.nda
 
 def read_tokens(directory: Path) -> TokenFeatures:
     """A complete tap folder, memory-mapped; an unfinished or damaged one is a StoreError naming it."""
-    manifest = read_manifest(directory)
-    if manifest is None or not manifest.get("complete"):
-        raise StoreError(f"{directory}: token features are not complete (run `latentfuse extract --layers`)")
-    ids: list[str] = []
-    shards = []
-    for shard in manifest["shards"]:
-        try:
-            values = np.load(directory / shard["file"], mmap_mode="r")
-            offsets = np.load(directory / shard["offsets_file"])
-            ids.extend(FeatureStore.read_ids(directory / shard["ids_file"]))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"{directory}: shard {shard.get('file', '?')} is damaged or missing ({exc}); "
-                             "delete the folder to re-extract") from None
+    manifest, ids, shards = read_shards(directory, "token features", "latentfuse extract --layers", offsets=True)
+    for shard, (values, offsets) in zip(manifest["shards"], shards):
         if len(offsets) != shard["rows"] + 1 or int(offsets[-1]) != len(values):
             raise StoreError(f"{directory}: shard {shard['file']} and its offsets disagree; delete the folder "
                              "to re-extract")
-        shards.append((values, offsets))
     return TokenFeatures(ids, shards, manifest)
