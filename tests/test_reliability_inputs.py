@@ -187,6 +187,10 @@ def test_index_with_skip_bad_records_what_it_skipped(shapes, tmp_path):
 def test_ports_that_cannot_be_listened_on_are_refused(shapes, tmp_path):
     done = run_cli("serve", "--index", str(tmp_path), "--port", "70000")
     assert done.returncode == 2 and "port: expected a number >= 0 and <= 65535, got 70000" in done.stderr
+    for size in ("nan", "inf", "-1"):
+        done = run_cli("serve", "--index", str(tmp_path), "--max-upload-mb", size)
+        assert done.returncode == 2 and "--max-upload-mb: expected a" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

@@ -331,8 +331,10 @@ def serve(
     max_k: int = typer.Option(100, "--max-k", help="Largest k a request may ask for."),
 ) -> None:
     """HTTP API (/search, /embed, /health, /docs) and a search page at / over an index."""
+    from .config import Range
     from .serve import ServeConfig, run_server
 
+    Range(0.0, 2.0**20, lo_open=True).check(max_upload_mb, "serve options", "--max-upload-mb")  # nan/inf too
     run_server(index_dir, ServeConfig(host=host, port=port, max_upload_bytes=int(max_upload_mb * 2**20),
                                       max_k=max_k), model)
 
