@@ -121,7 +121,6 @@ class Trainer:
             self.log_path.unlink(missing_ok=True)
             for name in ("best.pt", "last.pt"):
                 (self.ckpt_dir / name).unlink(missing_ok=True)
-        a, b = train.sides
         pairs = torch.from_numpy(train.pairs)
         writer = _tensorboard(self.out_dir) if cfg.tensorboard else None
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
@@ -130,7 +129,7 @@ class Trainer:
             losses = []
             for step in range(steps_per_epoch):
                 idx = pairs[order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
-                loss, extras = method.loss({a: train.take(a, idx[:, 0]), b: train.take(b, idx[:, 1])})
+                loss, extras = method.loss(train.batch(idx))
                 value = float(loss.detach())  # the step's one device sync: checked here, logged below
                 if not math.isfinite(value):
                     raise self._diverged(epoch, step + 1, steps_per_epoch, value, state["best_epoch"])

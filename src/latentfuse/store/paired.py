@@ -4,10 +4,14 @@ A side's inputs are either a pooled feature matrix (a float32 tensor, in memory)
 (``TapInputs``: memory-mapped, padded per batch with a mask). ``take``/``rows_of`` hide which, so the trainer
 and the evaluators slice both the same way, and a method receives, per side, a tensor or
 ``{tap: (tokens, mask)}``.
+
+``targets`` holds what a method learns *towards* but never reads as input — per side, one row per input
+row (a teacher's embeddings for distillation). The trainer hands a batch's rows of them to the method as
+``batch["targets"][side]``; evaluation never sees them, so a model is scored on its inputs alone.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence, Union
 
 import numpy as np
@@ -35,6 +39,13 @@ class PairedFeatures:
     x: dict[str, SideInputs]
     ids: dict[str, list[str]]
     pairs: np.ndarray  # int64 (P, 2)
+    targets: dict[str, torch.Tensor] = field(default_factory=dict)  # side → (rows of x[side], ...) float32
+
+    def __post_init__(self) -> None:
+        for side, target in self.targets.items():
+            if side not in self.x or len(target) != len(self.x[side]):
+                raise DataError(f"targets of side {side!r} must have one row per input row of a side "
+                                f"{list(self.x)}; got {len(target)} rows")
 
     @classmethod
     def build(cls, data: SplitData, features: dict[str, Features | TapInputs]) -> "PairedFeatures":
@@ -55,6 +66,16 @@ class PairedFeatures:
     def take(self, side: str, rows: Any) -> Any:
         """A batch of one side's inputs: a tensor, or {tap: (tokens, mask)}."""
         return take(self.x[side], rows)
+
+    def batch(self, pair_rows: torch.Tensor) -> dict[str, Any]:
+        """What a method's ``loss`` receives for these pairs: each side's inputs, plus ``"targets"``
+        ({side: rows of its targets}) when the data has targets."""
+        a, b = self.sides
+        rows = {a: pair_rows[:, 0], b: pair_rows[:, 1]}
+        out: dict[str, Any] = {side: self.take(side, rows[side]) for side in (a, b)}
+        if self.targets:
+            out["targets"] = {side: target[rows[side]] for side, target in self.targets.items()}
+        return out
 
     def __len__(self) -> int:
         return len(self.pairs)
