@@ -1,4 +1,4 @@
-"""The `latentfuse` command: extract | train | eval | run | demo | index | search | serve | info.
+"""The `latentfuse` command: extract | train | distill | eval | run | demo | index | search | serve | info.
 
 Every command is a thin shell over ``pipeline``; options mirror the dataclass config, and anything not
 exposed as an option can be set with ``--set dotted.key=value`` (see ``latentfuse info --config``).
@@ -155,6 +155,53 @@ def train(
     cfg.baselines = []
     reports = run(cfg, resume=resume, overwrite=overwrite)
     _show(reports, cfg.out)
+
+
+@app.command()
+def distill(
+    teacher: Optional[Path] = typer.Option(None, "--teacher", "-t", help="Trained JointModel folder to distil."),
+    images: Optional[List[str]] = typer.Option(
+        None, "--images", help="Image pool: SOURCE or SOURCE@SPLIT, only its images are read (repeatable)."),
+    texts: Optional[List[str]] = typer.Option(
+        None, "--texts", help="Sentence pool: SOURCE or SOURCE@SPLIT, e.g. lines:FILE (repeatable)."),
+    student: Optional[str] = typer.Option(
+        None, "--student", help="image=truncated[:TAP]|pixels[:SIZE]|teacher,"
+        "text=glove-transformer[:LAYERS]|glove-bag|teacher (default image=truncated:stride16,text=glove-transformer)."),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Where the student JointModel is saved."),
+    val: Optional[str] = typer.Option(None, "--val", help="Paired source whose val split picks the best checkpoint."),
+    epochs: Optional[int] = typer.Option(None, help="Training epochs (one epoch = one pass over the larger pool)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    store: Optional[str] = typer.Option(None, "--store", help="Feature cache directory."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Record and skip bad pool items instead of failing."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.pt."),
+    overwrite: bool = OverwriteOpt,
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML distill config to start from."),
+    set_: Optional[List[str]] = SetOpt,
+    data: Optional[str] = typer.Option(None, "--data", "-d", hidden=True),
+) -> None:
+    """Distil a trained model into small, fast student towers from UNPAIRED image and sentence pools (DIME-FM).
+
+    OUT must be new, empty, or hold this same run; anything else needs --overwrite (or --resume)."""
+    from .config import DistillConfig
+    from .distill import distill as run_distill
+
+    if data:
+        raise typer.BadParameter(f"distill learns from unpaired pools, not from a paired --data source: give "
+                                 f"--images {data} and --texts {data} to use its images and its sentences "
+                                 "separately (their pairing is dropped)", param_hint="--data")
+    cfg = load_yaml(config, DistillConfig) if config else DistillConfig()
+    if set_:
+        cfg = apply_overrides(cfg, list(set_))
+    fields = {"teacher": str(teacher) if teacher else None, "images": list(images) if images else None,
+              "texts": list(texts) if texts else None, "student": student, "out": out, "val": val,
+              "train.epochs": epochs, "train.seed": seed, "store.root": store, "skip_bad": skip_bad or None}
+    for key, value in fields.items():
+        if value is not None:
+            set_field(cfg, key, value)
+    summary = run_distill(cfg, resume=resume, overwrite=overwrite)
+    typer.echo(f"student saved to {cfg.out} (best epoch {summary['best_epoch']}, {summary['train_seconds']:.0f} s; "
+               f"rows: {', '.join(f'{k}={v}' for k, v in summary['rows'].items())}); "
+               f"`latentfuse info --cost {cfg.out}` compares its cost")
 
 
 EVAL_HELP = """Evaluate a saved model (--model) or frozen encoder(s) (--frozen) on one or
@@ -349,8 +396,15 @@ def _store(store: Optional[str]) -> "StoreConfig":
 def info(
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Describe a saved model instead."),
     config: bool = typer.Option(False, "--config", help="List every config field with its default and doc."),
+    cost: Optional[Path] = typer.Option(None, "--cost", help="A saved model: FLOPs and CPU ms per item of each side."),
 ) -> None:
-    """Registered encoders, data sources and methods; or a saved model; or the config reference."""
+    """Registered encoders, data sources and methods; or a saved model; or its cost; or the config reference."""
+    if cost:
+        from .cost import cost_table, model_cost
+        from .model import load
+
+        typer.echo(cost_table(model_cost(load(cost))))
+        return
     if model:
         from .model import read_config
 
@@ -359,8 +413,13 @@ def info(
     if config:
         from .methods import METHODS, method_class
 
+        from .config import DistillConfig
+
         for key, default, doc in describe(RunConfig):
             typer.echo(f"{key:<24} {default:<36} {doc}")
+        typer.echo("\nlatentfuse distill (DistillConfig):")
+        for key, default, doc in describe(DistillConfig):
+            typer.echo(f"  {key:<22} {default:<36} {doc}")
         for name in METHODS.names():
             typer.echo(f"\nmethod.options when method.name={name}:")
             for key, default, doc in describe(method_class(name).config_cls):

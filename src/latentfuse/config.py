@@ -177,6 +177,34 @@ class RunConfig:
     """Directory of the saved JointModel (model.safetensors, config.json, README.md)."""
 
 
+@dataclass
+class DistillConfig:
+    """``latentfuse distill``: a trained JointModel (the teacher) → small student towers, from unpaired pools."""
+
+    teacher: str = ""
+    """Folder of the trained JointModel to distil."""
+    images: list[str] = field(default_factory=list)
+    """Image pools: source specs, SPEC or SPEC@SPLIT (default split: train, else the source's only split);
+    only their images are read."""
+    texts: list[str] = field(default_factory=list)
+    """Sentence pools (e.g. lines:FILE, flickr8k:DIR, sts-b); only their sentences are read, shuffled."""
+    student: str = "image=truncated:stride16,text=glove-transformer"
+    """Student towers, IMAGE,TEXT: image=truncated[:TAP] | pixels[:SIZE] | teacher and
+    text=glove-transformer[:LAYERS] | glove-bag | teacher."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """More `dime` method options (w_pvl, t_vl, width, ...; `latentfuse info --config` lists them)."""
+    val: str = ""
+    """A paired source whose val split picks the best checkpoint by retrieval ('' = the lowest loss)."""
+    val_split: str = "val"
+    """The split of `val` used for checkpoint selection."""
+    skip_bad: bool = False
+    """Skip unreadable images / empty sentences of the pools (recorded) instead of failing."""
+    store: StoreConfig = field(default_factory=StoreConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=256))
+    out: str = "runs/student"
+    """Directory of the saved student JointModel."""
+
+
 # ---------------------------------------------------------------- loading and dumping
 
 def load_yaml(path: str | Path, cls: type = RunConfig) -> Any:

@@ -81,3 +81,12 @@ def _beta_with(generator: torch.Generator, alpha: float) -> torch.Tensor:
     a = torch._standard_gamma(torch.full((1,), float(alpha)), generator=generator)
     b = torch._standard_gamma(torch.full((1,), float(alpha)), generator=generator)
     return (a / (a + b))[0]
+
+
+def distill_kl(teacher_logits: torch.Tensor, student_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher ‖ student) between row-wise softmaxes at ``temperature``, averaged over rows — DIME-FM's
+    ``compute_kl_loss``: ``KLDivLoss(batchmean)(log_softmax(student / T), softmax(teacher / T))``, with no T²
+    factor (the official code has none)."""
+    target = F.softmax(teacher_logits / temperature, dim=1)
+    log_input = F.log_softmax(student_logits / temperature, dim=1)
+    return F.kl_div(log_input, target, reduction="batchmean")

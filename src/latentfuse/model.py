@@ -118,12 +118,14 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
             from tqdm.auto import tqdm
 
             starts = tqdm(starts, desc=f"{encoder.name} {side}", unit="batch")
-        rows = [self.encode_features(side, self._frozen(side, encoder, list(inputs[i:i + batch_size])),
+        rows = [self.encode_features(side, self.frozen_inputs(side, list(inputs[i:i + batch_size])),
                                      normalize=normalize) for i in starts]
         return np.concatenate(rows) if rows else np.zeros((0, self.dim), dtype=np.float32)
 
-    def _frozen(self, side: str, encoder: Encoder, batch: list[Any]) -> Any:
-        """What the method reads for a batch of raw inputs: the pooled feature, or its token taps."""
+    def frozen_inputs(self, side: str, batch: list[Any]) -> Any:
+        """What the method reads for a batch of raw inputs: the pooled feature, or its token taps (only the
+        encoder stages those taps need run)."""
+        encoder = self.encoder(side)
         taps = self.method.side_taps(side)
         if not taps:
             return encoder.encode(batch)

@@ -61,12 +61,12 @@ def read_table(path: Path) -> Table:
                 return _read_jsonl(path, handle)
             return _read_delimited(path, handle, "," if kind == "csv" else "\t")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path.name}:{_first_undecodable_line(path)}: not UTF-8 text ({exc.reason})") from None
+        raise DataError(f"{path.name}:{first_undecodable_line(path)}: not UTF-8 text ({exc.reason})") from None
     except OSError as exc:
         raise DataError(f"{path.name}: cannot read ({exc.strerror or exc})") from None
 
 
-def _first_undecodable_line(path: Path) -> int:
+def first_undecodable_line(path: Path) -> int:
     """The 1-based line holding the first byte sequence that is not UTF-8 (only run on the error path)."""
     for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
         try:

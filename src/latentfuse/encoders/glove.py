@@ -18,6 +18,10 @@ Tokenisation, chosen to match how GloVe 6B's corpus was tokenised (Stanford/PTB 
    punctuation, only unknown words) gets the **zero vector**: it is still a row, in its place, and
    any cosine similarity with it is 0 once normalised (``F.normalize`` leaves it at zero).
 
+Tap ``words`` (for token students, e.g. DIME-FM's GloVe Transformer): the same known tokens' vectors, one
+token each in text order, (n, 50); a text with no known token gives one zero token, so it is a row in every
+form, as in ``encode``.
+
 Vectors load on the first ``encode`` (≈1 s); building the encoder and its ``dim`` cost nothing. The
 fingerprint is the digest of both packaged files plus the tokenisation settings above.
 """
@@ -32,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import ENCODERS
-from .base import Encoder, EncoderUnavailableError, Lazy, empty, make_fingerprint
+from .base import Encoder, EncoderUnavailableError, Lazy, Tap, empty, make_fingerprint
 from .text import check_texts
 from .weights import weights_identity
 
@@ -112,6 +116,21 @@ class GloveEncoder(Encoder):
             if rows:
                 out[i] = np.asarray(vectors[np.sort(rows)], dtype=np.float32).mean(0)
         return out
+
+
+    def taps(self) -> dict[str, Tap]:
+        return {"words": Tap("words", self.dim, None, "each known token's vector, in text order")}
+
+    def encode_taps(self, batch: Sequence[Any], taps: Sequence[str]) -> dict[str, list[np.ndarray]]:
+        self.check_taps(taps)
+        texts = check_texts(batch)
+        _, vectors = self._table()
+        words = []
+        for text in texts:
+            rows = self.rows(text)
+            words.append(np.asarray(vectors[rows], dtype=np.float32) if rows
+                         else np.zeros((1, self.dim), dtype=np.float32))
+        return {"words": words}
 
 
 @ENCODERS.register("glove-6b-50d", help="mean of GloVe 6B 50-d word vectors, lowercased (packaged, [glove] extra)")

@@ -70,6 +70,15 @@ class TokenFeatures:
             mask[i, :len(tokens)] = True
         return x, mask
 
+    @classmethod
+    def concat(cls, parts: list["TokenFeatures"]) -> "TokenFeatures":
+        """Several row sets of the same tap (one per pool) as one, without copying: their shards in order."""
+        widths = {part.channels for part in parts}
+        if len(widths) != 1:
+            raise StoreError(f"cannot join token features of different widths {sorted(widths)}")
+        return cls([i for part in parts for i in part.ids], [s for part in parts for s in part.shards],
+                   parts[0].manifest)
+
     def bytes_per_item(self) -> float:
         """Stored bytes per item (values + offsets), what a tap costs on disk."""
         total = sum(values.nbytes + offsets.nbytes for values, offsets in self.shards)

@@ -1,0 +1,269 @@
+"""``latentfuse distill``: a trained JointModel (the teacher) → a student JointModel of small towers, learnt from
+an UNPAIRED image pool and an UNPAIRED sentence pool (DIME-FM, ``methods/dime.py``).
+
+Data flow, the same seams as training: each pool's items go through the teacher's frozen encoder (feature
+store, cached) and the teacher's heads → the teacher's embeddings (the targets), and through the student's
+cheap encoder (a shallow tap of the same backbone, low-resolution pixels or GloVe; feature store, cached) →
+the student's inputs. The shared trainer then fits the student's towers; the student saves as a normal
+JointModel, whose sides run only the student's encoders.
+
+Pools are read one side each — ``--images`` reads only images, ``--texts`` only sentences — and a pool's own
+pairing (Flickr8k's captions of an image) is dropped: the two pools are shuffled independently and each
+image is given a random sentence partner (``unpaired``). An epoch is one pass over the larger pool.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import DistillConfig, dump_yaml
+from .data import Source, SplitData, build_source
+from .encoders import Encoder, build_encoder
+from .errors import ConfigError, DataError
+from .eval.retrieval import validate
+from .methods import build_method, make_config, method_class
+from .model import JointModel, SideSpec
+from .store import TapInputs, TokenFeatures, get_features, get_tokens, paired_features
+from .store.paired import PairedFeatures
+from .train import Trainer, seed_everything
+from .utils import atomic
+from .utils.outdir import output_dir
+
+log = logging.getLogger(__name__)
+GLOVE = "glove-6b-50d"
+
+
+@dataclass
+class Student:
+    """What ``--student`` means: the ``dime`` options and, per model side, the student's encoder."""
+
+    options: dict[str, Any]
+    encoders: dict[str, str]
+
+
+def parse_student(spec: str, teacher: JointModel) -> Student:
+    """``image=truncated:stride16,text=glove-transformer`` → dime options + side encoders (see DistillConfig)."""
+    image, text = teacher.side_for("image", purpose="distill"), teacher.side_for("text", purpose="distill")
+    parts = dict(_key_value(item, spec) for item in spec.split(",") if item.strip())
+    unknown = sorted(set(parts) - {"image", "text"})
+    if unknown:
+        raise ConfigError(f"--student {spec!r}: unknown tower {unknown[0]!r}; write image=KIND,text=KIND")
+    options: dict[str, Any] = {"image_side": image, "text_side": text, "dim": teacher.dim}
+    encoders = {}
+    kind, _, arg = parts.get("image", "truncated:stride16").partition(":")
+    if kind == "truncated":
+        options.update(image_student="attention", image_tap=arg or "stride16")
+        encoders[image] = teacher.sides[image].encoder
+        teacher.encoder(image).check_taps([options["image_tap"]])
+    elif kind == "pixels":
+        options["image_student"] = "conv"
+        encoders[image] = f"pixels:{arg or 96}"
+    elif kind == "teacher" and not arg:
+        options["image_student"] = "teacher"
+        encoders[image] = teacher.sides[image].encoder
+    else:
+        raise ConfigError(f"--student: image={parts['image']!r}; expected truncated[:TAP], pixels[:SIZE] or teacher")
+    kind, _, arg = parts.get("text", "glove-transformer").partition(":")
+    if kind == "glove-transformer":
+        options.update(text_student="transformer", text_tap="words", layers=_whole(arg or "1", "text layers"))
+        encoders[text] = GLOVE
+    elif kind == "glove-bag" and not arg:
+        options["text_student"] = "mlp"
+        encoders[text] = GLOVE
+    elif kind == "teacher" and not arg:
+        options["text_student"] = "teacher"
+        encoders[text] = teacher.sides[text].encoder
+    else:
+        raise ConfigError(f"--student: text={parts['text']!r}; expected glove-transformer[:LAYERS], glove-bag or "
+                          "teacher")
+    if "teacher" in (options["image_student"], options["text_student"]):
+        options["teacher"] = {"method": teacher.method.name, "method_config": teacher.method.config_dict(),
+                              "dims": teacher.method.dims}
+    return Student(options, encoders)
+
+
+def _key_value(item: str, spec: str) -> tuple[str, str]:
+    key, sep, value = item.strip().partition("=")
+    if not sep or not value:
+        raise ConfigError(f"--student {spec!r}: {item.strip()!r} is not TOWER=KIND (e.g. image=truncated:stride16)")
+    return key.strip(), value.strip()
+
+
+def _whole(text: str, what: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"--student: {what} must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+# ---------------------------------------------------------------- pools
+
+@dataclass
+class Pool:
+    """One side's training rows, concatenated over its pools: student inputs + teacher embeddings."""
+
+    ids: list[str]
+    inputs: np.ndarray | TokenFeatures
+    targets: np.ndarray
+    counts: dict[str, int]  # pool spec → rows it gave
+
+
+def pool_split(source: Source, split: str) -> str:
+    splits = source.splits()
+    if split:
+        source.check_split(split)
+        return split
+    if "train" in splits:
+        return "train"
+    if len(splits) == 1:
+        return splits[0]
+    raise DataError(f"{source.spec}: name the split to read, SPEC@SPLIT (splits: {', '.join(splits)})")
+
+
+def read_pools(specs: list[str], modality: str, side: str, teacher: JointModel, student: Encoder,
+               tap: str | None, config: DistillConfig, progress: bool) -> Pool:
+    """Every pool's items of ``modality``: the student's inputs and the teacher's embeddings, row-aligned."""
+    option = f"--{modality}s"
+    if not specs:
+        raise ConfigError(f"distill needs at least one {modality} pool: {option} SOURCE")
+    parts: list[tuple[list[str], Any, np.ndarray]] = []
+    counts: dict[str, int] = {}
+    for number, spec in enumerate(specs):
+        base, _, split = spec.rpartition("@") if "@" in spec else (spec, "", "")
+        source = build_source(base, skip_bad=config.skip_bad)
+        data = source.load(pool_split(source, split))
+        names = [s.name for s in data.sides if s.modality == modality and data.items[s.name]]
+        if not names:
+            have = ", ".join(f"{s.name} ({s.modality}, {len(data.items[s.name])} items)" for s in data.sides)
+            raise DataError(f"{option} {spec}: holds no {modality}s (its sides: {have}); {option} takes a source "
+                            f"of {modality}s")
+        for data_side in names:
+            ids, inputs, targets = _pool_side(source, data, data_side, side, teacher, student, tap, config, progress)
+            parts.append(([f"{number}:{i}" for i in ids], inputs, targets))
+            counts[spec] = counts.get(spec, 0) + len(ids)
+    ids = [i for part in parts for i in part[0]]
+    inputs = (TokenFeatures.concat([p[1] for p in parts]) if tap else np.concatenate([p[1] for p in parts]))
+    return Pool(ids, inputs, np.concatenate([p[2] for p in parts]), counts)
+
+
+def _pool_side(source: Source, data: SplitData, data_side: str, side: str, teacher: JointModel,
+               student: Encoder, tap: str | None, config: DistillConfig, progress: bool) -> tuple[list[str], Any, np.ndarray]:
+    """One data side of one pool: (ids, student inputs, teacher embeddings), the same rows in the same order."""
+    store, skip = config.store, config.skip_bad
+    teacher_taps = teacher.method.side_taps(side)
+    encoder = teacher.encoder(side)
+    if teacher_taps:
+        teacher_inputs: Any = TapInputs(get_tokens(source, data, data_side, encoder, teacher_taps, store,
+                                                   skip_bad=skip, progress=progress))
+        teacher_ids = teacher_inputs.ids
+    else:
+        features = get_features(source, data, data_side, encoder, store, skip_bad=skip, progress=progress)
+        teacher_inputs, teacher_ids = features.array, features.ids
+    targets = teacher.encode_features(side, teacher_inputs)
+    if tap:
+        inputs: Any = get_tokens(source, data, data_side, student, [tap], store, skip_bad=skip, progress=progress)[tap]
+        ids = inputs.ids
+    else:
+        features = get_features(source, data, data_side, student, store, skip_bad=skip, progress=progress)
+        inputs, ids = np.asarray(features.array, dtype=np.float32), features.ids
+    if ids != teacher_ids:  # only with --skip-bad, when the two encoders dropped different items
+        row = {item_id: r for r, item_id in enumerate(teacher_ids)}
+        if tap or any(i not in row for i in ids):
+            raise DataError(f"{source.spec} {data.split}/{data_side}: the teacher's and the student's encoders "
+                            "skipped different items; re-extract both with the same --skip-bad setting")
+        targets = targets[[row[i] for i in ids]]
+    return ids, inputs, targets
+
+
+def unpaired(n_images: int, n_texts: int, seed: int) -> np.ndarray:
+    """(rows, 2) random (image, sentence) partners, max(n_images, n_texts) rows: the larger pool is walked
+    once per epoch in shuffled order, the smaller one cycled through fresh permutations."""
+    rng = np.random.default_rng(seed)
+    n = max(n_images, n_texts)
+
+    def walk(k: int) -> np.ndarray:
+        return np.concatenate([rng.permutation(k) for _ in range(-(-n // k))])[:n]
+
+    return np.stack([walk(n_images), walk(n_texts)], axis=1).astype(np.int64)
+
+
+def _side_inputs(inputs: np.ndarray | TokenFeatures, tap: str | None) -> Any:
+    return TapInputs({tap: inputs}) if tap else torch.from_numpy(inputs)
+
+
+# ---------------------------------------------------------------- the job
+
+def distill_identity(config: DistillConfig) -> dict[str, Any]:
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "store")}
+
+
+def distill(config: DistillConfig, *, resume: bool = False, overwrite: bool = False,
+            progress: bool = True) -> dict[str, Any]:
+    """Teacher + pools → trained student, saved to ``config.out`` (the output-folder rule applies)."""
+    if not config.teacher:
+        raise ConfigError("distill needs --teacher MODEL (a trained JointModel folder)")
+    teacher = JointModel.load(config.teacher)
+    student = parse_student(config.student, teacher)
+    options = {**student.options, **config.options}
+    make_config("dime", options)  # typos in the options fail before any extraction
+    with output_dir(config.out, "distill-run", distill_identity(config), overwrite=overwrite, resume=resume,
+                    known_files=("distill.yaml", "model.safetensors")) as out:
+        return _distill(config, teacher, student, options, out, resume, progress)
+
+
+def _distill(config: DistillConfig, teacher: JointModel, student: Student, options: dict[str, Any], out: Path,
+             resume: bool, progress: bool) -> dict[str, Any]:
+    image, text = options["image_side"], options["text_side"]
+    encoders = {side: build_encoder(spec) for side, spec in student.encoders.items()}
+    taps = method_class("dime").wanted_taps(make_config("dime", options), {image: "image", text: "text"})
+    several = {side: names for side, names in taps.items() if len(names) > 1}
+    if several:  # a `teacher` tower over a teacher that fuses several taps (MMFuser)
+        raise ConfigError(f"distill: a student side reads one tap, but side(s) {sorted(several)} would need "
+                          f"{several}; distil that side too instead of keeping the teacher's tower")
+    pools = {side: read_pools(specs, modality, side, teacher, encoders[side], (taps.get(side) or [None])[0],
+                              config, progress)
+             for side, modality, specs in ((image, "image", config.images), (text, "text", config.texts))}
+    if progress:
+        log.info("pools: %s", "; ".join(f"{side} {len(p.ids)} rows ({', '.join(f'{k}: {n}' for k, n in p.counts.items())})"
+                                        for side, p in pools.items()))
+    one_tap = {side: (taps.get(side) or [None])[0] for side in (image, text)}
+    train = PairedFeatures(
+        sides=(image, text), x={side: _side_inputs(pools[side].inputs, one_tap[side]) for side in (image, text)},
+        ids={side: pools[side].ids for side in (image, text)},
+        pairs=unpaired(len(pools[image].ids), len(pools[text].ids), config.train.seed),
+        targets={side: torch.from_numpy(np.asarray(pools[side].targets, dtype=np.float32)) for side in (image, text)})
+    val = _val_features(config, encoders, taps, (image, text), progress) if config.val else None
+    seed_everything(config.train.seed)
+    method = build_method("dime", train.dims(), options)
+    result = Trainer(method, config.train, out, validate if val is not None else None).fit(
+        train, val, resume=resume, progress=progress)
+    sides = [SideSpec(side, teacher.sides[side].modality, encoders[side].name, encoders[side].fingerprint)
+             for side in (image, text)]
+    meta = {"distilled_from": {"teacher": str(config.teacher), "fingerprint": teacher.fingerprint},
+            "pools": {side: pools[side].counts for side in (image, text)},
+            "train_seconds": round(result.seconds, 2)}
+    model = JointModel(method, sides, meta)
+    model.save_pretrained(out)
+    atomic.write_text(out / "distill.yaml", dump_yaml(config))
+    summary = {"out": str(config.out), "best_epoch": result.best_epoch, "train_seconds": result.seconds,
+               "rows": {side: len(pools[side].ids) for side in (image, text)}}
+    atomic.write_json(out / "distill.json", summary)
+    return summary
+
+
+def _val_features(config: DistillConfig, encoders: dict[str, Encoder], taps: dict[str, list[str]],
+                  sides: tuple[str, str], progress: bool) -> PairedFeatures:
+    """The paired ``val`` source's split through the student's encoders: what picks the best checkpoint."""
+    source = build_source(config.val, skip_bad=config.skip_bad)
+    source.check_split(config.val_split)
+    names = [s.name for s in source.sides]
+    if sorted(names) != sorted(sides):
+        raise ConfigError(f"--val {config.val}: its sides {names} must be the model's sides {list(sides)}")
+    data = source.load(config.val_split)
+    return paired_features(source, data, encoders, config.store, skip_bad=config.skip_bad, progress=progress,
+                           taps=taps)
