@@ -165,7 +165,7 @@ def distill(
     texts: Optional[List[str]] = typer.Option(
         None, "--texts", help="Sentence pool: SOURCE or SOURCE@SPLIT, e.g. lines:FILE (repeatable)."),
     student: Optional[str] = typer.Option(
-        None, "--student", help="image=truncated[:TAP]|pixels[:SIZE]|teacher,"
+        None, "--student", help="image=truncated[:TAP[:SIZE]]|pixels[:SIZE]|teacher,"
         "text=glove-transformer[:LAYERS]|glove-bag|teacher (default image=truncated:stride16,text=glove-transformer)."),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="Where the student JointModel is saved."),
     val: Optional[str] = typer.Option(None, "--val", help="Paired source whose val split picks the best checkpoint."),

@@ -189,7 +189,7 @@ class DistillConfig:
     texts: list[str] = field(default_factory=list)
     """Sentence pools (e.g. lines:FILE, flickr8k:DIR, sts-b); only their sentences are read, shuffled."""
     student: str = "image=truncated:stride16,text=glove-transformer"
-    """Student towers, IMAGE,TEXT: image=truncated[:TAP] | pixels[:SIZE] | teacher and
+    """Student towers, IMAGE,TEXT: image=truncated[:TAP[:SIZE]] | pixels[:SIZE] | teacher and
     text=glove-transformer[:LAYERS] | glove-bag | teacher."""
     options: dict[str, Any] = field(default_factory=dict)
     """More `dime` method options (w_pvl, t_vl, width, ...; `latentfuse info --config` lists them)."""

@@ -30,8 +30,7 @@ class SideCost:
     encoder: str
     encoder_flops: float  # per item
     head_flops: float  # per item
-    ms_batch1: float  # per item, batch of 1
-    ms_batch64: float  # per item, batch of 64
+    ms_per_item: dict[int, float]  # batch size → median wall-clock ms per item
 
     @property
     def flops(self) -> float:
@@ -69,15 +68,17 @@ def sample_inputs(modality: str, n: int) -> list[Any]:
     return [SAMPLE_TEXT] * n
 
 
-def side_cost(model: Any, side: str, repeats: int = 10) -> SideCost:
-    """FLOPs per item (encoder, head) and ms per item at batch 1 and 64 for one side of a JointModel."""
+def side_cost(model: Any, side: str, repeats: int = 10, batches: tuple[int, ...] = (1, 64)) -> SideCost:
+    """FLOPs per item (encoder, head) and ms per item at each batch size for one side of a JointModel."""
     spec = model.sides[side]
     one = sample_inputs(spec.modality, 1)
     model.encode(side, one)  # build the encoder and load its weights outside every measurement
     encoder_flops = count_flops(lambda: model.frozen_inputs(side, one))
     total_flops = count_flops(lambda: model.encode(side, one), (model.method,))
+    latency = {batch: latency_ms(model, side, batch, repeats if batch == 1 else max(2, repeats // 5))
+               for batch in batches}
     return SideCost(side, spec.modality, spec.encoder, float(encoder_flops), float(total_flops - encoder_flops),
-                    latency_ms(model, side, 1, repeats), latency_ms(model, side, 64, max(2, repeats // 5)))
+                    latency)
 
 
 def latency_ms(model: Any, side: str, batch: int, repeats: int) -> float:
@@ -92,14 +93,16 @@ def latency_ms(model: Any, side: str, batch: int, repeats: int) -> float:
     return 1000 * statistics.median(times) / batch
 
 
-def model_cost(model: Any, repeats: int = 10) -> list[SideCost]:
-    return [side_cost(model, side, repeats) for side in model.sides]
+def model_cost(model: Any, repeats: int = 10, batches: tuple[int, ...] = (1, 64)) -> list[SideCost]:
+    return [side_cost(model, side, repeats, batches) for side in model.sides]
 
 
 def cost_table(costs: list[SideCost]) -> str:
     """Plain-text table: one row per side."""
-    header = f"{'side':<8} {'encoder':<24} {'encoder MFLOPs':>15} {'head MFLOPs':>12} {'total MFLOPs':>13} " \
-             f"{'ms/item b=1':>12} {'ms/item b=64':>13}"
-    rows = [f"{c.side:<8} {c.encoder:<24} {c.encoder_flops / 1e6:>15.1f} {c.head_flops / 1e6:>12.2f} "
-            f"{c.flops / 1e6:>13.1f} {c.ms_batch1:>12.2f} {c.ms_batch64:>13.3f}" for c in costs]
+    batches = sorted({b for c in costs for b in c.ms_per_item})
+    header = f"{'side':<8} {'encoder':<28} {'encoder MFLOPs':>15} {'head MFLOPs':>12} {'total MFLOPs':>13} " + \
+        " ".join(f"{f'ms/item b={b}':>13}" for b in batches)
+    rows = [f"{c.side:<8} {c.encoder:<28} {c.encoder_flops / 1e6:>15.1f} {c.head_flops / 1e6:>12.2f} "
+            f"{c.flops / 1e6:>13.1f} " + " ".join(f"{c.ms_per_item.get(b, float('nan')):>13.3f}" for b in batches)
+            for c in costs]
     return "\n".join([header, *rows])

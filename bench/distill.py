@@ -1,0 +1,185 @@
+"""DIME-FM on Flickr8k: a FuseMix teacher (efficientnet-lite0 + minilm-l6) distilled into small students from
+UNPAIRED pools (Flickr8k train images; Flickr8k train captions, shuffled, their pairing dropped), next to the
+same student architectures trained directly on the Flickr8k train pairs (FuseMix-style InfoNCE + mixup).
+
+    python -m bench.distill              # every row not finished yet, then the table + plot
+    python -m bench.distill --report     # table + plot of the rows finished so far (trains nothing)
+    python -m bench.distill --row PREFIX # only the rows whose label starts with PREFIX (e.g. --row teacher)
+    BENCH_DISTILL_EPOCHS=5 (default)     # epochs for every student row (one = one pass over 30k captions)
+
+Each row: Flickr8k test t2i / i2t R@1/5/10 (checkpoint chosen on Flickr8k val, as for the teacher),
+Fashion-MNIST test zero-shot top-1, and per side FLOPs per item (torch's FlopCounterMode) and CPU ms per
+item at batch 1 and 64, with the ratios to the teacher. The cost columns are measured at the end, for every
+row, in one process one after another, so their ratios are side by side. Results: runs/bench/distill.{json,md,png}.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from latentfuse.config import DataConfig, DistillConfig, MethodSpec, RunConfig, TrainConfig
+from latentfuse.cost import model_cost
+from latentfuse.distill import distill
+from latentfuse.eval.suite import Job
+from latentfuse.model import JointModel
+from latentfuse.utils import atomic
+
+from .common import RESULTS, flickr8k_dir
+from .flickr8k import cached_run
+from .lightcrl import cached_eval, fmt, metric
+
+EPOCHS = int(os.environ.get("BENCH_DISTILL_EPOCHS", "5"))
+OUT = RESULTS / "distill"
+TRUNCATED = "image=truncated:stride16:160,text=glove-transformer"
+PIXELS = "image=pixels:96,text=glove-transformer"
+STUDENT_TRAIN = {"batch_size": 256, "lr": 1e-3}
+# label → (kind, student spec, dime options); the comparisons the issue asks for first
+ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "teacher: FuseMix (efficientnet-lite0 + minilm-l6)": ("teacher", "", {}),
+    "truncated stride16 @160px + GloVe-Transformer, distilled": ("distill", TRUNCATED, {}),
+    "truncated stride16 @160px + GloVe-Transformer, trained on pairs": ("pairs", TRUNCATED, {}),
+    "truncated stride16 @160px, image tower only (teacher's text), distilled": (
+        "distill", "image=truncated:stride16:160,text=teacher", {}),
+    "pixels 96 px CNN + GloVe-Transformer, distilled": ("distill", PIXELS, {}),
+    "pixels 96 px CNN + GloVe-Transformer, trained on pairs": ("pairs", PIXELS, {}),
+    "ablation: VL only (no PVL, no cross)": ("distill", TRUNCATED, {"w_pvl": 0.0, "w_cross": 0.0}),
+    "ablation: VL + cross (no PVL)": ("distill", TRUNCATED, {"w_pvl": 0.0}),
+    "ablation: VL + PVL + cross + udist (w 0.3)": ("distill", TRUNCATED, {"w_udist": 0.3}),
+    "truncated stride16 @224px + GloVe-Transformer, distilled": (
+        "distill", "image=truncated:stride16,text=glove-transformer", {}),
+}
+EVAL_JOBS = [Job("zeroshot", "fashion-mnist")]
+HEADER = ["model", "t2i R@1/5/10", "i2t R@1/5/10", "FMNIST 0-shot", "image MFLOPs", "image ms b1 / b64",
+          "text MFLOPs", "text ms b1 / b64", "image latency vs teacher (b1 / b64)", "t2i R@5 vs teacher"]
+
+
+def slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in label).strip("-").replace("--", "-")[:60]
+
+
+def teacher_config(data: Path) -> RunConfig:
+    return RunConfig(data=DataConfig(source=f"flickr8k:{data}"), baselines=[], out=str(OUT / "teacher"))
+
+
+def train_row(label: str, data: Path) -> Path:
+    """Train (or reuse) one row's model; → its folder."""
+    kind, student, options = ROWS[label]
+    if kind == "teacher":
+        cached_run(teacher_config(data))
+        return OUT / "teacher"
+    out = OUT / slug(label)
+    if (out / "model.safetensors").exists() and (out / "bench-epochs").exists() \
+            and (out / "bench-epochs").read_text() == str(EPOCHS):
+        return out
+    if kind == "pairs":
+        student_options = {"image_student": "conv" if "pixels" in student else "attention",
+                           "text_student": "transformer", "objective": "contrastive", **options}
+        image = "pixels:96" if "pixels" in student else "efficientnet-lite0:size=160"
+        cached_run(RunConfig(data=DataConfig(source=f"flickr8k:{data}"), baselines=[],
+                             encoders={"image": image, "text": "glove-6b-50d"},
+                             method=MethodSpec("dime", student_options),
+                             train=TrainConfig(epochs=EPOCHS, **STUDENT_TRAIN), out=str(out)))
+    else:
+        distill(DistillConfig(teacher=str(OUT / "teacher"), images=[f"flickr8k:{data}@train"],
+                              texts=[f"flickr8k:{data}@train"], student=student, options=options,
+                              val=f"flickr8k:{data}", train=TrainConfig(epochs=EPOCHS, **STUDENT_TRAIN),
+                              out=str(out)), overwrite=True, progress=False)
+    atomic.write_text(out / "bench-epochs", str(EPOCHS))
+    return out
+
+
+def evaluate_row(label: str, folder: Path, data: Path) -> dict[str, Any]:
+    model = JointModel.load(folder)
+    reports = cached_eval(model, [Job("retrieval", f"flickr8k:{data}"), *EVAL_JOBS], folder / "bench-eval.json")
+    retrieval = next(r for r in reports if r["task"] == "retrieval")["metrics"]
+    return {"label": label, "folder": str(folder), "t2i": retrieval["t2i"], "i2t": retrieval["i2t"],
+            "zeroshot_top1": metric(reports, "zeroshot", "top1"), "epochs": EPOCHS,
+            "train_seconds": model.meta.get("train_seconds")}
+
+
+def measure_costs(results: list[dict[str, Any]]) -> None:
+    """Every row's cost, one model after another in this process: the ratios are side by side."""
+    for result in results:
+        costs = model_cost(JointModel.load(result["folder"]))
+        result["cost"] = {c.side: c.as_dict() for c in costs}  # ms_per_item keys become strings in JSON
+
+
+def table(results: list[dict[str, Any]]) -> list[list[str]]:
+    teacher = results[0]
+
+    def recalls(m: dict[str, float]) -> str:
+        return " / ".join(fmt(m[k]) for k in ("R@1", "R@5", "R@10"))
+
+    rows = []
+    for r in results:
+        image, text = r["cost"]["image"], r["cost"]["text"]
+        base = teacher["cost"]["image"]
+        rows.append([r["label"], recalls(r["t2i"]), recalls(r["i2t"]), fmt(r["zeroshot_top1"]),
+                     f"{image['flops'] / 1e6:.0f}", f"{image['ms_per_item'][1]:.1f} / {image['ms_per_item'][64]:.2f}",
+                     f"{text['flops'] / 1e6:.1f}", f"{text['ms_per_item'][1]:.2f} / {text['ms_per_item'][64]:.3f}",
+                     f"{image['ms_per_item'][1] / base['ms_per_item'][1]:.2f} / {image['ms_per_item'][64] / base['ms_per_item'][64]:.2f}",
+                     f"{100 * r['t2i']['R@5'] / teacher['t2i']['R@5']:.0f} %"])
+    return rows
+
+
+def markdown(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        x, y = r["cost"]["image"]["ms_per_item"][64], r["t2i"]["R@5"]
+        ax.scatter(x, y, marker="*" if r is results[0] else "o")
+        ax.annotate(r["label"][:48], (x, y), fontsize=6)
+    ax.set_xlabel("image side: CPU ms per image (batch 64, decode excluded)")
+    ax.set_ylabel("Flickr8k test t2i R@5")
+    ax.set_title(f"DIME-FM students vs teacher ({EPOCHS} student epochs)")
+    fig.tight_layout()
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=130)
+
+
+def main() -> None:
+    data = flickr8k_dir()
+    if data is None:
+        return
+    report_only = "--report" in sys.argv
+    only = sys.argv[sys.argv.index("--row") + 1] if "--row" in sys.argv else None  # e.g. --row teacher
+    results = []
+    for label in ROWS:
+        if only and not label.startswith(only):
+            continue
+        done = OUT / slug(label) / "row.json" if label != next(iter(ROWS)) else OUT / "teacher-row.json"
+        if done.exists() and json.loads(done.read_text()).get("epochs") == EPOCHS:
+            results.append(json.loads(done.read_text()))
+            continue
+        if report_only:
+            continue
+        print(f"── {label}", flush=True)
+        result = evaluate_row(label, train_row(label, data), data)
+        atomic.write_json(done, result)
+        results.append(result)
+    if only:
+        return
+    if not results or results[0]["label"] != next(iter(ROWS)):
+        print("the teacher row is not finished: run python -m bench.distill", file=sys.stderr)
+        return
+    measure_costs(results)
+    atomic.write_json(RESULTS / "distill.json", results)
+    atomic.write_text(RESULTS / "distill.md", markdown(table(results)) + "\n")
+    print(markdown(table(results)), flush=True)
+    plot(results, RESULTS / "distill.png")
+
+
+if __name__ == "__main__":
+    main()

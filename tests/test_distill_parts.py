@@ -1,0 +1,108 @@
+"""The pieces distillation adds: the lines: sentence pool, the pixels: encoder, GloVe's words tap, EfficientNet
+at another input size, the --student grammar, and FLOP counting by torch's counter."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from latentfuse.cost import count_flops, cost_table, model_cost
+from latentfuse.data import build_source
+from latentfuse.encoders import build_encoder
+from latentfuse.errors import ConfigError, DataError
+
+
+def test_lines_source_reads_one_sentence_per_line(tmp_path):
+    path = tmp_path / "s.txt"
+    path.write_text("  a dog runs  \n\n\t\nthe sky is blue\n")
+    source = build_source(f"lines:{path}")
+    data = source.load("all")
+    assert [(i.id, i.payload, i.origin) for i in data.items["text"]] == [
+        ("line/1", "a dog runs", "s.txt:1"), ("line/4", "the sky is blue", "s.txt:4")]
+    assert data.items["image"] == [] and data.pairs == []
+    before = source.fingerprint
+    path.write_text("another\n")
+    assert build_source(f"lines:{path}").fingerprint != before
+
+
+def test_lines_source_errors_name_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine\nalso fine\n\xff\xfe broken\n")
+    with pytest.raises(DataError, match=r"bad.txt:3: not UTF-8"):
+        build_source(f"lines:{bad}").load("all")
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n  \n")
+    with pytest.raises(DataError, match="no sentences"):
+        build_source(f"lines:{blank}").load("all")
+    with pytest.raises(DataError, match="not found"):
+        build_source(f"lines:{tmp_path / 'missing.txt'}")
+
+
+def test_pixels_encoder_is_the_images_own_low_resolution_pixels():
+    encoder = build_encoder("pixels:32")
+    white, black = np.full((40, 60, 3), 255, np.uint8), np.zeros((50, 50, 3), np.uint8)
+    x = encoder.encode([white, black])
+    assert x.shape == (2, 3 * 32 * 32) and x.dtype == np.float32
+    assert np.allclose(x[0], 1.0) and np.allclose(x[1], -1.0)
+    red = np.zeros((32, 32, 3), np.uint8)
+    red[..., 0] = 255
+    channels = encoder.encode([red]).reshape(3, 32, 32)  # channel-major, as the conv student reads it
+    assert np.allclose(channels[0], 1.0) and np.allclose(channels[1:], -1.0)
+    assert build_encoder("pixels:64").fingerprint != encoder.fingerprint
+    with pytest.raises(ConfigError, match="whole number"):
+        build_encoder("pixels:big")
+
+
+def test_glove_words_tap_holds_the_vectors_the_pooled_feature_averages():
+    glove = build_encoder("glove-6b-50d")
+    texts = ["A dog runs on the beach.", "zzzqqq !!", "well-known don't"]
+    words = glove.encode_taps(texts, ["words"])["words"]
+    assert [w.shape for w in words] == [(6, 50), (1, 50), (3, 50)]  # unknown-only text: one zero token
+    assert not words[1].any()
+    pooled = glove.encode(texts)
+    assert np.allclose(words[0].mean(0), pooled[0], atol=1e-6) and np.allclose(words[2].mean(0), pooled[2], atol=1e-6)
+
+
+def test_efficientnet_at_another_size_keeps_the_default_fingerprint_and_runs_fewer_flops():
+    default, small = build_encoder("efficientnet-lite0"), build_encoder("efficientnet-lite0:size=160")
+    assert default.name == "efficientnet-lite0" and small.name == "efficientnet-lite0:size=160"
+    assert small.fingerprint != default.fingerprint and small.preprocess.size == (160, 160)
+    image = [np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)]
+    full, cut = count_flops(lambda: default.encode(image)), count_flops(lambda: small.encode_taps(image, ["stride16"]))
+    assert 0.25 < cut / full < 0.4  # (160/224)² ≈ 0.51 of the pixels, ≈ 0.63 of the network's FLOPs
+    assert small.encode_taps(image, ["stride16"])["stride16"][0].shape == (49, 112)
+    with pytest.raises(ConfigError, match="size"):
+        build_encoder("efficientnet-lite0:size=abc")
+
+
+def test_flops_are_counted_by_torch_and_split_into_encoder_and_head(shapes):
+    linear = torch.nn.Linear(10, 20)
+    assert count_flops(lambda: linear(torch.randn(3, 10))) == 2 * 3 * 10 * 20
+    import latentfuse
+
+    teacher = latentfuse.load(shapes["model"])
+    costs = {c.side: c for c in model_cost(teacher, repeats=2, batches=(1, 4))}
+    encoder = build_encoder("efficientnet-lite0")
+    sample = [np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)]
+    assert costs["image"].encoder_flops == count_flops(lambda: encoder.encode(sample))
+    assert costs["image"].head_flops > 0 and costs["text"].encoder_flops > 0
+    assert set(costs["image"].ms_per_item) == {1, 4} and min(costs["image"].ms_per_item.values()) > 0
+    assert "efficientnet-lite0" in cost_table(list(costs.values()))
+
+
+def test_student_grammar_errors_say_what_is_expected(shapes):
+    import latentfuse
+    from latentfuse.distill import parse_student
+
+    teacher = latentfuse.load(shapes["model"])
+    student = parse_student("image=truncated:stride8:128,text=glove-bag", teacher)
+    assert student.encoders == {"image": "efficientnet-lite0:size=128", "text": "glove-6b-50d"}
+    assert student.options["image_tap"] == "stride8" and student.options["text_student"] == "mlp"
+    assert student.options["dim"] == teacher.dim
+    for spec, message in (("image=resnet", "expected truncated"), ("image=truncated:stride99", "no tap 'stride99'"),
+                          ("text=glove-transformer:zero", "whole number"), ("audio=x", "unknown tower 'audio'"),
+                          ("image", "not TOWER=KIND")):
+        with pytest.raises(ConfigError, match=message):
+            parse_student(spec, teacher)
+    kept = parse_student("image=pixels:64,text=teacher", teacher)
+    assert kept.encoders["text"] == "minilm-l6" and kept.options["teacher"]["method"] == "fusemix"
