@@ -231,5 +231,16 @@ def test_distill_cli_end_to_end_with_a_truncated_backbone(tmp_path, shapes):
     pairs = np.array([(index[row["image"]], j) for j, row in enumerate(rows)])
     metrics = retrieval_metrics(torch.from_numpy(images), torch.from_numpy(texts), pairs)
     assert metrics["b2a"]["R@5"] > 40  # text → image over 40 images: chance R@5 = 12.5
+    from shapes import is_match
+
+    from latentfuse.config import StoreConfig
+    from latentfuse.data import build_source
+    from latentfuse.index import Index
+
+    index = Index.create(tmp_path / "index", out)  # index and search take the student like any model
+    index.add_source(build_source(f"images:{shapes['images']}"), store=StoreConfig(root=str(shapes["store"])),
+                     progress=False)
+    hits = index.search(text="a red circle", k=5)
+    assert len(hits) == 5 and any(is_match(h.id, "red", "circle") for h in hits)
     report = CliRunner().invoke(app, ["info", "--cost", str(out)])
     assert report.exit_code == 0 and "efficientnet-lite0" in report.output and "glove-6b-50d" in report.output

@@ -136,7 +136,9 @@ def config_classes() -> list[type]:
     from latentfuse.methods import METHODS, method_class
     from latentfuse.serve.config import ServeConfig
 
-    found, todo = [], [RunConfig, ServeConfig, BackendConfig]
+    from latentfuse.config import DistillConfig
+
+    found, todo = [], [RunConfig, DistillConfig, ServeConfig, BackendConfig]
     todo += [method_class(name).config_cls for name in METHODS.names()]
     todo += [TASKS.get(name).options_cls for name in TASKS.names()]
     while todo:

@@ -200,7 +200,7 @@ class DistillConfig:
     skip_bad: bool = False
     """Skip unreadable images / empty sentences of the pools (recorded) instead of failing."""
     store: StoreConfig = field(default_factory=StoreConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=256))
+    train: TrainConfig = field(default_factory=TrainConfig)
     out: str = "runs/student"
     """Directory of the saved student JointModel."""
 
