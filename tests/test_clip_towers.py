@@ -88,3 +88,23 @@ def test_a_dual_tower_spec_must_pick_a_tower(tiny_clip):
         build_encoder(f"hf:{tiny_clip}")
     with pytest.raises(ConfigError, match="only #max_length"):
         build_encoder(f"hf:{tiny_clip}#image#cls")
+
+
+def test_the_text_tower_exposes_its_layers_as_taps(tiny_clip):
+    """MMFuser / token students on a CLIP text tower: each layer's hidden states at the text model's width
+    (32, not the 16-d projection), one token per word piece, equal to the checkpoint's own hidden states."""
+    from transformers import BertTokenizer, CLIPModel
+
+    encoder = build_encoder(f"hf:{tiny_clip}#text")
+    assert list(encoder.taps()) == ["layer0", "layer1", "layer2"]
+    assert encoder.taps()["layer2"].channels == 32 and encoder.dim == 16
+    texts = ["a cat sat on the mat", "a red car"]
+    got = encoder.encode_taps(texts, ["layer1", "layer2"])
+    tokens = BertTokenizer.from_pretrained(str(tiny_clip))(texts)
+    model = CLIPModel.from_pretrained(str(tiny_clip)).eval()
+    for i, ids in enumerate(tokens["input_ids"]):
+        with torch.inference_mode():
+            hidden = model.text_model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+        for tap, layer in (("layer1", 1), ("layer2", 2)):
+            assert got[tap][i].shape == (len(ids), 32)
+            np.testing.assert_allclose(got[tap][i], hidden[layer][0].numpy(), atol=1e-5)

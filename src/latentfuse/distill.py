@@ -5,7 +5,9 @@ Data flow, the same seams as training: each pool's items go through the teacher'
 store, cached) and the teacher's heads → the teacher's embeddings (the targets), and through the student's
 cheap encoder (a shallow tap of the same backbone, low-resolution pixels or GloVe; feature store, cached) →
 the student's inputs. The shared trainer then fits the student's towers; the student saves as a normal
-JointModel, whose sides run only the student's encoders.
+JointModel, whose sides run only the student's encoders. What is cached is what costs: the frozen encoders'
+outputs (the teacher's and the student's), in the feature store; the teacher's small heads are re-applied to
+the cached features on every run (seconds), so a retrained teacher never meets stale embeddings.
 
 Pools are read one side each — ``--images`` reads only images, ``--texts`` only sentences — and a pool's own
 pairing (Flickr8k's captions of an image) is dropped: the two pools are shuffled independently and each

@@ -193,14 +193,22 @@ class HFTowerImageEncoder(HFImageEncoder):
 class HFTowerTextEncoder(TransformerTextEncoder):
     """The text tower of a CLIP-style model, with its projection (``get_text_features``)."""
 
-    def taps(self) -> dict[str, Tap]:
-        return {}  # not yet: its hidden states live in model.text_model, at a width other than ``dim``
-
     def __init__(self, model_dir: Path, *, name: str, max_length: int = 256) -> None:
         config = read_json(model_dir / "config.json")
         text = config["text_config"]
         limit = int(text.get("max_position_embeddings", max_length))
         super().__init__(model_dir, name=name, max_length=min(max_length, limit), dim=tower_dim(config, "text"))
+        layers, width = text.get("num_hidden_layers"), hidden_size(text)
+        self._layers = layers if isinstance(layers, int) and width else None  # taps: the text model's layers
+        self._width = width or self.dim
+
+    @property
+    def _tap_width(self) -> int:
+        return self._width  # the text transformer's hidden size, before the projection to ``dim``
+
+    def _hidden_states(self, model: Any, inputs: dict[str, Any]) -> Any:
+        inputs = {k: v for k, v in inputs.items() if k != "token_type_ids"}
+        return model.text_model(**inputs, output_hidden_states=True).hidden_states
         self.pooling = "projection"
         if str(config.get("model_type", "")).startswith("siglip"):
             self._pad_to = self.max_length  # SigLIP pools the last position: pad as it was trained

@@ -124,9 +124,18 @@ class TransformerTextEncoder(Encoder):
         special tokens included, padding never stored."""
         if self._layers is None:
             return {}
-        return {f"layer{i}": Tap(f"layer{i}", self.dim, None,
+        return {f"layer{i}": Tap(f"layer{i}", self._tap_width, None,
                                  "token embeddings" if i == 0 else f"hidden states after block {i}")
                 for i in range(self._layers + 1)}
+
+    @property
+    def _tap_width(self) -> int:
+        """Channels of the hidden states (a tower with a projection has another width than ``dim``)."""
+        return self.dim
+
+    def _hidden_states(self, model: Any, inputs: dict[str, Any]) -> Any:
+        """Every layer's hidden states for one padded chunk (embeddings first)."""
+        return model(**inputs, output_hidden_states=True).hidden_states
 
     def encode_taps(self, batch: Sequence[Any], taps: Sequence[str]) -> dict[str, list[np.ndarray]]:
         """Hidden states of the requested layers, (length, dim) float32 per text, its true length."""
@@ -146,7 +155,7 @@ class TransformerTextEncoder(Encoder):
             for group in length_chunks([len(row) for row in ids], self.chunk_size, self.sort_by_length):
                 inputs = _pad([ids[i] for i in group], tokenizer.pad_token_id or 0,
                               None if types is None else [types[i] for i in group], self._pad_to)
-                hidden = model(**inputs, output_hidden_states=True).hidden_states
+                hidden = self._hidden_states(model, inputs)
                 for tap, layer in layers.items():
                     states = hidden[layer].float().numpy()
                     for row, item in enumerate(group):
