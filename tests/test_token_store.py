@@ -167,3 +167,21 @@ def test_info_lists_each_encoders_taps_with_shapes():
 
     out = CliRunner().invoke(app, ["info"]).output
     assert "efficientnet-lite0     stride16   (49, 112)" in out and "minilm-l6              layer6     (T, 384)" in out
+
+
+def test_a_subset_reads_its_rows_from_the_parent_splits_taps(tmp_path, monkeypatch):
+    """`data.limit` trials on token methods: the first N items come from the full split's cached taps, with
+    no encoder work and no second copy in the store."""
+    source = RaggedSource(50)
+    full = source.load("train")
+    parent = tokens_of(source, tmp_path / "store")
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("FAKE_ENCODER_LOG", str(log))
+    head = full.head(10)
+    got = get_tokens(source, head, "text_a", FakeTextEncoder("8"), ["words"], StoreConfig(str(tmp_path / "store"), 8, 16),
+                     parent=full, progress=False)["words"]
+    assert encoder_calls(log) == []
+    assert got.ids == [f"a{i}" for i in range(10)]
+    for row in range(10):
+        np.testing.assert_array_equal(got.item(row), parent.item(row))
+    assert not any(p.name.startswith(head.split) for p in (tmp_path / "store").rglob("*"))

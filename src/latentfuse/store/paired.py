@@ -107,7 +107,7 @@ def paired_features(source: Source, data: SplitData, encoders: dict[str, Encoder
     features: dict[str, Features | TapInputs] = {}
     for side, encoder in encoders.items():
         if taps.get(side):
-            features[side] = TapInputs(get_tokens(source, data, side, encoder, taps[side], store,
+            features[side] = TapInputs(get_tokens(source, data, side, encoder, taps[side], store, parent=parent,
                                                   skip_bad=skip_bad, progress=progress))
         else:
             features[side] = get_features(source, data, side, encoder, store, parent=parent, skip_bad=skip_bad,

@@ -25,7 +25,7 @@ from ..config import StoreConfig
 from ..data import Source, SplitData
 from ..encoders import Encoder
 from .extract import check_modality, encode_batches, refuse_skipped
-from .feature_store import FeatureStore, StoreError, read_shards
+from .feature_store import FeatureStore, StoreError, read_manifest, read_shards
 
 
 @dataclass
@@ -127,15 +127,26 @@ def tap_folder(tap: str, grid: int | None) -> str:
 
 
 def get_tokens(source: Source, data: SplitData, side: str, encoder: Encoder, taps: Sequence[str],
-               store: StoreConfig, *, skip_bad: bool = False, progress: bool = True) -> dict[str, TokenFeatures]:
+               store: StoreConfig, *, parent: SplitData | None = None, skip_bad: bool = False,
+               progress: bool = True) -> dict[str, TokenFeatures]:
     """Token features of ``taps`` for one side of a split: cached ones read, missing shards extracted in
     one pass of the encoder for every tap that lacks them (a killed run resumes at the first shard
-    some tap lacks)."""
+    some tap lacks). ``parent``: the full split ``data`` was taken from (``head``, ``subset``); when its
+    taps are complete in the store, the subset's rows are copied from them instead of encoding."""
     modality = check_modality(source, data, side, encoder)
     taps = encoder.check_taps(taps)
     specs = encoder.taps()
     grid = getattr(encoder, "tap_grid", None) if encoder.modality == "image" else None
     feature_store = FeatureStore(store.root)
+    if parent is not None and parent is not data:
+        parent_base = feature_store.directory(source.name, source.fingerprint, parent.split, side, encoder.name,
+                                              encoder.fingerprint)
+        rows = {tap: _rows_of_parent(parent_base / tap_folder(tap, grid), data, side) for tap in taps}
+        if all(features is not None for features in rows.values()):
+            if not skip_bad:
+                for tap_features in rows.values():
+                    refuse_skipped(tap_features, data, side)
+            return rows  # type: ignore[return-value]
     base = feature_store.directory(source.name, source.fingerprint, data.split, side, encoder.name,
                                    encoder.fingerprint)
     items = data.items[side]
@@ -153,6 +164,21 @@ def get_tokens(source: Source, data: SplitData, side: str, encoder: Encoder, tap
         for tap_features in features.values():
             refuse_skipped(tap_features, data, side)
     return features
+
+
+def _rows_of_parent(directory: Path, data: SplitData, side: str) -> TokenFeatures | None:
+    """``data``'s rows copied from a parent split's complete tap folder, or None when they are not all there."""
+    manifest = read_manifest(directory)
+    if manifest is None or not manifest.get("complete"):
+        return None
+    full = read_tokens(directory)
+    index = full.index()
+    skipped = {entry["id"] for entry in manifest.get("skipped", [])}
+    wanted = [item.id for item in data.items[side] if item.id not in skipped]
+    if any(item_id not in index for item_id in wanted):
+        return None
+    values, offsets = _ragged([full.item(index[item_id]) for item_id in wanted], full.channels)
+    return TokenFeatures(wanted, [(values, offsets)], manifest)
 
 
 def _extract_missing(encoder: Encoder, items: Sequence[Any], writers: dict[str, Any], store: StoreConfig,
