@@ -198,6 +198,9 @@ class HFTowerTextEncoder(TransformerTextEncoder):
         text = config["text_config"]
         limit = int(text.get("max_position_embeddings", max_length))
         super().__init__(model_dir, name=name, max_length=min(max_length, limit), dim=tower_dim(config, "text"))
+        self.pooling = "projection"
+        if str(config.get("model_type", "")).startswith("siglip"):
+            self._pad_to = self.max_length  # SigLIP pools the last position: pad as it was trained
         layers, width = text.get("num_hidden_layers"), hidden_size(text)
         self._layers = layers if isinstance(layers, int) and width else None  # taps: the text model's layers
         self._width = width or self.dim
@@ -209,9 +212,6 @@ class HFTowerTextEncoder(TransformerTextEncoder):
     def _hidden_states(self, model: Any, inputs: dict[str, Any]) -> Any:
         inputs = {k: v for k, v in inputs.items() if k != "token_type_ids"}
         return model.text_model(**inputs, output_hidden_states=True).hidden_states
-        self.pooling = "projection"
-        if str(config.get("model_type", "")).startswith("siglip"):
-            self._pad_to = self.max_length  # SigLIP pools the last position: pad as it was trained
 
     def _forward(self, model: Any, inputs: dict[str, Any]) -> Any:
         inputs = {k: v for k, v in inputs.items() if k != "token_type_ids"}
