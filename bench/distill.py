@@ -46,8 +46,8 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "pixels 96 px CNN + GloVe-Transformer, distilled": ("distill", PIXELS, {}),
     "pixels 96 px CNN + GloVe-Transformer, trained on pairs": ("pairs", PIXELS, {}),
     "ablation: VL only (no PVL, no cross)": ("distill", TRUNCATED, {"w_pvl": 0.0, "w_cross": 0.0}),
-    "ablation: VL + cross (no PVL)": ("distill", TRUNCATED, {"w_pvl": 0.0}),
     "ablation: VL + PVL + cross + udist (w 0.3)": ("distill", TRUNCATED, {"w_udist": 0.3}),
+    "ablation: VL + cross (no PVL)": ("distill", TRUNCATED, {"w_pvl": 0.0}),
     "truncated stride16 @224px + GloVe-Transformer, distilled": (
         "distill", "image=truncated:stride16,text=glove-transformer", {}),
 }
