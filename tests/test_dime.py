@@ -96,6 +96,13 @@ def test_the_total_is_the_weighted_sum_and_terms_switch_off():
     assert "cross" not in without
 
 
+def test_the_paper_preset_is_the_released_loss():
+    paper = make_config("dime", {"preset": "paper"})
+    assert (paper.logit_scale, paper.w_cross, paper.w_vl, paper.w_pvl, paper.w_udist) == (100.0, 0.0, 0.7, 0.3, 0.0)
+    assert (paper.t_vl, paper.t_pvl, paper.t_udist) == (1.0, 3.0, 7.0)
+    assert make_config("dime", {}).logit_scale == 0.0  # resolved to the teacher's own scale by `distill`
+
+
 def test_a_teacher_tower_is_frozen_and_adds_no_terms():
     teacher = build_method("fusemix", {"image": 12, "text": 9}, {"dim": 16, "hidden": 32})
     spec = {"method": "fusemix", "method_config": teacher.config_dict(), "dims": teacher.dims}
@@ -208,6 +215,8 @@ def test_distill_cli_end_to_end_with_a_truncated_backbone(tmp_path, shapes):
     assert result.exit_code == 0, result.output
     student = latentfuse.load(out)
     assert student.sides["image"].encoder == "efficientnet-lite0" and student.method.side_taps("image") == ["stride16"]
+    teacher_scale = float(latentfuse.load(shapes["model"]).method.logit_scale().detach())
+    assert student.method.config.logit_scale == pytest.approx(teacher_scale, rel=1e-3)  # the default: the teacher's
     assert student.sides["text"].encoder == "glove-6b-50d"
 
     ran = []

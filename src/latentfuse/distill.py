@@ -96,6 +96,16 @@ def parse_student(spec: str, teacher: JointModel) -> Student:
     return Student(options, encoders)
 
 
+def teacher_scale(teacher: JointModel) -> float:
+    """The logit scale the teacher learned (a contrastive method's 1/τ), else CLIP's 100: the similarity
+    scale its own training distributions had."""
+    scale = getattr(teacher.method, "logit_scale", None)
+    if isinstance(scale, torch.nn.Module):
+        with torch.no_grad():
+            return round(float(scale()), 4)
+    return 100.0
+
+
 def _key_value(item: str, spec: str) -> tuple[str, str]:
     key, sep, value = item.strip().partition("=")
     if not sep or not value:
@@ -218,7 +228,8 @@ def distill(config: DistillConfig, *, resume: bool = False, overwrite: bool = Fa
     teacher = JointModel.load(config.teacher)
     student = parse_student(config.student, teacher)
     options = {**student.options, **config.options}
-    make_config("dime", options)  # typos in the options fail before any extraction
+    if make_config("dime", options).logit_scale == 0:  # typos in the options fail here, before any extraction
+        options["logit_scale"] = teacher_scale(teacher)
     with output_dir(config.out, "distill-run", distill_identity(config), overwrite=overwrite, resume=resume,
                     known_files=("distill.yaml", "model.safetensors")) as out:
         return _distill(config, teacher, student, options, out, resume, progress)
