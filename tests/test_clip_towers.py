@@ -96,6 +96,7 @@ def test_the_text_tower_exposes_its_layers_as_taps(tiny_clip):
     from transformers import BertTokenizer, CLIPModel
 
     encoder = build_encoder(f"hf:{tiny_clip}#text")
+    assert encoder.pooling == "projection"  # part of the fingerprint: taps must not change how it pools
     assert list(encoder.taps()) == ["layer0", "layer1", "layer2"]
     assert encoder.taps()["layer2"].channels == 32 and encoder.dim == 16
     texts = ["a cat sat on the mat", "a red car"]
