@@ -1,8 +1,12 @@
-"""Shared helpers for benchmarks: where the shared data lives, and skipping cleanly when it is absent."""
+"""Shared helpers for benchmarks: where the shared data lives, skipping cleanly when it is absent, and the
+markdown tables and trade-off plots every benchmark writes."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Sequence
+
+from latentfuse.utils import atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -15,3 +19,38 @@ def flickr8k_dir() -> Path | None:
         print(f"skip: Flickr8k not found at {path}", file=sys.stderr)
         return None
     return path
+
+
+def fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"
+
+
+def recalls(metrics: dict[str, float]) -> str:
+    """``R@1 / R@5 / R@10`` of one retrieval direction."""
+    return " / ".join(fmt(metrics[k]) for k in ("R@1", "R@5", "R@10"))
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def scatter_plot(points: Sequence[tuple[float, float, str, str]], path: Path, xlabel: str, ylabel: str,
+                 title: str) -> None:
+    """A labelled scatter plot of (x, y, label, marker) points, written atomically as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for x, y, label, marker in points:
+        ax.scatter(x, y, marker=marker)
+        ax.annotate(label, (x, y), fontsize=6)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=130)
+    plt.close(fig)

@@ -27,9 +27,9 @@ from latentfuse.eval.suite import Job
 from latentfuse.model import JointModel
 from latentfuse.utils import atomic
 
-from .common import RESULTS, flickr8k_dir
+from .common import RESULTS, flickr8k_dir, fmt, markdown, recalls, scatter_plot
 from .flickr8k import cached_run
-from .lightcrl import cached_eval, fmt, metric
+from .lightcrl import cached_eval, metric
 
 EPOCHS = int(os.environ.get("BENCH_DISTILL_EPOCHS", "5"))
 OUT = RESULTS / "distill"
@@ -116,14 +116,10 @@ def measure_costs(results: list[dict[str, Any]]) -> None:
 
 def table(results: list[dict[str, Any]]) -> list[list[str]]:
     teacher = results[0]
-
-    def recalls(m: dict[str, float]) -> str:
-        return " / ".join(fmt(m[k]) for k in ("R@1", "R@5", "R@10"))
-
+    base = teacher["cost"]["image"]
     rows = []
     for r in results:
         image, text = r["cost"]["image"], r["cost"]["text"]
-        base = teacher["cost"]["image"]
         rows.append([r["label"], recalls(r["t2i"]), recalls(r["i2t"]), fmt(r["zeroshot_top1"]),
                      f"{image['flops'] / 1e6:.0f}", f"{image['ms_per_item'][1]:.1f} / {image['ms_per_item'][64]:.2f}",
                      f"{text['flops'] / 1e6:.1f}", f"{text['ms_per_item'][1]:.2f} / {text['ms_per_item'][64]:.3f}",
@@ -132,28 +128,11 @@ def table(results: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
-def markdown(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 def plot(results: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in results:
-        x, y = r["cost"]["image"]["ms_per_item"][64], r["t2i"]["R@5"]
-        ax.scatter(x, y, marker="*" if r is results[0] else "o")
-        ax.annotate(r["label"][:48], (x, y), fontsize=6)
-    ax.set_xlabel("image side: CPU ms per image (batch 64, decode excluded)")
-    ax.set_ylabel("Flickr8k test t2i R@5")
-    ax.set_title(f"DIME-FM students vs teacher ({EPOCHS} student epochs)")
-    fig.tight_layout()
-    with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130)
+    points = [(r["cost"]["image"]["ms_per_item"][64], r["t2i"]["R@5"], r["label"][:48], "*" if i == 0 else "o")
+              for i, r in enumerate(results)]
+    scatter_plot(points, path, "image side: CPU ms per image (batch 64, decode excluded)",
+                 "Flickr8k test t2i R@5", f"DIME-FM students vs teacher ({EPOCHS} student epochs)")
 
 
 def main() -> None:
@@ -183,8 +162,8 @@ def main() -> None:
         return
     measure_costs(results)
     atomic.write_json(RESULTS / "distill.json", results)
-    atomic.write_text(RESULTS / "distill.md", markdown(table(results)) + "\n")
-    print(markdown(table(results)), flush=True)
+    atomic.write_text(RESULTS / "distill.md", markdown(HEADER, table(results)) + "\n")
+    print(markdown(HEADER, table(results)), flush=True)
     plot(results, RESULTS / "distill.png")
 
 

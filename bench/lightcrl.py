@@ -26,7 +26,8 @@ from latentfuse.model import JointModel
 from latentfuse.config import TrainConfig
 from latentfuse.utils import atomic
 
-from .common import RESULTS, SHARED_DATA, flickr8k_dir
+from .common import RESULTS, SHARED_DATA, flickr8k_dir, fmt, markdown
+from .common import recalls as recalls_of
 from .flickr8k import cached_run
 
 IMAGE_TEXT_JOBS = [Job("zeroshot", "fashion-mnist"), Job("linear-probe", "fashion-mnist"),
@@ -61,10 +62,6 @@ def metric(reports: list[dict[str, Any]], task: str, *keys: str) -> float | None
     return None
 
 
-def fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f}"
-
-
 def image_text_rows(data: Path) -> list[list[str]]:
     rows = []
     frozen = frozen_model(["efficientnet-lite0", "minilm-l6"])
@@ -89,8 +86,7 @@ def image_text_row(label: str, retrieval: dict[str, Any] | None, reports: list[d
     def recalls(direction: str) -> str:
         if retrieval is None:
             return "—"
-        m = retrieval["metrics"][direction]
-        return " / ".join(fmt(m[k]) for k in ("R@1", "R@5", "R@10"))
+        return recalls_of(retrieval["metrics"][direction])
 
     zs = [metric(reports, "zeroshot", k) for k in ("top1", "top5")]
     return [label, recalls("t2i"), recalls("i2t"),
@@ -134,11 +130,6 @@ def side_label(side: str) -> str:
 
 def text_row(label: str, reports: list[dict[str, Any]]) -> list[str]:
     return [label, fmt(metric(reports, "sts", "spearman")), *pair_cells(reports)]
-
-
-def markdown(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def print_rows(header: list[str], rows: list[list[str]]) -> None:

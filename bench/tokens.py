@@ -32,9 +32,9 @@ from latentfuse.model import JointModel
 from latentfuse.store import TapInputs, get_tokens
 from latentfuse.utils import atomic
 
-from .common import RESULTS, flickr8k_dir
+from .common import RESULTS, flickr8k_dir, fmt, markdown, recalls, scatter_plot
 from .flickr8k import cached_run
-from .lightcrl import cached_eval, fmt, metric
+from .lightcrl import cached_eval, metric
 
 EPOCHS = int(os.environ.get("BENCH_TOKENS_EPOCHS", "5"))
 ALL_TAPS = ["stride8", "stride16", "stride32", "head"]
@@ -122,36 +122,16 @@ def evidence(model: JointModel, data: Path, n: int = 256) -> dict[str, Any]:
 
 
 def table(results: list[dict[str, Any]]) -> list[list[str]]:
-    def recalls(m: dict[str, float]) -> str:
-        return " / ".join(fmt(m[k]) for k in ("R@1", "R@5", "R@10"))
-
     return [[r["label"], recalls(r["t2i"]), recalls(r["i2t"]), fmt(r["zeroshot_top1"]), fmt(r["probe_accuracy"]),
              fmt(r["extra_bytes_per_item"] / 1024), fmt(r["train_seconds"]),
              "—" if r["peak_train_bytes"] is None else f"{r['peak_train_bytes'] / 2**30:.2f}"]
             for r in results]
 
 
-def markdown(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 def plot(results: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in results:
-        ax.scatter(r["extra_bytes_per_item"] / 1024, r["t2i"]["R@5"])
-        ax.annotate(r["label"], (r["extra_bytes_per_item"] / 1024, r["t2i"]["R@5"]), fontsize=6)
-    ax.set_xlabel("extra storage per item (KiB, token taps)")
-    ax.set_ylabel("Flickr8k test t2i R@5")
-    ax.set_title(f"Token features vs pooled, {EPOCHS} epochs each")
-    fig.tight_layout()
-    with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130)
+    points = [(r["extra_bytes_per_item"] / 1024, r["t2i"]["R@5"], r["label"], "o") for r in results]
+    scatter_plot(points, path, "extra storage per item (KiB, token taps)", "Flickr8k test t2i R@5",
+                 f"Token features vs pooled, {EPOCHS} epochs each")
 
 
 def main() -> None:
@@ -172,9 +152,9 @@ def main() -> None:
             print(f"── {label}", flush=True)
             subprocess.run([sys.executable, "-m", "bench.tokens", "--row", label], check=True)
         results.append(json.loads(done.read_text()))
-        print(markdown(table(results)), flush=True)
+        print(markdown(HEADER, table(results)), flush=True)
     atomic.write_json(RESULTS / "tokens.json", results)
-    atomic.write_text(RESULTS / "tokens.md", markdown(table(results)) + "\n")
+    atomic.write_text(RESULTS / "tokens.md", markdown(HEADER, table(results)) + "\n")
     plot(results, RESULTS / "tokens.png")
 
 

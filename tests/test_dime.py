@@ -160,7 +160,7 @@ def synthetic_world(n: int, seed: int, concepts: torch.Tensor) -> dict:
     return {"label": label, "image": image, "text": tokens, "teacher": teacher}
 
 
-def test_a_student_learns_the_teachers_space_from_unpaired_data():
+def test_a_student_learns_the_teachers_space_from_unpaired_data(tmp_path):
     concepts = torch.randn(40, 8, generator=torch.Generator().manual_seed(7))
     images, texts = synthetic_world(400, 1, concepts), synthetic_world(600, 2, concepts)  # unrelated draws
     train = PairedFeatures(("image", "text"),
@@ -169,7 +169,7 @@ def test_a_student_learns_the_teachers_space_from_unpaired_data():
                            unpaired(400, 600, 0), {"image": images["teacher"], "text": texts["teacher"]})
     torch.manual_seed(0)
     method = dime()
-    Trainer(method, TrainConfig(epochs=12, batch_size=64, lr=3e-3, threads=1), "/tmp/unused-dime-test").fit(
+    Trainer(method, TrainConfig(epochs=12, batch_size=64, lr=3e-3, threads=1), tmp_path).fit(
         train, None, progress=False)
     test = synthetic_world(200, 3, concepts)  # paired now: image i and sentence i share a concept
     method.eval()

@@ -29,6 +29,7 @@ from .data import Source, SplitData, build_source
 from .encoders import Encoder, build_encoder
 from .errors import ConfigError, DataError
 from .eval.retrieval import validate
+from .eval.tasks import resolve_split
 from .methods import build_method, make_config, method_class
 from .model import JointModel, SideSpec
 from .store import TapInputs, TokenFeatures, get_features, get_tokens, paired_features
@@ -131,18 +132,6 @@ class Pool:
     counts: dict[str, int]  # pool spec → rows it gave
 
 
-def pool_split(source: Source, split: str) -> str:
-    splits = source.splits()
-    if split:
-        source.check_split(split)
-        return split
-    if "train" in splits:
-        return "train"
-    if len(splits) == 1:
-        return splits[0]
-    raise DataError(f"{source.spec}: name the split to read, SPEC@SPLIT (splits: {', '.join(splits)})")
-
-
 def read_pools(specs: list[str], modality: str, side: str, teacher: JointModel, student: Encoder,
                tap: str | None, config: DistillConfig, progress: bool) -> Pool:
     """Every pool's items of ``modality``: the student's inputs and the teacher's embeddings, row-aligned."""
@@ -154,7 +143,7 @@ def read_pools(specs: list[str], modality: str, side: str, teacher: JointModel, 
     for number, spec in enumerate(specs):
         base, _, split = spec.rpartition("@") if "@" in spec else (spec, "", "")
         source = build_source(base, skip_bad=config.skip_bad)
-        data = source.load(pool_split(source, split))
+        data = source.load(resolve_split(source, split, preferred="train", how="as SPEC@SPLIT"))
         names = [s.name for s in data.sides if s.modality == modality and data.items[s.name]]
         if not names:
             have = ", ".join(f"{s.name} ({s.modality}, {len(data.items[s.name])} items)" for s in data.sides)
@@ -244,13 +233,12 @@ def _distill(config: DistillConfig, teacher: JointModel, student: Student, optio
     if several:  # a `teacher` tower over a teacher that fuses several taps (MMFuser)
         raise ConfigError(f"distill: a student side reads one tap, but side(s) {sorted(several)} would need "
                           f"{several}; distil that side too instead of keeping the teacher's tower")
-    pools = {side: read_pools(specs, modality, side, teacher, encoders[side], (taps.get(side) or [None])[0],
-                              config, progress)
+    one_tap = {side: (taps.get(side) or [None])[0] for side in (image, text)}
+    pools = {side: read_pools(specs, modality, side, teacher, encoders[side], one_tap[side], config, progress)
              for side, modality, specs in ((image, "image", config.images), (text, "text", config.texts))}
     if progress:
         log.info("pools: %s", "; ".join(f"{side} {len(p.ids)} rows ({', '.join(f'{k}: {n}' for k, n in p.counts.items())})"
                                         for side, p in pools.items()))
-    one_tap = {side: (taps.get(side) or [None])[0] for side in (image, text)}
     train = PairedFeatures(
         sides=(image, text), x={side: _side_inputs(pools[side].inputs, one_tap[side]) for side in (image, text)},
         ids={side: pools[side].ids for side in (image, text)},

@@ -89,17 +89,18 @@ def task_names() -> list[str]:
     return TASKS.names()
 
 
-def resolve_split(source: Source, split: str | None) -> str:
-    """``split`` if given; else ``test`` when present, else the source's only split."""
+def resolve_split(source: Source, split: str | None, preferred: str = "test", how: str = "with --split") -> str:
+    """``split`` if given; else ``preferred`` when present, else the source's only split. ``how`` says in
+    the error how the user names a split."""
     available = source.splits()
     if split:
         source.check_split(split)
         return split
-    if "test" in available:
-        return "test"
+    if preferred in available:
+        return preferred
     if len(available) == 1:
         return available[0]
-    raise DataError(f"{source.spec}: no 'test' split; pick one with --split ({', '.join(available)})")
+    raise DataError(f"{source.spec}: no {preferred!r} split; pick one {how} ({', '.join(available)})")
 
 
 def base_report(task_name: str, model: JointModel, source: Source, split: str, **extra: Any) -> dict[str, Any]:
