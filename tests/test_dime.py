@@ -139,10 +139,10 @@ def test_trainer_hands_the_batch_rows_of_the_targets_to_the_method():
     x = {"a": torch.arange(5.0)[:, None], "b": torch.arange(3.0)[:, None] + 10}
     targets = {"a": torch.arange(5.0)[:, None] * 100, "b": torch.arange(3.0)[:, None] * 1000}
     data = PairedFeatures(("a", "b"), x, {"a": list("vwxyz"), "b": list("pqr")}, np.array([[4, 0], [1, 2]]), targets)
-    got = data.batch(torch.tensor([[4, 0], [1, 2]]))
-    assert got["a"].flatten().tolist() == [4.0, 1.0] and got["b"].flatten().tolist() == [10.0, 12.0]
-    assert got["targets"]["a"].flatten().tolist() == [400.0, 100.0]
-    assert got["targets"]["b"].flatten().tolist() == [0.0, 2000.0]
+    got = data.batch(torch.tensor([1, 0]))  # positions in pairs: (1, 2) then (4, 0)
+    assert got["a"].flatten().tolist() == [1.0, 4.0] and got["b"].flatten().tolist() == [12.0, 10.0]
+    assert got["targets"]["a"].flatten().tolist() == [100.0, 400.0]
+    assert got["targets"]["b"].flatten().tolist() == [2000.0, 0.0]
     with pytest.raises(Exception, match="one row per input row"):
         PairedFeatures(("a", "b"), x, {"a": [], "b": []}, np.zeros((0, 2), int), {"a": torch.zeros(2, 1)})
 

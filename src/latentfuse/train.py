@@ -121,15 +121,15 @@ class Trainer:
             self.log_path.unlink(missing_ok=True)
             for name in ("best.pt", "last.pt"):
                 (self.ckpt_dir / name).unlink(missing_ok=True)
-        pairs = torch.from_numpy(train.pairs)
         writer = _tensorboard(self.out_dir) if cfg.tensorboard else None
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
             method.train()
-            order = torch.randperm(len(pairs), generator=generator)
+            method.begin_epoch(epoch, cfg.epochs)
+            order = torch.randperm(len(train), generator=generator)
             losses = []
             for step in range(steps_per_epoch):
-                idx = pairs[order[step * cfg.batch_size:(step + 1) * cfg.batch_size]]
-                loss, extras = method.loss(train.batch(idx))
+                positions = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                loss, extras = method.loss(train.batch(positions))
                 value = float(loss.detach())  # the step's one device sync: checked here, logged below
                 if not math.isfinite(value):
                     raise self._diverged(epoch, step + 1, steps_per_epoch, value, state["best_epoch"])
@@ -148,7 +148,7 @@ class Trainer:
             record["seconds"] = state["elapsed"] + time.perf_counter() - started
             state["history"].append(record)
             check_finite(method, f"epoch {epoch}")
-            if score > state["best_score"]:
+            if method.selectable and score > state["best_score"]:
                 state.update(best_score=score, best_epoch=epoch)
                 self._save("best.pt", {"model": method.state_dict(), "epoch": epoch, "score": score})
             state["epoch"] = epoch
@@ -160,6 +160,9 @@ class Trainer:
                         writer.add_scalar(key, value, epoch)
             if progress:
                 _print_epoch(record, cfg.select, cfg.epochs)
+        if state["best_epoch"] < 1 and state["epoch"] >= 1:
+            raise TrainingError(f"{self.out_dir}: none of the {state['epoch']} epochs could become the best checkpoint: "
+                                f"{method.name}'s warm-up phase covered them all; raise train.epochs")
         if state["best_epoch"] < 1:
             raise TrainingError(f"{self.out_dir}: no epoch was trained (train.epochs={cfg.epochs}, "
                                 f"already at epoch {state['epoch']}); nothing to publish")

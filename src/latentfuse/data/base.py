@@ -36,7 +36,11 @@ class Item:
 
 @dataclass
 class SplitData:
-    """Everything one split holds. ``skipped`` lists ``(id, reason)`` for rows dropped by ``skip_bad``."""
+    """Everything one split holds. ``skipped`` lists ``(id, reason)`` for rows dropped by ``skip_bad``.
+
+    ``labels`` names one class per *item* (zero-shot and linear-probe tasks); ``tags`` gives a multi-label
+    target per *pair* over the vocabulary ``tag_names`` (a classifier of image + text, e.g. DynMM), since
+    what a pair is labelled with may depend on both of its items."""
 
     split: str
     sides: tuple[Side, Side]
@@ -44,6 +48,8 @@ class SplitData:
     pairs: list[tuple[str, str]]  # (id on sides[0], id on sides[1])
     labels: dict[str, str] = field(default_factory=dict)  # item id -> class name, for labelled sets
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    tag_names: tuple[str, ...] = ()  # the label vocabulary of a multi-label task, in order (() = none)
+    tags: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)  # pair -> its labels
 
     def head(self, n: int) -> "SplitData":
         """The first ``n`` items of the first side, with everything paired to them: a quick-trial subset."""
@@ -65,7 +71,8 @@ class SplitData:
         items = {side: [it for it in self.items[side] if it.id in keep],
                  other: [it for it in self.items[other] if it.id in partners]}
         labels = {k: v for k, v in self.labels.items() if k in keep or k in partners}
-        return SplitData(name, self.sides, items, pairs, labels, list(self.skipped))
+        tags = {pair: self.tags[pair] for pair in pairs if pair in self.tags}
+        return SplitData(name, self.sides, items, pairs, labels, list(self.skipped), self.tag_names, tags)
 
     def side_for(self, modality: str, preferred: str = "", where: str = "") -> str:
         """The data side holding ``modality``: the one named ``preferred`` (e.g. the model side's name) when

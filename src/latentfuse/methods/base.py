@@ -101,6 +101,16 @@ class Method(nn.Module):
     def fit(self, train: PairedFeatures) -> None:
         """Closed-form fitting for baselines; trainable methods leave this alone."""
 
+    def begin_epoch(self, epoch: int, epochs: int) -> None:
+        """Called by the trainer before each epoch (1-based, of ``epochs``), also when a run resumes: a staged
+        method switches phase or anneals a temperature here, from the epoch alone, so resume needs no state."""
+
+    @property
+    def selectable(self) -> bool:
+        """Whether the current epoch's weights may become the best checkpoint; a staged method's warm-up
+        phase (e.g. DynMM's experts trained before its gate) may not."""
+        return True
+
     def config_dict(self) -> dict[str, Any]:
         return asdict(self.config)
 

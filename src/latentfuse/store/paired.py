@@ -8,6 +8,9 @@ and the evaluators slice both the same way, and a method receives, per side, a t
 ``targets`` holds what a method learns *towards* but never reads as input — per side, one row per input
 row (a teacher's embeddings for distillation). The trainer hands a batch's rows of them to the method as
 ``batch["targets"][side]``; evaluation never sees them, so a model is scored on its inputs alone.
+
+``labels`` is the multi-hot target of each *pair* over ``label_names`` (from ``SplitData.tags``): what a
+classifier of both sides (DynMM) is trained and scored on; ``batch["labels"]`` carries a batch's rows.
 """
 from __future__ import annotations
 
@@ -40,8 +43,13 @@ class PairedFeatures:
     ids: dict[str, list[str]]
     pairs: np.ndarray  # int64 (P, 2)
     targets: dict[str, torch.Tensor] = field(default_factory=dict)  # side → (rows of x[side], ...) float32
+    labels: torch.Tensor | None = None  # (P, len(label_names)) float32 multi-hot, one row per pair
+    label_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.labels is not None and tuple(self.labels.shape) != (len(self.pairs), len(self.label_names)):
+            raise DataError(f"labels must be (pairs, label names) = ({len(self.pairs)}, {len(self.label_names)}); "
+                            f"got {tuple(self.labels.shape)}")
         for side, target in self.targets.items():
             if side not in self.x or len(target) != len(self.x[side]):
                 raise DataError(f"targets of side {side!r} must have one row per input row of a side "
@@ -51,13 +59,15 @@ class PairedFeatures:
     def build(cls, data: SplitData, features: dict[str, Features | TapInputs]) -> "PairedFeatures":
         a, b = (side.name for side in data.sides)
         rows_a, rows_b = (_index(features[s].ids) for s in (a, b))
-        pairs = np.array([(rows_a[i], rows_b[j]) for i, j in data.pairs if i in rows_a and j in rows_b],
-                         dtype=np.int64).reshape(-1, 2)
+        kept = [(i, j) for i, j in data.pairs if i in rows_a and j in rows_b]
+        pairs = np.array([(rows_a[i], rows_b[j]) for i, j in kept], dtype=np.int64).reshape(-1, 2)
         if len(pairs) == 0:
             raise DataError(f"split {data.split!r} has no usable pairs between {a!r} and {b!r}")
         x = {s: features[s] if isinstance(features[s], TapInputs)
              else torch.from_numpy(np.asarray(features[s].array, dtype=np.float32)) for s in (a, b)}
-        return cls(sides=(a, b), x=x, ids={s: features[s].ids for s in (a, b)}, pairs=pairs)
+        labels = multi_hot([data.tags.get(pair, ()) for pair in kept], data.tag_names) if data.tag_names else None
+        return cls(sides=(a, b), x=x, ids={s: features[s].ids for s in (a, b)}, pairs=pairs, labels=labels,
+                   label_names=data.tag_names)
 
     def dims(self) -> dict[str, Any]:
         """Per side: the pooled width, or {tap: channels} for token inputs."""
@@ -67,18 +77,34 @@ class PairedFeatures:
         """A batch of one side's inputs: a tensor, or {tap: (tokens, mask)}."""
         return take(self.x[side], rows)
 
-    def batch(self, pair_rows: torch.Tensor) -> dict[str, Any]:
-        """What a method's ``loss`` receives for these pairs: each side's inputs, plus ``"targets"``
-        ({side: rows of its targets}) when the data has targets."""
+    def batch(self, positions: torch.Tensor) -> dict[str, Any]:
+        """What a method's ``loss`` receives for the pairs at ``positions`` (indices into ``pairs``): each
+        side's inputs, plus ``"targets"`` ({side: rows of its targets}) and ``"labels"`` (the pairs'
+        multi-hot rows) when the data has them."""
         a, b = self.sides
+        pair_rows = torch.from_numpy(self.pairs)[positions]
         rows = {a: pair_rows[:, 0], b: pair_rows[:, 1]}
         out: dict[str, Any] = {side: self.take(side, rows[side]) for side in (a, b)}
         if self.targets:
             out["targets"] = {side: target[rows[side]] for side, target in self.targets.items()}
+        if self.labels is not None:
+            out["labels"] = self.labels[positions]
         return out
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+
+def multi_hot(label_sets: Sequence[Sequence[str]], names: Sequence[str]) -> torch.Tensor:
+    """(len(label_sets), len(names)) float32: 1 where a set holds the name; a name outside ``names`` is an error."""
+    column = {name: k for k, name in enumerate(names)}
+    out = torch.zeros(len(label_sets), len(names))
+    for row, labels in enumerate(label_sets):
+        for label in labels:
+            if label not in column:
+                raise DataError(f"label {label!r} is not in the label vocabulary ({', '.join(names)})")
+            out[row, column[label]] = 1.0
+    return out
 
 
 def take(x: SideInputs, rows: Any) -> Any:
