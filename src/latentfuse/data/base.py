@@ -109,6 +109,12 @@ class Source:
         """Changes whenever the content changes; part of every feature-cache key."""
         raise NotImplementedError
 
+    @property
+    def feature_namespace(self) -> str:
+        """The name this source's features are cached under: a source that only relabels another's items
+        (``flickr8k-tags`` over ``flickr8k``) shares that source's cache instead of encoding them again."""
+        return self.name
+
     def splits(self) -> list[str]:
         raise NotImplementedError
 

@@ -109,7 +109,7 @@ def refuse_skipped(features: Any, data: SplitData, side: str) -> None:
 def _rows_of_parent(store: FeatureStore, source: Source, parent: SplitData, data: SplitData, side: str,
                     encoder: Encoder) -> Features | None:
     """``data``'s rows from the parent split's complete cached features, or None when they are not all there."""
-    directory = store.directory(source.name, source.fingerprint, parent.split, side, encoder.name,
+    directory = store.directory(source.feature_namespace, source.fingerprint, parent.split, side, encoder.name,
                                 encoder.fingerprint)
     manifest = read_manifest(directory)
     if manifest is None or not manifest.get("complete"):
@@ -128,7 +128,7 @@ def _extract(source: Source, data: SplitData, side: str, encoder: Encoder, store
              batch_size: int, shard_size: int, skip_bad: bool, progress: bool) -> Features:
     modality = data.side(side).modality
     items = data.items[side]
-    directory = store.directory(source.name, source.fingerprint, data.split, side, encoder.name,
+    directory = store.directory(source.feature_namespace, source.fingerprint, data.split, side, encoder.name,
                                 encoder.fingerprint)
     header = {"dataset": source.spec, "dataset_fingerprint": source.fingerprint, "split": data.split,
               "side": side, "modality": modality, "encoder": encoder.name,

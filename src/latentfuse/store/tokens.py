@@ -139,7 +139,7 @@ def get_tokens(source: Source, data: SplitData, side: str, encoder: Encoder, tap
     grid = getattr(encoder, "tap_grid", None) if encoder.modality == "image" else None
     feature_store = FeatureStore(store.root)
     if parent is not None and parent is not data:
-        parent_base = feature_store.directory(source.name, source.fingerprint, parent.split, side, encoder.name,
+        parent_base = feature_store.directory(source.feature_namespace, source.fingerprint, parent.split, side, encoder.name,
                                               encoder.fingerprint)
         rows = {tap: _rows_of_parent(parent_base / tap_folder(tap, grid), data, side) for tap in taps}
         if all(features is not None for features in rows.values()):
@@ -147,7 +147,7 @@ def get_tokens(source: Source, data: SplitData, side: str, encoder: Encoder, tap
                 for tap_features in rows.values():
                     refuse_skipped(tap_features, data, side)
             return rows  # type: ignore[return-value]
-    base = feature_store.directory(source.name, source.fingerprint, data.split, side, encoder.name,
+    base = feature_store.directory(source.feature_namespace, source.fingerprint, data.split, side, encoder.name,
                                    encoder.fingerprint)
     items = data.items[side]
     writers = {}
