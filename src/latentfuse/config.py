@@ -153,7 +153,8 @@ class TrainConfig:
     seed: Annotated[int, Range(0, 2**32 - 1)] = 0  # numpy's seed range
     """Seeds torch, numpy and python; same seed + data gives the same run."""
     select: str = "rsum"
-    """Validation metric that picks the best checkpoint: rsum, or e.g. b2a/R@5."""
+    """Validation metric that picks the best checkpoint: rsum, or e.g. b2a/R@5; a classifier (no rsum) reads
+    the default as its own metric, f1/micro."""
     threads: NonNegative = 0
     """Torch threads (0 = all cores)."""
     tensorboard: bool = False

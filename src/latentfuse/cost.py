@@ -68,6 +68,17 @@ def sample_inputs(modality: str, n: int) -> list[Any]:
     return [SAMPLE_TEXT] * n
 
 
+def encoder_flops(encoder: Any, tap: str = "") -> float:
+    """FLOPs per item of a frozen encoder on one sample input: its pooled feature, or only the stages up to
+    ``tap`` (what a model that reads that tap really runs)."""
+    one = sample_inputs(encoder.modality, 1)
+    if tap:
+        encoder.encode_taps(one, [tap])  # build and load outside the count
+        return float(count_flops(lambda: encoder.encode_taps(one, [tap])))
+    encoder.encode(one)
+    return float(count_flops(lambda: encoder.encode(one)))
+
+
 def side_cost(model: Any, side: str, repeats: int = 10, batches: tuple[int, ...] = (1, 64)) -> SideCost:
     """FLOPs per item (encoder, head) and ms per item at each batch size for one side of a JointModel."""
     spec = model.sides[side]

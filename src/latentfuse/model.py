@@ -96,6 +96,9 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
     def encode_features(self, side: str, features: Any, chunk: int = 1024, normalize: bool = True) -> np.ndarray:
         """Joint embeddings from already-extracted frozen features (the cached path): a pooled matrix, or the
         side's token taps (``store.TapInputs``)."""
+        if self.method.task != "embedding":
+            raise ModelError(f"a {self.method.name} model classifies pairs and has no embedding space: use "
+                             "model.predict(images=..., texts=...)")
         x = features if isinstance(features, TapInputs) else torch.as_tensor(np.asarray(features, dtype=np.float32))
         out = [self.method.encode(side, take(x, slice(i, i + chunk)), normalize=normalize)
                for i in range(0, len(x), chunk)]
@@ -131,6 +134,70 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
             return encoder.encode(batch)
         return TapInputs({tap: in_memory_tokens(items, encoder.taps()[tap].channels)
                           for tap, items in encoder.encode_taps(batch, taps).items()})
+
+    @torch.inference_mode()
+    def predict(self, images: Any, texts: str | Sequence[str], *, batch_size: int = 64,
+                threshold: float = 0.5) -> dict[str, Any]:
+        """A classifier's labels for (image, text) pairs: ``labels`` (names per pair), ``scores`` (n, labels)
+        sigmoid, ``experts`` (the expert each pair went to), ``mflops_per_sample`` (counted FLOPs of what ran).
+
+        A dynamic model runs the cheap side for every pair, lets its gate choose, and runs the costly encoder
+        only for the pairs whose expert reads it, only up to the tap it reads: the others' images are never
+        decoded or encoded."""
+        method = self.method
+        if method.task != "classification":
+            raise ModelError(f"a {method.name} model embeds; predict() is for classifiers (e.g. dynmm)")
+        image_list, single = image_batch(images)
+        text_list = [texts] if isinstance(texts, str) else list(texts)
+        if len(image_list) != len(text_list):
+            raise ModelError(f"predict takes one text per image: got {len(image_list)} images, {len(text_list)} texts")
+        raw = {side: image_list if spec.modality == "image" else text_list for side, spec in self.sides.items()}
+        scores, chosen = [], []
+        for start in range(0, len(text_list), batch_size):
+            part = {side: items[start:start + batch_size] for side, items in raw.items()}
+            logits, experts = self._predict_batch(part)
+            scores.append(torch.sigmoid(logits).numpy())
+            chosen.append(experts.numpy())
+        probs = np.concatenate(scores) if scores else np.zeros((0, len(method.config.labels)), np.float32)
+        picked = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
+        names = method.config.labels
+        out = {"labels": [[names[j] for j in np.flatnonzero(row > threshold)] for row in probs], "scores": probs,
+               "experts": [method.config.experts[k] for k in picked],
+               "mflops_per_sample": float(np.mean([method.flops[k] for k in picked]) / 1e6) if len(picked) else 0.0}
+        if single and len(picked) == 1:
+            out = {**out, "labels": out["labels"][0], "scores": probs[0], "experts": out["experts"][0]}
+        return out
+
+    def _predict_batch(self, raw: dict[str, list[Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch of ``predict``: the cheap side, the gate, then each costly input once for the pairs
+        that need it (pooled feature or one tap), then each expert on its own pairs."""
+        method, cfg = self.method, self.method.config
+        cheap = torch.as_tensor(self.encoder(cfg.cheap).encode(raw[cfg.cheap]))
+        chosen = method.route(cheap)
+        logits = torch.zeros(len(chosen), len(cfg.labels))
+        needs = {k: method.expert_input(k) for k in range(len(cfg.experts))}
+        costly: dict[str, tuple[torch.Tensor, Any]] = {}  # need → (rows, features)
+        for need in sorted({needs[k] for k in chosen.tolist()} - {""}):
+            rows = torch.nonzero(torch.isin(chosen, torch.tensor([k for k, n in needs.items() if n == need])))[:, 0]
+            costly[need] = (rows, self._costly_inputs(cfg.costly, [raw[cfg.costly][i] for i in rows.tolist()], need))
+        for k in sorted(set(chosen.tolist())):
+            rows = torch.nonzero(chosen == k)[:, 0]
+            batch: dict[str, Any] = {cfg.cheap: cheap[rows]}
+            if needs[k]:
+                have, features = costly[needs[k]]
+                position = torch.searchsorted(have, rows)
+                batch[cfg.costly] = features[position] if needs[k] == "pooled" else \
+                    {tap: (t[position], m[position]) for tap, (t, m) in features.items()}
+            logits[rows] = method.expert_logits(k, method.inputs(batch, k))
+        return logits, chosen
+
+    def _costly_inputs(self, side: str, items: list[Any], need: str) -> Any:
+        """The costly encoder's pooled feature (``need == "pooled"``), or one tap's (tokens, mask) of ``items``."""
+        encoder = self.encoder(side)
+        if need == "pooled":
+            return torch.as_tensor(encoder.encode(items))
+        tokens = in_memory_tokens(encoder.encode_taps(items, [need])[need], encoder.taps()[need].channels)
+        return TapInputs({need: tokens}).take(np.arange(len(items)))
 
     def encode_image(self, images: Any, *, side: str = "", batch_size: int = 64, normalize: bool = True,
                      convert_to_tensor: bool = False, show_progress_bar: bool = False) -> np.ndarray | torch.Tensor:

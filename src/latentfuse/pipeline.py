@@ -9,6 +9,8 @@ from typing import Any
 from .data import Source, build_source
 from .encoders import Encoder, build_encoder
 from .errors import ConfigError
+from .cost import encoder_flops
+from .eval import classification
 from .eval.retrieval import retrieval_report, validate
 from .eval.tables import model_card
 from .methods import Method, build_method, make_config, method_class
@@ -103,8 +105,25 @@ def train_method(name: str, options: dict[str, Any], train: PairedFeatures, val:
     """
     seed_everything(train_config.seed)
     method = build_method(name, train.dims(), options)
-    result = Trainer(method, train_config, work_dir, validate).fit(train, val, resume=resume, progress=progress)
+    hook = classification.validate if method.task == "classification" else validate
+    result = Trainer(method, train_config, work_dir, hook).fit(train, val, resume=resume, progress=progress)
     return method, result.seconds
+
+
+def data_options(name: str, options: dict[str, Any], train: PairedFeatures,
+                 encoders: dict[str, Encoder]) -> dict[str, Any]:
+    """What a classifier's options take from its data: the label vocabulary of the training pairs and the
+    measured FLOPs of the encoder inputs it weighs (given values win). Other methods' options pass through."""
+    cls = method_class(name)
+    if cls.task != "classification":
+        return options
+    out = dict(options)
+    out.setdefault("labels", list(train.label_names))
+    if not out.get("encoder_flops"):
+        inputs = cls.encoder_inputs(make_config(name, out))
+        out["encoder_flops"] = {f"{side}@{tap}" if tap else side: encoder_flops(encoders[side], tap)
+                                for side, tap in inputs}
+    return out
 
 
 def joint_model(method: Method, encoders: dict[str, Encoder], source: Source, seconds: float) -> JointModel:
@@ -114,6 +133,9 @@ def joint_model(method: Method, encoders: dict[str, Encoder], source: Source, se
 
 
 def evaluate(model: JointModel, data: PairedFeatures, dataset: str, split: str) -> dict[str, Any]:
+    if model.method.task == "classification":
+        return classification.classification_report(model.method, data, dataset=dataset, split=split,
+                                                    train_seconds=model.meta.get("train_seconds"))
     a, b = data.sides
     return retrieval_report(model.encode_features(a, data.x[a]), model.encode_features(b, data.x[b]), data,
                             dataset=dataset, split=split, method=model.method.name,
@@ -169,6 +191,7 @@ def _run(config: RunConfig, out: Path, resume: bool, progress: bool) -> list[dic
         if progress:
             log.info("── %s", name)
         taps = wanted[name]
+        options = data_options(name, options, feats(config.data.train_split, taps), encoders)
         method, seconds = train_method(name, options, feats(config.data.train_split, taps),
                                        feats(config.data.val_split, taps), config.train, work, resume, progress)
         models[name] = joint_model(method, encoders, source, seconds)

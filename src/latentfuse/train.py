@@ -76,6 +76,8 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.log_path = self.out_dir / "metrics.jsonl"
+        default = type(config)().select  # a classifier has no rsum: the default means "the method's own"
+        self.select = method.default_select if config.select == default else config.select
 
     def fit(self, train: PairedFeatures, val: PairedFeatures | None, resume: bool = False,
             progress: bool = True) -> TrainResult:
@@ -100,7 +102,7 @@ class Trainer:
             self.method.fit(train)
             check_finite(self.method, f"{self.method.name}: after fitting")
             metrics = self.validate(self.method, val) if val is not None else {}
-            score = select_score(metrics, cfg.select) if metrics else 0.0
+            score = select_score(metrics, self.select) if metrics else 0.0
             self._log({"epoch": 0, "fit": "closed-form", **_flat(metrics)})
             return TrainResult(0, score, time.perf_counter() - started, [metrics])
         return self._loop(train, val, generator, resume, progress, started)
@@ -142,7 +144,7 @@ class Trainer:
             if val is not None:
                 metrics = self.validate(method, val)
                 record.update(_flat(metrics))
-                score = select_score(metrics, cfg.select)
+                score = select_score(metrics, self.select)
             else:
                 score = -record["loss"]
             record["seconds"] = state["elapsed"] + time.perf_counter() - started
@@ -159,7 +161,7 @@ class Trainer:
                     if isinstance(value, (int, float)):
                         writer.add_scalar(key, value, epoch)
             if progress:
-                _print_epoch(record, cfg.select, cfg.epochs)
+                _print_epoch(record, self.select, cfg.epochs)
         if state["best_epoch"] < 1 and state["epoch"] >= 1:
             raise TrainingError(f"{self.out_dir}: none of the {state['epoch']} epochs could become the best checkpoint: "
                                 f"{method.name}'s warm-up phase covered them all; raise train.epochs")

@@ -60,6 +60,11 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     config_cls: ClassVar[type] = MethodConfig
     trainable: ClassVar[bool] = True
+    task: ClassVar[str] = "embedding"
+    """What the method learns: "embedding" (a joint space, scored by retrieval) or "classification" (labels
+    of a pair, scored by F1): the pipeline picks the validation hook and the report by it."""
+    default_select: ClassVar[str] = "rsum"
+    """The validation metric that picks the best checkpoint when ``train.select`` is empty."""
 
     def __init__(self, dims: dict[str, int], config: Any) -> None:
         super().__init__()
@@ -75,6 +80,12 @@ class Method(nn.Module):
         """Which sides this method reads as token taps, and which taps (side → tap names), given its config
         and the data's sides (side → modality). Default: none — every side is a pooled feature."""
         return {}
+
+    @classmethod
+    def encoder_inputs(cls, config: Any) -> list[tuple[str, str]]:
+        """(side, tap) of the encoder inputs whose measured FLOPs the method needs in its config (tap "" =
+        the pooled feature); the pipeline counts them before training. Default: none."""
+        return []
 
     def side_taps(self, side: str) -> list[str]:
         """The taps a side consumes ([] = the pooled feature): a token side's ``dims`` entry is

@@ -1,0 +1,313 @@
+"""DynMM (Xue & Marculescu, CVPR-W 2023): a per-sample gate picks one of several experts of different cost, so
+the expensive encoder runs only for the samples that need it; a resource-aware loss trades accuracy for compute.
+
+Follows the official ``ModalityDynMM/multimedia/imdb_dyn.py`` (``DynMMNet``, ``DiffSoftmax``) and, for the
+temperature schedule, the budget and the depth experts, ``FusionDynMM/train.py`` + ``src/utils.py``
+(``ExpDecayTemp``) and ``src/models/model_skip_mod_globalgate.py``:
+
+* experts: ``text`` (the cheap side alone), ``image`` (the costly side alone), ``fusion`` (late fusion: one
+  MLP per side, concatenated, one Linear — the official ``MMDL(..., Concat(), Linear)``); a multi-label
+  head each (``BCEWithLogitsLoss``, as the official ``task="multilabel"``);
+* ``DiffSoftmax``: ``softmax(logits / τ)``, with a straight-through one-hot when hard; soft in training
+  unless ``hard`` (the official ``--hard``), always hard at inference; output ``Σ_k w_k · E_k``;
+* τ decays exponentially from ``tau_start`` (1) to ``tau_end`` (0.001) as ``ExpDecayTemp`` does, or stays
+  fixed (``anneal: fixed``);
+* resource loss ``λ · max(0, E[cost] − budget)`` (``loss_flop_ratio``, ``flop_budget``), with
+  ``E[cost] = mean_batch Σ_k w_k · cost_k``;
+* ``freeze`` (the official ``--freeze``): experts first, then only the gate.
+
+Deviations, each with its reason:
+
+* The gate reads the cheap side's frozen feature only (``text``), never the costly one: the official gate
+  reads both (``MLP(4396, 128, 2)`` on text + VGG features), which means running the image encoder for
+  every sample and saves nothing; here a sample routed to ``text`` never has its image decoded or encoded.
+* ``cost_k`` is measured, not hand-entered: FLOPs per item (counted by torch's ``FlopCounterMode``) of the
+  encoder work the expert needs — the cheap side always (the gate reads it), the costly encoder only for
+  experts that read it, and only up to the tap it reads — plus the gate's and the expert's head FLOPs.
+  In the loss it is divided by the most expensive expert's cost, so λ and ``budget`` are in units of
+  "the full model": ``budget: 0.4`` = at most 40 % of the most expensive expert on average.
+* The official modality-level code loads experts pre-trained by separate scripts; here the experts are
+  trained first, inside the same run (``expert_epochs``: each expert on its own loss, summed), and their
+  epochs are never chosen as the best checkpoint (the gate is untrained then).
+* Depth level on our encoders: an expert ``fusion@TAP`` (or ``image@TAP``) reads the costly encoder only up
+  to tap ``TAP`` (its tokens mean-pooled), so the gate picks how deep the image encoder runs per sample; the
+  official fusion-level code gates RGB-D fusion blocks inside a segmentation network instead.
+* Every side's frozen feature is LayerNorm'd first, as in latentfuse's other heads: encoders differ wildly
+  in scale.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import NonNegativeFloat, OneOf, Positive, PositiveFloat, Rate
+from ..errors import ConfigError
+from . import METHODS
+from .base import Method, MethodConfig, masked_mean
+
+EXPERT_KINDS = ("text", "image", "fusion")
+
+
+@dataclass
+class DynMMConfig(MethodConfig):
+    labels: list[str] = field(default_factory=list)
+    """The label vocabulary, in output order (filled in from the training data's tags)."""
+    experts: list[str] = field(default_factory=lambda: ["text", "image", "fusion"])
+    """The experts, cheapest first: `text` (cheap side only), `image` (costly side only), `fusion` (both,
+    late fusion); `image@TAP` / `fusion@TAP` read the costly encoder only up to tap TAP (depth level)."""
+    cheap: str = "text"
+    """The side every sample runs (the gate reads it)."""
+    costly: str = "image"
+    """The side only some experts run."""
+    hidden: Positive = 512
+    """Width of each expert's per-side MLP (official: 512)."""
+    gate_hidden: Positive = 128
+    """Hidden width of the gate MLP (official: 128)."""
+    dropout: Rate = 0.2
+    """Dropout inside the experts' MLPs."""
+    tau_start: PositiveFloat = 1.0
+    """Gate softmax temperature at the start of the gate phase (official --temp: 1)."""
+    tau_end: PositiveFloat = 0.001
+    """Temperature at the last epoch when annealing (official --end-temp: 0.001)."""
+    anneal: Annotated[str, OneOf(("exp", "fixed"))] = "exp"
+    """`exp`: τ decays exponentially from tau_start to tau_end over the gate phase (ExpDecayTemp); `fixed`."""
+    hard: bool = False
+    """Straight-through one-hot gate in training too (official --hard); inference is always hard."""
+    gumbel: bool = False
+    """Add Gumbel noise to the gate logits in training (exploration)."""
+    resource_weight: NonNegativeFloat = 0.1
+    """λ of the resource loss λ·max(0, E[cost] − budget) (official --reg / --loss-ratio)."""
+    budget: NonNegativeFloat = 0.0
+    """Cost allowed for free, as a fraction of the most expensive expert (official --flop-budget)."""
+    freeze: bool = True
+    """Gate phase trains the gate only (official --freeze); false = experts fine-tuned with it."""
+    expert_epochs: Positive = 5
+    """Epochs that train the experts (each on its own loss) before the gate; train.epochs must be larger."""
+    encoder_flops: dict[str, float] = field(default_factory=dict)
+    """FLOPs per item of each encoder input: `text`, `image`, `image@TAP` (measured when training starts)."""
+
+
+def diff_softmax(logits: torch.Tensor, tau: float = 1.0, hard: bool = False, dim: int = -1) -> torch.Tensor:
+    """The official ``DiffSoftmax``: ``softmax(logits / τ)``; when ``hard``, the one-hot of its argmax in the
+    forward pass with the soft gradient (straight-through)."""
+    soft = (logits / tau).softmax(dim)
+    if not hard:
+        return soft
+    index = soft.argmax(dim, keepdim=True)
+    one_hot = torch.zeros_like(logits).scatter_(dim, index, 1.0)
+    return one_hot - soft.detach() + soft
+
+
+def gumbel_noise(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard Gumbel noise shaped like ``like``, drawn on the generator's device, moved to ``like``'s."""
+    device = generator.device if generator is not None else like.device
+    u = torch.rand(like.shape, generator=generator, device=device).to(like.device)
+    return -torch.log(-torch.log(u.clamp(1e-9, 1 - 1e-9)))
+
+
+def resource_loss(weights: torch.Tensor, costs: torch.Tensor, budget: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``max(0, E[cost] − budget)``, ``E[cost]``) with ``E[cost] = mean_batch Σ_k w_k · cost_k``."""
+    expected = (weights * costs).sum(-1).mean()
+    return torch.clamp(expected - budget, min=0.0), expected
+
+
+def parse_expert(spec: str) -> tuple[str, str]:
+    """``"fusion@stride16"`` → (``"fusion"``, ``"stride16"``); ``"text"`` → (``"text"``, ``""``)."""
+    kind, _, tap = spec.partition("@")
+    if kind not in EXPERT_KINDS or (kind == "text" and tap):
+        raise ConfigError(f"dynmm: expert {spec!r} is not one of text, image, fusion, image@TAP, fusion@TAP")
+    return kind, tap
+
+
+def mlp(dim_in: int, hidden: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.LayerNorm(dim_in), nn.Linear(dim_in, hidden), nn.GELU(), nn.Dropout(dropout),
+                         nn.Linear(hidden, hidden), nn.GELU())
+
+
+class Expert(nn.Module):
+    """One expert: an MLP per side it reads, concatenated (late fusion), then a Linear to the labels."""
+
+    def __init__(self, kind: str, dims: dict[str, int], cfg: DynMMConfig) -> None:
+        super().__init__()
+        self.kind = kind
+        reads = {"text": [cfg.cheap], "image": [cfg.costly], "fusion": [cfg.cheap, cfg.costly]}[kind]
+        self.branches = nn.ModuleDict({side: mlp(dims[side], cfg.hidden, cfg.dropout) for side in reads})
+        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden * len(reads), len(cfg.labels)))
+
+    @property
+    def reads(self) -> list[str]:
+        return list(self.branches)
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(torch.cat([branch(inputs[side]) for side, branch in self.branches.items()], dim=-1))
+
+
+@METHODS.register("dynmm")
+class DynMM(Method):
+    """DynMM: a gate on the cheap side picks an expert per sample (text / image / fusion, or fusion at depth k)."""
+
+    name = "dynmm"
+    config_cls = DynMMConfig
+    task: ClassVar[str] = "classification"
+    default_select: ClassVar[str] = "f1/micro"
+
+    def __init__(self, dims: dict[str, Any], config: DynMMConfig) -> None:
+        super().__init__(dims, config)
+        if not config.labels:
+            raise ConfigError("dynmm: needs labelled pairs (labels is empty); train it on a tagged source such as "
+                              "flickr8k-tags:DIR or a pairs: table with a labels column")
+        missing = [s for s in (config.cheap, config.costly) if s not in dims]
+        if missing or config.cheap == config.costly:
+            raise ConfigError(f"dynmm: cheap {config.cheap!r} and costly {config.costly!r} must be two sides of "
+                              f"the data; its sides: {', '.join(dims)}")
+        if not config.experts:
+            raise ConfigError("dynmm: experts is empty")
+        self.specs = [parse_expert(spec) for spec in config.experts]
+        taps = {tap for _, tap in self.specs if _ != "text"}
+        if len(taps) > 1 and "" in taps:
+            raise ConfigError(f"dynmm: experts {config.experts} mix the pooled costly feature with taps; use "
+                              "either pooled experts (image, fusion) or tap experts (fusion@TAP) only")
+        cheap = _width(dims[config.cheap])
+        self.experts = nn.ModuleList(
+            Expert(kind, {config.cheap: cheap} if kind == "text" else
+                   {config.cheap: cheap, config.costly: _width(dims[config.costly], tap)}, config)
+            for kind, tap in self.specs)
+        self.gate = nn.Sequential(nn.LayerNorm(cheap), nn.Linear(cheap, config.gate_hidden), nn.ReLU(),
+                                  nn.Linear(config.gate_hidden, len(self.specs)))
+        self.generator: torch.Generator | None = None
+        self.tau = config.tau_start
+        self.phase = "gate"
+        self.flops = self._expert_flops()
+
+    @property
+    def out_dim(self) -> int:
+        return len(self.config.labels)
+
+    # ------------------------------------------------------------------ taps and costs
+    @classmethod
+    def wanted_taps(cls, config: DynMMConfig, modalities: dict[str, str]) -> dict[str, list[str]]:
+        taps = list(dict.fromkeys(parse_expert(spec)[1] for spec in config.experts if "@" in spec))
+        return {config.costly: taps} if taps else {}
+
+    @classmethod
+    def encoder_inputs(cls, config: DynMMConfig) -> list[tuple[str, str]]:
+        """(side, tap) of every encoder input whose FLOPs the costs need (tap "" = the pooled feature)."""
+        specs = [parse_expert(spec) for spec in config.experts]
+        costly = {(config.costly, tap) for kind, tap in specs if kind != "text"}
+        return [(config.cheap, ""), *sorted(costly)]
+
+    def expert_input(self, k: int) -> str:
+        """What expert ``k`` needs of the costly encoder: "" (nothing), "pooled", or a tap name."""
+        kind, tap = self.specs[k]
+        return "" if kind == "text" else (tap or "pooled")
+
+    def _expert_flops(self) -> list[float]:
+        """FLOPs per item of each expert: the cheap encoder + the gate + its costly input (up to its tap) + its head."""
+        enc = self.config.encoder_flops
+        gate = _count_flops(self.gate, torch.zeros(1, self.gate[0].normalized_shape[0]))
+        out = []
+        for (kind, tap), expert in zip(self.specs, self.experts):
+            sample = {side: torch.zeros(1, branch[0].normalized_shape[0]) for side, branch in expert.branches.items()}
+            key = f"{self.config.costly}@{tap}" if tap else self.config.costly
+            costly = 0.0 if kind == "text" else float(enc.get(key, 0.0))
+            out.append(float(enc.get(self.config.cheap, 0.0)) + gate + costly + _count_flops(expert, sample))
+        return out
+
+    def relative_costs(self, like: torch.Tensor) -> torch.Tensor:
+        costs = torch.tensor(self.flops, dtype=like.dtype, device=like.device)
+        return costs / costs.max().clamp(min=1e-12)
+
+    # ------------------------------------------------------------------ phases
+    def begin_epoch(self, epoch: int, epochs: int) -> None:
+        cfg = self.config
+        if epoch <= cfg.expert_epochs:
+            self.phase = "experts"
+            return
+        self.phase = "gate"
+        for expert in self.experts:
+            expert.requires_grad_(not cfg.freeze)
+        gate_epochs = max(1, epochs - cfg.expert_epochs)
+        step = (epoch - cfg.expert_epochs - 1) / max(1, gate_epochs - 1)
+        self.tau = cfg.tau_start if cfg.anneal == "fixed" else cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** step
+
+    @property
+    def selectable(self) -> bool:
+        return self.phase == "gate"
+
+    # ------------------------------------------------------------------ forward
+    def inputs(self, batch: dict[str, Any], k: int) -> dict[str, torch.Tensor]:
+        """Expert ``k``'s inputs from a batch: the cheap side's feature, the costly side's pooled feature or
+        its tap's tokens, mean-pooled over the real tokens."""
+        cfg, (_, tap) = self.config, self.specs[k]
+        out = {cfg.cheap: batch[cfg.cheap]}
+        if self.specs[k][0] != "text":
+            x = batch[cfg.costly]
+            out[cfg.costly] = masked_mean(*x[tap]) if tap else x
+        return out
+
+    def gate_logits(self, cheap: torch.Tensor) -> torch.Tensor:
+        return self.gate(cheap)
+
+    def route(self, cheap: torch.Tensor) -> torch.Tensor:
+        """The expert each sample goes to at inference (hard gate): (B,) long."""
+        return self.gate_logits(cheap).argmax(-1)
+
+    def expert_logits(self, k: int, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.experts[k](inputs)
+
+    def classify(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(label logits, chosen expert) per sample with the hard gate — on cached features every expert is
+        evaluated and the chosen one gathered; ``JointModel.predict`` runs only the chosen one."""
+        chosen = self.route(batch[self.config.cheap])
+        logits = torch.stack([self.expert_logits(k, self.inputs(batch, k)) for k in range(len(self.specs))], 1)
+        return logits[torch.arange(len(chosen), device=chosen.device), chosen], chosen
+
+    def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        labels = batch["labels"]
+        logits = [self.expert_logits(k, self.inputs(batch, k)) for k in range(len(self.specs))]
+        if self.phase == "experts":
+            losses = [F.binary_cross_entropy_with_logits(x, labels) for x in logits]
+            return torch.stack(losses).sum(), {f"loss_{spec}": float(v.detach()) for spec, v in zip(self.config.experts, losses)}
+        gate = self.gate_logits(batch[self.config.cheap])
+        if self.config.gumbel:
+            gate = gate + gumbel_noise(gate, self.generator)
+        weights = diff_softmax(gate, self.tau, hard=self.config.hard)
+        output = (weights.unsqueeze(-1) * torch.stack(logits, 1)).sum(1)
+        task = F.binary_cross_entropy_with_logits(output, labels)
+        penalty, expected = resource_loss(weights, self.relative_costs(weights), self.config.budget)
+        share = weights.detach().mean(0)
+        extras = {"task_loss": float(task.detach()), "expected_cost": float(expected.detach()), "tau": self.tau,
+                  **{f"share_{spec}": float(s) for spec, s in zip(self.config.experts, share)}}
+        return task + self.config.resource_weight * penalty, extras
+
+
+def _width(dim: Any, tap: str = "") -> int:
+    """A side's input width: the pooled width, or a tap's channels (``dims`` of a token side is {tap: C})."""
+    if isinstance(dim, dict):
+        if not tap:
+            raise ConfigError(f"dynmm: this side is read as taps {list(dim)}; name one (fusion@TAP)")
+        if tap not in dim:
+            raise ConfigError(f"dynmm: tap {tap!r} is not among the side's taps {list(dim)}")
+        return int(dim[tap])
+    return int(dim)
+
+
+def _count_flops(module: nn.Module, *args: Any) -> float:
+    """FLOPs of one forward of ``module`` (torch's ``FlopCounterMode``), in eval mode, without gradients."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            module(*args)
+    finally:
+        module.train(was_training)
+    return float(counter.get_total_flops())
+
+
+__all__ = ["DynMM", "DynMMConfig", "diff_softmax", "resource_loss"]
