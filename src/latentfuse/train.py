@@ -96,7 +96,6 @@ class Trainer:
 
     def _fit(self, train: PairedFeatures, val: PairedFeatures | None, generator: torch.Generator,
              resume: bool, progress: bool) -> TrainResult:
-        cfg = self.config
         started = time.perf_counter()
         if not self.method.trainable:
             self.method.fit(train)
