@@ -50,7 +50,7 @@ def method(**options):
 
 
 def test_phases_and_the_official_exponential_temperature():
-    m = method(expert_epochs=2, tau_start=1.0, tau_end=0.001)
+    m = method(expert_epochs=2, tau_start=1.0, tau_end=0.001, freeze=True)
     m.begin_epoch(1, 7)
     assert m.phase == "experts" and not m.selectable
     m.begin_epoch(3, 7)  # the first gate epoch: τ = start
@@ -61,7 +61,9 @@ def test_phases_and_the_official_exponential_temperature():
     assert m.tau == pytest.approx(0.001)
     m.begin_epoch(5, 7)
     assert m.tau == pytest.approx(1.0 * math.exp(0.5 * math.log(0.001)))
-    assert method(freeze=False, expert_epochs=1).begin_epoch(2, 3) is None
+    unfrozen = method(expert_epochs=1)
+    unfrozen.begin_epoch(2, 3)
+    assert all(p.requires_grad for p in unfrozen.parameters())  # the default, as the official one
     # costs: the cheap encoder and gate for everyone, the image encoder only for experts that read it
     assert m.flops[0] < 2e6 < 9e6 < m.flops[1] < m.flops[2]
 

@@ -14,7 +14,7 @@ temperature schedule, the budget and the depth experts, ``FusionDynMM/train.py``
   fixed (``anneal: fixed``);
 * resource loss ``λ · max(0, E[cost] − budget)`` (``loss_flop_ratio``, ``flop_budget``), with
   ``E[cost] = mean_batch Σ_k w_k · cost_k``;
-* ``freeze`` (the official ``--freeze``): experts first, then only the gate.
+* ``freeze`` (the official ``--freeze``, off by default as there): the gate phase trains the gate only.
 
 Deviations, each with its reason:
 
@@ -83,8 +83,9 @@ class DynMMConfig(MethodConfig):
     """λ of the resource loss λ·max(0, E[cost] − budget) (official --reg / --loss-ratio)."""
     budget: NonNegativeFloat = 0.0
     """Cost allowed for free, as a fraction of the most expensive expert (official --flop-budget)."""
-    freeze: bool = True
-    """Gate phase trains the gate only (official --freeze); false = experts fine-tuned with it."""
+    freeze: bool = False
+    """Gate phase trains the gate only (official --freeze, off by default there too); false = the experts
+    are fine-tuned with the gate."""
     expert_epochs: Positive = 5
     """Epochs that train the experts (each on its own loss) before the gate; train.epochs must be larger."""
     encoder_flops: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,133 @@
+"""DynMM on Flickr8k-Tags: accuracy against average compute per sample, a sweep of the resource weight λ
+against each static expert, at the modality level (text / image / fusion) and the depth level (fusion with
+the image encoder stopped after stage k).
+
+    python -m bench.dynmm            # every row not finished yet (rows are cached under runs/bench/dynmm/)
+    python -m bench.dynmm --report   # table + plot of the finished rows
+
+Every row trains on the cached frozen features of the train split (efficientnet-lite0 + minilm-l6, the
+default encoders), picks its checkpoint on val micro-F1 and reports the test split: micro / macro F1, the
+share of test samples that ran the image encoder, and the mean MFLOPs per sample (counted by torch's
+FlopCounterMode: the text encoder + gate for every sample, the image encoder up to the tap an expert
+reads, the heads). A static expert is DynMM with that one expert. λ is chosen on **val**: the largest λ
+whose val micro-F1 is within 1 point of the best static expert's val micro-F1; the table marks it.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from latentfuse.config import DataConfig, MethodSpec, RunConfig, TrainConfig
+from latentfuse.eval.classification import classification_metrics
+from latentfuse.model import JointModel
+from latentfuse.pipeline import side_encoders, split_features
+from latentfuse.data import build_source
+from latentfuse.config import StoreConfig
+from latentfuse.utils import atomic
+
+from .common import RESULTS, flickr8k_dir, fmt, markdown, scatter_plot
+from .flickr8k import cached_run
+
+EPOCHS, EXPERT_EPOCHS = 12, 4
+LAMBDAS = (0.0, 0.03, 0.1, 0.3, 1.0)
+DEPTH = ["stride16", "stride32", "head"]
+MODALITY = ["text", "image", "fusion"]
+DEPTH_EXPERTS = ["text", *[f"fusion@{tap}" for tap in DEPTH]]
+
+
+def rows() -> dict[str, dict[str, Any]]:
+    """label → DynMM options, static experts first."""
+    out: dict[str, dict[str, Any]] = {}
+    for expert in MODALITY + DEPTH_EXPERTS[1:]:
+        out[f"static {expert}"] = {"experts": [expert]}
+    for lam in LAMBDAS:
+        out[f"dynmm modality λ={lam:g}"] = {"experts": MODALITY, "resource_weight": lam}
+    for lam in LAMBDAS:
+        out[f"dynmm depth λ={lam:g}"] = {"experts": DEPTH_EXPERTS, "resource_weight": lam}
+    return out
+
+
+def slug(label: str) -> str:
+    return "".join(c if c.isalnum() or c in ".=" else "-" for c in label).replace("λ", "lambda")
+
+
+def run_row(label: str, options: dict[str, Any], data: Path) -> dict[str, Any]:
+    out = RESULTS / "dynmm" / slug(label)
+    done = out / "row.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    config = RunConfig(data=DataConfig(source=f"flickr8k-tags:{data}"), baselines=[],
+                       method=MethodSpec("dynmm", {**options, "expert_epochs": EXPERT_EPOCHS}),
+                       train=TrainConfig(epochs=EPOCHS), out=str(out))
+    test = cached_run(config)[0]
+    result = {"label": label, "options": options, "test": test["metrics"], "val": val_metrics(config, out),
+              "train_seconds": test.get("train_seconds")}
+    atomic.write_json(done, result)
+    return result
+
+
+def val_metrics(config: RunConfig, out: Path) -> dict[str, Any]:
+    """The saved model's metrics on val (what λ is chosen by), from the cached features."""
+    model = JointModel.load(out)
+    source = build_source(config.data.source)
+    taps = {side: model.method.side_taps(side) for side in model.sides if model.method.side_taps(side)}
+    features = split_features(source, config.data.val_split, side_encoders(source, config.encoders), StoreConfig(),
+                              progress=False, taps=taps)
+    return classification_metrics(model.method, features)
+
+
+def chosen_lambdas(results: list[dict[str, Any]]) -> set[str]:
+    """Per level, the label of the largest λ whose val micro-F1 is within 1 point of the best static expert's."""
+    best_static = max(r["val"]["f1"]["micro"] for r in results if r["label"].startswith("static"))
+    chosen = set()
+    for level in ("modality", "depth"):
+        ok = [r for r in results if r["label"].startswith(f"dynmm {level}")
+              and r["val"]["f1"]["micro"] >= best_static - 1.0]
+        if ok:
+            chosen.add(max(ok, key=lambda r: r["options"]["resource_weight"])["label"])
+    return chosen
+
+
+HEADER = ["model", "test micro-F1", "test macro-F1", "image encoder runs on", "MFLOPs / sample", "val micro-F1",
+          "train s"]
+
+
+def table(results: list[dict[str, Any]]) -> list[list[str]]:
+    chosen = chosen_lambdas(results) if any(r["label"].startswith("static") for r in results) else set()
+    return [[r["label"] + (" ← chosen on val" if r["label"] in chosen else ""), fmt(r["test"]["f1"]["micro"]),
+             fmt(r["test"]["f1"]["macro"]), f"{100 * r['test']['costly_encoder_fraction']:.0f} %",
+             fmt(r["test"]["mflops_per_sample"]), fmt(r["val"]["f1"]["micro"]), fmt(r["train_seconds"])]
+            for r in results]
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    marker = {"static": "s", "dynmm modality": "o", "dynmm depth": "^"}
+    points = [(r["test"]["mflops_per_sample"], r["test"]["f1"]["micro"], r["label"],
+               next(m for prefix, m in marker.items() if r["label"].startswith(prefix))) for r in results]
+    scatter_plot(points, path, "mean MFLOPs per sample (test)", "Flickr8k-Tags test micro-F1",
+                 "DynMM: λ sweep vs static experts (■ static, ● modality, ▲ depth)")
+
+
+def main() -> None:
+    data = flickr8k_dir()
+    if data is None:
+        return
+    report_only = "--report" in sys.argv
+    results = []
+    for label, options in rows().items():
+        done = RESULTS / "dynmm" / slug(label) / "row.json"
+        if report_only and not done.exists():
+            continue
+        print(f"── {label}", flush=True)
+        results.append(run_row(label, options, data))
+    text = markdown(HEADER, table(results))
+    print(text)
+    atomic.write_json(RESULTS / "dynmm.json", results)
+    atomic.write_text(RESULTS / "dynmm.md", text + "\n")
+    plot(results, RESULTS / "dynmm.png")
+
+
+if __name__ == "__main__":
+    main()
