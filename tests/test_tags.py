@@ -93,3 +93,22 @@ def test_flickr8k_tags_vocabulary_on_the_official_split(flickr8k_dir):
                                    "skateboard", "mountain", "toy", "jacket", "pool", "tree", "sand")
     test = source.load("test")
     assert len(test.pairs) == 5000 and all(set(t) <= set(test.tag_names) for t in test.tags.values())
+
+
+def test_a_pairs_table_with_a_labels_column_is_a_multi_label_task(tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"a")
+    (tmp_path / "b.jpg").write_bytes(b"b")
+    table = tmp_path / "movies.csv"
+    table.write_text("image,text,split,labels\n"
+                     "a.jpg,a sad film,train,drama\n"
+                     "b.jpg,a funny sad film,train,comedy| drama\n"
+                     "a.jpg,another plot,test,\n"
+                     "b.jpg,a thriller,test,thriller\n")
+    source = build_source(f"pairs:{table}")
+    train, test = source.load("train"), source.load("test")
+    assert train.tag_names == test.tag_names == ("comedy", "drama", "thriller")  # every split's labels
+    assert train.tags == {("a.jpg", "row1"): ("drama",), ("b.jpg", "row2"): ("comedy", "drama")}
+    assert test.tags == {("a.jpg", "row3"): (), ("b.jpg", "row4"): ("thriller",)}
+    single = tmp_path / "single.csv"
+    single.write_text("image,text,label\na.jpg,x,cat\nb.jpg,y,dog\n")
+    assert build_source(f"pairs:{single}").load("all").tags == {("a.jpg", "row1"): ("cat",), ("b.jpg", "row2"): ("dog",)}

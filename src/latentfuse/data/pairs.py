@@ -14,6 +14,10 @@ Columns, by name:
   table does not say which rows are for training, so we do not guess.
 * optional ``label``: class name of the row, recorded in ``SplitData.labels`` for the row's items
   (the image too; one image with two different labels is an error). Empty = unlabelled.
+* optional ``labels``: the row's labels for a multi-label classifier of the pair (DynMM; MM-IMDB-style
+  genres), ``|``-separated (``drama|comedy``), recorded in ``SplitData.tags``; without it a ``label``
+  column gives each pair its one label. The vocabulary (``SplitData.tag_names``) is every label the table
+  uses, in every split, sorted — so all splits share one output layout.
 
 Bad rows (empty text or image, missing image file, conflicting label) raise a DataError naming the
 file and row; with ``skip_bad`` they are dropped and recorded in ``SplitData.skipped`` instead — a
@@ -82,9 +86,18 @@ class PairsSource(Source):
             items, pairs, labels = self._image_text(rows, bad)
         else:
             items, pairs, labels = self._text_text(rows, bad)
-        return SplitData(split, self.sides, items, pairs, labels, bad.skipped)
+        names = self._tag_names()
+        row_tags = {_row_id(row): _row_tags(table, row) for row in rows} if names else {}
+        tags = {pair: row_tags[pair[1]] for pair in pairs if pair[1] in row_tags}
+        return SplitData(split, self.sides, items, pairs, labels, bad.skipped, names, tags)
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _tag_names(self) -> tuple[str, ...]:
+        table = self._read()
+        if not {"labels", "label"} & set(table.columns):
+            return ()
+        return tuple(sorted({tag for row in table.rows for tag in _row_tags(table, row)}))
 
     def _read(self) -> Table:
         """Parse once per source; ids are checked here because they must be unique over the file."""
@@ -189,6 +202,15 @@ def _sides(table: Table) -> tuple[Side, Side]:
     raise DataError(
         f"{name}: missing {what}; found columns: {found}; expected image+text or text_a+text_b"
     )
+
+
+def _row_tags(table: Table, row: Row) -> tuple[str, ...]:
+    """A row's labels: its ``labels`` cell split on ``|``, else its ``label`` (none when empty)."""
+    where = row.where(table.path.name)
+    column = "labels" if "labels" in table.columns else "label"
+    cell = as_text(row.values.get(column), where, column)
+    return tuple(dict.fromkeys(t.strip() for t in cell.split("|") if t.strip())) if column == "labels" else \
+        ((cell,) if cell else ())
 
 
 def _row_id(row: Row) -> str:
