@@ -183,3 +183,39 @@ def test_predict_runs_the_image_encoder_only_up_to_the_routed_tap():
         model.encode_text(["a"])
     with pytest.raises(ModelError, match="one text per image"):
         model.predict(images_numbered(2), ["a"])
+
+
+def test_train_a_dynmm_model_end_to_end_and_predict_with_it(tmp_path, monkeypatch):
+    """The pipeline glue: flickr8k-tags → cached features → dynmm (labels and encoder FLOPs filled in from the
+    data) → a test report with F1 and routing → a saved model that predicts from raw inputs."""
+    import fakes  # noqa: F401  (registers fake-text)
+    from PIL import Image
+
+    from latentfuse.config import DataConfig, MethodSpec, RunConfig, StoreConfig
+    from latentfuse.data import flickr8k_tags
+    from latentfuse.pipeline import run
+    from test_tags import write_flickr8k
+
+    monkeypatch.setattr(flickr8k_tags, "MIN_IMAGES", 2)
+    colours = {"dog": (200, 30, 30), "car": (30, 30, 200)}
+    splits: dict[str, dict[str, list[str]]] = {"train": {}, "val": {}, "test": {}}
+    for i in range(48):
+        split = "train" if i < 32 else "val" if i < 40 else "test"
+        tag = "dog" if i % 2 else "car"
+        splits[split][f"{i}.jpg"] = [f"a {tag} number {i}", f"the {tag} here", f"one {tag}", "something", "a thing"]
+    root = write_flickr8k(tmp_path / "f8k", splits)
+    for i in range(48):
+        Image.new("RGB", (16, 16), colours["dog" if i % 2 else "car"]).save(root / "images" / f"{i}.jpg")
+    config = RunConfig(data=DataConfig(source=f"flickr8k-tags:{root}"), baselines=[],
+                       encoders={"image": "pixels:16", "text": "fake-text:16"},
+                       method=MethodSpec("dynmm", {"expert_epochs": 8, "hidden": 32, "resource_weight": 0.0}),
+                       store=StoreConfig(root=str(tmp_path / "store")), out=str(tmp_path / "run"))
+    config.train.epochs, config.train.batch_size, config.train.lr = 16, 16, 1e-2
+    report = run(config, progress=False)[0]
+    assert report["task"] == "classification" and report["labels"] == ["car", "dog"]
+    assert report["metrics"]["f1"]["micro"] > 95  # the pixels tell the tag even when the caption does not
+    assert 0 < report["metrics"]["mflops_per_sample"] and set(report["metrics"]["share"]) == {"text", "image", "fusion"}
+    model = JointModel.load(tmp_path / "run")
+    assert model.method.config.encoder_flops["text"] >= 0 and "image" in model.method.config.encoder_flops
+    out = model.predict([np.full((16, 16, 3), colours["dog"], np.uint8)], ["something else"])
+    assert out["labels"] == [["dog"]]
