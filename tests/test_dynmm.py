@@ -219,3 +219,11 @@ def test_train_a_dynmm_model_end_to_end_and_predict_with_it(tmp_path, monkeypatc
     assert model.method.config.encoder_flops["text"] >= 0 and "image" in model.method.config.encoder_flops
     out = model.predict([np.full((16, 16, 3), colours["dog"], np.uint8)], ["something else"])
     assert out["labels"] == [["dog"]]
+    # the eval task scores the saved model the same way, and refuses data without labels
+    from latentfuse.eval.tasks import task
+
+    store = StoreConfig(root=str(tmp_path / "store"))
+    again = task("classification").run(model, f"flickr8k-tags:{root}", "test", store, progress=False)
+    assert again["metrics"] == report["metrics"]  # same cached features, same model: the same numbers
+    with pytest.raises(ConfigError, match="needs labelled pairs"):
+        task("classification").run(model, f"flickr8k:{root}", "test", store, progress=False)

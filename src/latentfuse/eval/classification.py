@@ -12,8 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data import Source
+from ..errors import ConfigError
 from ..methods import Method
+from ..model import JointModel
+from ..store import paired_features
 from ..store.paired import PairedFeatures
+from .features import match_sides
+from .tasks import TASKS, Context, NoOptions, Task, base_report
 
 THRESHOLD = 0.5
 
@@ -75,3 +81,35 @@ def classification_report(method: Method, data: PairedFeatures, *, dataset: str,
     if train_seconds is not None:
         report["train_seconds"] = train_seconds
     return report
+
+
+@TASKS.register("classification")
+class Classification(Task):
+    """A classifier's (dynmm) micro / macro F1 on labelled pairs, with its routing and mean MFLOPs per sample."""
+
+    name = "classification"
+    default_data = None
+    options_cls = NoOptions
+    summary = "micro / macro F1 of a pair classifier (dynmm), expert shares and MFLOPs per sample (needs --data)"
+
+    def evaluate(self, model: JointModel, source: Source, split: str, options: NoOptions,
+                 context: Context) -> dict[str, Any]:
+        if model.method.task != "classification":
+            raise ConfigError(f"task classification scores pair classifiers (dynmm); this model is a "
+                              f"{model.method.name} joint embedding: use retrieval")
+        data = source.load(split)
+        if not data.tag_names:
+            raise ConfigError(f"task classification needs labelled pairs; {source.spec} has none (use "
+                              "flickr8k-tags:DIR or a pairs: table with a labels column)")
+        sides = match_sides(model, data, self.name)
+        encoders = {data_side: model.encoder(model_side) for data_side, model_side in sides.items()}
+        taps = {data_side: model.method.side_taps(model_side) for data_side, model_side in sides.items()}
+        paired = paired_features(source, data, encoders, context.store, skip_bad=context.skip_bad,
+                                 progress=context.progress, taps=taps)
+        missing = [name for name in model.method.config.labels if name not in paired.label_names]
+        if missing or list(paired.label_names) != list(model.method.config.labels):
+            raise ConfigError(f"{source.spec}: its labels {list(paired.label_names)} are not the model's "
+                              f"{list(model.method.config.labels)}")
+        report = base_report(self.name, model, source, split, n=len(paired))
+        report["metrics"] = classification_metrics(model.method, paired)
+        return report
