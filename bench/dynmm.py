@@ -42,6 +42,7 @@ def rows() -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for expert in MODALITY + DEPTH_EXPERTS[1:]:
         out[f"static {expert}"] = {"experts": [expert]}
+    out["static fusion (fusemix head)"] = {"experts": ["fusion"], "fusion_head": "fusemix"}
     for lam in LAMBDAS:
         out[f"dynmm modality λ={lam:g}"] = {"experts": MODALITY, "resource_weight": lam}
     for lam in LAMBDAS:

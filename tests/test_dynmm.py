@@ -68,6 +68,16 @@ def test_phases_and_the_official_exponential_temperature():
     assert m.flops[0] < 2e6 < 9e6 < m.flops[1] < m.flops[2]
 
 
+def test_a_fusemix_head_as_the_fusion_expert():
+    m = method(fusion_head="fusemix")
+    batch = {"image": torch.randn(5, 32), "text": torch.randn(5, 16), "labels": torch.ones(5, 4)}
+    m.begin_epoch(1, 3)
+    loss, _ = m.loss(batch)
+    loss.backward()
+    assert m.experts[2].joint and not m.experts[0].joint and m.flops[2] > m.flops[1]
+    assert all(p.grad is not None for p in m.experts[2].parameters() if p.requires_grad)
+
+
 def test_bad_configs_are_named():
     with pytest.raises(ConfigError, match="needs labelled pairs"):
         build_method("dynmm", {"image": 4, "text": 4}, {})

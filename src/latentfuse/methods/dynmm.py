@@ -32,6 +32,8 @@ Deviations, each with its reason:
 * Depth level on our encoders: an expert ``fusion@TAP`` (or ``image@TAP``) reads the costly encoder only up
   to tap ``TAP`` (its tokens mean-pooled), so the gate picks how deep the image encoder runs per sample; the
   official fusion-level code gates RGB-D fusion blocks inside a segmentation network instead.
+* ``fusion_head: fusemix`` replaces late fusion by FuseMix's adapters (the joint-embedding head latentfuse
+  trains contrastively) and the normalised embeddings' [a, b, a⊙b], trained here for the labels.
 * Every side's frozen feature is LayerNorm'd first, as in latentfuse's other heads: encoders differ wildly
   in scale.
 """
@@ -48,6 +50,7 @@ from ..config import NonNegativeFloat, OneOf, Positive, PositiveFloat, Rate
 from ..errors import ConfigError
 from . import METHODS
 from .base import Method, MethodConfig, masked_mean
+from .fusemix import Adapter, FuseMixConfig
 
 EXPERT_KINDS = ("text", "image", "fusion")
 
@@ -59,6 +62,9 @@ class DynMMConfig(MethodConfig):
     experts: list[str] = field(default_factory=lambda: ["text", "image", "fusion"])
     """The experts, cheapest first: `text` (cheap side only), `image` (costly side only), `fusion` (both,
     late fusion); `image@TAP` / `fusion@TAP` read the costly encoder only up to tap TAP (depth level)."""
+    fusion_head: Annotated[str, OneOf(("late", "fusemix"))] = "late"
+    """The fusion experts' head: `late` (an MLP per side, concatenated, as the official code) or `fusemix`
+    (FuseMix's adapters into a joint space, then [a, b, a⊙b] of the normalised embeddings)."""
     cheap: str = "text"
     """The side every sample runs (the gate reads it)."""
     costly: str = "image"
@@ -130,21 +136,34 @@ def mlp(dim_in: int, hidden: int, dropout: float) -> nn.Sequential:
 
 
 class Expert(nn.Module):
-    """One expert: an MLP per side it reads, concatenated (late fusion), then a Linear to the labels."""
+    """One expert: an MLP per side it reads, concatenated (late fusion), then a Linear to the labels; with
+    ``fusion_head: fusemix`` a fusion expert maps both sides into a joint space with FuseMix's adapters and
+    reads [a, b, a⊙b] of the normalised embeddings."""
 
     def __init__(self, kind: str, dims: dict[str, int], cfg: DynMMConfig) -> None:
         super().__init__()
         self.kind = kind
         reads = {"text": [cfg.cheap], "image": [cfg.costly], "fusion": [cfg.cheap, cfg.costly]}[kind]
-        self.branches = nn.ModuleDict({side: mlp(dims[side], cfg.hidden, cfg.dropout) for side in reads})
-        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden * len(reads), len(cfg.labels)))
+        self.in_dims = {side: dims[side] for side in reads}
+        self.joint = kind == "fusion" and cfg.fusion_head == "fusemix"
+        if self.joint:
+            adapter_cfg = FuseMixConfig(dim=cfg.hidden)
+            self.branches = nn.ModuleDict({side: Adapter(dims[side], adapter_cfg) for side in reads})
+        else:
+            self.branches = nn.ModuleDict({side: mlp(dims[side], cfg.hidden, cfg.dropout) for side in reads})
+        width = cfg.hidden * (3 if self.joint else len(reads))
+        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(width, len(cfg.labels)))
 
     @property
     def reads(self) -> list[str]:
         return list(self.branches)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.head(torch.cat([branch(inputs[side]) for side, branch in self.branches.items()], dim=-1))
+        parts = [branch(inputs[side]) for side, branch in self.branches.items()]
+        if self.joint:
+            a, b = (F.normalize(x, dim=-1) for x in parts)
+            parts = [a, b, a * b]
+        return self.head(torch.cat(parts, dim=-1))
 
 
 @METHODS.register("dynmm")
@@ -212,7 +231,7 @@ class DynMM(Method):
         gate = _count_flops(self.gate, torch.zeros(1, self.gate[0].normalized_shape[0]))
         out = []
         for (kind, tap), expert in zip(self.specs, self.experts):
-            sample = {side: torch.zeros(1, branch[0].normalized_shape[0]) for side, branch in expert.branches.items()}
+            sample = {side: torch.zeros(1, width) for side, width in expert.in_dims.items()}
             key = f"{self.config.costly}@{tap}" if tap else self.config.costly
             costly = 0.0 if kind == "text" else float(enc.get(key, 0.0))
             out.append(float(enc.get(self.config.cheap, 0.0)) + gate + costly + _count_flops(expert, sample))
