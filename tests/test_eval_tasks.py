@@ -294,7 +294,8 @@ def test_retrieval_needs_a_dataset(store):
 
 def test_every_task_has_a_documented_default_or_says_it_needs_data():
     from latentfuse.eval import TASKS
-    assert TASKS.names() == ["linear-probe", "pair-classification", "retrieval", "sts", "zeroshot"]
+    assert TASKS.names() == ["classification", "linear-probe", "pair-classification", "retrieval", "robustness",
+                            "sts", "zeroshot"]
     for name in TASKS.names():
         evaluator = task(name)
         assert evaluator.summary and evaluator.name == name
