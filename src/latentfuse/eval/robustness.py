@@ -11,11 +11,12 @@ are cached under a fingerprint that names the corruption, severity and seed, so 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 
+from ..config import Range
 from ..data import Source, SplitData
 from ..encoders import Encoder
 from ..encoders.corrupt import MODALITY_OF, CorruptedEncoder, check, feature_noise
@@ -33,9 +34,9 @@ class RobustnessOptions:
     corruptions: list[str] = field(default_factory=lambda: ["gaussian-noise", "blur", "jpeg", "low-resolution",
                                                             "word-dropout", "typos", "feature-noise"])
     """Corruptions to apply (A+B = both at once); see `latentfuse.encoders.corrupt`."""
-    severities: list[int] = field(default_factory=lambda: [1, 2, 3])
+    severities: list[Annotated[int, Range(1, 3)]] = field(default_factory=lambda: [1, 2, 3])
     """Severities, 1 (mild) to 3 (strong)."""
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: list[Annotated[int, Range(0, 2**32 - 1)]] = field(default_factory=lambda: [0, 1, 2])
     """Seeds of the corruption noise; the report gives mean and std over them."""
 
 
