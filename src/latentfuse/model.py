@@ -174,11 +174,12 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         method, cfg = self.method, self.method.config
         cheap = torch.as_tensor(self.encoder(cfg.cheap).encode(raw[cfg.cheap]))
         chosen = method.route(cheap)
-        logits = torch.zeros(len(chosen), len(cfg.labels))
+        logits = cheap.new_zeros(len(chosen), len(cfg.labels))
         needs = {k: method.expert_input(k) for k in range(len(cfg.experts))}
         costly: dict[str, tuple[torch.Tensor, Any]] = {}  # need → (rows, features)
         for need in sorted({needs[k] for k in chosen.tolist()} - {""}):
-            rows = torch.nonzero(torch.isin(chosen, torch.tensor([k for k, n in needs.items() if n == need])))[:, 0]
+            readers = chosen.new_tensor([k for k, n in needs.items() if n == need])
+            rows = torch.nonzero(torch.isin(chosen, readers))[:, 0]
             costly[need] = (rows, self._costly_inputs(cfg.costly, [raw[cfg.costly][i] for i in rows.tolist()], need))
         for k in sorted(set(chosen.tolist())):
             rows = torch.nonzero(chosen == k)[:, 0]
