@@ -187,7 +187,7 @@ class DynMM(Method):
         if not config.experts:
             raise ConfigError("dynmm: experts is empty")
         self.specs = [parse_expert(spec) for spec in config.experts]
-        taps = {tap for _, tap in self.specs if _ != "text"}
+        taps = {tap for kind, tap in self.specs if kind != "text"}
         if len(taps) > 1 and "" in taps:
             raise ConfigError(f"dynmm: experts {config.experts} mix the pooled costly feature with taps; use "
                               "either pooled experts (image, fusion) or tap experts (fusion@TAP) only")
