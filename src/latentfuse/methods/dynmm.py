@@ -152,7 +152,10 @@ class Expert(nn.Module):
         else:
             self.branches = nn.ModuleDict({side: mlp(dims[side], cfg.hidden, cfg.dropout) for side in reads})
         width = cfg.hidden * (3 if self.joint else len(reads))
-        self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(width, len(cfg.labels)))
+        # unit-norm embeddings have tiny coordinates: the joint head standardises them, or its logits stay near 0
+        # (measured: 34.1 micro-F1 without, every label under-predicted)
+        norm = [nn.LayerNorm(width)] if self.joint else []
+        self.head = nn.Sequential(*norm, nn.Dropout(cfg.dropout), nn.Linear(width, len(cfg.labels)))
 
     @property
     def reads(self) -> list[str]:
