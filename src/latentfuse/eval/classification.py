@@ -16,9 +16,8 @@ from ..data import Source
 from ..errors import ConfigError
 from ..methods import Method
 from ..model import JointModel
-from ..store import paired_features
 from ..store.paired import PairedFeatures
-from .features import match_sides
+from .features import match_sides, paired_inputs
 from .tasks import TASKS, Context, NoOptions, Task, base_report
 
 THRESHOLD = 0.5
@@ -101,13 +100,9 @@ class Classification(Task):
         if not data.tag_names:
             raise ConfigError(f"task classification needs labelled pairs; {source.spec} has none (use "
                               "flickr8k-tags:DIR or a pairs: table with a labels column)")
-        sides = match_sides(model, data, self.name)
-        encoders = {data_side: model.encoder(model_side) for data_side, model_side in sides.items()}
-        taps = {data_side: model.method.side_taps(model_side) for data_side, model_side in sides.items()}
-        paired = paired_features(source, data, encoders, context.store, skip_bad=context.skip_bad,
-                                 progress=context.progress, taps=taps)
-        missing = [name for name in model.method.config.labels if name not in paired.label_names]
-        if missing or list(paired.label_names) != list(model.method.config.labels):
+        paired = paired_inputs(model, source, data, match_sides(model, data, self.name), context.store,
+                               skip_bad=context.skip_bad, progress=context.progress)
+        if list(paired.label_names) != list(model.method.config.labels):
             raise ConfigError(f"{source.spec}: its labels {list(paired.label_names)} are not the model's "
                               f"{list(model.method.config.labels)}")
         report = base_report(self.name, model, source, split, n=len(paired))

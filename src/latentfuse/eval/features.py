@@ -19,7 +19,8 @@ from ..config import StoreConfig
 from ..data import Source, SplitData
 from ..errors import ConfigError, DataError
 from ..model import JointModel
-from ..store import TapInputs, get_features, get_tokens
+from ..encoders import Encoder
+from ..store import PairedFeatures, TapInputs, get_features, get_tokens, paired_features
 
 
 @dataclass
@@ -40,6 +41,16 @@ def match_sides(model: JointModel, data: SplitData, purpose: str) -> dict[str, s
     if all(name in model.sides for name in names):
         return {name: name for name in names}
     return {side.name: model.side_for(side.modality, purpose=purpose) for side in data.sides}
+
+
+def paired_inputs(model: JointModel, source: Source, data: SplitData, sides: dict[str, str], store: StoreConfig, *,
+                  encoders: dict[str, Encoder] | None = None, skip_bad: bool = False,
+                  progress: bool = True) -> PairedFeatures:
+    """Both data sides' frozen inputs for the model (pooled, or the taps its side reads), joined by pairs,
+    through the store; ``encoders`` (data side → encoder) replaces the model's own, e.g. a corrupted one."""
+    encoders = encoders or {data_side: model.encoder(model_side) for data_side, model_side in sides.items()}
+    taps = {data_side: model.method.side_taps(model_side) for data_side, model_side in sides.items()}
+    return paired_features(source, data, encoders, store, skip_bad=skip_bad, progress=progress, taps=taps)
 
 
 def embed(model: JointModel, model_side: str, source: Source, data: SplitData, data_side: str,

@@ -12,8 +12,7 @@ from typing import Any
 
 from ..data import Source
 from ..model import JointModel
-from ..store import paired_features
-from .features import match_sides, same_width
+from .features import match_sides, paired_inputs, same_width
 from .retrieval import retrieval_report
 from .tasks import TASKS, Context, NoOptions, Task
 
@@ -31,10 +30,8 @@ class Retrieval(Task):
                  context: Context) -> dict[str, Any]:
         data = source.load(split)
         sides = match_sides(model, data, self.name)
-        encoders = {data_side: model.encoder(model_side) for data_side, model_side in sides.items()}
-        taps = {data_side: model.method.side_taps(model_side) for data_side, model_side in sides.items()}
-        paired = paired_features(source, data, encoders, context.store, skip_bad=context.skip_bad,
-                                 progress=context.progress, taps=taps)
+        paired = paired_inputs(model, source, data, sides, context.store, skip_bad=context.skip_bad,
+                               progress=context.progress)
         a, b = paired.sides
         embed_a = model.encode_features(sides[a], paired.x[a])
         embed_b = model.encode_features(sides[b], paired.x[b])

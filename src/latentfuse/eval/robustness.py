@@ -22,9 +22,9 @@ from ..encoders import Encoder
 from ..encoders.corrupt import MODALITY_OF, CorruptedEncoder, check, feature_noise
 from ..errors import ConfigError
 from ..model import JointModel
-from ..store import PairedFeatures, paired_features
+from ..store import PairedFeatures
 from .classification import classification_metrics
-from .features import match_sides
+from .features import match_sides, paired_inputs
 from .retrieval import retrieval_report
 from .tasks import TASKS, Context, Task, base_report
 
@@ -95,9 +95,8 @@ def score(model: JointModel, source: Source, data: SplitData, sides: dict[str, s
           context: Context, noise: tuple[int, int] | None = None) -> dict[str, float]:
     """The model's headline numbers on these (possibly corrupted) features: F1 for a classifier, R@1/R@5
     both ways for a joint embedding."""
-    taps = {data_side: model.method.side_taps(model_side) for data_side, model_side in sides.items()}
-    paired = paired_features(source, data, encoders, context.store, skip_bad=context.skip_bad, progress=context.progress,
-                             taps=taps)
+    paired = paired_inputs(model, source, data, sides, context.store, encoders=encoders, skip_bad=context.skip_bad,
+                           progress=context.progress)
     if noise is not None:
         paired = with_feature_noise(paired, *noise)
     if model.method.task == "classification":
