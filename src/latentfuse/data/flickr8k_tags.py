@@ -25,7 +25,7 @@ from collections import Counter
 from typing import Iterable
 
 from . import SOURCES
-from .base import SplitData
+from .base import Item, SplitData
 from .flickr8k import Flickr8k
 
 AGREE = 2
@@ -94,27 +94,26 @@ class Flickr8kTags(Flickr8k):
 
     def vocabulary(self) -> tuple[str, ...]:
         if self._vocabulary is None:
-            train = super().load("train")
-            self._vocabulary = vocabulary(_captions_by_image(train).values(), MIN_IMAGES)
+            captions = _captions_by_image(super().load("train"))
+            self._vocabulary = vocabulary([[str(item.payload) for item in items] for items in captions.values()],
+                                          MIN_IMAGES)
         return self._vocabulary
 
     def load(self, split: str) -> SplitData:
         data = super().load(split)
         names = self.vocabulary()
-        by_image = _captions_by_image(data)
-        position = {text.id: k for captions in _caption_items(data).values() for k, text in enumerate(captions)}
-        data.tag_names = names
-        data.tags = {(image, text): pair_tags(by_image[image], position[text], names) for image, text in data.pairs}
+        data.tag_names, data.tags = names, {}
+        for image, captions in _captions_by_image(data).items():
+            texts = [str(item.payload) for item in captions]
+            for k, caption in enumerate(captions):
+                data.tags[(image, caption.id)] = pair_tags(texts, k, names)
         return data
 
 
-def _caption_items(data: SplitData) -> dict[str, list]:
+def _captions_by_image(data: SplitData) -> dict[str, list[Item]]:
+    """Each image's caption items, in pair order (the order ``pair_tags`` counts ``k`` in)."""
     texts = {item.id: item for item in data.items["text"]}
-    out: dict[str, list] = {}
+    out: dict[str, list[Item]] = {}
     for image, text in data.pairs:
         out.setdefault(image, []).append(texts[text])
     return out
-
-
-def _captions_by_image(data: SplitData) -> dict[str, list[str]]:
-    return {image: [str(item.payload) for item in items] for image, items in _caption_items(data).items()}

@@ -207,10 +207,11 @@ def _sides(table: Table) -> tuple[Side, Side]:
 def _row_tags(table: Table, row: Row) -> tuple[str, ...]:
     """A row's labels: its ``labels`` cell split on ``|``, else its ``label`` (none when empty)."""
     where = row.where(table.path.name)
-    column = "labels" if "labels" in table.columns else "label"
-    cell = as_text(row.values.get(column), where, column)
-    return tuple(dict.fromkeys(t.strip() for t in cell.split("|") if t.strip())) if column == "labels" else \
-        ((cell,) if cell else ())
+    if "labels" in table.columns:
+        cell = as_text(row.values.get("labels"), where, "labels")
+        return tuple(dict.fromkeys(t.strip() for t in cell.split("|") if t.strip()))
+    cell = as_text(row.values.get("label"), where, "label")
+    return (cell,) if cell else ()
 
 
 def _row_id(row: Row) -> str:

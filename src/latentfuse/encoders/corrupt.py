@@ -1,7 +1,7 @@
 """Input corruptions for robustness evaluation, applied to the *raw input* before a frozen encoder.
 
 ``CorruptedEncoder(base, kind, severity, seed)`` corrupts each item, then runs ``base``. Its fingerprint is
-the base's plus the corruption, so the feature store caches corrupted features apart from clean ones (and
+a digest of the base's and the corruption's, so the feature store caches corrupted features apart from clean ones (and
 from other severities and seeds), and a second evaluation encodes nothing. Each item's noise is seeded by
 ``(seed, the item's content)``: the same item gets the same corruption in every batch and every run, and
 different seeds give independent draws.
