@@ -237,3 +237,6 @@ def test_train_a_dynmm_model_end_to_end_and_predict_with_it(tmp_path, monkeypatc
     assert again["metrics"] == report["metrics"]  # same cached features, same model: the same numbers
     with pytest.raises(ConfigError, match="needs labelled pairs"):
         task("classification").run(model, f"flickr8k:{root}", "test", store, progress=False)
+    with pytest.raises(ConfigError, match="scored on labelled pairs; this data has none"):
+        task("robustness").run(model, f"flickr8k:{root}", "test", store, {"corruptions": ["feature-noise"]},
+                               progress=False)

@@ -64,7 +64,8 @@ def routing(method: Method, chosen: np.ndarray) -> dict[str, Any]:
 def classification_metrics(method: Method, data: PairedFeatures) -> dict[str, Any]:
     """F1 of the hard-routed predictions and the routing statistics (the trainer's validation hook)."""
     if data.labels is None:
-        raise ValueError("classification needs labelled pairs (PairedFeatures.labels)")
+        raise ConfigError(f"a {method.name} classifier is scored on labelled pairs; this data has none (use "
+                          "flickr8k-tags:DIR or a pairs: table with a labels column)")
     probs, chosen = predict_cached(method, data)
     return {"f1": f1_scores(probs > THRESHOLD, data.labels.numpy()), **routing(method, chosen)}
 
