@@ -33,6 +33,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 EncoderOpt = typer.Option(None, "--encoder", "-e", help="SIDE=SPEC, e.g. image=efficientnet-lite0 (repeatable).")
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace what the output already holds: the new result is "
                             "swapped in only once it is complete.")
+DeviceOpt = typer.Option(None, "--device", help="auto (CUDA when torch sees a GPU, else CPU) | cpu | cuda | "
+                         "cuda:N | mps.")
+PrecisionOpt = typer.Option(None, "--precision", help="fp32 (default) | bf16 | fp16 (CUDA): autocast precision.")
 SetOpt = typer.Option(None, "--set", help="Override any config field: dotted.key=value (repeatable); "
                       "`latentfuse info --config` lists them.")
 
@@ -107,16 +110,29 @@ def extract(
     store: Optional[str] = typer.Option(None, "--store", help="Feature cache directory."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Record and skip bad items instead of failing."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML run config to start from."),
+    device: Optional[str] = DeviceOpt,
+    precision: Optional[str] = PrecisionOpt,
+    engine: Optional[str] = typer.Option(None, "--engine", help="local (default) | ray: Ray Data decode tasks + "
+                                         "encoder actors, same store ([dist] extra)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="engine ray: cluster to join "
+                                              "(default: a local Ray instance)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="engine ray: encoder actors (default 2)."),
+    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="engine ray: GPUs per actor."),
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Run the frozen encoders over a dataset into the feature cache (resumable; cached on re-run)."""
     from .data import build_source
     from .pipeline import extract_split, extract_taps, side_encoders, taps_by_side
+    from .utils.runtime import runtime
 
-    cfg = _config(config, data, encoder, set_, **{"store.root": store})
+    cfg = _config(config, data, encoder, set_, **{"store.root": store, "runtime.device": device,
+                                                 "runtime.precision": precision, "store.engine": engine,
+                                                 "store.ray_address": ray_address, "store.workers": workers,
+                                                 "store.gpus_per_worker": gpus_per_worker})
+    rt = runtime(cfg.runtime.device, cfg.runtime.precision)  # a missing GPU fails before any work
     skip = skip_bad or cfg.data.skip_bad
     source = build_source(cfg.data.source, skip_bad=skip)
-    encoders = side_encoders(source, cfg.encoders)
+    encoders = side_encoders(source, cfg.encoders, rt)
     taps = {**cfg.taps, **taps_by_side(list(layers or []), encoders)}
     for side, names in taps.items():  # typos fail before any work
         if side in encoders:
@@ -143,6 +159,10 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.pt."),
     overwrite: bool = OverwriteOpt,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML run config to start from."),
+    device: Optional[str] = DeviceOpt,
+    precision: Optional[str] = PrecisionOpt,
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Train with N local processes (launches torchrun: gloo on "
+                              "CPU, NCCL on GPU); the global batch is train.batch_size."),
     set_: Optional[List[str]] = SetOpt,
 ) -> None:
     """Train (or fit) a method on cached features and save the JointModel; baselines are not run.
@@ -150,11 +170,34 @@ def train(
     OUT must be new, empty, or hold this same run; anything else needs --overwrite (or --resume)."""
     from .pipeline import run
 
+    if nproc > 1:
+        _torchrun(nproc)
+
     cfg = _config(config, data, encoder, set_, **{"method.name": method, "out": out,
-                                                 "train.epochs": epochs, "train.seed": seed})
+                                                 "train.epochs": epochs, "train.seed": seed,
+                                                 "runtime.device": device, "runtime.precision": precision})
     cfg.baselines = []
     reports = run(cfg, resume=resume, overwrite=overwrite)
     _show(reports, cfg.out)
+
+
+def _torchrun(nproc: int) -> None:
+    """Re-run this command under ``torch.distributed.run`` with ``nproc`` local processes, then exit with
+    its status (the same as ``torchrun --standalone --nproc-per-node N -m latentfuse …``)."""
+    import subprocess
+
+    args, skip = [], False
+    for arg in sys.argv[1:]:  # this command line without --nproc
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            args.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "latentfuse", *args]
+    log.info("launching %d processes: %s", nproc, " ".join(command[2:]))
+    raise typer.Exit(subprocess.call(command))
 
 
 @app.command()
@@ -176,6 +219,8 @@ def distill(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.pt."),
     overwrite: bool = OverwriteOpt,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML distill config to start from."),
+    device: Optional[str] = DeviceOpt,
+    precision: Optional[str] = PrecisionOpt,
     set_: Optional[List[str]] = SetOpt,
     data: Optional[str] = typer.Option(None, "--data", "-d", hidden=True),
 ) -> None:
@@ -194,7 +239,8 @@ def distill(
         cfg = apply_overrides(cfg, list(set_))
     fields = {"teacher": str(teacher) if teacher else None, "images": list(images) if images else None,
               "texts": list(texts) if texts else None, "student": student, "out": out, "val": val,
-              "train.epochs": epochs, "train.seed": seed, "store.root": store, "skip_bad": skip_bad or None}
+              "train.epochs": epochs, "train.seed": seed, "store.root": store, "skip_bad": skip_bad or None,
+              "runtime.device": device, "runtime.precision": precision}
     for key, value in fields.items():
         if value is not None:
             set_field(cfg, key, value)
@@ -245,6 +291,8 @@ def eval_(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
     store: Optional[str] = typer.Option(None, "--store", help="Feature cache directory."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable items instead of failing."),
+    device: Optional[str] = DeviceOpt,
+    precision: Optional[str] = PrecisionOpt,
 ) -> None:
     from .eval.suite import parse_jobs, run_jobs
     from .eval.tables import print_reports
@@ -258,7 +306,7 @@ def eval_(
         from .utils.outdir import check_new_file
 
         check_new_file(json_path, overwrite, "--json")  # before the work, not after it
-    joint = _eval_model(model, frozen)
+    joint = _eval_model(model, frozen).to(device or "auto", precision or "fp32")
     reports = run_jobs(joint, jobs, split, _store(store), options,
                        skip_bad=skip_bad, on_report=lambda r: print_reports([r]))
     if json_path:
@@ -276,9 +324,9 @@ def _eval_model(model: Optional[Path], frozen: Optional[List[str]]) -> "JointMod
         from .eval.frozen import frozen_model
 
         return frozen_model(list(frozen))
-    from .model import load
+    from .model import JointModel
 
-    return load(model)
+    return JointModel.load(model)
 
 
 @app.command("run")
@@ -325,6 +373,8 @@ def index(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable items instead of failing."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the folder with a new index (swapped in "
                                    "once complete) instead of growing it; needs --model."),
+    device: Optional[str] = DeviceOpt,
+    precision: Optional[str] = PrecisionOpt,
 ) -> None:
     """Embed a collection into a search index; on an existing index, add only the items it lacks.
 
@@ -332,7 +382,8 @@ def index(
     from .index.build import build_index
 
     built, added = build_index(model, data, out, split=split, side=side, backend=backend, nprobe=nprobe,
-                               store=_store(store), skip_bad=skip_bad, rebuild=rebuild, overwrite=overwrite)
+                               store=_store(store), skip_bad=skip_bad, rebuild=rebuild, overwrite=overwrite,
+                               device=device or "auto", precision=precision or "fp32")
     skipped = f", {len(built.skipped)} skipped: see index.json" if built.skipped else ""
     typer.echo(f"{out}: {len(built)} {built.modality} items ({added} added{skipped}), backend "
                f"{built.backend_config.kind}, model {built.model.fingerprint}")
@@ -376,6 +427,8 @@ def serve(
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model folder, if it moved (same model)."),
     max_upload_mb: float = typer.Option(8.0, "--max-upload-mb", help="Largest accepted request body."),
     max_k: int = typer.Option(100, "--max-k", help="Largest k a request may ask for."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps: where queries are encoded."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 (CUDA)."),
 ) -> None:
     """HTTP API (/search, /embed, /health, /docs) and a search page at / over an index."""
     from .config import Range
@@ -383,7 +436,7 @@ def serve(
 
     Range(0.0, 2.0**20, lo_open=True).check(max_upload_mb, "serve options", "--max-upload-mb")  # nan/inf too
     run_server(index_dir, ServeConfig(host=host, port=port, max_upload_bytes=int(max_upload_mb * 2**20),
-                                      max_k=max_k), model)
+                                      max_k=max_k, device=device, precision=precision), model)
 
 
 def _store(store: Optional[str]) -> "StoreConfig":

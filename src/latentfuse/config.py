@@ -128,6 +128,15 @@ class StoreConfig:
     """Inputs per encoder call during extraction."""
     shard_size: Positive = 2048
     """Rows per committed shard: the unit of resume after a crash."""
+    engine: Annotated[str, OneOf(("local", "ray"))] = "local"
+    """Who runs extraction of pooled features: local (this process) or ray (Ray Data: decode tasks and a pool
+    of encoder actors; needs the [dist] extra). Both write the same store."""
+    ray_address: str = ""
+    """engine ray: the cluster to join (e.g. ray://head:10001 or auto); '' = a local Ray instance."""
+    workers: Positive = 2
+    """engine ray: encoder actors (each loads the encoder once) and parallel decode tasks."""
+    gpus_per_worker: NonNegativeFloat = 0.0
+    """engine ray: GPUs per encoder actor (fractions share a GPU); 0 = actors encode on CPUs."""
 
 
 @dataclass
@@ -162,6 +171,15 @@ class TrainConfig:
 
 
 @dataclass
+class RuntimeConfig:
+    device: str = "auto"
+    """Where encoders and heads run: auto (CUDA when torch sees a GPU, else the CPU) | cpu | cuda | cuda:N | mps."""
+    precision: Annotated[str, OneOf(("fp32", "bf16", "fp16"))] = "fp32"
+    """Autocast precision of training and encoding: fp32 | bf16 | fp16 (CUDA only, with a gradient scaler).
+    Features encoded at bf16/fp16 are cached apart from fp32 ones."""
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     encoders: dict[str, str] = field(default_factory=lambda: {"image": "efficientnet-lite0", "text": "minilm-l6"})
@@ -172,6 +190,7 @@ class RunConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     method: MethodSpec = field(default_factory=MethodSpec)
     train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     baselines: list[str] = field(default_factory=lambda: ["asif", "procrustes"])
     """Methods evaluated side by side on the same features (fitted, not saved as the main model)."""
     out: str = "runs/latest"
@@ -202,8 +221,19 @@ class DistillConfig:
     """Skip unreadable images / empty sentences of the pools (recorded) instead of failing."""
     store: StoreConfig = field(default_factory=StoreConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     out: str = "runs/student"
     """Directory of the saved student JointModel."""
+
+
+def run_identity(config: Any) -> dict[str, Any]:
+    """What makes two runs (train or distill) the same run: every setting except where the output and the
+    cache live and which device does the work (a run started on a CPU may resume on a GPU); a precision
+    other than fp32 is part of it."""
+    identity = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "store", "runtime")}
+    if config.runtime.precision != "fp32":
+        identity["precision"] = config.runtime.precision
+    return identity
 
 
 # ---------------------------------------------------------------- loading and dumping

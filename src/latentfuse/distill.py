@@ -15,7 +15,6 @@ image is given a random sentence partner (``unpaired``). An epoch is one pass ov
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import DistillConfig, dump_yaml
+from .config import DistillConfig, dump_yaml, run_identity
 from .data import Source, SplitData, build_source
 from .encoders import Encoder, build_encoder
 from .errors import ConfigError, DataError
@@ -205,21 +204,17 @@ def _side_inputs(inputs: np.ndarray | TokenFeatures, tap: str | None) -> Any:
 
 # ---------------------------------------------------------------- the job
 
-def distill_identity(config: DistillConfig) -> dict[str, Any]:
-    return {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "store")}
-
-
 def distill(config: DistillConfig, *, resume: bool = False, overwrite: bool = False,
             progress: bool = True) -> dict[str, Any]:
     """Teacher + pools → trained student, saved to ``config.out`` (the output-folder rule applies)."""
     if not config.teacher:
         raise ConfigError("distill needs --teacher MODEL (a trained JointModel folder)")
-    teacher = JointModel.load(config.teacher)
+    teacher = JointModel.load(config.teacher).to(config.runtime.device, config.runtime.precision)
     student = parse_student(config.student, teacher)
     options = {**student.options, **config.options}
     if make_config("dime", options).logit_scale == 0:  # typos in the options fail here, before any extraction
         options["logit_scale"] = teacher_scale(teacher)
-    with output_dir(config.out, "distill-run", distill_identity(config), overwrite=overwrite, resume=resume,
+    with output_dir(config.out, "distill-run", run_identity(config), overwrite=overwrite, resume=resume,
                     known_files=("distill.yaml", "model.safetensors")) as out:
         return _distill(config, teacher, student, options, out, resume, progress)
 
@@ -227,7 +222,7 @@ def distill(config: DistillConfig, *, resume: bool = False, overwrite: bool = Fa
 def _distill(config: DistillConfig, teacher: JointModel, student: Student, options: dict[str, Any], out: Path,
              resume: bool, progress: bool) -> dict[str, Any]:
     image, text = options["image_side"], options["text_side"]
-    encoders = {side: build_encoder(spec) for side, spec in student.encoders.items()}
+    encoders = {side: build_encoder(spec, teacher.runtime) for side, spec in student.encoders.items()}
     taps = method_class("dime").wanted_taps(make_config("dime", options), {image: "image", text: "text"})
     several = {side: names for side, names in taps.items() if len(names) > 1}
     if several:  # a `teacher` tower over a teacher that fuses several taps (MMFuser)
@@ -247,7 +242,7 @@ def _distill(config: DistillConfig, teacher: JointModel, student: Student, optio
     val = _val_features(config, encoders, taps, (image, text), progress) if config.val else None
     seed_everything(config.train.seed)
     method = build_method("dime", train.dims(), options)
-    result = Trainer(method, config.train, out, validate if val is not None else None).fit(
+    result = Trainer(method, config.train, out, validate if val is not None else None, teacher.runtime).fit(
         train, val, resume=resume, progress=progress)
     sides = [SideSpec(side, teacher.sides[side].modality, encoders[side].name, encoders[side].fingerprint)
              for side in (image, text)]

@@ -1,4 +1,8 @@
-"""Shared losses and latent-space augmentations used by the trainable methods."""
+"""Shared losses and latent-space augmentations used by the trainable methods.
+
+They are where distribution lives (``utils.distributed``): under torchrun the contrastive loss sees the
+embeddings of every rank (gathered with gradients) and mixup mixes the global batch, so a method's code is
+the same for one process or many and its loss is that of the global batch."""
 from __future__ import annotations
 
 import math
@@ -7,6 +11,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .utils.distributed import gather_inputs as all_inputs, gather_with_grad as all_rows, local_part
 
 
 class LearnableTemperature(nn.Module):
@@ -28,7 +34,10 @@ class LearnableTemperature(nn.Module):
 
 
 def symmetric_infonce(za: torch.Tensor, zb: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Mean of a→b and b→a cross-entropy over in-batch negatives; row i of ``za`` pairs with row i of ``zb``."""
+    """Mean of a→b and b→a cross-entropy over in-batch negatives; row i of ``za`` pairs with row i of ``zb``.
+
+    Under torchrun the rows of all ranks take part (the global batch's negatives, gradients kept)."""
+    za, zb = all_rows(za), all_rows(zb)
     logits = scale * za @ zb.T
     targets = torch.arange(len(za), device=za.device)
     return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
@@ -44,11 +53,15 @@ def latent_mixup(xa: Any, xb: Any, alpha: float, generator: torch.Generator | No
     odd last row is dropped).
 
     A side may also be token taps, ``{tap: (tokens (B, T, C), mask (B, T))}``: each tap's tokens are mixed
-    position by position with the same λ and partners, and a mixed position is real if it is in either."""
+    position by position with the same λ and partners, and a mixed position is real if it is in either.
+
+    Under torchrun the global batch is mixed (every rank draws the same λ and partners from its generator,
+    which runs in lockstep with the others) and each rank keeps its own slice of the result."""
     if alpha <= 0:
         return xa, xb, 1.0
     lam = float(_beta_with(generator, alpha)) if generator is not None else float(
         torch.distributions.Beta(torch.tensor(float(alpha)), torch.tensor(float(alpha))).sample())
+    xa, xb = all_inputs(xa), all_inputs(xb)
     n = _batch_size(xa)
     if pairs == "halves":
         half = n // 2
@@ -56,7 +69,7 @@ def latent_mixup(xa: Any, xb: Any, alpha: float, generator: torch.Generator | No
     else:
         first = torch.arange(n)
         second = torch.randperm(n, generator=generator)
-    return _mix(xa, lam, first, second), _mix(xb, lam, first, second), lam
+    return local_part(_mix(xa, lam, first, second)), local_part(_mix(xb, lam, first, second)), lam
 
 
 def _batch_size(x: Any) -> int:

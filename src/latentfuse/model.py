@@ -31,6 +31,7 @@ from .methods import Method, build_method
 from .store import TapInputs, take
 from .store.tokens import in_memory_tokens
 from .utils import atomic
+from .utils.runtime import CPU, move, runtime as make_runtime
 from .version import __version__
 
 FORMAT = "latentfuse.joint-model/1"
@@ -51,6 +52,15 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         self.sides = {side.name: side for side in sides}
         self.meta = dict(meta or {})
         self._encoders: dict[str, Encoder] = {}
+        self.runtime = CPU
+
+    def to(self, device: str = "auto", precision: str = "fp32") -> "JointModel":
+        """Run the heads and the frozen encoders on ``device`` (auto|cpu|cuda|cuda:N|mps) at ``precision``
+        (fp32|bf16|fp16); returns the model. Outputs are float32 numpy on the host whatever the device."""
+        self.runtime = make_runtime(device, precision)
+        self.method.to(self.runtime.torch_device)
+        self._encoders = {}  # rebuilt on first use for the new runtime (build_encoder keeps one per runtime)
+        return self
 
     # ---------------------------------------------------------------- sides
     @property
@@ -83,7 +93,7 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         """The frozen encoder of a side, built on first use and checked against the saved fingerprint."""
         if side not in self._encoders:
             spec = self.sides[side]
-            encoder = build_encoder(spec.encoder)
+            encoder = build_encoder(spec.encoder, self.runtime)
             if encoder.fingerprint != spec.encoder_fingerprint:
                 raise ModelError(f"encoder {spec.encoder!r} now has fingerprint {encoder.fingerprint}, but this "
                                  f"model was trained on {spec.encoder_fingerprint}: its weights or "
@@ -100,8 +110,10 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
             raise ModelError(f"a {self.method.name} model classifies pairs and has no embedding space: use "
                              "model.predict(images=..., texts=...)")
         x = features if isinstance(features, TapInputs) else torch.as_tensor(np.asarray(features, dtype=np.float32))
-        out = [self.method.encode(side, take(x, slice(i, i + chunk)), normalize=normalize)
-               for i in range(0, len(x), chunk)]
+        device = self.method.device
+        with self.runtime.autocast():
+            out = [self.method.encode(side, move(take(x, slice(i, i + chunk)), device), normalize=normalize)
+                   .float().cpu() for i in range(0, len(x), chunk)]
         embedded = torch.cat(out).numpy() if out else np.zeros((0, self.dim), dtype=np.float32)
         bad = ~np.isfinite(embedded).all(axis=1)
         if bad.any():  # NaN would score every item alike: a silent, perfect-looking wrong answer downstream
@@ -156,8 +168,8 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         for start in range(0, len(text_list), batch_size):
             part = {side: items[start:start + batch_size] for side, items in raw.items()}
             logits, experts = self._predict_batch(part)
-            scores.append(torch.sigmoid(logits).numpy())
-            chosen.append(experts.numpy())
+            scores.append(torch.sigmoid(logits.float()).cpu().numpy())
+            chosen.append(experts.cpu().numpy())
         probs = np.concatenate(scores) if scores else np.zeros((0, len(method.config.labels)), np.float32)
         picked = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
         names = method.config.labels
@@ -172,7 +184,7 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         """One batch of ``predict``: the cheap side, the gate, then each costly input once for the pairs
         that need it (pooled feature or one tap), then each expert on its own pairs."""
         method, cfg = self.method, self.method.config
-        cheap = torch.as_tensor(self.encoder(cfg.cheap).encode(raw[cfg.cheap]))
+        cheap = torch.as_tensor(self.encoder(cfg.cheap).encode(raw[cfg.cheap]), device=method.device)
         chosen = method.route(cheap)
         logits = cheap.new_zeros(len(chosen), len(cfg.labels))
         needs = {k: method.expert_input(k) for k in range(len(cfg.experts))}
@@ -196,9 +208,9 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         """The costly encoder's pooled feature (``need == "pooled"``), or one tap's (tokens, mask) of ``items``."""
         encoder = self.encoder(side)
         if need == "pooled":
-            return torch.as_tensor(encoder.encode(items))
+            return torch.as_tensor(encoder.encode(items), device=self.method.device)
         tokens = in_memory_tokens(encoder.encode_taps(items, [need])[need], encoder.taps()[need].channels)
-        return TapInputs({need: tokens}).take(np.arange(len(items)))
+        return move(TapInputs({need: tokens}).take(np.arange(len(items))), self.method.device)
 
     def encode_image(self, images: Any, *, side: str = "", batch_size: int = 64, normalize: bool = True,
                      convert_to_tensor: bool = False, show_progress_bar: bool = False) -> np.ndarray | torch.Tensor:
@@ -304,7 +316,7 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
             raise ModelError(f"{directory}: refusing to save weights holding NaN/inf ({len(bad)} tensor(s), first "
                              f"{bad[0]}): the model would rank every query alike")
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().contiguous() for k, v in self.method.state_dict().items()}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.method.state_dict().items()}
         with atomic.atomic_path(directory / "model.safetensors") as tmp:
             save_file(tensors, str(tmp), metadata={"format": FORMAT, "method": self.method.name})
         atomic.write_json(directory / "config.json", self.config())
@@ -399,9 +411,10 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
                          "the model folder is damaged (re-save or re-train it)") from None
 
 
-def load(path: str | Path) -> JointModel:
-    """Load a saved JointModel folder (or Hub repo id)."""
-    return JointModel.from_pretrained(path)
+def load(path: str | Path, device: str = "auto", precision: str = "fp32") -> JointModel:
+    """Load a saved JointModel folder (or Hub repo id), its heads and encoders on ``device`` (auto = CUDA
+    when torch sees a GPU, else the CPU) at ``precision``."""
+    return JointModel.from_pretrained(path).to(device, precision)
 
 
 def _looks_like_repo_id(text: str) -> bool:

@@ -1,14 +1,14 @@
 """The main job, as plain functions the CLI calls: features → fit/train → JointModel → reports."""
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
 
 from .data import Source, build_source
 from .encoders import Encoder, build_encoder
-from .errors import ConfigError
+from .errors import ConfigError, LatentfuseError
 from .cost import encoder_flops
 from .eval import classification
 from .eval.retrieval import retrieval_report, validate
@@ -16,22 +16,24 @@ from .eval.tables import model_card
 from .methods import Method, build_method, make_config, method_class
 from .model import JointModel, SideSpec
 from .store import PairedFeatures, get_features, get_tokens, paired_features
-from .config import RunConfig, StoreConfig, TrainConfig, dump_yaml, load_yaml
+from .config import RunConfig, StoreConfig, TrainConfig, dump_yaml, load_yaml, run_identity
 from .train import Trainer, seed_everything
-from .utils import atomic
+from .utils import atomic, distributed
 from .utils.outdir import output_dir
+from .utils.runtime import CPU, Runtime, runtime
 
 log = logging.getLogger(__name__)
 
 
-def side_encoders(source: Source, encoders: dict[str, str]) -> dict[str, Encoder]:
-    """Check that every side of the source has an encoder, and build them (the store checks modalities)."""
+def side_encoders(source: Source, encoders: dict[str, str], rt: Runtime = CPU) -> dict[str, Encoder]:
+    """Check that every side of the source has an encoder, and build them to run on ``rt`` (the store checks
+    modalities)."""
     names = [side.name for side in source.sides]
     missing, extra = sorted(set(names) - set(encoders)), sorted(set(encoders) - set(names))
     if missing or extra:
         raise ConfigError(f"encoders must name exactly the sides of {source.spec}: {names} "
                           f"(missing {missing or 'none'}, unknown {extra or 'none'})")
-    return {side: build_encoder(encoders[side]) for side in names}
+    return {side: build_encoder(encoders[side], rt) for side in names}
 
 
 def split_features(source: Source, split: str, encoders: dict[str, Encoder], store: StoreConfig,
@@ -98,7 +100,7 @@ def taps_by_side(requested: list[str], encoders: dict[str, Encoder]) -> dict[str
 
 def train_method(name: str, options: dict[str, Any], train: PairedFeatures, val: PairedFeatures | None,
                  train_config: TrainConfig, work_dir: Path, resume: bool = False,
-                 progress: bool = True) -> tuple[Method, float]:
+                 progress: bool = True, rt: Runtime = CPU) -> tuple[Method, float]:
     """Fit or train one method; returns it (best checkpoint loaded) and the seconds spent.
 
     Seeded before the heads are built, so their initialisation — not only the batches — follows the seed.
@@ -106,7 +108,7 @@ def train_method(name: str, options: dict[str, Any], train: PairedFeatures, val:
     seed_everything(train_config.seed)
     method = build_method(name, train.dims(), options)
     hook = classification.validate if method.task == "classification" else validate
-    result = Trainer(method, train_config, work_dir, hook).fit(train, val, resume=resume, progress=progress)
+    result = Trainer(method, train_config, work_dir, hook, rt).fit(train, val, resume=resume, progress=progress)
     return method, result.seconds
 
 
@@ -142,11 +144,6 @@ def evaluate(model: JointModel, data: PairedFeatures, dataset: str, split: str) 
                             train_seconds=model.meta.get("train_seconds"))
 
 
-def run_identity(config: RunConfig) -> dict[str, Any]:
-    """What makes two runs the same run: every setting except where the output and the cache live."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "store")}
-
-
 def run(config: RunConfig, resume: bool = False, progress: bool = True,
         overwrite: bool = False) -> list[dict[str, Any]]:
     """extract → train (main method + baselines) → evaluate on the test split → save the main model.
@@ -154,9 +151,22 @@ def run(config: RunConfig, resume: bool = False, progress: bool = True,
     ``config.out`` follows the output-directory rule (``utils.outdir``): a folder holding anything but this
     same run is refused unless ``overwrite`` (which swaps the finished run in) or ``resume``.
     """
-    with output_dir(config.out, "model-run", run_identity(config), overwrite=overwrite, resume=resume,
-                    known_files=("run.yaml", "model.safetensors"), legacy_identity=_saved_identity) as out:
-        return _run(config, out, resume, progress)
+    rt = distributed.init_from_env(runtime(config.runtime.device, config.runtime.precision))
+    if not distributed.is_main():  # under torchrun: rank 0 owns the output folder; the others only train
+        verdict = distributed.broadcast_object(None)
+        if verdict is not True:
+            raise LatentfuseError(f"rank 0 stopped before training: {verdict}")
+        return _run(config, Path(config.out), resume, False, rt)
+    with contextlib.ExitStack() as stack:
+        try:
+            out = stack.enter_context(output_dir(config.out, "model-run", run_identity(config), overwrite=overwrite,
+                                                 resume=resume, known_files=("run.yaml", "model.safetensors"),
+                                                 legacy_identity=_saved_identity))
+        except LatentfuseError as exc:
+            distributed.broadcast_object(str(exc))
+            raise
+        distributed.broadcast_object(True)
+        return _run(config, out, resume, progress, rt)
 
 
 def _saved_identity(folder: Path) -> dict[str, Any] | None:
@@ -167,18 +177,23 @@ def _saved_identity(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def _run(config: RunConfig, out: Path, resume: bool, progress: bool) -> list[dict[str, Any]]:
+def _run(config: RunConfig, out: Path, resume: bool, progress: bool, rt: Runtime) -> list[dict[str, Any]]:
+    """The run's work; under torchrun every rank trains, only rank 0 extracts first, fits the closed-form
+    baselines, evaluates and saves."""
     source = build_source(config.data.source, skip_bad=config.data.skip_bad)
-    encoders = side_encoders(source, config.encoders)
+    encoders = side_encoders(source, config.encoders, rt)
+    main = distributed.is_main()
     cache: dict[tuple[str, str], PairedFeatures] = {}
 
-    def feats(split: str, taps: dict[str, list[str]]) -> PairedFeatures | None:
-        """One split's paired inputs for one set of taps, built once and shared by the methods."""
+    def feats(split: str, taps: dict[str, list[str]], every_rank: bool = True) -> PairedFeatures | None:
+        """One split's paired inputs for one set of taps, built once and shared by the methods. Under
+        torchrun, what ``every_rank`` reads is cached by rank 0 first, then read by the others."""
         key = (split, repr(sorted(taps.items())))
         if split and key not in cache:
             limit = 0 if split == config.data.test_split else config.data.limit
-            cache[key] = split_features(source, split, encoders, config.store, config.data.skip_bad, progress,
-                                        limit, taps)
+            with distributed.main_first() if every_rank else contextlib.nullcontext():
+                cache[key] = split_features(source, split, encoders, config.store, config.data.skip_bad,
+                                            progress, limit, taps)
         return cache.get(key)
 
     names = [config.method.name] + [b for b in config.baselines if b != config.method.name]
@@ -186,6 +201,8 @@ def _run(config: RunConfig, out: Path, resume: bool, progress: bool) -> list[dic
               for name in names}  # typos in the options fail here, before any extraction
     reports, models = [], {}
     for name in names:
+        if not main and not method_class(name).trainable:
+            continue
         options = config.method.options if name == config.method.name else {}
         work = out if name == config.method.name else out / "baselines" / name
         if progress:
@@ -193,12 +210,16 @@ def _run(config: RunConfig, out: Path, resume: bool, progress: bool) -> list[dic
         taps = wanted[name]
         options = data_options(name, options, feats(config.data.train_split, taps), encoders)
         method, seconds = train_method(name, options, feats(config.data.train_split, taps),
-                                       feats(config.data.val_split, taps), config.train, work, resume, progress)
+                                       feats(config.data.val_split, taps), config.train, work, resume, progress, rt)
+        if not main:
+            continue
         models[name] = joint_model(method, encoders, source, seconds)
-        reports.append(evaluate(models[name], feats(config.data.test_split, taps), source.spec,
+        reports.append(evaluate(models[name], feats(config.data.test_split, taps, every_rank=False), source.spec,
                                 config.data.test_split))
-    main = models[config.method.name]
-    main.save_pretrained(out, card=model_card(main, reports))
+    if not main:
+        return []
+    model = models[config.method.name]
+    model.save_pretrained(out, card=model_card(model, reports))
     atomic.write_text(out / "run.yaml", dump_yaml(config))
     atomic.write_json(out / "report.json", reports)
     return reports

@@ -29,8 +29,9 @@ from .errors import ConfigError, TrainingError
 from .methods import Method
 from .config import TrainConfig
 from .store.paired import PairedFeatures
-from .utils import atomic
+from .utils import atomic, distributed
 from .utils.nested import flatten
+from .utils.runtime import CPU, Runtime
 
 log = logging.getLogger(__name__)
 Validator = Callable[[Method, PairedFeatures], dict[str, Any]]
@@ -71,8 +72,8 @@ def check_finite(method: Method, when: str) -> None:
 
 class Trainer:
     def __init__(self, method: Method, config: TrainConfig, out_dir: str | Path,
-                 validate: Validator | None = None) -> None:
-        self.method, self.config, self.validate = method, config, validate
+                 validate: Validator | None = None, runtime: Runtime = CPU) -> None:
+        self.method, self.config, self.validate, self.runtime = method, config, validate, runtime
         self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.log_path = self.out_dir / "metrics.jsonl"
@@ -109,38 +110,49 @@ class Trainer:
     def _loop(self, train: PairedFeatures, val: PairedFeatures | None, generator: torch.Generator,
               resume: bool, progress: bool, started: float) -> TrainResult:
         cfg, method = self.config, self.method
+        distributed.check_batch(cfg.batch_size)
+        method.to(self.runtime.torch_device)
+        distributed.broadcast_module(method)  # every rank starts from rank 0's weights
+        train = train.placed(self.runtime.torch_device)
         steps_per_epoch = max(1, len(train) // cfg.batch_size)
         total = steps_per_epoch * cfg.epochs
         optimizer = torch.optim.AdamW(_param_groups(method, cfg.weight_decay), lr=cfg.lr)
         warm = max(1, int(cfg.warmup * total))
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _warmup_cosine(s, warm, total))
+        scaler = self.runtime.grad_scaler()
         setattr(method, "generator", generator)
         state = {"epoch": 0, "best_score": -math.inf, "best_epoch": -1, "history": [], "elapsed": 0.0}
-        if resume and (self.ckpt_dir / "last.pt").exists():
-            state = self._restore(optimizer, schedule, generator)
-        elif not resume:  # a fresh run: nothing of an earlier one may be mistaken for this run's
+        main = distributed.is_main()  # only rank 0 validates, writes and prints
+        if distributed.broadcast_object(resume and (self.ckpt_dir / "last.pt").exists()):
+            state = self._restore(optimizer, schedule, scaler, generator)
+        elif not resume and main:  # a fresh run: nothing of an earlier one may be mistaken for this run's
             self.log_path.unlink(missing_ok=True)
             for name in ("best.pt", "last.pt"):
                 (self.ckpt_dir / name).unlink(missing_ok=True)
-        writer = _tensorboard(self.out_dir) if cfg.tensorboard else None
+        writer = _tensorboard(self.out_dir) if cfg.tensorboard and main else None
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
             method.train()
             method.begin_epoch(epoch, cfg.epochs)
+            if distributed.active():  # dropout differs between ranks; seeded per epoch, so resume is exact
+                torch.manual_seed(cfg.seed + 1_000_003 * distributed.rank() + epoch)
             order = torch.randperm(len(train), generator=generator)
             losses = []
             for step in range(steps_per_epoch):
-                positions = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                loss, extras = method.loss(train.batch(positions))
+                positions = distributed.local_rows(order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
+                with self.runtime.autocast():
+                    loss, extras = method.loss(self.runtime.to(train.batch(positions)))
                 value = float(loss.detach())  # the step's one device sync: checked here, logged below
                 if not math.isfinite(value):
                     raise self._diverged(epoch, step + 1, steps_per_epoch, value, state["best_epoch"])
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                distributed.average_gradients(method)
+                scaler.step(optimizer)
+                scaler.update()
                 schedule.step()
                 losses.append(value)
             record = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": schedule.get_last_lr()[0], **extras}
-            if val is not None:
+            if val is not None and main:
                 metrics = self.validate(method, val)
                 record.update(_flat(metrics))
                 score = select_score(metrics, self.select)
@@ -153,7 +165,9 @@ class Trainer:
                 state.update(best_score=score, best_epoch=epoch)
                 self._save("best.pt", {"model": method.state_dict(), "epoch": epoch, "score": score})
             state["epoch"] = epoch
-            self._checkpoint(optimizer, schedule, generator, state, started)
+            self._checkpoint(optimizer, schedule, scaler, generator, state, started)
+            if not main:
+                continue
             self._log(record)
             if writer is not None:
                 for key, value in record.items():
@@ -167,7 +181,9 @@ class Trainer:
         if state["best_epoch"] < 1:
             raise TrainingError(f"{self.out_dir}: no epoch was trained (train.epochs={cfg.epochs}, "
                                 f"already at epoch {state['epoch']}); nothing to publish")
-        best = torch.load(self.ckpt_dir / "best.pt", weights_only=True)
+        if not main:  # rank 0 publishes the best checkpoint; the others' part ends with the last step
+            return TrainResult(state["best_epoch"], state["best_score"], 0.0, state["history"])
+        best = torch.load(self.ckpt_dir / "best.pt", weights_only=True, map_location="cpu")
         method.load_state_dict(best["model"])
         elapsed = state["elapsed"] + time.perf_counter() - started
         return TrainResult(state["best_epoch"], state["best_score"], elapsed, state["history"])
@@ -178,19 +194,17 @@ class Trainer:
                              f"(train.lr={self.config.lr:g}: try a lower one, or look for NaN/inf in the features). "
                              f"Nothing from this epoch was saved{kept}")
 
-    def _checkpoint(self, optimizer, schedule, generator, state, started) -> None:
+    def _checkpoint(self, optimizer, schedule, scaler, generator, state, started) -> None:
         saved = dict(state, elapsed=state["elapsed"] + time.perf_counter() - started)
         self._save("last.pt", {"model": self.method.state_dict(), "optimizer": optimizer.state_dict(),
-                               "schedule": schedule.state_dict(), "rng": generator.get_state(),
+                               "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
+                               "rng": generator.get_state(),
                                "torch_rng": torch.get_rng_state(), "state": saved,
                                "config": asdict(self.config)})
 
-    def _restore(self, optimizer, schedule, generator) -> dict[str, Any]:
+    def _restore(self, optimizer, schedule, scaler, generator) -> dict[str, Any]:
         path = self.ckpt_dir / "last.pt"
-        try:
-            ckpt = torch.load(path, weights_only=True)
-        except (RuntimeError, EOFError, OSError, ValueError) as exc:
-            raise TrainingError(f"{path}: not a readable checkpoint ({exc}); train again without --resume") from None
+        ckpt = distributed.broadcast_object(_read_checkpoint(path) if distributed.is_main() else None)
         try:
             self.method.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
@@ -200,6 +214,8 @@ class Trainer:
                                 "or train without --resume") from None
         optimizer.load_state_dict(ckpt["optimizer"])
         schedule.load_state_dict(ckpt["schedule"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
         generator.set_state(ckpt["rng"])
         torch.set_rng_state(ckpt["torch_rng"])
         state = ckpt["state"]
@@ -207,6 +223,8 @@ class Trainer:
         return state
 
     def _save(self, name: str, payload: dict[str, Any]) -> None:
+        if not distributed.is_main():
+            return
         with atomic.atomic_path(self.ckpt_dir / name) as tmp:
             torch.save(payload, tmp)
 
@@ -214,6 +232,13 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "a", encoding="utf-8") as handle:  # append-only: a line is whole or absent
             handle.write(json.dumps(record) + "\n")
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise TrainingError(f"{path}: not a readable checkpoint ({exc}); train again without --resume") from None
 
 
 def _param_groups(method: Method, weight_decay: float) -> list[dict[str, Any]]:

@@ -18,15 +18,18 @@ from __future__ import annotations
 from functools import lru_cache
 
 from ..registry import Registry
+from ..utils.runtime import CPU, Runtime
 from .base import BadItemError, Encoder, EncoderUnavailableError
 
 ENCODERS: Registry[Encoder] = Registry("encoder", __name__, "latentfuse.encoders")
 
 
 @lru_cache(maxsize=8)
-def build_encoder(spec: str) -> Encoder:
-    """Build (once per process) the encoder a spec names; weights load lazily on first encode."""
-    return ENCODERS.build(spec)
+def build_encoder(spec: str, runtime: Runtime = CPU) -> Encoder:
+    """Build (once per process and runtime) the encoder a spec names, running on ``runtime``'s device at
+    its precision; weights load lazily on first encode. Each runtime has its own instance (its own copy of
+    the weights on its device), so moving one model never moves another's encoder."""
+    return ENCODERS.build(spec).use(runtime)
 
 
 __all__ = ["ENCODERS", "BadItemError", "Encoder", "EncoderUnavailableError", "build_encoder"]

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, LatentfuseError
 from ..utils.hashing import digest
+from ..utils.runtime import CPU, Runtime
 
 T = TypeVar("T")
 
@@ -31,6 +32,15 @@ class Encoder:
     def encode(self, batch: Sequence[Any]) -> np.ndarray:
         """Embed a batch; returns float32 of shape (len(batch), dim)."""
         raise NotImplementedError
+
+    def prepare(self, batch: Sequence[Any]) -> list[Any]:
+        """The CPU-side work that can run apart from the model, e.g. in Ray tasks: decoding and resizing
+        images. Nothing for most encoders. Raises :class:`BadItemError` for a bad item, like :meth:`encode`."""
+        return list(batch)
+
+    def encode_prepared(self, prepared: Any) -> np.ndarray:
+        """:meth:`encode` of what :meth:`prepare` returned."""
+        return self.encode(prepared)
 
     def taps(self) -> dict[str, "Tap"]:
         """Named intermediate outputs this encoder can return as token sequences (MMFuser, LightCRL tokens,
@@ -55,6 +65,24 @@ class Encoder:
         return [name for name in known if name in taps]
 
     cost_per_item: float | None = None  # relative compute cost, for resource-aware gating
+
+    runtime: Runtime = CPU
+    """Device and precision of this encoder's forward passes (``use``); weights move on their next use."""
+    uses_runtime: bool = False
+    """Whether ``runtime`` changes anything: torch encoders; not a lookup table or a packaged int4 engine."""
+
+    def use(self, runtime: Runtime) -> "Encoder":
+        """Run forwards on ``runtime``'s device at its precision; called once on a fresh instance (by
+        ``build_encoder``): encoders are shared, so a built one is never switched to another runtime."""
+        self.runtime = runtime
+        return self
+
+    @property
+    def cache_key(self) -> str:
+        """What keys this encoder's cached features: its fingerprint, plus the precision when that is not
+        fp32 (bf16 features differ from fp32 beyond float16 storage; the device changes nothing that does)."""
+        tag = self.runtime.cache_tag if self.uses_runtime else ""
+        return digest(self.fingerprint, tag) if tag else self.fingerprint
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.modality} dim={self.dim}>"
@@ -140,6 +168,23 @@ def make_fingerprint(name: str, weights: str, preprocess: Any, dists: Sequence[s
 
 def empty(dim: int) -> np.ndarray:
     return np.zeros((0, dim), dtype=np.float32)
+
+
+class Placed:
+    """A frozen torch module kept on one device, moved (once, under a lock) when the runtime changes;
+    shared by the encoders so that none of them names a device."""
+
+    def __init__(self) -> None:
+        self._device: Any = None
+        self._lock = threading.Lock()
+
+    def __call__(self, model: Any, runtime: Runtime) -> Any:
+        if self._device != runtime.device:
+            with self._lock:
+                if self._device != runtime.device:
+                    model.to(runtime.torch_device)
+                    self._device = runtime.device
+        return model
 
 
 class Lazy(Generic[T]):

@@ -122,6 +122,7 @@ class CorruptedEncoder(Encoder):
                               f"{base.name} encodes {base.modality}")
         self.base, self.kind, self.severity, self.seed = base, kind, severity, seed
         self.name, self.modality, self.dim = base.name, base.modality, base.dim
+        self.uses_runtime, self.runtime = base.uses_runtime, base.runtime  # it runs the base encoder
 
     @property
     def fingerprint(self) -> str:

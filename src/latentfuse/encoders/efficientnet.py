@@ -115,10 +115,10 @@ class EfficientNetLite(TorchImageEncoder):
         """ImageNet-1k logits (len(batch), 1000), from the same features :meth:`encode` returns."""
         import torch
 
-        features = torch.from_numpy(self.encode(batch))
-        model = self._model()
+        model = self._ready()
+        features = torch.from_numpy(self.encode(batch)).to(self.runtime.torch_device)
         with torch.inference_mode():
-            return model._fc(features).numpy()
+            return model._fc(features).float().cpu().numpy()
 
 
 # Output channels of the last block at each stride; the same for every Lite variant (only depth and

@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from ..utils.hashing import not_regular
-from .base import BadItemError, Encoder, Lazy, empty, init_torch, make_fingerprint
+from ..utils.runtime import inference
+from .base import BadItemError, Encoder, Lazy, Placed, empty, init_torch, make_fingerprint
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
@@ -222,8 +223,21 @@ class TorchImageEncoder(Encoder):
     micro_batch: int = 16
     channels_last: bool = False  # NHWC memory layout: faster for convnets on CPU (oneDNN)
 
+    uses_runtime = True
+
     def __init__(self) -> None:
         self._model = Lazy(self._load_eval)
+        self._placed = Placed()
+
+    def _ready(self) -> Any:
+        """The eval-mode model, on the runtime's device."""
+        return self._placed(self._model(), self.runtime)
+
+    def _pixels(self, chunk: np.ndarray) -> Any:
+        import torch
+
+        pixels = torch.from_numpy(chunk).to(self.runtime.torch_device)
+        return pixels.contiguous(memory_format=torch.channels_last) if self.channels_last else pixels
 
     def _load(self) -> Any:
         raise NotImplementedError
@@ -265,38 +279,44 @@ class TorchImageEncoder(Encoder):
     def encode_taps(self, batch: Sequence[ImageInput], taps: Sequence[str]) -> dict[str, list[np.ndarray]]:
         """Each tap's feature map average-pooled to ``tap_grid``², as (grid², C) float32 per image, tokens
         in row-major grid order."""
-        import torch
         import torch.nn.functional as F
 
         taps = self.check_taps(taps)
         out: dict[str, list[np.ndarray]] = {tap: [] for tap in taps}
         if len(batch) == 0:
             return out
-        model = self._model()
-        with torch.inference_mode():
+        model = self._ready()
+        with inference(self.runtime):
             for chunk in iter_pixel_chunks(batch, self.preprocess, self.micro_batch):
-                pixels = torch.from_numpy(chunk)
-                if self.channels_last:
-                    pixels = pixels.contiguous(memory_format=torch.channels_last)
-                for tap, fmap in self._tap_forward(model, pixels, taps).items():
+                for tap, fmap in self._tap_forward(model, self._pixels(chunk), taps).items():
                     grid = F.adaptive_avg_pool2d(fmap.float(), self.tap_grid)  # (n, C, g, g)
-                    out[tap].extend(grid.flatten(2).transpose(1, 2).contiguous().numpy())
+                    out[tap].extend(grid.flatten(2).transpose(1, 2).contiguous().cpu().numpy())
+        return out
+
+    def prepare(self, batch: Sequence[ImageInput]) -> np.ndarray:
+        """Decoded, resized, normalised pixels, float32 (n, 3, H, W)."""
+        return load_pixels(batch, self.preprocess, workers=1)
+
+    def encode_prepared(self, prepared: np.ndarray) -> np.ndarray:
+        """Pooled features of pixels from :meth:`prepare`, a micro-batch at a time as :meth:`encode` runs."""
+        pixels = np.asarray(prepared, dtype=np.float32)
+        out = np.empty((len(pixels), self.dim), dtype=np.float32)
+        model = self._ready()
+        with inference(self.runtime):
+            for start in range(0, len(pixels), self.micro_batch):
+                chunk = pixels[start:start + self.micro_batch]
+                out[start:start + len(chunk)] = self._pool(model, self._pixels(chunk)).float().cpu().numpy()
         return out
 
     def encode(self, batch: Sequence[ImageInput]) -> np.ndarray:
         """Raw pooled features (not L2-normalised), float32 (len(batch), dim)."""
         if len(batch) == 0:
             return empty(self.dim)
-        import torch
-
-        model = self._model()
+        model = self._ready()
         out = np.empty((len(batch), self.dim), dtype=np.float32)
         start = 0
-        with torch.inference_mode():
+        with inference(self.runtime):
             for chunk in iter_pixel_chunks(batch, self.preprocess, self.micro_batch):
-                pixels = torch.from_numpy(chunk)
-                if self.channels_last:
-                    pixels = pixels.contiguous(memory_format=torch.channels_last)
-                out[start:start + len(chunk)] = self._pool(model, pixels).float().numpy()
+                out[start:start + len(chunk)] = self._pool(model, self._pixels(chunk)).float().cpu().numpy()
                 start += len(chunk)
         return out

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from . import ENCODERS
-from .base import Encoder, EncoderUnavailableError, Lazy, empty, init_torch, make_fingerprint
+from .base import Encoder, EncoderUnavailableError, Lazy, Placed, empty, init_torch, make_fingerprint
 from .text import check_texts, hidden_size
 from .weights import quiet_transformers, read_json, resolve_model_dir, weights_identity
 
@@ -29,6 +29,7 @@ class SentenceTransformerEncoder(Encoder):
     """A sentence-transformers folder (or cached hub id); see the module docstring."""
 
     modality = "text"
+    uses_runtime = True
 
     def __init__(self, model: str, *, batch_size: int = 32) -> None:
         if importlib.util.find_spec("sentence_transformers") is None:
@@ -38,6 +39,7 @@ class SentenceTransformerEncoder(Encoder):
         self.batch_size = batch_size
         self._dim = declared_dim(self.model_dir)
         self._model = Lazy(self._load)
+        self._placed = Placed()
 
     @property
     def dim(self) -> int:  # type: ignore[override]
@@ -61,15 +63,17 @@ class SentenceTransformerEncoder(Encoder):
         except ImportError as exc:
             raise EncoderUnavailableError(_INSTALL) from exc
         with quiet_transformers():
-            return SentenceTransformer(str(self.model_dir), device="cpu")
+            return SentenceTransformer(str(self.model_dir), device=self.runtime.device)
 
     def encode(self, batch: Sequence[Any]) -> np.ndarray:
         """Float32 (len(batch), dim), exactly as the model's own ``encode`` gives it."""
         texts = check_texts(batch)
         if not texts:
             return empty(self.dim)
-        vectors = self._model().encode(texts, batch_size=self.batch_size, show_progress_bar=False,
-                                       convert_to_numpy=True)
+        model = self._placed(self._model(), self.runtime)
+        with self.runtime.autocast():
+            vectors = model.encode(texts, batch_size=self.batch_size, show_progress_bar=False,
+                                   convert_to_numpy=True)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 

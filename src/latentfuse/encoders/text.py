@@ -13,7 +13,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .base import (BadItemError, Encoder, EncoderUnavailableError, Lazy, Tap, empty, init_torch,
+from ..utils.runtime import inference
+from .base import (BadItemError, Encoder, EncoderUnavailableError, Lazy, Placed, Tap, empty, init_torch,
                    make_fingerprint)
 from .weights import quiet_transformers, read_json, resolve_model_dir, weights_identity
 
@@ -57,6 +58,7 @@ class TransformerTextEncoder(Encoder):
     """
 
     modality = "text"
+    uses_runtime = True
 
     def __init__(self, model: str | Path, *, name: str, pooling: str = "mean", normalize: bool = False,
                  max_length: int = 256, chunk_size: int = 32, sort_by_length: bool = True,
@@ -75,6 +77,7 @@ class TransformerTextEncoder(Encoder):
         layers = config.get("num_hidden_layers") or config.get("n_layer") or config.get("num_layers")
         self._layers = layers if isinstance(layers, int) else None  # read once: taps() is on the encode path
         self._loaded = Lazy(self._load)
+        self._placed = Placed()
         # A fast tokenizer is not safe to call from two threads at once ("Already borrowed").
         self._tokenizer_lock = threading.Lock()
 
@@ -97,24 +100,27 @@ class TransformerTextEncoder(Encoder):
             parameter.requires_grad_(False)
         return tokenizer, model
 
+    def _ready(self) -> tuple[Any, Any]:
+        """(tokenizer, eval-mode model on the runtime's device)."""
+        tokenizer, model = self._loaded()
+        return tokenizer, self._placed(model, self.runtime)
+
     def encode(self, batch: Sequence[Any]) -> np.ndarray:
         """Float32 (len(batch), dim): pooled (and, if configured, L2-normalised) token states."""
         texts = check_texts(batch)
         if not texts:
             return empty(self.dim)
-        import torch
-
-        tokenizer, model = self._loaded()
+        tokenizer, model = self._ready()
         with self._tokenizer_lock:
             tokens = tokenizer(texts, truncation=True, max_length=self.max_length, padding=False)
         ids = tokens["input_ids"]
         types = tokens.get("token_type_ids")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        with torch.inference_mode():
+        with inference(self.runtime):
             for group in length_chunks([len(row) for row in ids], self.chunk_size, self.sort_by_length):
-                inputs = _pad([ids[i] for i in group], tokenizer.pad_token_id or 0,
-                              None if types is None else [types[i] for i in group], self._pad_to)
-                out[group] = self._forward(model, inputs).float().numpy()
+                inputs = self.runtime.to(_pad([ids[i] for i in group], tokenizer.pad_token_id or 0,
+                                              None if types is None else [types[i] for i in group], self._pad_to))
+                out[group] = self._forward(model, inputs).float().cpu().numpy()
         return out
 
     _pad_to = 0  # pad every row to this many tokens (0 = to the longest of its chunk)
@@ -144,20 +150,18 @@ class TransformerTextEncoder(Encoder):
         out: dict[str, list[Any]] = {tap: [None] * len(texts) for tap in taps}
         if not texts:
             return out
-        import torch
-
-        tokenizer, model = self._loaded()
+        tokenizer, model = self._ready()
         with self._tokenizer_lock:
             tokens = tokenizer(texts, truncation=True, max_length=self.max_length, padding=False)
         ids, types = tokens["input_ids"], tokens.get("token_type_ids")
         layers = {tap: int(tap.removeprefix("layer")) for tap in taps}
-        with torch.inference_mode():
+        with inference(self.runtime):
             for group in length_chunks([len(row) for row in ids], self.chunk_size, self.sort_by_length):
-                inputs = _pad([ids[i] for i in group], tokenizer.pad_token_id or 0,
-                              None if types is None else [types[i] for i in group], self._pad_to)
+                inputs = self.runtime.to(_pad([ids[i] for i in group], tokenizer.pad_token_id or 0,
+                                              None if types is None else [types[i] for i in group], self._pad_to))
                 hidden = self._hidden_states(model, inputs)
                 for tap, layer in layers.items():
-                    states = hidden[layer].float().numpy()
+                    states = hidden[layer].float().cpu().numpy()
                     for row, item in enumerate(group):
                         out[tap][item] = np.ascontiguousarray(states[row, :len(ids[item])])
         return out

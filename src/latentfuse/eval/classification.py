@@ -17,6 +17,7 @@ from ..errors import ConfigError
 from ..methods import Method
 from ..model import JointModel
 from ..store.paired import PairedFeatures
+from ..utils.runtime import move
 from .features import match_sides, paired_inputs
 from .tasks import TASKS, Context, NoOptions, Task, base_report
 
@@ -40,9 +41,9 @@ def predict_cached(method: Method, data: PairedFeatures, chunk: int = 4096) -> t
     probs, chosen = [], []
     try:
         for start in range(0, len(data), chunk):
-            batch = data.batch(torch.arange(start, min(start + chunk, len(data))))
+            batch = move(data.batch(torch.arange(start, min(start + chunk, len(data)))), method.device)
             logits, experts = method.classify(batch)
-            probs.append(torch.sigmoid(logits).cpu().numpy())
+            probs.append(torch.sigmoid(logits.float()).cpu().numpy())
             chosen.append(experts.cpu().numpy())
     finally:
         method.train(was_training)

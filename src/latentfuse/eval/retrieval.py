@@ -14,6 +14,7 @@ import torch
 
 from ..methods import Method
 from ..store.paired import PairedFeatures, SideInputs, take
+from ..utils.runtime import move
 
 KS = (1, 5, 10)
 DIRECTION_NAMES = {("image", "text"): ("i2t", "t2i")}
@@ -96,7 +97,9 @@ def retrieval_metrics(emb_a: torch.Tensor, emb_b: torch.Tensor, pairs: np.ndarra
 def embed(method: Method, side: str, x: SideInputs, chunk: int = 1024) -> torch.Tensor:
     """Joint embeddings of a side's inputs (pooled features or token taps), a chunk at a time, in eval mode."""
     method.eval()
-    return torch.cat([method.encode(side, take(x, slice(i, i + chunk))) for i in range(0, len(x), chunk)])
+    device = method.device
+    return torch.cat([method.encode(side, move(take(x, slice(i, i + chunk)), device)).float().cpu()
+                      for i in range(0, len(x), chunk)])
 
 
 def validate(method: Method, data: PairedFeatures) -> dict[str, Any]:

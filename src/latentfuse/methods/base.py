@@ -125,6 +125,14 @@ class Method(nn.Module):
     def config_dict(self) -> dict[str, Any]:
         return asdict(self.config)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the heads live (the trainer or ``JointModel.to`` put them there); inputs are moved to it."""
+        tensor = next(iter(self.parameters()), None)
+        if tensor is None:
+            tensor = next(iter(self.buffers()), None)
+        return tensor.device if tensor is not None else torch.device("cpu")
+
     def nonfinite_weights(self) -> list[str]:
         """Names of the float tensors holding NaN/inf: such weights score every input alike, and ranking
         metrics would then report them as perfect."""

@@ -53,7 +53,7 @@ from torch import nn
 from . import METHODS, build_method
 from ..config import NonNegativeFloat, OneOf, Positive, PositiveFloat, Rate
 from ..errors import ConfigError
-from ..losses import LearnableTemperature, distill_kl, latent_mixup, symmetric_infonce
+from ..losses import LearnableTemperature, all_inputs, all_rows, distill_kl, latent_mixup, symmetric_infonce
 from .base import Method, MethodConfig, normalize
 from .students import ConvStudent, MLPStudent, TeacherTower, TokenStudent
 
@@ -193,13 +193,14 @@ class Dime(Method):
                               "(train it with `latentfuse distill`, or set objective: contrastive for pairs)")
         cfg = self.config
         image, text = cfg.image_side, cfg.text_side
-        teacher = {side: normalize(batch["targets"][side]) for side in (image, text)}
+        # Similarities span the global batch under torchrun: every rank's teachers, and students with gradients.
+        teacher = {side: normalize(all_inputs(batch["targets"][side])) for side in (image, text)}
         total, parts = torch.zeros((), device=teacher[image].device), {}
         students = {}
         for side, other in ((image, text), (text, image)):
             if self.kinds[side] == "teacher":
                 continue
-            students[side] = normalize(self.project(side, batch[side]))
+            students[side] = all_rows(normalize(self.project(side, batch[side])))
             terms = tower_terms(students[side], teacher[side], teacher[other], cfg)
             for name, value in terms.items():
                 parts[f"{side}_{name}"] = float(value.detach())

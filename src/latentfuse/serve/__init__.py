@@ -49,7 +49,9 @@ def run_server(index_dir: str | Path, config=None, model: str | Path | None = No
     from ..index import open_index
     config = config or ServeConfig()
     check_listen(config.host, config.port)  # before loading anything: a busy port is a one-line error
-    app = create_app(open_index(index_dir, model), config)
+    index = open_index(index_dir, model)
+    index.model.to(config.device, config.precision)
+    app = create_app(index, config)
     logging.getLogger(__name__).info("serving %s on http://%s:%s/  (API docs: /docs)", index_dir, config.host,
                                         config.port)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning")

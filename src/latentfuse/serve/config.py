@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from ..config import NonNegativeFloat, Positive, Range, check_fields
+from ..config import NonNegativeFloat, OneOf, Positive, Range, check_fields
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,10 @@ class ServeConfig:
     """How long the batcher waits for more queries after the first one."""
     index_name: str = ""
     """The name clip-retrieval clients pass as ``indice_name`` (default: the index folder's name)."""
+    device: str = "auto"
+    """Where the query encoders and heads run: auto | cpu | cuda | cuda:N | mps."""
+    precision: Annotated[str, OneOf(("fp32", "bf16", "fp16"))] = "fp32"
+    """Autocast precision of query encoding."""
 
     def __post_init__(self) -> None:
         check_fields(self, "serve options")

@@ -14,6 +14,7 @@ classifier of both sides (DynMM) is trained and scored on; ``batch["labels"]`` c
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Sequence, Union
 
@@ -68,6 +69,24 @@ class PairedFeatures:
         labels = multi_hot([data.tags.get(pair, ()) for pair in kept], data.tag_names) if data.tag_names else None
         return cls(sides=(a, b), x=x, ids={s: features[s].ids for s in (a, b)}, pairs=pairs, labels=labels,
                    label_names=data.tag_names)
+
+    def placed(self, device: torch.device) -> "PairedFeatures":
+        """These features for training on ``device``: pooled matrices, targets and labels moved there once
+        when they fit in half its free memory, else pinned on the host so each batch copies without
+        blocking; token taps stay memory-mapped (their batches are padded on the host, then moved)."""
+        if device.type == "cpu":
+            return self
+        tensors = [x for x in (*self.x.values(), *self.targets.values(), self.labels) if isinstance(x, torch.Tensor)]
+        size = sum(t.numel() * t.element_size() for t in tensors)
+        fits = device.type != "cuda" or size < 0.5 * torch.cuda.mem_get_info(device)[0]
+
+        def place(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device) if fits else t.pin_memory()
+
+        return dataclasses.replace(
+            self, x={s: place(x) if isinstance(x, torch.Tensor) else x for s, x in self.x.items()},
+            targets={s: place(t) for s, t in self.targets.items()},
+            labels=None if self.labels is None else place(self.labels))
 
     def dims(self) -> dict[str, Any]:
         """Per side: the pooled width, or {tap: channels} for token inputs."""

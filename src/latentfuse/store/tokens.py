@@ -140,7 +140,7 @@ def get_tokens(source: Source, data: SplitData, side: str, encoder: Encoder, tap
     feature_store = FeatureStore(store.root)
     if parent is not None and parent is not data:
         parent_base = feature_store.directory(source.feature_namespace, source.fingerprint, parent.split, side, encoder.name,
-                                              encoder.fingerprint)
+                                              encoder.cache_key)
         rows = {tap: _rows_of_parent(parent_base / tap_folder(tap, grid), data, side) for tap in taps}
         if all(features is not None for features in rows.values()):
             if not skip_bad:
@@ -148,7 +148,7 @@ def get_tokens(source: Source, data: SplitData, side: str, encoder: Encoder, tap
                     refuse_skipped(tap_features, data, side)
             return rows  # type: ignore[return-value]
     base = feature_store.directory(source.feature_namespace, source.fingerprint, data.split, side, encoder.name,
-                                   encoder.fingerprint)
+                                   encoder.cache_key)
     items = data.items[side]
     writers = {}
     for tap in taps:
