@@ -81,7 +81,7 @@ def get_features(source: Source, data: SplitData, side: str, encoder: Encoder, s
         features = _rows_of_parent(feature_store, source, parent, data, side, encoder)
     if features is None:
         features = _extract(source, data, side, encoder, feature_store, batch_size=store.batch_size,
-                            shard_size=store.shard_size, skip_bad=skip_bad, progress=progress)
+                            shard_size=store.shard_size, skip_bad=skip_bad, progress=progress, engine=store)
     if not skip_bad:
         refuse_skipped(features, data, side)
     return features
@@ -110,7 +110,7 @@ def _rows_of_parent(store: FeatureStore, source: Source, parent: SplitData, data
                     encoder: Encoder) -> Features | None:
     """``data``'s rows from the parent split's complete cached features, or None when they are not all there."""
     directory = store.directory(source.feature_namespace, source.fingerprint, parent.split, side, encoder.name,
-                                encoder.fingerprint)
+                                encoder.cache_key)
     manifest = read_manifest(directory)
     if manifest is None or not manifest.get("complete"):
         return None
@@ -125,17 +125,23 @@ def _rows_of_parent(store: FeatureStore, source: Source, parent: SplitData, data
 
 
 def _extract(source: Source, data: SplitData, side: str, encoder: Encoder, store: FeatureStore, *,
-             batch_size: int, shard_size: int, skip_bad: bool, progress: bool) -> Features:
+             batch_size: int, shard_size: int, skip_bad: bool, progress: bool,
+             engine: StoreConfig | None = None) -> Features:
+    engine = engine or StoreConfig(batch_size=batch_size, shard_size=shard_size)
     modality = data.side(side).modality
     items = data.items[side]
     directory = store.directory(source.feature_namespace, source.fingerprint, data.split, side, encoder.name,
-                                encoder.fingerprint)
+                                encoder.cache_key)
     header = {"dataset": source.spec, "dataset_fingerprint": source.fingerprint, "split": data.split,
               "side": side, "modality": modality, "encoder": encoder.name,
               "encoder_fingerprint": encoder.fingerprint}
     writer = store.writer(directory, header, [item.id for item in items], shard_size)
     todo = [k for k in range(writer.n_shards) if k not in writer.done()]
-    if todo:
+    if todo and engine.engine == "ray":
+        from .ray_engine import extract_shards
+
+        extract_shards(encoder, items, todo, writer, engine, skip_bad, progress, f"{encoder.name} {data.split}/{side}")
+    elif todo:
         remaining = sum(len(items[k * shard_size:(k + 1) * shard_size]) for k in todo)
         bar = tqdm(total=remaining, desc=f"{encoder.name} {data.split}/{side}", unit=modality,
                    disable=not progress, file=sys.stderr, dynamic_ncols=True)
