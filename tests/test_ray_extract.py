@@ -62,10 +62,10 @@ def test_ray_extraction_equals_local_extraction(tmp_path, local_ray):
 
 
 def test_a_killed_ray_job_resumes_with_nothing_lost_or_duplicated(tmp_path):
-    pairs = table(tmp_path / "pairs.tsv", 600)
+    pairs = table(tmp_path / "pairs.tsv", 400)
     command = [sys.executable, "-m", "latentfuse", "-q", "extract", "-d", f"pairs:{pairs}", "-e", "text_a=glove-6b-50d",
                "-e", "text_b=glove-6b-50d", "--store", str(tmp_path / "ray"), "--engine", "ray",
-               "--set", "store.shard_size=50", "--set", "store.batch_size=10"]
+               "--set", "store.shard_size=50", "--set", "store.batch_size=25"]
     job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline, committed = time.monotonic() + 240, 0
     while time.monotonic() < deadline and job.poll() is None:
