@@ -149,3 +149,28 @@ def test_device_and_precision_errors_are_one_line():
         runtime("tpu")
     with pytest.raises(ConfigError, match="precision 'fp8': expected one of fp32, bf16, fp16"):
         runtime("cpu", "fp8")
+
+
+def test_cli_distill_with_nproc_2_trains_and_saves_one_student(tmp_path, shapes):
+    """`latentfuse distill --nproc 2`: rank 0 caches the pools' teacher embeddings, both ranks train the
+    student on their slices of each global batch (DIME-FM's similarities over the gathered batch), rank 0
+    saves it."""
+    import csv
+
+    import latentfuse
+
+    captions = tmp_path / "captions.txt"
+    captions.write_text("\n".join(row["text"] for row in csv.DictReader(open(shapes["pairs"]))) + "\n")
+    out = tmp_path / "student"
+    done = subprocess.run([
+        sys.executable, "-m", "latentfuse", "-q", "distill", "--teacher", str(shapes["model"]),
+        "--images", f"images:{shapes['images']}", "--texts", f"lines:{captions}",
+        "--student", "image=truncated:stride16,text=glove-transformer", "--out", str(out), "--epochs", "4",
+        "--store", str(tmp_path / "store"), "--set", "train.batch_size=32", "--set", "train.threads=1",
+        "--set", "options.width=64", "--device", "cpu", "--nproc", "2"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3, 4]  # one log, rank 0's
+    assert records[-1]["loss"] < records[0]["loss"]
+    student = latentfuse.load(out, device="cpu")
+    assert student.method.side_taps("image") == ["stride16"] and student.sides["text"].encoder == "glove-6b-50d"

@@ -221,6 +221,7 @@ def distill(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML distill config to start from."),
     device: Optional[str] = DeviceOpt,
     precision: Optional[str] = PrecisionOpt,
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Train the student with N local processes (torchrun)."),
     set_: Optional[List[str]] = SetOpt,
     data: Optional[str] = typer.Option(None, "--data", "-d", hidden=True),
 ) -> None:
@@ -229,6 +230,9 @@ def distill(
     OUT must be new, empty, or hold this same run; anything else needs --overwrite (or --resume)."""
     from .config import DistillConfig
     from .distill import distill as run_distill
+
+    if nproc > 1:
+        _torchrun(nproc)
 
     if data:
         raise typer.BadParameter(f"distill learns from unpaired pools, not from a paired --data source: give "
@@ -245,6 +249,8 @@ def distill(
         if value is not None:
             set_field(cfg, key, value)
     summary = run_distill(cfg, resume=resume, overwrite=overwrite)
+    if not summary:  # a torchrun rank other than 0: rank 0 saved and reports
+        return
     typer.echo(f"student saved to {cfg.out} (best epoch {summary['best_epoch']}, {summary['train_seconds']:.0f} s; "
                f"rows: {', '.join(f'{k}={v}' for k, v in summary['rows'].items())}); "
                f"`latentfuse info --cost {cfg.out}` compares its cost")

@@ -34,8 +34,9 @@ from .model import JointModel, SideSpec
 from .store import TapInputs, TokenFeatures, get_features, get_tokens, paired_features
 from .store.paired import PairedFeatures
 from .train import Trainer, seed_everything
-from .utils import atomic
-from .utils.outdir import output_dir
+from .utils import atomic, distributed
+from .utils.outdir import shared_output_dir
+from .utils.runtime import runtime
 
 log = logging.getLogger(__name__)
 GLOVE = "glove-6b-50d"
@@ -209,14 +210,15 @@ def distill(config: DistillConfig, *, resume: bool = False, overwrite: bool = Fa
     """Teacher + pools → trained student, saved to ``config.out`` (the output-folder rule applies)."""
     if not config.teacher:
         raise ConfigError("distill needs --teacher MODEL (a trained JointModel folder)")
-    teacher = JointModel.load(config.teacher).to(config.runtime.device, config.runtime.precision)
+    rt = distributed.init_from_env(runtime(config.runtime.device, config.runtime.precision))  # torchrun: join
+    teacher = JointModel.load(config.teacher).to(rt.device, rt.precision)
     student = parse_student(config.student, teacher)
     options = {**student.options, **config.options}
     if make_config("dime", options).logit_scale == 0:  # typos in the options fail here, before any extraction
         options["logit_scale"] = teacher_scale(teacher)
-    with output_dir(config.out, "distill-run", run_identity(config), overwrite=overwrite, resume=resume,
-                    known_files=("distill.yaml", "model.safetensors")) as out:
-        return _distill(config, teacher, student, options, out, resume, progress)
+    with shared_output_dir(config.out, "distill-run", run_identity(config), overwrite=overwrite, resume=resume,
+                           known_files=("distill.yaml", "model.safetensors")) as out:
+        return _distill(config, teacher, student, options, out, resume, progress and distributed.is_main())
 
 
 def _distill(config: DistillConfig, teacher: JointModel, student: Student, options: dict[str, Any], out: Path,
@@ -229,8 +231,10 @@ def _distill(config: DistillConfig, teacher: JointModel, student: Student, optio
         raise ConfigError(f"distill: a student side reads one tap, but side(s) {sorted(several)} would need "
                           f"{several}; distil that side too instead of keeping the teacher's tower")
     one_tap = {side: (taps.get(side) or [None])[0] for side in (image, text)}
-    pools = {side: read_pools(specs, modality, side, teacher, encoders[side], one_tap[side], config, progress)
-             for side, modality, specs in ((image, "image", config.images), (text, "text", config.texts))}
+    with distributed.main_first():  # under torchrun rank 0 fills the cache, the others then read it
+        pools = {side: read_pools(specs, modality, side, teacher, encoders[side], one_tap[side], config, progress)
+                 for side, modality, specs in ((image, "image", config.images), (text, "text", config.texts))}
+        val = _val_features(config, encoders, taps, (image, text), progress) if config.val else None
     if progress:
         log.info("pools: %s", "; ".join(f"{side} {len(p.ids)} rows ({', '.join(f'{k}: {n}' for k, n in p.counts.items())})"
                                         for side, p in pools.items()))
@@ -239,11 +243,12 @@ def _distill(config: DistillConfig, teacher: JointModel, student: Student, optio
         ids={side: pools[side].ids for side in (image, text)},
         pairs=unpaired(len(pools[image].ids), len(pools[text].ids), config.train.seed),
         targets={side: torch.from_numpy(np.asarray(pools[side].targets, dtype=np.float32)) for side in (image, text)})
-    val = _val_features(config, encoders, taps, (image, text), progress) if config.val else None
     seed_everything(config.train.seed)
     method = build_method("dime", train.dims(), options)
     result = Trainer(method, config.train, out, validate if val is not None else None, teacher.runtime).fit(
         train, val, resume=resume, progress=progress)
+    if not distributed.is_main():  # rank 0 publishes the student
+        return {}
     sides = [SideSpec(side, teacher.sides[side].modality, encoders[side].name, encoders[side].fingerprint)
              for side in (image, text)]
     meta = {"distilled_from": {"teacher": str(config.teacher), "fingerprint": teacher.fingerprint},

@@ -8,7 +8,7 @@ from typing import Any
 
 from .data import Source, build_source
 from .encoders import Encoder, build_encoder
-from .errors import ConfigError, LatentfuseError
+from .errors import ConfigError
 from .cost import encoder_flops
 from .eval import classification
 from .eval.retrieval import retrieval_report, validate
@@ -19,7 +19,7 @@ from .store import PairedFeatures, get_features, get_tokens, paired_features
 from .config import RunConfig, StoreConfig, TrainConfig, dump_yaml, load_yaml, run_identity
 from .train import Trainer, seed_everything
 from .utils import atomic, distributed
-from .utils.outdir import output_dir
+from .utils.outdir import shared_output_dir
 from .utils.runtime import CPU, Runtime, runtime
 
 log = logging.getLogger(__name__)
@@ -152,21 +152,9 @@ def run(config: RunConfig, resume: bool = False, progress: bool = True,
     same run is refused unless ``overwrite`` (which swaps the finished run in) or ``resume``.
     """
     rt = distributed.init_from_env(runtime(config.runtime.device, config.runtime.precision))
-    if not distributed.is_main():  # under torchrun: rank 0 owns the output folder; the others only train
-        verdict = distributed.broadcast_object(None)
-        if verdict is not True:
-            raise LatentfuseError(f"rank 0 stopped before training: {verdict}")
-        return _run(config, Path(config.out), resume, False, rt)
-    with contextlib.ExitStack() as stack:
-        try:
-            out = stack.enter_context(output_dir(config.out, "model-run", run_identity(config), overwrite=overwrite,
-                                                 resume=resume, known_files=("run.yaml", "model.safetensors"),
-                                                 legacy_identity=_saved_identity))
-        except LatentfuseError as exc:
-            distributed.broadcast_object(str(exc))
-            raise
-        distributed.broadcast_object(True)
-        return _run(config, out, resume, progress, rt)
+    with shared_output_dir(config.out, "model-run", run_identity(config), overwrite=overwrite, resume=resume,
+                           known_files=("run.yaml", "model.safetensors"), legacy_identity=_saved_identity) as out:
+        return _run(config, out, resume, progress and distributed.is_main(), rt)
 
 
 def _saved_identity(folder: Path) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ folder and swapped in only when it has finished, so a failed or killed run leave
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import LatentfuseError
-from . import atomic
+from . import atomic, distributed
 from .nested import flatten
 
 MARKER = ".latentfuse-output.json"
@@ -55,6 +56,28 @@ def output_dir(path: str | Path, kind: str, identity: dict[str, Any] | None = No
                                 f"--overwrite to replace it (atomically, once the new run has finished), "
                                 f"or choose another {option}")
     yield from _staged(path, kind, identity)
+
+
+@contextmanager
+def shared_output_dir(path: str | Path, kind: str, identity: dict[str, Any] | None = None,
+                      **options: Any) -> Iterator[Path]:
+    """``output_dir`` for a job that may run under torchrun: rank 0 applies the rule and gets the folder to
+    write; the other ranks wait for its verdict and get ``path`` (they write nothing there). A refusal on
+    rank 0 stops every rank with its message instead of leaving them waiting."""
+    if not distributed.is_main():
+        verdict = distributed.broadcast_object(None)
+        if verdict is not True:
+            raise OutputExistsError(f"rank 0 refused the output folder: {verdict}")
+        yield Path(path)
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            folder = stack.enter_context(output_dir(path, kind, identity, **options))
+        except LatentfuseError as exc:
+            distributed.broadcast_object(str(exc))
+            raise
+        distributed.broadcast_object(True)
+        yield folder
 
 
 def check_new_file(path: str | Path, overwrite: bool, option: str) -> None:
