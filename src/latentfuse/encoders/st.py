@@ -16,8 +16,9 @@ import numpy as np
 
 from ..errors import ConfigError
 from . import ENCODERS
-from .base import Encoder, EncoderUnavailableError, Lazy, Placed, empty, init_torch, make_fingerprint
-from .text import check_texts, hidden_size
+from .base import (Encoder, EncoderUnavailableError, Lazy, Placed, check_texts, empty, init_torch,
+                   make_fingerprint)
+from .text import hidden_size
 from .weights import quiet_transformers, read_json, resolve_model_dir, weights_identity
 
 _INSTALL = "st: encoders need sentence-transformers: pip install latentfuse[st]"

@@ -14,24 +14,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..utils.runtime import inference
-from .base import (BadItemError, Encoder, EncoderUnavailableError, Lazy, Placed, Tap, empty, init_torch,
-                   make_fingerprint)
+from .base import (Encoder, EncoderUnavailableError, Lazy, Placed, Tap, check_texts, empty,
+                   init_torch, make_fingerprint)
 from .weights import quiet_transformers, read_json, resolve_model_dir, weights_identity
 
 POOLINGS = ("mean", "cls")
 
 
-def check_texts(batch: Sequence[Any]) -> list[str]:
-    """The batch as a list of str, or :class:`BadItemError` naming the first item that is not one."""
-    for index, item in enumerate(batch):
-        if not isinstance(item, str):
-            raise BadItemError(index, item, f"expected a text string, got {type(item).__name__}")
-        try:
-            item.encode("utf-8")
-        except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from undecodable bytes in argv or a file
-            raise BadItemError(index, item, f"text cannot be encoded as UTF-8: lone surrogate "
-                                            f"{item[exc.start]!r} at character {exc.start}") from None
-    return list(batch)
 
 
 def length_chunks(lengths: Sequence[int], chunk: int, sort: bool = True) -> list[np.ndarray]:

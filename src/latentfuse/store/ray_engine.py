@@ -14,10 +14,11 @@ workers need latentfuse and the encoder's package installed and the data paths r
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -120,7 +121,7 @@ def extract_shards(encoder: Encoder, items: Sequence[Item], todo: list[int], wri
     pending = {k: {} for k in todo}  # shard → {position: (features | None, reason)}
     bar = tqdm(total=len(positions), desc=f"{label} (ray)", unit="item", disable=not progress, file=sys.stderr,
                dynamic_ncols=True)
-    with bar:
+    with bar, _ray_errors(ray, label):
         for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
             for pos, ok, reason, row in zip(batch["pos"].tolist(), batch["ok"], batch["reason"], batch["features"]):
                 shard = pos // size
@@ -129,6 +130,17 @@ def extract_shards(encoder: Encoder, items: Sequence[Item], todo: list[int], wri
                 pending.setdefault(shard, {})[pos] = (row if ok else None, str(reason))
                 if len(pending[shard]) == min(size, len(items) - shard * size) and shard not in writer.done():
                     _commit(writer, shard, pending.pop(shard), items, skip_bad)
+
+
+@contextlib.contextmanager
+def _ray_errors(ray: Any, label: str) -> Iterator[None]:
+    """A failure inside a Ray worker reaches the user as one line naming the job, not a Ray traceback."""
+    try:
+        yield
+    except ray.exceptions.RayError as exc:
+        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+        raise DataError(f"{label}: extraction on Ray failed: {lines[-1] if lines else type(exc).__name__}; "
+                        "the committed shards are kept (re-run to resume)") from None
 
 
 def _commit(writer: ShardWriter, shard: int, rows: dict[int, tuple[np.ndarray | None, str]],
