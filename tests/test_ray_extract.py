@@ -119,3 +119,21 @@ def test_images_decode_in_ray_tasks_and_a_bad_file_is_skipped_or_named(tmp_path,
     strict = StoreConfig(root=str(tmp_path / "strict"), shard_size=4, engine="ray", workers=1, batch_size=2)
     with pytest.raises(DataError, match=r"broken\.png.*pass --skip-bad"):
         get_features(build_source(f"images:{tmp_path / 'images'}"), data, side, encoder, strict, progress=False)
+
+
+def test_in_memory_images_travel_through_ray_as_arrays(tmp_path, local_ray):
+    """A source whose payloads are arrays (Fashion-MNIST, from a small idx folder) ships them to the Ray
+    tasks as arrays, not as their text, and gets local extraction's features."""
+    from test_data import make_fashion
+
+    source = build_source(f"fashion-mnist:{make_fashion(tmp_path / 'fmnist', n_train=6, n_test=10)}")
+    data, encoder = source.load("test"), build_encoder("efficientnet-lite0")
+    side = next(s.name for s in data.sides if s.modality == "image")
+    assert isinstance(data.items[side][0].payload, np.ndarray)
+    local = get_features(source, data, side, encoder, StoreConfig(root=str(tmp_path / "local"), shard_size=4),
+                         progress=False)
+    on_ray = get_features(source, data, side, encoder, StoreConfig(root=str(tmp_path / "ray"), shard_size=4,
+                                                                  engine="ray", workers=1), progress=False)
+    assert on_ray.ids == local.ids and len(on_ray.ids) == 10
+    np.testing.assert_allclose(np.asarray(on_ray.array, np.float32), np.asarray(local.array, np.float32),
+                               rtol=1e-3, atol=1e-3)

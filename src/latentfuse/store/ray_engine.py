@@ -63,7 +63,7 @@ def _decode(batch: dict[str, np.ndarray], spec: str) -> dict[str, np.ndarray]:
     item becomes a row with ``ok = False`` and its reason, never an exception in the pipeline."""
     encoder = build_encoder(spec)  # cheap: weights load lazily and decoding needs none
     prepared, ok, reasons = [], [], []
-    for payload in batch["payload"].tolist():
+    for payload in list(batch["payload"]):  # per row: a path or text, or an in-memory image array
         try:
             prepared.append(encoder.prepare([payload])[0])
             ok.append(True)
@@ -74,6 +74,11 @@ def _decode(batch: dict[str, np.ndarray], spec: str) -> dict[str, np.ndarray]:
             reasons.append(exc.reason)
     return {"pos": batch["pos"], "ok": np.array(ok), "reason": np.array(reasons, dtype=object),
             "prepared": _column(prepared)}
+
+
+def _portable(payload: Any) -> Any:
+    """A payload as Ray can ship it: paths as strings; texts and in-memory images (arrays) as they are."""
+    return os.fspath(payload) if isinstance(payload, os.PathLike) else payload
 
 
 def _column(values: list[Any]) -> np.ndarray:
@@ -108,7 +113,7 @@ def extract_shards(encoder: Encoder, items: Sequence[Item], todo: list[int], wri
     ray = start(store)
     size = writer.shard_size
     positions = [p for k in todo for p in range(k * size, min((k + 1) * size, len(items)))]
-    dataset = ray.data.from_items([{"pos": p, "payload": str(items[p].payload)} for p in positions],
+    dataset = ray.data.from_items([{"pos": p, "payload": _portable(items[p].payload)} for p in positions],
                                   override_num_blocks=max(1, min(len(positions) // store.batch_size, 200)))
     gpus = store.gpus_per_worker
     device = "cuda" if gpus > 0 else "cpu"
