@@ -34,7 +34,7 @@ def _worker(rank: int, world: int, init: str, job: dict[str, Any], tmp: str) -> 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
     try:
-        result = {"step": one_step, "fit": fit}[job["kind"]](job)
+        result = JOBS[job["kind"]](job)
         torch.save(result, Path(tmp) / f"{job['name']}-rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -47,7 +47,7 @@ def one_step(job: dict[str, Any]) -> dict[str, Any]:
     method = build_method(job["method"], train.dims(), job["options"])
     distributed.broadcast_module(method)
     method.generator = torch.Generator().manual_seed(7)
-    loss, _ = method.loss(train.batch(distributed.local_rows(job["positions"])))
+    loss, _ = method.loss(train.batch(distributed.local_part(job["positions"])))
     loss.backward()
     distributed.average_gradients(method)
     return {"loss": float(loss), "grads": {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}}
@@ -77,7 +77,10 @@ def fit(job: dict[str, Any]) -> dict[str, Any]:
 
 def single(job: dict[str, Any]) -> dict[str, Any]:
     """The same job in this one process (no process group): the reference."""
-    return {"step": one_step, "fit": fit}[job["kind"]](job)
+    return JOBS[job["kind"]](job)
+
+
+JOBS = {"step": one_step, "fit": fit}
 
 
 __all__ = ["run", "single", "TrainConfig"]

@@ -101,7 +101,7 @@ def test_one_process_helpers_are_the_identity():
     x = torch.randn(6, 3)
     assert not distributed.active() and distributed.world_size() == 1 and distributed.is_main()
     assert distributed.gather_with_grad(x) is x and distributed.local_part(x) is x
-    assert distributed.local_rows(torch.arange(6)).tolist() == list(range(6))
+    assert distributed.local_part(torch.arange(6)).tolist() == list(range(6))
     distributed.check_batch(7)  # any batch size works in one process
 
 
@@ -174,3 +174,14 @@ def test_cli_distill_with_nproc_2_trains_and_saves_one_student(tmp_path, shapes)
     assert records[-1]["loss"] < records[0]["loss"]
     student = latentfuse.load(out, device="cpu")
     assert student.method.side_taps("image") == ["stride16"] and student.sides["text"].encoder == "glove-6b-50d"
+
+
+def test_nproc_refuses_what_every_process_would_refuse_before_launching(tmp_path):
+    from typer.testing import CliRunner
+
+    from latentfuse.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--data", f"pairs:{tmp_path / 'none.tsv'}", "--nproc", "2",
+                                      "--set", "train.batch_size=63", "--out", str(tmp_path / "m")])
+    assert result.exit_code != 0 and not (tmp_path / "m").exists()
+    assert "batch_size 63 must be divisible by the number of processes (2)" in str(result.exception)

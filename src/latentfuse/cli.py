@@ -170,21 +170,28 @@ def train(
     OUT must be new, empty, or hold this same run; anything else needs --overwrite (or --resume)."""
     from .pipeline import run
 
-    if nproc > 1:
-        _torchrun(nproc)
-
     cfg = _config(config, data, encoder, set_, **{"method.name": method, "out": out,
                                                  "train.epochs": epochs, "train.seed": seed,
                                                  "runtime.device": device, "runtime.precision": precision})
+    if nproc > 1:
+        _torchrun(nproc, cfg)
     cfg.baselines = []
     reports = run(cfg, resume=resume, overwrite=overwrite)
     _show(reports, cfg.out)
 
 
-def _torchrun(nproc: int) -> None:
+def _torchrun(nproc: int, cfg: Any) -> None:
     """Re-run this command under ``torch.distributed.run`` with ``nproc`` local processes, then exit with
-    its status (the same as ``torchrun --standalone --nproc-per-node N -m latentfuse …``)."""
+    its status (the same as ``torchrun --standalone --nproc-per-node N -m latentfuse …``). The settings every
+    process would refuse (device, precision, a batch that does not split) are checked here first, so they
+    are one line, not one per process under torchrun's own report."""
     import subprocess
+
+    from .utils.distributed import check_batch
+    from .utils.runtime import runtime
+
+    runtime(cfg.runtime.device, cfg.runtime.precision)
+    check_batch(cfg.train.batch_size, nproc)
 
     args, skip = [], False
     for arg in sys.argv[1:]:  # this command line without --nproc
@@ -231,9 +238,6 @@ def distill(
     from .config import DistillConfig
     from .distill import distill as run_distill
 
-    if nproc > 1:
-        _torchrun(nproc)
-
     if data:
         raise typer.BadParameter(f"distill learns from unpaired pools, not from a paired --data source: give "
                                  f"--images {data} and --texts {data} to use its images and its sentences "
@@ -248,6 +252,8 @@ def distill(
     for key, value in fields.items():
         if value is not None:
             set_field(cfg, key, value)
+    if nproc > 1:
+        _torchrun(nproc, cfg)
     summary = run_distill(cfg, resume=resume, overwrite=overwrite)
     if not summary:  # a torchrun rank other than 0: rank 0 saved and reports
         return

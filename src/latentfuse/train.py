@@ -138,7 +138,7 @@ class Trainer:
             order = torch.randperm(len(train), generator=generator)
             losses = []
             for step in range(steps_per_epoch):
-                positions = distributed.local_rows(order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
+                positions = distributed.local_part(order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
                 with self.runtime.autocast():
                     loss, extras = method.loss(self.runtime.to(train.batch(positions)))
                 value = float(loss.detach())  # the step's one device sync: checked here, logged below

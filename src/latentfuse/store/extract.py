@@ -80,8 +80,8 @@ def get_features(source: Source, data: SplitData, side: str, encoder: Encoder, s
     if parent is not None and parent is not data:
         features = _rows_of_parent(feature_store, source, parent, data, side, encoder)
     if features is None:
-        features = _extract(source, data, side, encoder, feature_store, batch_size=store.batch_size,
-                            shard_size=store.shard_size, skip_bad=skip_bad, progress=progress, engine=store)
+        features = _extract(source, data, side, encoder, feature_store, store, skip_bad=skip_bad,
+                            progress=progress)
     if not skip_bad:
         refuse_skipped(features, data, side)
     return features
@@ -124,10 +124,10 @@ def _rows_of_parent(store: FeatureStore, source: Source, parent: SplitData, data
     return Features(wanted, np.asarray(full.array[rows] if len(rows) else full.array[:0]), manifest)
 
 
-def _extract(source: Source, data: SplitData, side: str, encoder: Encoder, store: FeatureStore, *,
-             batch_size: int, shard_size: int, skip_bad: bool, progress: bool,
-             engine: StoreConfig | None = None) -> Features:
-    engine = engine or StoreConfig(batch_size=batch_size, shard_size=shard_size)
+def _extract(source: Source, data: SplitData, side: str, encoder: Encoder, store: FeatureStore,
+             config: StoreConfig, *, skip_bad: bool, progress: bool) -> Features:
+    """Encode what the store lacks, shard by shard, with ``config.engine`` (this process, or Ray)."""
+    batch_size, shard_size = config.batch_size, config.shard_size
     modality = data.side(side).modality
     items = data.items[side]
     directory = store.directory(source.feature_namespace, source.fingerprint, data.split, side, encoder.name,
@@ -137,10 +137,10 @@ def _extract(source: Source, data: SplitData, side: str, encoder: Encoder, store
               "encoder_fingerprint": encoder.fingerprint}
     writer = store.writer(directory, header, [item.id for item in items], shard_size)
     todo = [k for k in range(writer.n_shards) if k not in writer.done()]
-    if todo and engine.engine == "ray":
+    if todo and config.engine == "ray":
         from .ray_engine import extract_shards
 
-        extract_shards(encoder, items, todo, writer, engine, skip_bad, progress, f"{encoder.name} {data.split}/{side}")
+        extract_shards(encoder, items, todo, writer, config, skip_bad, progress, f"{encoder.name} {data.split}/{side}")
     elif todo:
         remaining = sum(len(items[k * shard_size:(k + 1) * shard_size]) for k in todo)
         bar = tqdm(total=remaining, desc=f"{encoder.name} {data.split}/{side}", unit=modality,

@@ -28,6 +28,7 @@ from ..data import Item
 from ..encoders import Encoder, build_encoder
 from ..encoders.base import BadItemError
 from ..errors import ConfigError, DataError
+from ..utils.runtime import runtime
 from .feature_store import ShardWriter
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,6 @@ class _Encode:
     """A Ray Data actor: builds the encoder once (on its GPU when it has one), then encodes batches."""
 
     def __init__(self, spec: str, device: str, precision: str) -> None:
-        from ..utils.runtime import runtime
-
         self.encoder = build_encoder(spec, runtime(device, precision))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -3,7 +3,7 @@
 With one process (no ``WORLD_SIZE`` from torchrun, or a world of 1) every helper is the identity, so the
 single-process path runs the same code and pays nothing. Under torchrun (gloo on CPU, NCCL on GPU):
 
-- the trainer hands each rank its contiguous slice of every global batch (``local_rows``);
+- the trainer hands each rank its contiguous slice of every global batch (``local_part``);
 - contrastive losses ``gather_with_grad`` the embeddings of all ranks, as open_clip's ``gather_features``
   with ``gather_with_grad=True``: every rank computes the loss of the *global* batch, whose negatives are
   everyone's, and the gradients flowing back through the gather are summed onto the rank that made them;
@@ -71,18 +71,12 @@ def init_from_env(rt: Runtime) -> Runtime:
     return rt
 
 
-def local_rows(positions: torch.Tensor) -> torch.Tensor:
-    """This rank's contiguous slice of a global batch (the whole batch in one process)."""
-    if not active():
-        return positions
-    share = len(positions) // world_size()
-    return positions[rank() * share:(rank() + 1) * share]
-
-
-def check_batch(batch_size: int) -> None:
-    if active() and batch_size % world_size():
+def check_batch(batch_size: int, processes: int | None = None) -> None:
+    """Each of ``processes`` (default: this world's) takes an equal slice of every global batch."""
+    processes = processes or world_size()
+    if batch_size % processes:
         raise ConfigError(f"train.batch_size {batch_size} must be divisible by the number of processes "
-                          f"({world_size()}): each takes an equal slice of every global batch")
+                          f"({processes}): each takes an equal slice of every global batch")
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
@@ -119,7 +113,8 @@ def gather_inputs(x: Any) -> Any:
 
 
 def local_part(x: Any) -> Any:
-    """This rank's rows of something computed on the global batch (a tensor or token taps)."""
+    """This rank's contiguous slice of something global: a batch's positions, or rows computed on the global
+    batch (a tensor or token taps); all of it in one process."""
     if not active():
         return x
     if isinstance(x, dict):
