@@ -41,6 +41,9 @@ Deviations, each with its reason:
   (a truncated backbone), a small CNN on 96 px pixels, GloVe + a 1-layer Transformer, bag-of-GloVe.
 * ``objective: contrastive`` trains the same student architecture on *pairs* with symmetric InfoNCE and
   latent mixup (FuseMix's objective): the baseline the distilled student is compared with.
+* **Several processes** (torchrun): every term's similarities span the *global* batch — the teacher targets
+  of all ranks (``losses.all_inputs``) and the student embeddings gathered with gradients
+  (``losses.all_rows``) — so the loss is the one a single process would compute on that batch.
 """
 from __future__ import annotations
 

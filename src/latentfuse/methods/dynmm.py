@@ -36,6 +36,9 @@ Deviations, each with its reason:
   trains contrastively) and the normalised embeddings' [a, b, a⊙b], trained here for the labels.
 * Every side's frozen feature is LayerNorm'd first, as in latentfuse's other heads: encoders differ wildly
   in scale.
+* Under torchrun the per-sample losses average exactly over ranks, but Gumbel noise is drawn for each
+  rank's slice shape (the ranks' generators run in lockstep, so their slices share noise values) and a
+  ``budget`` in the resource loss applies to each rank's slice, not the global batch.
 """
 from __future__ import annotations
 
