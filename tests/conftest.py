@@ -8,6 +8,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # file digests remembered by tests go to a throwaway table, not the user's ~/.cache one
 os.environ.setdefault("LATENTFUSE_DIGESTS", os.path.join(tempfile.mkdtemp(prefix="latentfuse-digests-"), "d.sqlite3"))
+# ONNX graphs exported by tests go to a throwaway folder (exported once per run), not ~/.cache/latentfuse/onnx
+os.environ.setdefault("LATENTFUSE_ONNX_CACHE", tempfile.mkdtemp(prefix="latentfuse-onnx-"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

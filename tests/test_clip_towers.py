@@ -2,7 +2,6 @@
 two together make a JointModel whose similarity equals the checkpoint's own — on a tiny CLIP built locally."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,8 @@ from PIL import Image
 from latentfuse.encoders import build_encoder
 from latentfuse.encoders.images import iter_pixel_chunks
 from latentfuse.errors import ConfigError
+
+import tiny_models
 from latentfuse.eval import frozen_model
 
 WORDS = ["a", "cat", "dog", "sat", "on", "the", "mat", "red", "car", "photo", "of"]
@@ -20,26 +21,7 @@ WORDS = ["a", "cat", "dog", "sat", "on", "the", "mat", "red", "car", "photo", "o
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory) -> Path:
-    from transformers import BertTokenizer, CLIPConfig, CLIPModel
-
-    folder = tmp_path_factory.mktemp("tiny-clip")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizer(vocab=str(folder / "vocab.txt")).save_pretrained(str(folder))
-    torch.manual_seed(0)
-    config = CLIPConfig(
-        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                     "num_attention_heads": 2, "max_position_embeddings": 16, "pad_token_id": 0,
-                     "bos_token_id": 2, "eos_token_id": 3},
-        vision_config={"image_size": 32, "patch_size": 8, "hidden_size": 24, "intermediate_size": 48,
-                       "num_hidden_layers": 2, "num_attention_heads": 2},
-        projection_dim=16)
-    CLIPModel(config).eval().save_pretrained(str(folder))
-    (folder / "preprocessor_config.json").write_text(json.dumps({
-        "do_resize": True, "size": {"shortest_edge": 32}, "do_center_crop": True,
-        "crop_size": {"height": 32, "width": 32}, "resample": 3, "do_normalize": True,
-        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]}))
-    return folder
+    return tiny_models.clip(tmp_path_factory.mktemp("tiny-clip"), WORDS)
 
 
 def pictures() -> list[Image.Image]:

@@ -213,7 +213,7 @@ def test_distill_cli_end_to_end_with_a_truncated_backbone(tmp_path, shapes):
         "--out", str(out), "--epochs", "60", "--store", str(shapes["store"]),
         "--set", "train.batch_size=32", "--set", "train.threads=1", "--set", "options.width=64"])
     assert result.exit_code == 0, result.output
-    student = latentfuse.load(out)
+    student = latentfuse.load(out, backend="torch")  # torch forward hooks show which blocks run
     assert student.sides["image"].encoder == "efficientnet-lite0" and student.method.side_taps("image") == ["stride16"]
     teacher_scale = float(latentfuse.load(shapes["model"]).method.logit_scale().detach())
     assert student.method.config.logit_scale == pytest.approx(teacher_scale, rel=1e-3)  # the default: the teacher's

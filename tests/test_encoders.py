@@ -22,6 +22,8 @@ from latentfuse.encoders.text import TransformerTextEncoder, length_chunks
 from latentfuse.errors import ConfigError, DataError
 from latentfuse.registry import UnknownNameError
 
+import tiny_models
+
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image provides the test photos")
 
 SENTENCES = [
@@ -52,37 +54,13 @@ def minilm() -> TransformerTextEncoder:
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide BERT with a hand-written vocabulary, saved like a hub model."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    words = sorted({w for s in SENTENCES for w in s.split()} | {"cat", "sat", "mat"})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizer(vocab=str(folder / "vocab.txt")).save_pretrained(str(folder))
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
-    BertModel(config).eval().save_pretrained(str(folder))
-    return folder
+    return tiny_models.bert(tmp_path_factory.mktemp("tiny-bert"),
+                            sorted({w for s in SENTENCES for w in s.split()} | {"cat", "sat", "mat"}))
 
 
 @pytest.fixture(scope="module")
 def tiny_vit(tmp_path_factory) -> Path:
-    import torch
-    from transformers import ViTConfig, ViTModel
-
-    folder = tmp_path_factory.mktemp("tiny-vit")
-    torch.manual_seed(0)
-    config = ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=64)
-    ViTModel(config, add_pooling_layer=False).eval().save_pretrained(str(folder))
-    (folder / "preprocessor_config.json").write_text(json.dumps({
-        "do_resize": True, "size": {"height": 32, "width": 32}, "resample": 2, "do_rescale": True,
-        "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": [0.5, 0.5, 0.5],
-        "image_std": [0.5, 0.5, 0.5],
-    }))
-    return folder
+    return tiny_models.vit(tmp_path_factory.mktemp("tiny-vit"))
 
 
 @pytest.fixture
@@ -267,7 +245,7 @@ def test_hf_text_encoder_on_a_local_folder(tiny_bert, capsys):
 
     encoder = ENCODERS.build(f"hf:{tiny_bert}")
     assert encoder.name == f"hf:{tiny_bert}" and encoder.modality == "text"
-    assert encoder.dim == 32 and not encoder._loaded.loaded  # read from config.json
+    assert encoder.dim == 32 and not encoder._model.loaded  # read from config.json
     mean = encoder.encode(SENTENCES[:4])
     assert mean.shape == (4, 32) and mean.dtype == np.float32
     assert capsys.readouterr() == ("", "")  # no progress bars or notices from loading
@@ -529,7 +507,7 @@ def test_text_taps_keep_each_texts_true_length():
     assert list(encoder.taps()) == [f"layer{i}" for i in range(7)]
     texts = ["a dog", "two children are playing in the water near a small red boat"]
     out = encoder.encode_taps(texts, ["layer6", "layer2"])
-    tokenizer, _ = encoder._loaded()
+    tokenizer = encoder._tokenizer()
     lengths = [len(tokenizer(t)["input_ids"]) for t in texts]
     assert [a.shape for a in out["layer2"]] == [(n, 384) for n in lengths]
     mean = np.stack([tokens.mean(0) for tokens in out["layer6"]])  # minilm-l6 = mean pool + L2 norm

@@ -36,6 +36,9 @@ OverwriteOpt = typer.Option(False, "--overwrite", help="Replace what the output 
 DeviceOpt = typer.Option(None, "--device", help="auto (CUDA when torch sees a GPU, else CPU) | cpu | cuda | "
                          "cuda:N | mps.")
 PrecisionOpt = typer.Option(None, "--precision", help="fp32 (default) | bf16 | fp16 (CUDA): autocast precision.")
+_BACKEND_HELP = ("What runs the frozen encoders: auto (default: ONNX Runtime when installed, else torch) | torch | "
+                 "onnx | onnx-int8.")
+BackendOpt = typer.Option(None, "--backend", "--encoder-backend", help=_BACKEND_HELP)
 SetOpt = typer.Option(None, "--set", help="Override any config field: dotted.key=value (repeatable); "
                       "`latentfuse info --config` lists them.")
 
@@ -112,6 +115,7 @@ def extract(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML run config to start from."),
     device: Optional[str] = DeviceOpt,
     precision: Optional[str] = PrecisionOpt,
+    backend: Optional[str] = BackendOpt,
     engine: Optional[str] = typer.Option(None, "--engine", help="local (default) | ray: Ray Data decode tasks + "
                                          "encoder actors, same store ([dist] extra)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="engine ray: cluster to join "
@@ -126,10 +130,11 @@ def extract(
     from .utils.runtime import runtime
 
     cfg = _config(config, data, encoder, set_, **{"store.root": store, "runtime.device": device,
-                                                 "runtime.precision": precision, "store.engine": engine,
+                                                 "runtime.precision": precision, "runtime.backend": backend,
+                                                 "store.engine": engine,
                                                  "store.ray_address": ray_address, "store.workers": workers,
                                                  "store.gpus_per_worker": gpus_per_worker})
-    rt = runtime(cfg.runtime.device, cfg.runtime.precision)  # a missing GPU fails before any work
+    rt = runtime(cfg.runtime.device, cfg.runtime.precision, cfg.runtime.backend)  # a missing GPU fails first
     skip = skip_bad or cfg.data.skip_bad
     source = build_source(cfg.data.source, skip_bad=skip)
     encoders = side_encoders(source, cfg.encoders, rt)
@@ -161,6 +166,7 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML run config to start from."),
     device: Optional[str] = DeviceOpt,
     precision: Optional[str] = PrecisionOpt,
+    backend: Optional[str] = BackendOpt,
     nproc: int = typer.Option(1, "--nproc", min=1, help="Train with N local processes (launches torchrun: gloo on "
                               "CPU, NCCL on GPU); the global batch is train.batch_size."),
     set_: Optional[List[str]] = SetOpt,
@@ -172,7 +178,8 @@ def train(
 
     cfg = _config(config, data, encoder, set_, **{"method.name": method, "out": out,
                                                  "train.epochs": epochs, "train.seed": seed,
-                                                 "runtime.device": device, "runtime.precision": precision})
+                                                 "runtime.device": device, "runtime.precision": precision,
+                                                 "runtime.backend": backend})
     if nproc > 1:
         _torchrun(nproc, cfg)
     cfg.baselines = []
@@ -190,7 +197,7 @@ def _torchrun(nproc: int, cfg: Any) -> None:
     from .utils.distributed import check_batch
     from .utils.runtime import runtime
 
-    runtime(cfg.runtime.device, cfg.runtime.precision)
+    runtime(cfg.runtime.device, cfg.runtime.precision, cfg.runtime.backend)
     check_batch(cfg.train.batch_size, nproc)
 
     args, skip = [], False
@@ -228,6 +235,7 @@ def distill(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML distill config to start from."),
     device: Optional[str] = DeviceOpt,
     precision: Optional[str] = PrecisionOpt,
+    backend: Optional[str] = BackendOpt,
     nproc: int = typer.Option(1, "--nproc", min=1, help="Train the student with N local processes (torchrun)."),
     set_: Optional[List[str]] = SetOpt,
     data: Optional[str] = typer.Option(None, "--data", "-d", hidden=True),
@@ -248,7 +256,7 @@ def distill(
     fields = {"teacher": str(teacher) if teacher else None, "images": list(images) if images else None,
               "texts": list(texts) if texts else None, "student": student, "out": out, "val": val,
               "train.epochs": epochs, "train.seed": seed, "store.root": store, "skip_bad": skip_bad or None,
-              "runtime.device": device, "runtime.precision": precision}
+              "runtime.device": device, "runtime.precision": precision, "runtime.backend": backend}
     for key, value in fields.items():
         if value is not None:
             set_field(cfg, key, value)
@@ -305,6 +313,7 @@ def eval_(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip unreadable items instead of failing."),
     device: Optional[str] = DeviceOpt,
     precision: Optional[str] = PrecisionOpt,
+    backend: Optional[str] = BackendOpt,
 ) -> None:
     from .eval.suite import parse_jobs, run_jobs
     from .eval.tables import print_reports
@@ -318,7 +327,7 @@ def eval_(
         from .utils.outdir import check_new_file
 
         check_new_file(json_path, overwrite, "--json")  # before the work, not after it
-    joint = _eval_model(model, frozen).to(device or "auto", precision or "fp32")
+    joint = _eval_model(model, frozen).to(device or "auto", precision or "fp32", backend or "auto")
     reports = run_jobs(joint, jobs, split, _store(store), options,
                        skip_bad=skip_bad, on_report=lambda r: print_reports([r]))
     if json_path:
@@ -387,6 +396,7 @@ def index(
                                    "once complete) instead of growing it; needs --model."),
     device: Optional[str] = DeviceOpt,
     precision: Optional[str] = PrecisionOpt,
+    encoder_backend: Optional[str] = typer.Option(None, "--encoder-backend", help=_BACKEND_HELP),
 ) -> None:
     """Embed a collection into a search index; on an existing index, add only the items it lacks.
 
@@ -395,7 +405,8 @@ def index(
 
     built, added = build_index(model, data, out, split=split, side=side, backend=backend, nprobe=nprobe,
                                store=_store(store), skip_bad=skip_bad, rebuild=rebuild, overwrite=overwrite,
-                               device=device or "auto", precision=precision or "fp32")
+                               device=device or "auto", precision=precision or "fp32",
+                               encoder_backend=encoder_backend or "auto")
     skipped = f", {len(built.skipped)} skipped: see index.json" if built.skipped else ""
     typer.echo(f"{out}: {len(built)} {built.modality} items ({added} added{skipped}), backend "
                f"{built.backend_config.kind}, model {built.model.fingerprint}")
@@ -441,6 +452,7 @@ def serve(
     max_k: int = typer.Option(100, "--max-k", help="Largest k a request may ask for."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps: where queries are encoded."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 (CUDA)."),
+    backend: str = typer.Option("auto", "--backend", "--encoder-backend", help=_BACKEND_HELP),
 ) -> None:
     """HTTP API (/search, /embed, /health, /docs) and a search page at / over an index."""
     from .config import Range
@@ -448,7 +460,7 @@ def serve(
 
     Range(0.0, 2.0**20, lo_open=True).check(max_upload_mb, "serve options", "--max-upload-mb")  # nan/inf too
     run_server(index_dir, ServeConfig(host=host, port=port, max_upload_bytes=int(max_upload_mb * 2**20),
-                                      max_k=max_k, device=device, precision=precision), model)
+                                      max_k=max_k, device=device, precision=precision, backend=backend), model)
 
 
 def _store(store: Optional[str]) -> "StoreConfig":

@@ -177,6 +177,10 @@ class RuntimeConfig:
     precision: Annotated[str, OneOf(("fp32", "bf16", "fp16"))] = "fp32"
     """Autocast precision of training and encoding: fp32 | bf16 | fp16 (CUDA only, with a gradient scaler).
     Features encoded at bf16/fp16 are cached apart from fp32 ones."""
+    backend: Annotated[str, OneOf(("auto", "torch", "onnx", "onnx-int8"))] = "auto"
+    """What runs the frozen encoders: auto (ONNX Runtime when installed and the precision is fp32, else torch)
+    | torch | onnx | onnx-int8 (quantised graphs; their features are cached apart). onnx and torch features
+    agree to float16 storage resolution, so they share the cache."""
 
 
 @dataclass
@@ -229,10 +233,12 @@ class DistillConfig:
 def run_identity(config: Any) -> dict[str, Any]:
     """What makes two runs (train or distill) the same run: every setting except where the output and the
     cache live and which device does the work (a run started on a CPU may resume on a GPU); a precision
-    other than fp32 is part of it."""
+    other than fp32, and the int8 encoder backend, are part of it."""
     identity = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "store", "runtime")}
     if config.runtime.precision != "fp32":
         identity["precision"] = config.runtime.precision
+    if config.runtime.backend == "onnx-int8":  # other features: another run (onnx and torch agree, tested)
+        identity["backend"] = config.runtime.backend
     return identity
 
 

@@ -7,12 +7,16 @@ shallow tap runs a truncated backbone) and the trainable head's part. Operations
 formula for — embedding lookups, GloVe's numpy mean, pixel preprocessing — count as 0; they are cheap
 next to the matmuls and convolutions that are counted, and the latency columns include them.
 
+FLOPs are counted on the torch backend (they are the network's, whatever runs it; torch's counter cannot see
+inside ONNX Runtime); latency is measured on the model's own backend.
+
 Latency is wall-clock ``JointModel.encode`` on in-memory inputs (decoded images, strings): decoding a
 JPEG file is excluded, since it costs the same whatever model runs next. The sample image is a fixed
 256×256 RGB array; the sample text a typical 12-word caption.
 """
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -72,6 +76,10 @@ def encoder_flops(encoder: Any, tap: str = "") -> float:
     """FLOPs per item of a frozen encoder on one sample input: its pooled feature, or only the stages up to
     ``tap`` (what a model that reads that tap really runs)."""
     one = sample_inputs(encoder.modality, 1)
+    if encoder.uses_runtime and encoder.runtime.backend != "torch":
+        from .encoders import build_encoder
+
+        encoder = build_encoder(encoder.name, dataclasses.replace(encoder.runtime, backend="torch"))
     if tap:
         encoder.encode_taps(one, [tap])  # build and load outside the count
         return float(count_flops(lambda: encoder.encode_taps(one, [tap])))
@@ -83,9 +91,10 @@ def side_cost(model: Any, side: str, repeats: int = 10, batches: tuple[int, ...]
     """FLOPs per item (encoder, head) and ms per item at each batch size for one side of a JointModel."""
     spec = model.sides[side]
     one = sample_inputs(spec.modality, 1)
-    model.encode(side, one)  # build the encoder and load its weights outside every measurement
-    encoder_flops = count_flops(lambda: model.frozen_inputs(side, one))
-    total_flops = count_flops(lambda: model.encode(side, one), (model.method,))
+    with model.on_torch():
+        model.encode(side, one)  # build the encoder and load its weights outside every measurement
+        encoder_flops = count_flops(lambda: model.frozen_inputs(side, one))
+        total_flops = count_flops(lambda: model.encode(side, one), (model.method,))
     latency = {batch: latency_ms(model, side, batch, repeats if batch == 1 else max(2, repeats // 5))
                for batch in batches}
     return SideCost(side, spec.modality, spec.encoder, float(encoder_flops), float(total_flops - encoder_flops),

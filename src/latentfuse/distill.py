@@ -210,8 +210,9 @@ def distill(config: DistillConfig, *, resume: bool = False, overwrite: bool = Fa
     """Teacher + pools → trained student, saved to ``config.out`` (the output-folder rule applies)."""
     if not config.teacher:
         raise ConfigError("distill needs --teacher MODEL (a trained JointModel folder)")
-    rt = distributed.init_from_env(runtime(config.runtime.device, config.runtime.precision))  # torchrun: join
-    teacher = JointModel.load(config.teacher).to(rt.device, rt.precision)
+    rt = distributed.init_from_env(runtime(config.runtime.device, config.runtime.precision,
+                                                config.runtime.backend))  # torchrun: join
+    teacher = JointModel.load(config.teacher).to(rt.device, rt.precision, rt.backend)
     student = parse_student(config.student, teacher)
     options = {**student.options, **config.options}
     if make_config("dime", options).logit_scale == 0:  # typos in the options fail here, before any extraction

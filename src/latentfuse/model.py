@@ -14,11 +14,13 @@ Which model side embeds a modality is decided in one place, :meth:`JointModel.si
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -54,13 +56,24 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         self._encoders: dict[str, Encoder] = {}
         self.runtime = CPU
 
-    def to(self, device: str = "auto", precision: str = "fp32") -> "JointModel":
+    def to(self, device: str = "auto", precision: str = "fp32", backend: str = "auto") -> "JointModel":
         """Run the heads and the frozen encoders on ``device`` (auto|cpu|cuda|cuda:N|mps) at ``precision``
-        (fp32|bf16|fp16); returns the model. Outputs are float32 numpy on the host whatever the device."""
-        self.runtime = make_runtime(device, precision)
+        (fp32|bf16|fp16), the encoders on ``backend`` (auto|torch|onnx|onnx-int8); returns the model.
+        Outputs are float32 numpy on the host whatever the device."""
+        self.runtime = make_runtime(device, precision, backend)
         self.method.to(self.runtime.torch_device)
         self._encoders = {}  # rebuilt on first use for the new runtime (build_encoder keeps one per runtime)
         return self
+
+    @contextlib.contextmanager
+    def on_torch(self) -> Iterator["JointModel"]:
+        """Inside, the frozen encoders run on torch whatever the backend (FLOP counters see torch ops only)."""
+        saved = self.runtime, self._encoders
+        self.runtime, self._encoders = dataclasses.replace(self.runtime, backend="torch"), {}
+        try:
+            yield self
+        finally:
+            self.runtime, self._encoders = saved
 
     # ---------------------------------------------------------------- sides
     @property
@@ -411,10 +424,11 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
                          "the model folder is damaged (re-save or re-train it)") from None
 
 
-def load(path: str | Path, device: str = "auto", precision: str = "fp32") -> JointModel:
+def load(path: str | Path, device: str = "auto", precision: str = "fp32", backend: str = "auto") -> JointModel:
     """Load a saved JointModel folder (or Hub repo id), its heads and encoders on ``device`` (auto = CUDA
-    when torch sees a GPU, else the CPU) at ``precision``."""
-    return JointModel.from_pretrained(path).to(device, precision)
+    when torch sees a GPU, else the CPU) at ``precision``; the frozen encoders run on ``backend`` (auto =
+    ONNX Runtime when installed, else torch)."""
+    return JointModel.from_pretrained(path).to(device, precision, backend)
 
 
 def _looks_like_repo_id(text: str) -> bool:

@@ -151,7 +151,7 @@ def run(config: RunConfig, resume: bool = False, progress: bool = True,
     ``config.out`` follows the output-directory rule (``utils.outdir``): a folder holding anything but this
     same run is refused unless ``overwrite`` (which swaps the finished run in) or ``resume``.
     """
-    rt = distributed.init_from_env(runtime(config.runtime.device, config.runtime.precision))
+    rt = distributed.init_from_env(runtime(config.runtime.device, config.runtime.precision, config.runtime.backend))
     with shared_output_dir(config.out, "model-run", run_identity(config), overwrite=overwrite, resume=resume,
                            known_files=("run.yaml", "model.safetensors"), legacy_identity=_saved_identity) as out:
         return _run(config, out, resume, progress and distributed.is_main(), rt)

@@ -25,6 +25,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from ..utils.hashing import not_regular
 from ..utils.runtime import inference
 from .base import BadItemError, Encoder, Lazy, Placed, empty, init_torch, make_fingerprint
+from .onnx_backend import GraphSpec, OnnxSession, Sessions, wrap
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
@@ -228,6 +229,7 @@ class TorchImageEncoder(Encoder):
     def __init__(self) -> None:
         self._model = Lazy(self._load_eval)
         self._placed = Placed()
+        self._sessions = Sessions()
 
     def _ready(self) -> Any:
         """The eval-mode model, on the runtime's device."""
@@ -269,6 +271,45 @@ class TorchImageEncoder(Encoder):
     def fingerprint(self) -> str:
         return make_fingerprint(self.name, self._weights_identity(), self._settings(), self._dists)
 
+    # ---------------------------------------------------------------- ONNX Runtime backend
+    def _session(self, taps: tuple[str, ...] = ()) -> OnnxSession | None:
+        """The ONNX Runtime session of the pooled output (or of these taps' maps) when the runtime's
+        backend is onnx / onnx-int8 and the graph passed its check; None: run on torch."""
+        if not self.runtime.uses_onnx:
+            return None
+        return self._sessions.get(taps, lambda: self._graph(taps), self.runtime)
+
+    def _graph(self, taps: tuple[str, ...]) -> GraphSpec:
+        if taps:
+            def forward(model: Any, pixels: Any) -> tuple[Any, ...]:
+                maps = self._tap_forward(model, pixels, taps)
+                return tuple(maps[tap] for tap in taps)
+        else:
+            forward = self._pool
+        return GraphSpec(self.name, self.fingerprint, ("pixels",), taps or ("pooled",), {"pixels": {0: "batch"}},
+                         module=lambda: wrap(self._model(), forward), example=self._example_pixels)
+
+    def _example_pixels(self, variant: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(variant)
+        return {"pixels": rng.standard_normal((2 + variant, 3, *self.preprocess.size)).astype(np.float32)}
+
+    def _pooled(self, chunk: np.ndarray) -> np.ndarray:
+        """Pooled features of one preprocessed chunk, on the runtime's backend."""
+        session = self._session()
+        if session is not None:
+            return session({"pixels": chunk})[0]
+        with inference(self.runtime):
+            return self._pool(self._ready(), self._pixels(chunk)).float().cpu().numpy()
+
+    def _maps(self, chunk: np.ndarray, taps: tuple[str, ...]) -> dict[str, Any]:
+        """Each tap's feature map of one chunk, as float32 torch tensors on the runtime's device."""
+        import torch
+
+        session = self._session(taps)
+        if session is not None:
+            return {tap: self.runtime.to(torch.from_numpy(fmap)) for tap, fmap in zip(taps, session({"pixels": chunk}))}
+        return {tap: fmap.float() for tap, fmap in self._tap_forward(self._ready(), self._pixels(chunk), taps).items()}
+
     tap_grid: int = 7
     """Each image tap is average-pooled to a tap_grid × tap_grid grid: 49 tokens by default."""
 
@@ -281,15 +322,14 @@ class TorchImageEncoder(Encoder):
         in row-major grid order."""
         import torch.nn.functional as F
 
-        taps = self.check_taps(taps)
+        taps = tuple(self.check_taps(taps))
         out: dict[str, list[np.ndarray]] = {tap: [] for tap in taps}
         if len(batch) == 0:
             return out
-        model = self._ready()
         with inference(self.runtime):
             for chunk in iter_pixel_chunks(batch, self.preprocess, self.micro_batch):
-                for tap, fmap in self._tap_forward(model, self._pixels(chunk), taps).items():
-                    grid = F.adaptive_avg_pool2d(fmap.float(), self.tap_grid)  # (n, C, g, g)
+                for tap, fmap in self._maps(chunk, taps).items():
+                    grid = F.adaptive_avg_pool2d(fmap, self.tap_grid)  # (n, C, g, g)
                     out[tap].extend(grid.flatten(2).transpose(1, 2).contiguous().cpu().numpy())
         return out
 
@@ -301,22 +341,18 @@ class TorchImageEncoder(Encoder):
         """Pooled features of pixels from :meth:`prepare`, a micro-batch at a time as :meth:`encode` runs."""
         pixels = np.asarray(prepared, dtype=np.float32)
         out = np.empty((len(pixels), self.dim), dtype=np.float32)
-        model = self._ready()
-        with inference(self.runtime):
-            for start in range(0, len(pixels), self.micro_batch):
-                chunk = pixels[start:start + self.micro_batch]
-                out[start:start + len(chunk)] = self._pool(model, self._pixels(chunk)).float().cpu().numpy()
+        for start in range(0, len(pixels), self.micro_batch):
+            chunk = pixels[start:start + self.micro_batch]
+            out[start:start + len(chunk)] = self._pooled(chunk)
         return out
 
     def encode(self, batch: Sequence[ImageInput]) -> np.ndarray:
         """Raw pooled features (not L2-normalised), float32 (len(batch), dim)."""
         if len(batch) == 0:
             return empty(self.dim)
-        model = self._ready()
         out = np.empty((len(batch), self.dim), dtype=np.float32)
         start = 0
-        with inference(self.runtime):
-            for chunk in iter_pixel_chunks(batch, self.preprocess, self.micro_batch):
-                out[start:start + len(chunk)] = self._pool(model, self._pixels(chunk)).float().cpu().numpy()
-                start += len(chunk)
+        for chunk in iter_pixel_chunks(batch, self.preprocess, self.micro_batch):
+            out[start:start + len(chunk)] = self._pooled(chunk)
+            start += len(chunk)
         return out

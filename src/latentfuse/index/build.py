@@ -15,7 +15,7 @@ def build_index(model: str | Path | None, data: str, out: str | Path, *, split: 
                 side: str | None = None, backend: str | None = None, nprobe: int | None = None,
                 store: StoreConfig | None = None, skip_bad: bool = False, progress: bool = True,
                 rebuild: bool = False, overwrite: bool = False, device: str = "auto",
-                precision: str = "fp32") -> tuple[Index, int]:
+                precision: str = "fp32", encoder_backend: str = "auto") -> tuple[Index, int]:
     """Open ``out`` (same model required) or create it, add ``data``'s new items, save; → (index, added).
 
     ``out`` follows the output-directory rule: an index is grown; a folder holding anything else is refused
@@ -26,7 +26,7 @@ def build_index(model: str | Path | None, data: str, out: str | Path, *, split: 
         raise ConfigError("--overwrite builds a new index: pass --model MODEL too")
     with output_dir(out, "index", None, overwrite=overwrite, known_files=(META,)) as folder:
         index = _open_or_create(folder, model, side)
-        index.model.to(device, precision)
+        index.model.to(device, precision, encoder_backend)
         if backend is not None or nprobe is not None:
             if backend is not None and backend not in KINDS:
                 raise ConfigError(f"--backend {backend!r}: choose one of {', '.join(KINDS)}")

@@ -29,6 +29,9 @@ class ServeConfig:
     """Where the query encoders and heads run: auto | cpu | cuda | cuda:N | mps."""
     precision: Annotated[str, OneOf(("fp32", "bf16", "fp16"))] = "fp32"
     """Autocast precision of query encoding."""
+    backend: Annotated[str, OneOf(("auto", "torch", "onnx", "onnx-int8"))] = "auto"
+    """What runs the query encoders (as ``runtime.backend``): an index built with one backend is searched with
+    the same one, or with torch / onnx, whose features agree."""
 
     def __post_init__(self) -> None:
         check_fields(self, "serve options")

@@ -94,8 +94,8 @@ def _column(values: list[Any]) -> np.ndarray:
 class _Encode:
     """A Ray Data actor: builds the encoder once (on its GPU when it has one), then encodes batches."""
 
-    def __init__(self, spec: str, device: str, precision: str) -> None:
-        self.encoder = build_encoder(spec, runtime(device, precision))
+    def __init__(self, spec: str, device: str, precision: str, backend: str) -> None:
+        self.encoder = build_encoder(spec, runtime(device, precision, backend))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ok = batch["ok"].astype(bool)
@@ -118,7 +118,8 @@ def extract_shards(encoder: Encoder, items: Sequence[Item], todo: list[int], wri
     device = "cuda" if gpus > 0 else "cpu"
     dataset = dataset.map_batches(_decode, fn_args=(encoder.name,), batch_size=store.batch_size,
                                   num_cpus=DECODE_CPUS, compute=ray.data.TaskPoolStrategy(size=store.workers))
-    dataset = dataset.map_batches(_Encode, fn_constructor_args=(encoder.name, device, encoder.runtime.precision),
+    dataset = dataset.map_batches(_Encode, fn_constructor_args=(encoder.name, device, encoder.runtime.precision,
+                                                                 encoder.runtime.backend),
                                   batch_size=store.batch_size, compute=ray.data.ActorPoolStrategy(size=store.workers),
                                   num_cpus=ACTOR_CPUS, num_gpus=gpus or None,
                                   max_restarts=-1, max_task_retries=-1)  # a lost actor's batch runs again

@@ -19,6 +19,7 @@ between phases, which a DDP wrapper built once cannot follow.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import os
 from typing import Any, Iterator
@@ -64,7 +65,7 @@ def init_from_env(rt: Runtime) -> Runtime:
             raise ConfigError(f"torchrun started local rank {local}, but this machine has {count} GPU(s); "
                               "use --nproc-per-node at most the number of GPUs")
         torch.cuda.set_device(local)
-        rt = Runtime(f"cuda:{local}", rt.precision)
+        rt = dataclasses.replace(rt, device=f"cuda:{local}")
     if not dist.is_initialized():
         minutes = float(os.environ.get("LATENTFUSE_DIST_TIMEOUT_MIN", "180"))  # rank 0 may be extracting
         dist.init_process_group("nccl" if rt.is_cuda else "gloo", timeout=datetime.timedelta(minutes=minutes))
