@@ -116,7 +116,7 @@ def text_rows(captions: list[str], peak: float) -> list[list[str]]:
     ours = {backend: encoder("minilm-l6", backend) for backend in BACKENDS}
     plain = TransformerTextEncoder(get_model_path(), name="minilm-l6-plain", normalize=True, max_length=256,
                                    chunk_size=128, sort_by_length=False)
-    st = SentenceTransformer(get_model_path(), device="cpu")
+    st = SentenceTransformer(str(get_model_path()), device="cpu")
 
     def naive() -> np.ndarray:
         return np.concatenate([plain.encode(captions[i:i + 128]) for i in range(0, len(captions), 128)])

@@ -6,9 +6,10 @@
 1. Index the Flickr8k test images (1,000) with the bench's FuseMix model (`latentfuse index`).
 2. Start `latentfuse serve` in its own process; for a few queries, check that `latentfuse search --json`,
    GET /search and the web page in headless Chromium (when present) return the same top-10.
-3. Load: distinct test captions as text queries from 1, 4 and 16 concurrent clients, then image uploads
-   from 4; each level bounded by a request count and a duration. Reports requests/s, p50 / p99 latency,
-   throughput relative to one client (same run, same machine), and queries per encoder call (batching).
+3. Load, once per encoder backend (``serve --backend torch``, then ``onnx``: before / after the ONNX Runtime
+   backend, in one run): distinct test captions as text queries from 1, 4 and 16 concurrent clients, then
+   image uploads from 4; each level bounded by a request count and a duration. Reports requests/s, p50 /
+   p99 latency, throughput relative to one client on torch, and queries per encoder call (batching).
 4. Mixed good/bad: 8 clients alternate good text queries with the malformed requests of
    ``latentfuse.serve.probes`` (JSON the parser cannot hold, truncated images, wrong fields, ...). Every bad
    one must be a 4xx with a detail, nothing a 5xx, nothing hang (30 s timeout); reports the p99 of the good
@@ -38,6 +39,7 @@ from .flickr8k import base_config, cached_run
 QUERIES = ["a dog catches a frisbee", "two children playing in the water", "a man riding a bike on a mountain"]
 TEXT_LEVELS = (1, 4, 16)
 MAX_REQUESTS, MAX_SECONDS = 400, 20.0
+BACKENDS = ("torch", "onnx")  # query encoders before / after the ONNX Runtime backend
 
 
 def bench_model(data: Path) -> Path:
@@ -59,10 +61,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(index_dir: Path) -> tuple[subprocess.Popen, str]:
+def start_server(index_dir: Path, backend: str = "auto") -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "latentfuse.cli", "serve", "--index", str(index_dir),
-                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                "--port", str(port), "--backend", backend],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -203,28 +206,32 @@ def main() -> None:
     print(cli("index", "--model", str(model_dir), "--data", f"flickr8k:{data}", "--split", "test",
               "--out", str(index_dir)).stdout.strip(), flush=True)
     captions, images = test_captions_and_images(data)
-    process, url = start_server(index_dir)
-    try:
-        lines = agreement(index_dir, url)
-        print("\n".join(lines), flush=True)
-        rows = [("text", load(url, c, lambda http, i: http.get("/search", params={"q": captions[i], "k": 10}),
-                              len(captions))) for c in TEXT_LEVELS]
-        image_bytes = [p.read_bytes() for p in images[:200]]
-        rows.append(("image upload", load(url, 4, lambda http, i: http.post(
-            "/search", files={"image": ("q.jpg", image_bytes[i], "image/jpeg")}, data={"k": "10"}),
-            len(image_bytes))))
-        all_good = load(url, MIXED_CLIENTS, lambda http, i: http.get("/search", params={"q": captions[i], "k": 10}),
-                        len(captions))
-        mix = mixed(url, captions, index_dir.name)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-    base = rows[0][1]["rps"]
-    table = ["| query | clients | requests | req/s | × 1 client | p50 ms | p99 ms | queries per encoder call |",
-             "|---|---|---|---|---|---|---|---|"]
-    for kind, r in rows:
+    image_bytes = [p.read_bytes() for p in images[:200]]
+    rows = []
+    for backend in BACKENDS:  # the last one stays up for the agreement and mixed runs
+        process, url = start_server(index_dir, backend)
+        try:
+            rows += [(backend, "text", load(url, c, lambda http, i: http.get(
+                "/search", params={"q": captions[i], "k": 10}), len(captions))) for c in TEXT_LEVELS]
+            rows.append((backend, "image upload", load(url, 4, lambda http, i: http.post(
+                "/search", files={"image": ("q.jpg", image_bytes[i], "image/jpeg")}, data={"k": "10"}),
+                len(image_bytes))))
+            if backend != BACKENDS[-1]:
+                continue
+            lines = agreement(index_dir, url)
+            print("\n".join(lines), flush=True)
+            all_good = load(url, MIXED_CLIENTS, lambda http, i: http.get(
+                "/search", params={"q": captions[i], "k": 10}), len(captions))
+            mix = mixed(url, captions, index_dir.name)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    base = rows[0][2]["rps"]
+    table = ["| backend | query | clients | requests | req/s | × torch 1 client | p50 ms | p99 ms | "
+             "queries per encoder call |", "|---|---|---|---|---|---|---|---|---|"]
+    for backend, kind, r in rows:
         ratio = f"{r['rps'] / base:.2f}" if kind == "text" else "—"
-        table.append(f"| {kind} | {r['clients']} | {r['requests']} | {r['rps']:.1f} | {ratio} | "
+        table.append(f"| {backend} | {kind} | {r['clients']} | {r['requests']} | {r['rps']:.1f} | {ratio} | "
                      f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['per_call']:.2f} |")
     mixed_table = [
         "", f"Mixed run: {MIXED_CLIENTS} clients alternating good text queries with {mix['kinds']} kinds of "
