@@ -1,6 +1,7 @@
 """Frozen-encoder throughput per backend, decode included, on real Flickr8k files, side by side in one run.
 
     python -m bench.encoders            # ~20 min on 2 cores; --quick: the throughput tables only (~4 min)
+    python -m bench.encoders --only extraction,recall    # some sections: speed, threads, extraction, recall
 
 1. Images (EfficientNet-Lite0, 224 px): ``encode`` on Flickr8k JPEG paths, so decoding and preprocessing
    count. naive torch (the package's model: BatchNorm kept, NCHW, one forward per 32 images) | the torch
@@ -34,6 +35,7 @@ from .threads import BURN
 
 N_IMAGES, N_TEXTS, REPEATS = 192, 3000, 3
 BACKENDS = ("torch", "onnx", "onnx-int8")
+SECTIONS = ("speed", "threads", "extraction", "recall")
 
 
 def best_rate(fn, n: int, repeats: int = REPEATS) -> float:
@@ -191,7 +193,7 @@ def extraction_rows(data: Path) -> list[list[str]]:
             started = time.perf_counter()
             subprocess.run([sys.executable, "-m", "latentfuse", "--quiet", "extract", "--data", f"flickr8k:{data}",
                             "--store", str(folder), "--backend", backend], check=True,
-                           env=dict(os.environ, HF_HUB_OFFLINE="1"))
+                           env=dict(os.environ, HF_HUB_OFFLINE="1", TQDM_DISABLE="1"))
             times[backend] = time.perf_counter() - started
             rows.append([backend, f"{times[backend]:.0f}", f"{times['torch'] / times[backend]:.2f}"])
     finally:
@@ -211,7 +213,7 @@ def recall_rows(data: Path) -> list[list[str]]:
                            runtime=RuntimeConfig(backend=backend), out=str(RESULTS / "encoders" / backend))
         metrics = cached_run(config)[0]["metrics"]
         rows.append([backend if backend != "onnx" else "float32 (torch / onnx)",
-                     *(f"{metrics[key]:.1f}" for key in ("b2a/R@1", "b2a/R@5", "a2b/R@1", "a2b/R@5"))])
+                     *(f"{metrics[way][k]:.1f}" for way in ("t2i", "i2t") for k in ("R@1", "R@5", "R@10"))])
     return rows
 
 
@@ -219,27 +221,32 @@ def main() -> None:
     data = flickr8k_dir()
     if data is None:
         return
-    quick = "--quick" in sys.argv
+    sections = {"speed", "threads"} if "--quick" in sys.argv else set(SECTIONS)
+    if "--only" in sys.argv:
+        sections = set(sys.argv[sys.argv.index("--only") + 1].split(","))
     paths = sorted((data / "images").glob("*.jpg"))[:N_IMAGES]
     with open(data / "captions.tsv", newline="") as handle:
         rows = csv.reader(handle, delimiter="\t")
         next(rows)
         captions = [row[2] for _, row in zip(range(N_TEXTS), rows)]
-    peak = matmul_peak()
-    print(f"fp32 matmul peak here: {peak:.0f} GFLOP/s (torch 2048² mm, best of 5)\n")
-    header = ["path", "{unit}/s", "× torch backend", "GFLOP/s (of peak)", "max |Δ| / min cosine vs torch"]
-    print(f"EfficientNet-Lite0, {len(paths)} Flickr8k JPEGs, decode included")
-    print(markdown([h.format(unit="images") for h in header], image_rows(paths, peak)))
-    print(f"\nMiniLM-L6, {len(captions)} Flickr8k captions, tokenisation included")
-    print(markdown([h.format(unit="texts") for h in header], text_rows(captions, peak)))
-    print("\nonnx image path, idle vs one core busy (fresh process per row)")
-    print(markdown(["setting", "idle images/s", "one core busy images/s", "busy / idle"], thread_rows(paths)))
-    if quick:
-        return
-    print("\nfull Flickr8k extraction (8,091 images + 40,455 captions) into a fresh store, `latentfuse extract`")
-    print(markdown(["backend", "wall s", "× faster than torch"], extraction_rows(data)))
-    print("\nrecall cost of int8 features: default FuseMix, same seed, Flickr8k test")
-    print(markdown(["features", "t2i R@1", "t2i R@5", "i2t R@1", "i2t R@5"], recall_rows(data)))
+    if "speed" in sections:
+        peak = matmul_peak()
+        print(f"fp32 matmul peak here: {peak:.0f} GFLOP/s (torch 2048² mm, best of 5)\n")
+        header = ["path", "{unit}/s", "× torch backend", "GFLOP/s (of peak)", "max |Δ| / min cosine vs torch"]
+        print(f"EfficientNet-Lite0, {len(paths)} Flickr8k JPEGs, decode included")
+        print(markdown([h.format(unit="images") for h in header], image_rows(paths, peak)))
+        print(f"\nMiniLM-L6, {len(captions)} Flickr8k captions, tokenisation included")
+        print(markdown([h.format(unit="texts") for h in header], text_rows(captions, peak)))
+    if "threads" in sections:
+        print("\nonnx image path, idle vs one core busy (fresh process per row)")
+        print(markdown(["setting", "idle images/s", "one core busy images/s", "busy / idle"], thread_rows(paths)))
+    if "extraction" in sections:
+        print("\nfull Flickr8k extraction (8,091 images + 40,455 captions) into a fresh store, `latentfuse extract`")
+        print(markdown(["backend", "wall s", "× faster than torch"], extraction_rows(data)))
+    if "recall" in sections:
+        print("\nrecall cost of int8 features: default FuseMix, same seed, Flickr8k test")
+        print(markdown(["features", "t2i R@1", "t2i R@5", "t2i R@10", "i2t R@1", "i2t R@5", "i2t R@10"],
+                       recall_rows(data)))
 
 
 if __name__ == "__main__":

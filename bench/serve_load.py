@@ -204,7 +204,7 @@ def main() -> None:
     model_dir = bench_model(data)
     index_dir = RESULTS / "serve" / "flickr8k-test"
     print(cli("index", "--model", str(model_dir), "--data", f"flickr8k:{data}", "--split", "test",
-              "--out", str(index_dir)).stdout.strip(), flush=True)
+              "--out", str(index_dir), "--overwrite").stdout.strip(), flush=True)  # the bench's model may be new
     captions, images = test_captions_and_images(data)
     image_bytes = [p.read_bytes() for p in images[:200]]
     rows = []

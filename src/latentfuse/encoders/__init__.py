@@ -9,6 +9,9 @@ What each returns (float32, one row per input):
 * ``st:ID``: whatever ``SentenceTransformer.encode`` gives for that model;
 * ``timm:NAME[@FILE]``: timm's pooled pre-classifier features, raw.
 
+The torch encoders (all but ``e5-small``, which runs its own int4 C engine, ``glove-6b-50d`` and ``st:``) run on
+the runtime's backend: torch, or ONNX Runtime on a graph exported once and cached (``onnx_backend.py``).
+
 Building an encoder is cheap (weights load on the first ``encode``); ``dim`` is read from configs.
 A bad input raises :class:`~latentfuse.encoders.base.BadItemError` with its position in the batch;
 a missing package or weights file raises :class:`~latentfuse.encoders.base.EncoderUnavailableError`.
