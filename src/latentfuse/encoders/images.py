@@ -286,8 +286,9 @@ class TorchImageEncoder(Encoder):
                 return tuple(maps[tap] for tap in taps)
         else:
             forward = self._pool
-        return GraphSpec(self.name, self.fingerprint, ("pixels",), taps or ("pooled",), {"pixels": {0: "batch"}},
-                         module=lambda: wrap(self._model(), forward), example=self._example_pixels)
+        return GraphSpec(self.name, self.fingerprint, ("pixels",), taps or ("pooled",),
+                         {"pixels": {0: "batch"}}, module=lambda: wrap(self._model(), forward),
+                         example=self._example_pixels)
 
     def _example_pixels(self, variant: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(variant)
@@ -307,8 +308,10 @@ class TorchImageEncoder(Encoder):
 
         session = self._session(taps)
         if session is not None:
-            return {tap: self.runtime.to(torch.from_numpy(fmap)) for tap, fmap in zip(taps, session({"pixels": chunk}))}
-        return {tap: fmap.float() for tap, fmap in self._tap_forward(self._ready(), self._pixels(chunk), taps).items()}
+            maps = zip(taps, session({"pixels": chunk}))
+            return {tap: self.runtime.to(torch.from_numpy(fmap)) for tap, fmap in maps}
+        maps = self._tap_forward(self._ready(), self._pixels(chunk), taps).items()
+        return {tap: fmap.float() for tap, fmap in maps}
 
     tap_grid: int = 7
     """Each image tap is average-pooled to a tap_grid × tap_grid grid: 49 tokens by default."""

@@ -172,12 +172,19 @@ def onnx_session(spec: GraphSpec, runtime: Runtime) -> OnnxSession | None:
             return OnnxSession(path, runtime)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a bad graph
             log.info("%s: cached ONNX graph %s does not load (%s); rebuilding it", spec.encoder, path,
-                     str(exc).splitlines()[0][:200])
+                     _first_line(exc))
             _build(spec, quantize, path)
-            return OnnxSession(path, runtime)
+            try:
+                return OnnxSession(path, runtime)
+            except Exception as again:  # noqa: BLE001 - a fresh export that still does not load
+                raise OnnxGraphError(f"ONNX Runtime cannot load it: {_first_line(again)}") from None
     except OnnxGraphError as exc:
         _warn_once(f"{spec.encoder}: no {runtime.backend} graph ({exc}); running it on torch")
         return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _cached_record(path: Path) -> dict[str, Any] | None:
@@ -245,7 +252,7 @@ def _export(module: Any, example: dict[str, np.ndarray], spec: GraphSpec, out: P
                                       dynamic_axes=spec.dynamic)
             return "dynamo" if dynamo else "torchscript"
         except Exception as exc:  # noqa: BLE001 - exporters raise many types; both failing is reported
-            errors.append(f"{'dynamo' if dynamo else 'torchscript'} exporter: {str(exc).splitlines()[0][:160]}")
+            errors.append(f"{'dynamo' if dynamo else 'torchscript'} exporter: {_first_line(exc)}")
     raise OnnxGraphError("; ".join(errors))
 
 
