@@ -148,6 +148,19 @@ def test_a_graph_that_disagrees_with_torch_is_refused_once(tiny, tmp_path, monke
     assert not exports  # the refusal is remembered, not re-tried on every run
 
 
+def test_an_unwritable_graph_cache_falls_back_to_torch_with_a_message(tiny, tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("LATENTFUSE_ONNX_CACHE", str(blocker / "onnx"))
+    onnx_backend._warn_once.cache_clear()
+    spec = f"hf:{tiny['bert']}"
+    with caplog.at_level(logging.INFO, logger="latentfuse"):
+        features = fresh(spec, ONNX).encode(TEXTS)
+    assert f"{spec}: cannot write its ONNX graph under {blocker / 'onnx'}" in caplog.text
+    assert "running it on torch (set LATENTFUSE_ONNX_CACHE to a writable folder)" in caplog.text
+    np.testing.assert_array_equal(features, fresh(spec, TORCH).encode(TEXTS))
+
+
 def test_int8_has_its_own_cache_key_and_stays_close(tiny):
     spec = f"hf:{tiny['bert']}#mean"
     on_torch, on_int8 = fresh(spec, TORCH), fresh(spec, INT8)

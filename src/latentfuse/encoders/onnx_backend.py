@@ -181,6 +181,10 @@ def onnx_session(spec: GraphSpec, runtime: Runtime) -> OnnxSession | None:
     except OnnxGraphError as exc:
         _warn_once(f"{spec.encoder}: no {runtime.backend} graph ({exc}); running it on torch")
         return None
+    except OSError as exc:  # the graph cache cannot be written (read-only home, a file in the way, disk full)
+        _warn_once(f"{spec.encoder}: cannot write its ONNX graph under {graph_dir()} ({exc.strerror or exc}); "
+                   "running it on torch (set LATENTFUSE_ONNX_CACHE to a writable folder)")
+        return None
 
 
 def _first_line(exc: BaseException) -> str:
