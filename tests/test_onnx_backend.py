@@ -41,6 +41,15 @@ def assert_float16_equal(onnx: np.ndarray, torch_out: np.ndarray) -> None:
     assert float(np.abs(onnx - torch_out).max()) <= step / 2
 
 
+def falls_back_to_torch(spec: str, caplog) -> str:
+    """Encode on a fresh onnx instance, check that the torch path ran, and return what was logged."""
+    onnx_backend._warn_once.cache_clear()
+    with caplog.at_level(logging.INFO, logger="latentfuse"):
+        features = fresh(spec, ONNX).encode(TEXTS)
+    np.testing.assert_array_equal(features, fresh(spec, TORCH).encode(TEXTS))
+    return caplog.text
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny")
@@ -132,13 +141,10 @@ def test_a_damaged_cached_graph_is_detected_and_rebuilt(tiny, tmp_path, monkeypa
 def test_a_graph_that_disagrees_with_torch_is_refused_once(tiny, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("LATENTFUSE_ONNX_CACHE", str(tmp_path))
     monkeypatch.setattr(onnx_backend, "FP32_TOLERANCE", 0.0)  # any float difference now counts as wrong
-    onnx_backend._warn_once.cache_clear()
     spec = f"hf:{tiny['bert']}"
-    with caplog.at_level(logging.INFO, logger="latentfuse"):
-        features = fresh(spec, ONNX).encode(TEXTS)
-    assert f"{spec}: its onnx graph was refused (max |onnx - torch|" in caplog.text
-    assert "running it on torch" in caplog.text
-    np.testing.assert_array_equal(features, fresh(spec, TORCH).encode(TEXTS))  # the torch path ran
+    logged = falls_back_to_torch(spec, caplog)
+    assert f"{spec}: its onnx graph was refused (max |onnx - torch|" in logged
+    assert "running it on torch" in logged
     assert not list(tmp_path.glob("*.onnx"))  # nothing published
     sidecar = next(tmp_path.glob("*.json"))
     assert json.loads(sidecar.read_text())["ok"] is False
@@ -152,13 +158,10 @@ def test_an_unwritable_graph_cache_falls_back_to_torch_with_a_message(tiny, tmp_
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("LATENTFUSE_ONNX_CACHE", str(blocker / "onnx"))
-    onnx_backend._warn_once.cache_clear()
     spec = f"hf:{tiny['bert']}"
-    with caplog.at_level(logging.INFO, logger="latentfuse"):
-        features = fresh(spec, ONNX).encode(TEXTS)
-    assert f"{spec}: cannot write its ONNX graph under {blocker / 'onnx'}" in caplog.text
-    assert "running it on torch (set LATENTFUSE_ONNX_CACHE to a writable folder)" in caplog.text
-    np.testing.assert_array_equal(features, fresh(spec, TORCH).encode(TEXTS))
+    logged = falls_back_to_torch(spec, caplog)
+    assert f"{spec}: cannot write its ONNX graph under {blocker / 'onnx'}" in logged
+    assert "running it on torch (set LATENTFUSE_ONNX_CACHE to a writable folder)" in logged
 
 
 def test_int8_has_its_own_cache_key_and_stays_close(tiny):

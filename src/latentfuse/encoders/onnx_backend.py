@@ -9,8 +9,10 @@ network several times faster than eager torch on a CPU (graph-level fusion, its 
   dynamo exporter when that one is unavailable or fails. Batch (and token) axes are dynamic.
 * **Cache**: ``$LATENTFUSE_ONNX_CACHE`` (default ``~/.cache/latentfuse/onnx``), one ``.onnx`` per (encoder
   fingerprint, outputs, opset, exporter, torch version, quantisation) plus a ``.json`` sidecar holding the
-  graph's SHA-256 and the validation result; both written atomically (temp + rename). A graph whose bytes
-  no longer match its sidecar, or that ONNX Runtime cannot load, is rebuilt.
+  graph's content digest (SHA-256) and the validation result; both written atomically (temp + rename). A
+  graph whose bytes no longer match its sidecar, or that ONNX Runtime cannot load, is rebuilt. The digest
+  is remembered by (path, size, mtime) like dataset files' (``utils.digests``), so a start-up does not
+  re-read a 90 MB graph that has not changed.
 * **Validation**, before first use, on a fixed seeded random batch against the torch forward: float32
   graphs must agree to ``FP32_TOLERANCE`` × max(1, max |torch output|) (measured: ~1e-5 on the packaged
   encoders); int8 graphs must keep a mean cosine of at least ``INT8_MIN_COSINE`` with the torch output. A
@@ -39,8 +41,9 @@ import numpy as np
 
 from ..errors import LatentfuseError
 from ..utils.atomic import atomic_path, write_json
-from ..utils.hashing import digest, file_digest
-from ..utils.runtime import Runtime
+from ..utils.digests import file_digests
+from ..utils.hashing import digest
+from ..utils.runtime import CPU, Runtime
 from .base import default_threads, dist_version
 
 log = logging.getLogger("latentfuse")
@@ -49,7 +52,7 @@ OPSET = 17
 FP32_TOLERANCE = 1e-3
 INT8_MIN_COSINE = 0.95
 CALIBRATION_IMAGES = 32
-GRAPH_FORMAT = 1  # bump when the export recipe changes: old graphs are then re-exported, never reused
+GRAPH_FORMAT = 2  # bump when the export recipe or its sidecar changes: old graphs are then never reused
 
 
 def graph_dir() -> Path:
@@ -89,13 +92,6 @@ class OnnxGraphError(LatentfuseError):
     """A graph could not be exported or did not match the torch forward closely enough."""
 
 
-def feeds(session: Any, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The arrays a graph takes: an exporter drops inputs the forward never reads (a CLIP text tower's
-    token types), and ONNX Runtime refuses a feed it does not know."""
-    names = {i.name for i in session.get_inputs()}
-    return {k: v for k, v in arrays.items() if k in names}
-
-
 class OnnxSession:
     """An ONNX Runtime session over one validated graph: ``session(arrays) -> [outputs]`` (float32 numpy)."""
 
@@ -111,9 +107,12 @@ class OnnxSession:
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), options, providers=providers(runtime))
         self.path = path
+        # An exporter drops inputs the forward never reads (a CLIP text tower's token types), and ONNX
+        # Runtime refuses a feed it does not know: only these are fed.
+        self.inputs = frozenset(i.name for i in self.session.get_inputs())
 
     def __call__(self, arrays: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self.session.run(None, feeds(self.session, arrays))
+        return self.session.run(None, {k: v for k, v in arrays.items() if k in self.inputs})
 
 
 class Sessions:
@@ -203,7 +202,7 @@ def _cached_record(path: Path) -> dict[str, Any] | None:
         return None
     if not record.get("ok"):
         return record  # a refusal is remembered: no re-export on every run
-    if not path.is_file() or file_digest(path, length=64) != record.get("sha256"):
+    if not path.is_file() or file_digests([path])[path] != record.get("digest"):
         log.info("%s: the cached ONNX graph is missing or damaged (its SHA-256 differs); rebuilding it", path)
         return None
     return record
@@ -225,7 +224,7 @@ def _build(spec: GraphSpec, quantize: str, path: Path) -> dict[str, Any]:
         if record["ok"]:
             with atomic_path(path) as tmp:
                 os.replace(graph, tmp)
-            record["sha256"] = file_digest(path, length=64)
+            record["digest"] = file_digests([path])[path]
             log.info("%s: exported its %sONNX graph (%s) to %s", spec.encoder, "int8 " if quantize else "",
                      record["check"], path)
     write_json(path.with_suffix(".json"), record)
@@ -327,12 +326,7 @@ def _device_of(module: Any) -> Any:
 def _validate(graph: Path, example: dict[str, np.ndarray], reference: list[np.ndarray],
               quantize: str) -> dict[str, Any]:
     """The graph's outputs on the example batch against torch's: a record saying ok or why not."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-    outputs = session.run(None, feeds(session, example))
+    outputs = OnnxSession(graph, CPU)(example)
     if quantize:
         cosine = min(_mean_cosine(o, r) for o, r in zip(outputs, reference))
         ok = cosine >= INT8_MIN_COSINE

@@ -11,7 +11,8 @@ use still fall back to the CPU there). ``bf16`` autocasts to bfloat16 (CPU and r
 float16 with a gradient scaler (CUDA only; on a CPU fp16 autocast is slow and needs no scaler).
 
 The ``backend`` says what runs the *frozen encoders* (the heads always run on torch): ``torch``, ``onnx``
-(ONNX Runtime on the exported graph, float32; ~4x faster than torch for EfficientNet-Lite on a CPU) or
+(ONNX Runtime on the exported graph, float32; ~3x faster than torch for EfficientNet-Lite on a 2-core CPU,
+``python -m bench.encoders``) or
 ``onnx-int8`` (the same graph quantised to int8; its features are cached apart). ``auto`` takes ``onnx``
 when onnxruntime is installed, the precision is fp32 and ONNX Runtime can run on the device, else torch.
 """
