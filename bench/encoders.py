@@ -13,7 +13,9 @@
    (best of torch 2048² matmuls, measured in the same run).
 3. Threads: the onnx image path on an idle machine and with one core kept busy by another process, for
    ONNX Runtime's spinning waits off (the default here) and on.
-4. Full Flickr8k extraction (8,091 images + 40,455 captions, every split) into a fresh store through
+4. Profile of the image path: per image on one thread, decoding, resize + crop and normalising, then the
+   onnx and torch forwards alone on already-preprocessed 16-image chunks: where the time goes.
+5. Full Flickr8k extraction (8,091 images + 40,455 captions, every split) into a fresh store through
    ``latentfuse extract``, wall time per backend; then the recall cost of int8: the default FuseMix trained
    on int8 features vs on float32 ones (same seed), Flickr8k test.
 """
@@ -35,7 +37,7 @@ from .threads import BURN
 
 N_IMAGES, N_TEXTS, REPEATS = 192, 3000, 3
 BACKENDS = ("torch", "onnx", "onnx-int8")
-SECTIONS = ("speed", "threads", "extraction", "recall")
+SECTIONS = ("speed", "threads", "profile", "extraction", "recall")
 
 
 def best_rate(fn, n: int, repeats: int = REPEATS) -> float:
@@ -185,6 +187,26 @@ def thread_rows(paths: list[Path]) -> list[list[str]]:
             for label, _ in settings]
 
 
+def profile_rows(paths: list[Path]) -> list[list[str]]:
+    """Milliseconds per image of each stage of ``encode``: decode, resize + crop, normalise (one thread), and
+    each backend's forward alone on preprocessed chunks (all threads)."""
+    from latentfuse.encoders.images import load_image
+
+    onnx, torch_path = encoder("efficientnet-lite0", "onnx"), encoder("efficientnet-lite0", "torch")
+    preprocess = onnx.preprocess
+    images = [load_image(p) for p in paths]
+    cropped = [preprocess.resize_crop(image) for image in images]
+    pixels = np.stack([preprocess(image) for image in images])
+    chunks = [pixels[i:i + onnx.micro_batch] for i in range(0, len(pixels), onnx.micro_batch)]
+    stages = [("decode (Pillow, one thread)", lambda: [load_image(p) for p in paths]),
+              ("resize + crop (one thread)", lambda: [preprocess.resize_crop(image) for image in images]),
+              ("normalise to float32 NCHW (one thread)",
+               lambda: [preprocess.normalise(image) for image in cropped]),
+              ("onnx forward alone (16-image chunks)", lambda: [onnx._pooled(c) for c in chunks]),
+              ("torch forward alone (16-image chunks)", lambda: [torch_path._pooled(c) for c in chunks])]
+    return [[label, f"{1000 / best_rate(fn, len(paths)):.2f}"] for label, fn in stages]
+
+
 def extraction_rows(data: Path) -> list[list[str]]:
     """Wall time of ``latentfuse extract`` over all of Flickr8k into a fresh store, per backend."""
     rows, store, times = [], Path(tempfile.mkdtemp(prefix="bench-extract-")), {}
@@ -241,6 +263,9 @@ def main() -> None:
     if "threads" in sections:
         print("\nonnx image path, idle vs one core busy (fresh process per row)")
         print(markdown(["setting", "idle images/s", "one core busy images/s", "busy / idle"], thread_rows(paths)))
+    if "profile" in sections:
+        print("\nwhere an image's time goes (ms per image, best of 3)")
+        print(markdown(["stage", "ms / image"], profile_rows(paths)))
     if "extraction" in sections:
         print("\nfull Flickr8k extraction (8,091 images + 40,455 captions) into a fresh store, `latentfuse extract`")
         print(markdown(["backend", "wall s", "× faster than torch"], extraction_rows(data)))

@@ -84,7 +84,10 @@ class ImagePreprocess:
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         """RGB PIL image → float32 array (3, height, width), normalised."""
-        image = self.resize_crop(image)
+        return self.normalise(self.resize_crop(image))
+
+    def normalise(self, image: Image.Image) -> np.ndarray:
+        """An already resized and cropped RGB image → float32 (3, height, width), per-channel normalised."""
         scale, shift = self._affine
         pixels = np.asarray(image, dtype=np.float32) * scale - shift
         return np.ascontiguousarray(pixels.transpose(2, 0, 1))

@@ -23,7 +23,7 @@ network several times faster than eager torch on a CPU (graph-level fusion, its 
 * **int8** (``onnx-int8``): transformers (more MatMul than Conv nodes) get ONNX Runtime's dynamic quantisation, per-channel
   int8 weights on MatMul only (embeddings and norms stay float); convnets get static QDQ quantisation
   calibrated on ``CALIBRATION_IMAGES`` seeded synthetic images (smooth colour fields: no dataset is needed,
-  and the result is deterministic), because dynamic int8 convolutions ran 5× *slower* than float here.
+  and the result is deterministic), because dynamic int8 convolutions ran slower than float in a probe.
 """
 from __future__ import annotations
 
