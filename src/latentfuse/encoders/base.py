@@ -67,6 +67,14 @@ class Encoder:
 
     cost_per_item: float | None = None  # relative compute cost, for resource-aware gating
 
+    parts: tuple["Encoder", ...] = ()
+    """An ensemble's member encoders (``ensemble.py``): the feature store caches each on its own and joins
+    them with ``join``; empty for a single encoder."""
+
+    def join(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        """An ensemble's feature from its members' features of the same items; single encoders have none."""
+        raise NotImplementedError(f"{self.name} is not an ensemble")
+
     runtime: Runtime = CPU
     """Device and precision of this encoder's forward passes (``use``); weights move on their next use."""
     uses_runtime: bool = False

@@ -75,6 +75,8 @@ def get_features(source: Source, data: SplitData, side: str, encoder: Encoder, s
     Otherwise whatever is missing is extracted; shards finished by an earlier (even killed) run are reused.
     """
     check_modality(source, data, side, encoder)
+    if encoder.parts:
+        return _joined(source, data, side, encoder, store, parent=parent, skip_bad=skip_bad, progress=progress)
     feature_store = FeatureStore(store.root)
     features = None
     if parent is not None and parent is not data:
@@ -85,6 +87,27 @@ def get_features(source: Source, data: SplitData, side: str, encoder: Encoder, s
     if not skip_bad:
         refuse_skipped(features, data, side)
     return features
+
+
+def _joined(source: Source, data: SplitData, side: str, encoder: Encoder, store: StoreConfig, *,
+            parent: SplitData | None, skip_bad: bool, progress: bool) -> Features:
+    """An ensemble's features: each member's from the store (cached on its own), joined on the items every
+    member has (a ``--skip-bad`` item dropped by one is dropped from the ensemble)."""
+    members = [get_features(source, data, side, part, store, parent=parent, skip_bad=skip_bad, progress=progress)
+               for part in encoder.parts]
+    common = set.intersection(*(set(m.ids) for m in members))
+    ids = [item_id for item_id in members[0].ids if item_id in common]
+    arrays = []
+    for member in members:
+        if member.ids == ids:
+            arrays.append(member.array)
+        else:
+            index = member.index()
+            arrays.append(member.array[np.array([index[i] for i in ids], dtype=np.int64)])
+    skipped = {entry["id"]: entry for m in members for entry in m.manifest.get("skipped", [])}
+    manifest = {"complete": True, "encoder": encoder.name, "encoder_fingerprint": encoder.fingerprint,
+                "members": [m.manifest.get("encoder") for m in members], "skipped": list(skipped.values())}
+    return Features(ids, encoder.join(arrays).astype(np.float16), manifest)
 
 
 def check_modality(source: Source, data: SplitData, side: str, encoder: Encoder) -> str:
