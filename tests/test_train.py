@@ -3,12 +3,13 @@ baselines fit, checkpoints resume, and the saved JointModel reloads to the same 
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 
-from latentfuse.losses import latent_mixup, symmetric_infonce
+from latentfuse.losses import MixPlan, latent_mixup, positive_weights, symmetric_infonce
 from latentfuse.methods import build_method, make_config
 from latentfuse.errors import ConfigError
 from latentfuse.model import JointModel, SideSpec
@@ -132,3 +133,54 @@ def test_same_seed_same_heads_whatever_ran_before(data, tmp_path):
     for (name, a), (_, b) in zip(runs[0].state_dict().items(), runs[1].state_dict().items()):
         assert torch.equal(a, b), name
     assert validate(runs[0], val) == validate(runs[1], val)
+
+
+def test_multi_positive_targets_match_a_hand_computed_case():
+    """Pairs 0 and 1 show the same image (item 0) with different captions: each is a correct answer for the
+    other, so the targets of rows 0 and 1 split 1/2–1/2 between them; row 2 keeps its diagonal target."""
+    items = {"image": torch.tensor([0, 0, 1]), "text": torch.tensor([0, 1, 2])}
+    weights = positive_weights(items, MixPlan.identity(3))
+    assert weights.tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 1]]
+    za = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    zb = torch.tensor([[0.8, 0.6], [1.0, 0.0], [0.0, 1.0]])
+    scale = 2.0
+    logits = [[scale * sum(a * b for a, b in zip(ra, rb)) for rb in zb.tolist()] for ra in za.tolist()]
+
+    def cross_entropy(row: list[float], target: list[float]) -> float:
+        log_z = math.log(sum(math.exp(v) for v in row))
+        return -sum(t * (v - log_z) for t, v in zip(target, row))
+
+    targets = [[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 1.0]]
+    columns = [list(col) for col in zip(*logits)]
+    expected = 0.5 * (sum(cross_entropy(r, t) for r, t in zip(logits, targets)) / 3
+                      + sum(cross_entropy(c, t) for c, t in zip(columns, targets)) / 3)
+    got = symmetric_infonce(za, zb, torch.tensor(scale), weights)
+    assert float(got) == pytest.approx(expected, rel=1e-6)
+    assert float(got) != pytest.approx(float(symmetric_infonce(za, zb, torch.tensor(scale))), rel=1e-3)
+    unique = positive_weights({"image": torch.arange(3), "text": torch.arange(3)}, MixPlan.identity(3))
+    torch.testing.assert_close(symmetric_infonce(za, zb, torch.tensor(scale), unique),
+                               symmetric_infonce(za, zb, torch.tensor(scale)))
+
+
+def test_mixed_pairs_match_as_much_as_their_parts_do():
+    """λ = 0.25, pair i mixed with pair second[i]: weight = 0.25·[same item in first] + 0.75·[in second]."""
+    items = {"image": torch.tensor([0, 0, 1])}
+    plan = MixPlan(0.25, torch.tensor([0, 1, 2]), torch.tensor([2, 0, 1]))
+    assert positive_weights(items, plan).tolist() == [[1.0, 0.25, 0.0], [0.25, 1.0, 0.75], [0.0, 0.75, 1.0]]
+
+
+def test_fusemix_multi_positive_learns_from_the_batch_items(data, tmp_path):
+    train, val = data
+    batch = train.batch(torch.arange(8))
+    assert batch["items"]["image"].tolist() == train.pairs[:8, 0].tolist()  # two captions per image: repeats
+    method = build_method("fusemix", train.dims(), {**SMALL, "multi_positive": True}).eval()
+
+    def loss(multi_positive: bool) -> float:  # the same λ, partners and (no) dropout: only the targets differ
+        method.config.multi_positive, method.generator = multi_positive, torch.Generator().manual_seed(0)
+        return float(method.loss(batch)[0].detach())
+
+    assert loss(True) != pytest.approx(loss(False), rel=1e-4)
+    method.config.multi_positive = True
+    Trainer(method, TrainConfig(epochs=12, batch_size=128, lr=2e-3, threads=1), tmp_path, validate).fit(
+        train, val, progress=False)
+    assert validate(method, val)["b2a"]["R@5"] > 10 * 100 * 5 / 200  # chance: 5 of 200 images

@@ -6,13 +6,14 @@ the same for one process or many and its loss is that of the global batch."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .utils.distributed import gather_inputs as all_inputs, gather_with_grad as all_rows, local_part
+from .utils.distributed import gather_inputs as all_inputs, gather_with_grad as all_rows, local_part, world_size
 
 
 class LearnableTemperature(nn.Module):
@@ -33,14 +34,59 @@ class LearnableTemperature(nn.Module):
         return float(1.0 / self())
 
 
-def symmetric_infonce(za: torch.Tensor, zb: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def symmetric_infonce(za: torch.Tensor, zb: torch.Tensor, scale: torch.Tensor,
+                      positives: torch.Tensor | None = None) -> torch.Tensor:
     """Mean of a→b and b→a cross-entropy over in-batch negatives; row i of ``za`` pairs with row i of ``zb``.
+
+    ``positives`` (N, N) over the global batch, optional: how much row j of the other side is also a correct
+    answer for row i (``positive_weights``); each row's target spreads over its positives in proportion,
+    instead of sitting on the diagonal alone (duplicates of one image are then not negatives of each other).
 
     Under torchrun the rows of all ranks take part (the global batch's negatives, gradients kept)."""
     za, zb = all_rows(za), all_rows(zb)
     logits = scale * za @ zb.T
-    targets = torch.arange(len(za), device=za.device)
-    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+    if positives is None:
+        targets = torch.arange(len(za), device=za.device)
+        return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+    positives = positives.to(logits.dtype)
+    return 0.5 * (F.cross_entropy(logits, _rows_sum_to_one(positives))
+                  + F.cross_entropy(logits.T, _rows_sum_to_one(positives.T)))
+
+
+def _rows_sum_to_one(weights: torch.Tensor) -> torch.Tensor:
+    return weights / weights.sum(dim=1, keepdim=True)
+
+
+@dataclass(frozen=True)
+class MixPlan:
+    """One draw of latent mixup for a (global) batch: pair ``first[i]`` mixed with pair ``second[i]`` at λ."""
+
+    lam: float
+    first: torch.Tensor
+    second: torch.Tensor
+
+    @classmethod
+    def identity(cls, n: int) -> "MixPlan":
+        rows = torch.arange(n)
+        return cls(1.0, rows, rows)
+
+
+def positive_weights(items: dict[str, torch.Tensor], plan: MixPlan) -> torch.Tensor:
+    """(N, N) weights of which (mixed) pairs are correct answers for each other, from the item ids of each
+    side (e.g. the image row of every pair): pairs i and j match when they share an item on either side (five
+    captions of one image all describe it), and mixed pairs match as much as their parts do:
+    ``λ·match(first) + (1 − λ)·match(second)``. The diagonal is always 1."""
+    def match(rows: torch.Tensor) -> torch.Tensor:
+        same = None
+        for ids in items.values():
+            ids = ids[rows.to(ids.device)]
+            eq = ids[:, None] == ids[None, :]
+            same = eq if same is None else same | eq
+        return same.float()
+
+    if plan.lam == 1.0:
+        return match(plan.first)
+    return plan.lam * match(plan.first) + (1 - plan.lam) * match(plan.second)
 
 
 def latent_mixup(xa: Any, xb: Any, alpha: float, generator: torch.Generator | None = None,
@@ -57,8 +103,16 @@ def latent_mixup(xa: Any, xb: Any, alpha: float, generator: torch.Generator | No
 
     Under torchrun the global batch is mixed (every rank draws the same λ and partners from its generator,
     which runs in lockstep with the others) and each rank keeps its own slice of the result."""
+    xa, xb, plan = planned_mixup(xa, xb, alpha, generator, pairs)
+    return xa, xb, plan.lam
+
+
+def planned_mixup(xa: Any, xb: Any, alpha: float, generator: torch.Generator | None = None,
+                  pairs: str = "shuffle") -> tuple[Any, Any, MixPlan]:
+    """``latent_mixup`` that also returns its draw (λ and partners over the global batch), so the loss can
+    tell which mixed pairs share items (``positive_weights``)."""
     if alpha <= 0:
-        return xa, xb, 1.0
+        return xa, xb, MixPlan.identity(distributed_batch(xa))
     lam = float(_beta_with(generator, alpha)) if generator is not None else float(
         torch.distributions.Beta(torch.tensor(float(alpha)), torch.tensor(float(alpha))).sample())
     xa, xb = all_inputs(xa), all_inputs(xb)
@@ -69,7 +123,14 @@ def latent_mixup(xa: Any, xb: Any, alpha: float, generator: torch.Generator | No
     else:
         first = torch.arange(n)
         second = torch.randperm(n, generator=generator)
-    return local_part(_mix(xa, lam, first, second)), local_part(_mix(xb, lam, first, second)), lam
+    plan = MixPlan(lam, first, second)
+    return local_part(_mix(xa, lam, first, second)), local_part(_mix(xb, lam, first, second)), plan
+
+
+def distributed_batch(x: Any) -> int:
+    """Rows of the global batch: this rank's rows times the world size under torchrun (every rank's batch has
+    the same size, ``distributed.check_batch``)."""
+    return _batch_size(x) * world_size()
 
 
 def _batch_size(x: Any) -> int:

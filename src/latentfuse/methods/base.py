@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from ..config import NonNegativeFloat, OneOf, Positive, PositiveFloat, Rate
 from ..errors import ConfigError, ModelError
-from ..losses import LearnableTemperature, latent_mixup, symmetric_infonce
+from ..losses import LearnableTemperature, all_inputs, planned_mixup, positive_weights, symmetric_infonce
 from ..store.paired import PairedFeatures
 
 
@@ -51,6 +51,9 @@ class ContrastiveConfig(MethodConfig):
     """Lower clamp on τ, so the logit scale 1/τ cannot blow up (CLIP clamps at 100)."""
     temperature_max: PositiveFloat = 1.0
     """Upper clamp on τ (official FuseMix: 0.5)."""
+    multi_positive: bool = False
+    """Contrastive targets spread over every pair of the batch that shares an item with the pair (the other
+    captions of the same image), instead of the pair alone: such duplicates are no longer negatives."""
     mixup_pairs: Annotated[str, OneOf(("shuffle", "halves"))] = "shuffle"
     """Whom latent mixup mixes each pair with: a shuffled partner (batch keeps its size), or, as the
     official FuseMix forward does, the batch's first half with its second half (batch halved)."""
@@ -182,11 +185,14 @@ class ContrastiveMethod(Method):
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         a, b = self.sides
-        xa, xb, lam = latent_mixup(batch[a], batch[b], self.config.mixup_alpha, self.generator,
-                                   self.config.mixup_pairs)
+        xa, xb, plan = planned_mixup(batch[a], batch[b], self.config.mixup_alpha, self.generator,
+                                     self.config.mixup_pairs)
+        positives = None
+        if self.config.multi_positive and "items" in batch:
+            positives = positive_weights({side: all_inputs(rows) for side, rows in batch["items"].items()}, plan)
         scale = self.logit_scale()
-        loss = symmetric_infonce(self.encode(a, xa), self.encode(b, xb), scale)
-        return loss, {"temperature": float(1.0 / scale.detach()), "lambda": lam}
+        loss = symmetric_infonce(self.encode(a, xa), self.encode(b, xb), scale, positives)
+        return loss, {"temperature": float(1.0 / scale.detach()), "lambda": plan.lam}
 
 
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -98,12 +98,13 @@ class PairedFeatures:
 
     def batch(self, positions: torch.Tensor) -> dict[str, Any]:
         """What a method's ``loss`` receives for the pairs at ``positions`` (indices into ``pairs``): each
-        side's inputs, plus ``"targets"`` ({side: rows of its targets}) and ``"labels"`` (the pairs'
+        side's inputs, ``"items"`` ({side: the row of each pair's item on that side}), plus ``"targets"`` ({side: rows of its targets}) and ``"labels"`` (the pairs'
         multi-hot rows) when the data has them."""
         a, b = self.sides
         pair_rows = torch.from_numpy(self.pairs)[positions]
         rows = {a: pair_rows[:, 0], b: pair_rows[:, 1]}
         out: dict[str, Any] = {side: self.take(side, rows[side]) for side in (a, b)}
+        out["items"] = rows  # which item each row is, per side: duplicates (one image, five captions) share one
         if self.targets:
             out["targets"] = {side: target[rows[side]] for side, target in self.targets.items()}
         if self.labels is not None:
