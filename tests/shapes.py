@@ -12,6 +12,7 @@ from latentfuse.config import StoreConfig
 from latentfuse.data import build_source
 from latentfuse.index import Index
 
+from latentfuse.config import HubnessConfig
 from latentfuse.pipeline import joint_model, side_encoders, split_features, train_method
 from latentfuse.config import TrainConfig
 
@@ -57,6 +58,7 @@ def build(root: Path) -> dict[str, Path]:
                                    TrainConfig(epochs=60, batch_size=32, lr=3e-3, threads=1), root / "work",
                                    progress=False)
     model = joint_model(method, encoders, source, seconds)
+    model.set_query_bank(train.x, HubnessConfig(norm="none", bank_size=200))  # a bank, off unless asked for
     model.save_pretrained(root / "model")
     return {"root": root, "images": images, "pairs": table, "model": root / "model", "store": root / "store"}
 

@@ -420,13 +420,19 @@ def search(
     k: int = typer.Option(10, "-k", min=1, max=10000, help="Number of results."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model folder, if it moved (same model)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    hubness: str = typer.Option("", "--hubness", help="Query-bank normalisation: the model's setting (default) "
+                                "| none | is | dis."),
 ) -> None:
     """Rank the indexed items for a text and/or image query."""
+    from .config import OneOf
     from .index import open_index
 
     if not (query and query.strip()) and image is None:
         raise typer.BadParameter("give a text QUERY, --image PATH, or both")
-    hits = open_index(index_dir, model).search(text=query, image=image, k=k)
+    OneOf(("", "none", "is", "dis")).check(hubness, "search options", "--hubness")
+    opened = open_index(index_dir, model)
+    opened.hubness = hubness
+    hits = opened.search(text=query, image=image, k=k)
     if as_json:
         typer.echo(json.dumps({"query": query, "image": str(image) if image else None, "k": k,
                                "results": [h.to_dict() for h in hits]}, indent=2, ensure_ascii=False))
@@ -453,6 +459,8 @@ def serve(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | cuda:N | mps: where queries are encoded."),
     precision: str = typer.Option("fp32", "--precision", help="fp32 | bf16 | fp16 (CUDA)."),
     backend: str = typer.Option("auto", "--backend", "--encoder-backend", help=_BACKEND_HELP),
+    hubness: str = typer.Option("", "--hubness", help="Query-bank normalisation: the model's setting (default) "
+                                "| none | is | dis."),
 ) -> None:
     """HTTP API (/search, /embed, /health, /docs) and a search page at / over an index."""
     from .config import Range
@@ -460,7 +468,8 @@ def serve(
 
     Range(0.0, 2.0**20, lo_open=True).check(max_upload_mb, "serve options", "--max-upload-mb")  # nan/inf too
     run_server(index_dir, ServeConfig(host=host, port=port, max_upload_bytes=int(max_upload_mb * 2**20),
-                                      max_k=max_k, device=device, precision=precision, backend=backend), model)
+                                      max_k=max_k, device=device, precision=precision, backend=backend,
+                                      hubness=hubness), model)
 
 
 def _store(store: Optional[str]) -> "StoreConfig":

@@ -184,6 +184,21 @@ class RuntimeConfig:
 
 
 @dataclass
+class HubnessConfig:
+    """How retrieval scores are normalised against a bank of typical queries (QB-Norm, ``hubness.py``): the
+    saved model keeps its bank and these settings, and eval, index and the server apply them."""
+
+    norm: Annotated[str, OneOf(("none", "is", "dis"))] = "dis"
+    """none | is (inverted softmax: every query's scores divided by how strongly each gallery item attracts
+    the bank) | dis (dynamic: only queries whose best match is a hub, the top-1 of some bank query)."""
+    beta: Annotated[float, Range(0.0, 1000.0, lo_open=True)] = 20.0
+    """Inverse temperature β of the inverted softmax (QB-Norm: 20)."""
+    bank_size: NonNegative = 8192
+    """Training queries per side embedded into the saved model's query bank (a seeded sample; 0 = none,
+    which turns normalisation off)."""
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     encoders: dict[str, str] = field(default_factory=lambda: {"image": "efficientnet-lite0", "text": "minilm-l6"})
@@ -195,6 +210,7 @@ class RunConfig:
     method: MethodSpec = field(default_factory=MethodSpec)
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    hubness: HubnessConfig = field(default_factory=HubnessConfig)
     baselines: list[str] = field(default_factory=lambda: ["asif", "procrustes"])
     """Methods evaluated side by side on the same features (fitted, not saved as the main model)."""
     out: str = "runs/latest"

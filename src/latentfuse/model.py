@@ -3,6 +3,9 @@
     OUT/model.safetensors   the method's tensors (heads, temperature, or closed-form projections)
     OUT/config.json         method name + options, side → encoder spec + fingerprint, dims
     OUT/README.md           model card: YAML front matter (library_name, tags, datasets, model-index) + text
+    OUT/query_bank.safetensors  optional: joint embeddings of a sample of training queries per side, the
+                            bank hubness-aware retrieval normalises against (``hubness.py``); config.json
+                            says how (``hubness``)
 
 The folder is a Hugging Face model repo: ``save_pretrained(OUT)`` / ``JointModel.from_pretrained(OUT or
 "user/repo")`` / ``push_to_hub("user/repo")`` (``huggingface_hub.ModelHubMixin``); ``latentfuse.load(OUT)``
@@ -28,7 +31,9 @@ from huggingface_hub import ModelHubMixin
 from safetensors.torch import load_file, save_file
 
 from .encoders import Encoder, build_encoder
+from .config import HubnessConfig, from_dict
 from .errors import LatentfuseError, ModelError
+from .hubness import GalleryNorm, gallery_norm
 from .methods import Method, build_method
 from .store import TapInputs, take
 from .store.tokens import in_memory_tokens
@@ -37,6 +42,8 @@ from .utils.runtime import CPU, move, runtime as make_runtime
 from .version import __version__
 
 FORMAT = "latentfuse.joint-model/1"
+BANK_FILE = "query_bank.safetensors"
+NO_HUBNESS = HubnessConfig(norm="none", bank_size=0)
 
 
 @dataclass(frozen=True)
@@ -49,10 +56,14 @@ class SideSpec:
 
 class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "multimodal", "joint-embedding"],
                  repo_url="https://github.com/latentfuse/latentfuse"):
-    def __init__(self, method: Method, sides: Sequence[SideSpec], meta: dict[str, Any] | None = None) -> None:
+    def __init__(self, method: Method, sides: Sequence[SideSpec], meta: dict[str, Any] | None = None,
+                 query_bank: dict[str, torch.Tensor] | None = None, hubness: HubnessConfig = NO_HUBNESS) -> None:
         self.method = method.eval()
         self.sides = {side.name: side for side in sides}
         self.meta = dict(meta or {})
+        self.query_bank = {side: bank.float() for side, bank in (query_bank or {}).items()}
+        """side → (n, dim) joint embeddings of typical queries of that side (``set_query_bank``)."""
+        self.hubness = hubness
         self._encoders: dict[str, Encoder] = {}
         self.runtime = CPU
 
@@ -101,6 +112,39 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
             raise ModelError(f"{where}needs a side of modality {modality!r}, but the model's sides are {described}")
         others = [name for name in matches if name != other_than]
         return (others or matches)[0]
+
+    # ---------------------------------------------------------------- hubness
+    def set_query_bank(self, inputs: dict[str, Any], hubness: HubnessConfig, seed: int = 0) -> None:
+        """Keep a seeded sample of up to ``hubness.bank_size`` rows of each side's frozen ``inputs`` (training
+        queries) as joint embeddings: the bank QB-Norm normalises retrieval against, saved with the model."""
+        self.hubness, self.query_bank = hubness, {}
+        if hubness.bank_size == 0 or self.method.task != "embedding":
+            return
+        generator = torch.Generator().manual_seed(seed)
+        for side, x in inputs.items():
+            rows = torch.randperm(len(x), generator=generator)[:hubness.bank_size].sort().values
+            self.query_bank[side] = torch.from_numpy(self.encode_features(side, take(x, rows.numpy())))
+
+    def gallery_norm(self, query_side: str, gallery: np.ndarray | torch.Tensor, norm: str = "") -> GalleryNorm | None:
+        """QB-Norm statistics of ``gallery`` (joint embeddings) for queries of ``query_side``, with the model's
+        setting (or ``norm``: none | is | dis); None when normalisation is off or the side has no bank."""
+        asked, norm = norm, norm or self.hubness.norm
+        if norm not in ("none", "is", "dis"):
+            raise ModelError(f"hubness norm {norm!r}: expected none, is or dis")
+        if norm != "none" and asked and query_side not in self.query_bank:
+            have = ", ".join(self.query_bank) or "none (trained before query banks, or with hubness.bank_size 0)"
+            raise ModelError(f"hubness {norm} needs a query bank of side {query_side!r}; this model's banks: {have}")
+        if norm == "none" or query_side not in self.query_bank:
+            return None
+        return gallery_norm(self.query_bank[query_side], torch.as_tensor(np.asarray(gallery, dtype=np.float32)),
+                            self.hubness.beta, dynamic=norm == "dis")
+
+    def hubness_summary(self, norm: str = "") -> dict[str, Any]:
+        """What a report says about the normalisation it used."""
+        norm = norm or self.hubness.norm
+        if norm == "none" or not self.query_bank:
+            return {"norm": "none"}
+        return {"norm": norm, "beta": self.hubness.beta, "bank": {s: len(b) for s, b in self.query_bank.items()}}
 
     def encoder(self, side: str) -> Encoder:
         """The frozen encoder of a side, built on first use and checked against the saved fingerprint."""
@@ -284,7 +328,8 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
             "format": FORMAT, "latentfuse_version": __version__,
             "method": self.method.name, "method_config": self.method.config_dict(),
             "dims": self.method.dims, "out_dim": self.dim,
-            "sides": [vars(s) for s in self.sides.values()], **self.meta,
+            "sides": [vars(s) for s in self.sides.values()],
+            "hubness": dataclasses.asdict(self.hubness), **self.meta,
         }
 
     def card(self, evaluation: str = "", eval_results: Sequence[dict[str, Any]] = ()) -> str:
@@ -332,6 +377,12 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.method.state_dict().items()}
         with atomic.atomic_path(directory / "model.safetensors") as tmp:
             save_file(tensors, str(tmp), metadata={"format": FORMAT, "method": self.method.name})
+        if self.query_bank:
+            with atomic.atomic_path(directory / BANK_FILE) as tmp:
+                save_file({side: bank.half().contiguous() for side, bank in self.query_bank.items()}, str(tmp),
+                          metadata={"format": FORMAT})
+        else:
+            (directory / BANK_FILE).unlink(missing_ok=True)  # a bank of earlier weights would not fit these
         atomic.write_json(directory / "config.json", self.config())
         atomic.write_text(directory / "README.md", card or self.card())
         if push_to_hub:
@@ -387,12 +438,21 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         except (TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"{config_path}: damaged model config ({type(exc).__name__}: {exc})") from None
         method.load_tensors(_read_weights(weights_path))
+        bank = _read_weights(directory / BANK_FILE) if (directory / BANK_FILE).is_file() else {}
+        try:
+            hubness = from_dict(HubnessConfig, config["hubness"], str(config_path), "hubness.") \
+                if "hubness" in config else NO_HUBNESS
+        except LatentfuseError as exc:
+            raise ModelError(str(exc)) from None
+        if set(bank) - set(config["dims"]):
+            raise ModelError(f"{directory / BANK_FILE}: banks of sides {sorted(set(bank) - set(config['dims']))} "
+                             f"the model does not have ({', '.join(config['dims'])})")
         bad = method.nonfinite_weights()
         if bad:
             raise ModelError(f"{weights_path}: {len(bad)} weight tensor(s) hold NaN/inf (first: {bad[0]}); "
                              "this model came from a diverged run and would rank every query alike")
-        known = {"format", "latentfuse_version", "method", "method_config", "dims", "out_dim", "sides"}
-        return cls(method, sides, {k: v for k, v in config.items() if k not in known})
+        known = {"format", "latentfuse_version", "method", "method_config", "dims", "out_dim", "sides", "hubness"}
+        return cls(method, sides, {k: v for k, v in config.items() if k not in known}, bank, hubness)
 
 
 CONFIG_KEYS = {"format": str, "method": str, "method_config": dict, "dims": dict, "sides": list}

@@ -11,7 +11,7 @@ from .encoders import Encoder, build_encoder
 from .errors import ConfigError
 from .cost import encoder_flops
 from .eval import classification
-from .eval.retrieval import retrieval_report, validate
+from .eval.retrieval import hub_norms, retrieval_report, validate
 from .eval.tables import model_card
 from .methods import Method, build_method, make_config, method_class
 from .model import JointModel, SideSpec
@@ -139,9 +139,10 @@ def evaluate(model: JointModel, data: PairedFeatures, dataset: str, split: str) 
         return classification.classification_report(model.method, data, dataset=dataset, split=split,
                                                     train_seconds=model.meta.get("train_seconds"))
     a, b = data.sides
-    return retrieval_report(model.encode_features(a, data.x[a]), model.encode_features(b, data.x[b]), data,
-                            dataset=dataset, split=split, method=model.method.name,
-                            train_seconds=model.meta.get("train_seconds"))
+    embed_a, embed_b = model.encode_features(a, data.x[a]), model.encode_features(b, data.x[b])
+    return retrieval_report(embed_a, embed_b, data, dataset=dataset, split=split, method=model.method.name,
+                            train_seconds=model.meta.get("train_seconds"),
+                            norms=hub_norms(model, a, b, embed_a, embed_b), hubness=model.hubness_summary())
 
 
 def run(config: RunConfig, resume: bool = False, progress: bool = True,
@@ -202,6 +203,8 @@ def _run(config: RunConfig, out: Path, resume: bool, progress: bool, rt: Runtime
         if not main:
             continue
         models[name] = joint_model(method, encoders, source, seconds)
+        train = feats(config.data.train_split, taps, every_rank=False)
+        models[name].set_query_bank(train.x, config.hubness, config.train.seed)
         reports.append(evaluate(models[name], feats(config.data.test_split, taps, every_rank=False), source.spec,
                                 config.data.test_split))
     if not main:

@@ -4,6 +4,9 @@ Protocol (standard for Flickr8k/COCO): every caption is a query against all imag
 correct image); every image is a query against all captions (image→text), correct at K if *any* of its
 captions is in the top K. The similarity matrix is never held whole: queries are scored a chunk at a time,
 so memory is O(chunk × gallery).
+
+Scores may be normalised against a query bank first (QB-Norm, ``hubness.py``): ``norms`` gives each
+direction's :class:`~latentfuse.hubness.GalleryNorm` (``hub_norms`` builds them from a model's bank).
 """
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..hubness import GalleryNorm
 from ..methods import Method
+from ..model import JointModel
 from ..store.paired import PairedFeatures, SideInputs, take
 from ..utils.runtime import move
 
@@ -21,10 +26,14 @@ DIRECTION_NAMES = {("image", "text"): ("i2t", "t2i")}
 
 
 def retrieval_report(embed_a: Any, embed_b: Any, data: PairedFeatures, *, dataset: str, split: str,
-                     method: str, train_seconds: float | None = None) -> dict[str, Any]:
-    """The retrieval JSON of ``latentfuse eval``: recalls in percent, both directions, median rank."""
+                     method: str, train_seconds: float | None = None,
+                     norms: dict[str, GalleryNorm | None] | None = None,
+                     hubness: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The retrieval JSON of ``latentfuse eval``: recalls in percent, both directions, median rank; with
+    ``norms`` (per direction, ``a2b``/``b2a``) scored after query-bank normalisation, which ``hubness`` (the
+    model's ``hubness_summary``) names in the report."""
     a, b = data.sides
-    metrics = retrieval_metrics(torch.as_tensor(embed_a), torch.as_tensor(embed_b), data.pairs)
+    metrics = retrieval_metrics(torch.as_tensor(embed_a), torch.as_tensor(embed_b), data.pairs, norms=norms)
     forward, backward = DIRECTION_NAMES.get((a, b), (f"{a}2{b}", f"{b}2{a}"))
     report: dict[str, Any] = {"task": "retrieval", "dataset": dataset, "split": split,
                               f"n_{a}s": int(len(np.unique(data.pairs[:, 0]))),
@@ -34,15 +43,22 @@ def retrieval_report(embed_a: Any, embed_b: Any, data: PairedFeatures, *, datase
     report[backward] = metrics["b2a"]
     report[forward] = metrics["a2b"]
     report["train_seconds"] = None if train_seconds is None else round(float(train_seconds), 2)
+    report["hubness"] = hubness or {"norm": "none"}
     report["metrics"] = {backward: metrics["b2a"], forward: metrics["a2b"]}
     return report
 
 
+def hub_norms(model: JointModel, side_a: str, side_b: str, embed_a: Any, embed_b: Any,
+              norm: str = "") -> dict[str, GalleryNorm | None]:
+    """Each direction's QB-Norm of the other side's gallery under the model's query bank (``norm``: the
+    model's setting, or none | is | dis): ``a2b`` = queries of ``side_a`` against the ``embed_b`` gallery."""
+    return {"a2b": model.gallery_norm(side_a, embed_b, norm), "b2a": model.gallery_norm(side_b, embed_a, norm)}
 
 
 def best_ranks(queries: torch.Tensor, gallery: torch.Tensor, relevant: Sequence[Sequence[int]],
-               chunk: int = 1024) -> np.ndarray:
-    """0-based rank of the best-ranked relevant gallery item for each query (ties count in our favour).
+               chunk: int = 1024, norm: GalleryNorm | None = None) -> np.ndarray:
+    """0-based rank of the best-ranked relevant gallery item for each query (ties count in our favour);
+    with ``norm``, ranked by the query-bank normalised scores.
 
     A non-finite score (NaN/inf, from broken weights or features) is a failure, never a hit: it ranks below
     every finite one, and a query whose relevant items all score non-finite gets rank ``len(gallery)`` —
@@ -52,6 +68,8 @@ def best_ranks(queries: torch.Tensor, gallery: torch.Tensor, relevant: Sequence[
     for start in range(0, len(queries), chunk):
         scores = queries[start:start + chunk] @ gallery.T  # (chunk, n_gallery)
         scores = torch.where(torch.isfinite(scores), scores, torch.full_like(scores, float("-inf")))
+        if norm is not None:
+            scores = norm.rescore(scores)
         rel_rows, rel_cols = _relevant_coo(relevant[start:start + chunk])
         best = torch.full((scores.shape[0],), float("-inf"), dtype=scores.dtype)
         best = best.scatter_reduce(0, rel_rows, scores[rel_rows, rel_cols], reduce="amax")
@@ -75,12 +93,14 @@ def recall_summary(ranks: np.ndarray, ks: Sequence[int] = KS) -> dict[str, float
     return out
 
 
-def retrieval_metrics(emb_a: torch.Tensor, emb_b: torch.Tensor, pairs: np.ndarray,
-                      chunk: int = 1024) -> dict[str, dict[str, float]]:
+def retrieval_metrics(emb_a: torch.Tensor, emb_b: torch.Tensor, pairs: np.ndarray, chunk: int = 1024,
+                      norms: dict[str, GalleryNorm | None] | None = None) -> dict[str, dict[str, float]]:
     """Both directions for L2-normalised embeddings of side a (e.g. images) and side b (e.g. captions).
 
     ``pairs`` is an int array (P, 2) of (row in a, row in b). Returns ``{"a2b": {...}, "b2a": {...}}``.
+    ``norms["a2b"]`` normalises a's queries against b's gallery (built over all of ``emb_b``), and back.
     """
+    norms = norms or {}
     a_to_b: list[list[int]] = [[] for _ in range(len(emb_a))]
     b_to_a: list[list[int]] = [[] for _ in range(len(emb_b))]
     for i, j in np.asarray(pairs, dtype=np.int64):
@@ -88,8 +108,8 @@ def retrieval_metrics(emb_a: torch.Tensor, emb_b: torch.Tensor, pairs: np.ndarra
         b_to_a[j].append(int(i))
     keep_a = [i for i, rel in enumerate(a_to_b) if rel]  # unpaired items stay in the gallery only
     keep_b = [j for j, rel in enumerate(b_to_a) if rel]
-    ranks_a = best_ranks(emb_a[keep_a], emb_b, [a_to_b[i] for i in keep_a], chunk)
-    ranks_b = best_ranks(emb_b[keep_b], emb_a, [b_to_a[j] for j in keep_b], chunk)
+    ranks_a = best_ranks(emb_a[keep_a], emb_b, [a_to_b[i] for i in keep_a], chunk, norms.get("a2b"))
+    ranks_b = best_ranks(emb_b[keep_b], emb_a, [b_to_a[j] for j in keep_b], chunk, norms.get("b2a"))
     return {"a2b": recall_summary(ranks_a), "b2a": recall_summary(ranks_b)}
 
 

@@ -8,13 +8,22 @@ side. The report keeps retrieval's historic top-level keys (``t2i``/``i2t`` or `
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
+from ..config import OneOf
 from ..data import Source
 from ..model import JointModel
 from .features import match_sides, paired_inputs, same_width
-from .retrieval import retrieval_report
-from .tasks import TASKS, Context, NoOptions, Task
+from .retrieval import hub_norms, retrieval_report
+from .tasks import TASKS, Context, Task
+
+
+@dataclass
+class RetrievalOptions:
+    hubness: Annotated[str, OneOf(("", "none", "is", "dis"))] = ""
+    """Query-bank normalisation of the scores: '' = the model's own setting (saved with its bank), or
+    none | is | dis (needs a model saved with a query bank)."""
 
 
 @TASKS.register("retrieval")
@@ -23,10 +32,10 @@ class Retrieval(Task):
 
     name = "retrieval"
     default_data = None
-    options_cls = NoOptions
+    options_cls = RetrievalOptions
     summary = "Recall@1/5/10 and median rank in both directions (needs --data or retrieval=SPEC)"
 
-    def evaluate(self, model: JointModel, source: Source, split: str, options: NoOptions,
+    def evaluate(self, model: JointModel, source: Source, split: str, options: RetrievalOptions,
                  context: Context) -> dict[str, Any]:
         data = source.load(split)
         sides = match_sides(model, data, self.name)
@@ -37,7 +46,9 @@ class Retrieval(Task):
         embed_b = model.encode_features(sides[b], paired.x[b])
         same_width(self.name, **{a: embed_a, b: embed_b})
         report = retrieval_report(embed_a, embed_b, paired, dataset=source.spec, split=split,
-                                  method=model.method.name, train_seconds=model.meta.get("train_seconds"))
+                                  method=model.method.name, train_seconds=model.meta.get("train_seconds"),
+                                  norms=hub_norms(model, sides[a], sides[b], embed_a, embed_b, options.hubness),
+                                  hubness=model.hubness_summary(options.hubness))
         metrics = report.pop("metrics")
         report["encoders"] = {side: spec.encoder for side, spec in model.sides.items()}
         report["metrics"] = metrics

@@ -7,6 +7,13 @@ On disk (``INDEX/``)::
     items-000003.jsonl          one line per row: {"id", "source", "split", "payload", "label"}
 
     faiss-000003.index          the ivf / hnsw structure (only with those backends)
+    hubness-000003.npz          QB-Norm statistics of the items under the model's query banks (``hubness.py``):
+                                per query side, each item's hub penalty and each bank query's best match
+
+The model's hubness setting (or ``Index.hubness``) decides whether a query is ranked by QB-Norm: a text
+(or image) query is normalised against the bank of its own side; a text+image query ranks by cosine. Hits
+always report the cosine score. The exact backend rescores every item; a faiss one rescores its top
+``RERANK`` candidates.
 
 The embeddings are the source of truth: a missing or mismatched faiss file is rebuilt from them.
 
@@ -21,6 +28,7 @@ Items are keyed by (source spec, item id): adding a source again embeds only the
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -29,6 +37,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
+import torch
+
 from ..version import __version__
 from ..config import StoreConfig
 from ..data import Item, Source, build_source
@@ -37,11 +47,13 @@ from ..model import JointModel
 from ..eval.features import embed
 from ..utils import atomic
 from ..utils.hashing import digest
-from .backends import Backend, BackendConfig, FaissBackend, build_backend
+from ..hubness import GalleryNorm
+from .backends import Backend, BackendConfig, ExactBackend, FaissBackend, build_backend
 
 FORMAT = "latentfuse.index/1"
 META = "index.json"
-GENERATION_FILE = re.compile(r"(embeddings-\d{6}\.npy|items-\d{6}\.jsonl|faiss-\d{6}\.index)")
+GENERATION_FILE = re.compile(r"(embeddings-\d{6}\.npy|items-\d{6}\.jsonl|faiss-\d{6}\.index|hubness-\d{6}\.npz)")
+RERANK = 200  # faiss candidates per query rescored by QB-Norm (exact rescores all)
 
 
 class BadIndexError(LatentfuseError):
@@ -86,6 +98,10 @@ class Index:
     generation: int = 0
     backend: Backend | None = field(default=None, repr=False)
     skipped: list[dict[str, str]] = field(default_factory=list)  # what --skip-bad left out, and why
+    hubness: str = ""
+    """Query-bank normalisation of searches: '' = the model's setting | none | is | dis."""
+    norms: dict[str, GalleryNorm] = field(default_factory=dict, repr=False)
+    """QB-Norm statistics of the current items per query side (saved with each generation)."""
 
     def __post_init__(self) -> None:
         if self.embeddings.size == 0:
@@ -131,7 +147,8 @@ class Index:
         except (TypeError, LatentfuseError) as exc:
             raise BadIndexError(f"{directory / META}: damaged backend settings ({exc})") from None
         return cls(directory, joint, model_path, meta["side"], config, embeddings, records, meta["generation"],
-                   saved_backend(directory, meta, config), list(meta.get("skipped", [])))
+                   saved_backend(directory, meta, config), list(meta.get("skipped", [])),
+                   norms=saved_norms(directory, meta, joint))
 
     # ---------------------------------------------------------------- properties
     @property
@@ -191,6 +208,9 @@ class Index:
             self.backend.add(embeddings)  # grow the trained structure; no retraining
         else:
             self.backend = build_backend(self.embeddings, self.backend_config)
+        new = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
+        self.norms = {side: norm.grown(self.model.query_bank[side], new) for side, norm in self.norms.items()
+                      if len(norm.penalty) + len(new) == len(self.records)}
 
     def use_backend(self, config: BackendConfig) -> None:
         """Switch backend; query-time knobs of the same faiss structure (nprobe, ef_search) apply in place."""
@@ -216,6 +236,14 @@ class Index:
             files["faiss"] = f"faiss-{generation:06d}.index"
             with atomic.atomic_path(self.directory / files["faiss"]) as tmp:
                 self.backend.write(tmp)
+        norms = {side: self.norm_stats(side) for side in self.model.query_bank}
+        if norms:
+            files["hubness"] = f"hubness-{generation:06d}.npz"
+            with atomic.atomic_path(self.directory / files["hubness"]) as tmp:
+                with open(tmp, "wb") as handle:
+                    np.savez(handle, **{f"{side}.{name}": getattr(norm, name).numpy()
+                                        for side, norm in norms.items() for name in NORM_ARRAYS},
+                             beta=np.float64(self.model.hubness.beta))
         atomic.write_json(self.directory / META, {
             "format": FORMAT, "latentfuse_version": __version__,
             "model": {"path": self.model_path, "fingerprint": self.model.fingerprint,
@@ -251,17 +279,66 @@ class Index:
 
     def search(self, text: str | None = None, image: Any = None, k: int = 10) -> list[Hit]:
         """The ``k`` items closest to the query, best first."""
-        return self.search_vectors(self.query_vector(text, image)[None, :], k)[0]
+        return self.search_vectors(self.query_vector(text, image)[None, :], k, self.query_side(text, image))[0]
 
-    def search_vectors(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
+    def query_side(self, text: str | None = None, image: Any = None) -> str | None:
+        """The model side a text-only or image-only query is embedded by (whose query bank normalises its
+        scores); None for a text+image query."""
+        has_text = text is not None and bool(str(text).strip())
+        if has_text == (image is not None):
+            return None
+        return self.model.side_for("text" if has_text else "image", other_than=self.side, purpose="query")
+
+    def search_vectors(self, queries: np.ndarray, k: int, query_side: str | None = None) -> list[list[Hit]]:
+        """Hits for each query vector; ``query_side``: the model side that embedded them, so the model's query
+        bank of that side can normalise the scores (None: rank by cosine)."""
         if k < 1:
             raise LatentfuseError(f"k must be at least 1, got {k}")
         if not len(self.records):
             return [[] for _ in queries]
-        scores, rows = self.backend.search(np.asarray(queries, dtype=np.float32), min(k, len(self.records)))
+        queries = np.asarray(queries, dtype=np.float32)
+        norm = self.active_norm(query_side)
+        if norm is None:
+            scores, rows = self.backend.search(queries, min(k, len(self.records)))
+        else:
+            scores, rows = self._normalised_search(queries, k, norm)
         return [[self.hit(rank, int(row), float(score))
                  for rank, (row, score) in enumerate(((r, s) for r, s in zip(rs, ss) if r >= 0), start=1)]
                 for rs, ss in zip(rows, scores)]
+
+    def active_norm(self, query_side: str | None) -> GalleryNorm | None:
+        """The QB-Norm that ranks queries of ``query_side`` under the current setting, or None."""
+        norm = self.hubness or self.model.hubness.norm
+        if norm not in ("none", "is", "dis"):
+            raise ConfigError(f"hubness {norm!r}: expected none, is or dis")
+        if norm == "none" or query_side is None or query_side not in self.model.query_bank:
+            return None
+        return dataclasses.replace(self.norm_stats(query_side), dynamic=norm == "dis")
+
+    def norm_stats(self, query_side: str) -> GalleryNorm:
+        """QB-Norm statistics of the items for queries of ``query_side`` (computed once, kept up to date)."""
+        if query_side not in self.norms:
+            self.norms[query_side] = self.model.gallery_norm(query_side, self.embeddings, "dis")
+        return self.norms[query_side]
+
+    def _normalised_search(self, queries: np.ndarray, k: int, norm: GalleryNorm) -> tuple[np.ndarray, np.ndarray]:
+        """(cosine scores, rows) ranked by QB-Norm: all items (exact), or the backend's top candidates."""
+        n = len(self.records)
+        k = min(k, n)
+        if isinstance(self.backend, ExactBackend):
+            raw = torch.from_numpy(queries @ self.embeddings.T)
+            candidates = torch.argsort(raw, dim=1, descending=True, stable=True)
+            raw = torch.take_along_dim(raw, candidates, dim=1)
+        else:
+            scores, rows = self.backend.search(queries, min(n, max(k, RERANK)))
+            raw, candidates = torch.from_numpy(scores), torch.from_numpy(rows.astype(np.int64))
+        valid = candidates >= 0
+        adjusted = norm.rescore(raw, candidates.clamp(min=0))
+        adjusted = torch.where(valid, adjusted, torch.full_like(adjusted, float("-inf")))
+        order = torch.argsort(adjusted, dim=1, descending=True, stable=True)[:, :k]
+        rows = torch.take_along_dim(candidates, order, dim=1)
+        return torch.take_along_dim(raw, order, dim=1).numpy(), torch.where(
+            torch.take_along_dim(valid, order, dim=1), rows, -1).numpy()
 
     def hit(self, rank: int, row: int, score: float) -> Hit:
         record = self.records[row]
@@ -355,6 +432,31 @@ def saved_backend(directory: Path, meta: dict[str, Any], config: BackendConfig) 
     return backend if backend.count == meta["count"] else None
 
 
+NORM_ARRAYS = ("penalty", "best_score", "best_row")
+
+
+def saved_norms(directory: Path, meta: dict[str, Any], model: JointModel) -> dict[str, GalleryNorm]:
+    """The saved QB-Norm statistics of this generation, per query side whose bank the model still has with
+    the same β; anything missing, damaged or stale is recomputed on first use instead."""
+    name = meta["files"].get("hubness")
+    if not name or not (directory / name).is_file():
+        return {}
+    try:
+        with np.load(directory / name, allow_pickle=False) as saved:
+            arrays = {key: saved[key] for key in saved.files}
+    except (OSError, ValueError, EOFError):
+        return {}
+    if float(arrays.get("beta", np.nan)) != model.hubness.beta:
+        return {}
+    norms = {}
+    for side, bank in model.query_bank.items():
+        parts = [arrays.get(f"{side}.{key}") for key in NORM_ARRAYS]
+        if any(p is None for p in parts) or len(parts[0]) != meta["count"] or len(parts[1]) != len(bank):
+            continue
+        norms[side] = GalleryNorm(*(torch.from_numpy(np.asarray(p)) for p in parts), beta=model.hubness.beta)
+    return norms
+
+
 def read_meta(directory: Path) -> dict[str, Any]:
     path = directory / META
     if not path.exists():
@@ -375,7 +477,7 @@ def read_meta(directory: Path) -> dict[str, Any]:
             raise BadIndexError(f"{path}: field {key!r} must be {kind.__name__ if isinstance(kind, type) else 'set'}, "
                                 f"got {value!r:.60}; the index is damaged, rebuild it with --overwrite")
     files = meta["files"]
-    for name in (files["embeddings"], files["items"], files.get("faiss") or "x"):
+    for name in (files["embeddings"], files["items"], files.get("faiss") or "x", files.get("hubness") or "x"):
         if not isinstance(name, str) or Path(name).name != name:  # a file of this folder, nothing else
             raise BadIndexError(f"{path}: file name {name!r} points outside the index folder")
     return meta

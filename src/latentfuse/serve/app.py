@@ -91,6 +91,8 @@ QUERY_BODY = {"requestBody": {"content": {
 
 def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
     config = config or ServeConfig()
+    if config.hubness:
+        index.hubness = config.hubness
     batcher = Batcher(index.embed_queries, config.max_batch, config.batch_wait_ms / 1000)
 
     @asynccontextmanager
@@ -149,7 +151,7 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
         check_row(index, row)
         started, count = time.perf_counter(), check_k(k, config.max_k)
         query = np.asarray(index.embeddings[row], dtype=np.float32)[None, :]
-        hits = (await run_in_threadpool(index.search_vectors, query, count))[0]
+        hits = (await run_in_threadpool(index.search_vectors, query, count, index.side))[0]
         return search_response(None, False, count, started, hits)
 
     @app.get("/items/{row}/thumbnail", responses={200: {"content": {"image/jpeg": {}}}})
@@ -176,7 +178,8 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
     async def run_search(query: Query) -> SearchResponse:
         started = time.perf_counter()
         vector = await run_in_threadpool(index.query_vector, query.text, query.image, batcher.submit)
-        hits = (await run_in_threadpool(index.search_vectors, vector[None, :], query.k))[0]
+        side = index.query_side(query.text, query.image)
+        hits = (await run_in_threadpool(index.search_vectors, vector[None, :], query.k, side))[0]
         return search_response(query.text, query.image is not None, query.k, started, hits)
 
     return app

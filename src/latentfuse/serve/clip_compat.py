@@ -52,8 +52,8 @@ def add_clip_routes(app: FastAPI, index: Index, config: ServeConfig, embed: Embe
                                      "\"modality\": \"image\", \"num_images\": 10, \"indice_name\": ...}")
         check_target(body, name, index.modality)
         k = check_k(_required(body, "num_images"), config.max_k)
-        vector = await query_vector(body, index, config, embed)
-        hits = (await run_in_threadpool(index.search_vectors, vector[None, :], k))[0]
+        vector, side = await query_vector(body, index, config, embed)
+        hits = (await run_in_threadpool(index.search_vectors, vector[None, :], k, side))[0]
         base = str(request.base_url).rstrip("/")
         return [result(hit, base) for hit in hits]
 
@@ -70,7 +70,9 @@ def check_target(body: dict[str, Any], name: str, modality: str) -> None:
                                  f"{modality!r}")
 
 
-async def query_vector(body: dict[str, Any], index: Index, config: ServeConfig, embed: Embed) -> np.ndarray:
+async def query_vector(body: dict[str, Any], index: Index, config: ServeConfig,
+                       embed: Embed) -> tuple[np.ndarray, str | None]:
+    """The query's vector and the model side that embedded it (None for a given vector or text+image)."""
     if body.get("image_url") is not None:
         raise HTTPException(422, "image_url is not supported: this server fetches nothing from the network; "
                                  "send the image itself, base64-encoded, as 'image'")
@@ -80,11 +82,11 @@ async def query_vector(body: dict[str, Any], index: Index, config: ServeConfig, 
     if vector is not None:
         if text is not None or raw is not None:
             raise HTTPException(422, "give embedding_input alone, or text and/or image")
-        return check_embedding(vector, index.model.dim)
+        return check_embedding(vector, index.model.dim), None
     if text is None and raw is None:
         raise HTTPException(422, "a query needs one of text, image (base64) or embedding_input")
     image = await run_in_threadpool(decode_image, raw) if raw is not None else None
-    return await run_in_threadpool(index.query_vector, text, image, embed)
+    return await run_in_threadpool(index.query_vector, text, image, embed), index.query_side(text, image)
 
 
 def check_embedding(vector: Any, dim: int) -> np.ndarray:

@@ -33,5 +33,8 @@ class ServeConfig:
     """What runs the query encoders (as ``runtime.backend``): an index built with one backend is searched with
     the same one, or with torch / onnx, whose features agree."""
 
+    hubness: Annotated[str, OneOf(("", "none", "is", "dis"))] = ""
+    """Query-bank normalisation of text-only / image-only searches: '' = the model's setting | none | is | dis."""
+
     def __post_init__(self) -> None:
         check_fields(self, "serve options")
