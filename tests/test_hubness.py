@@ -9,7 +9,7 @@ import torch
 from latentfuse.config import HubnessConfig
 from latentfuse.errors import ModelError
 from latentfuse.eval.retrieval import best_ranks
-from latentfuse.hubness import gallery_norm
+from latentfuse.hubness import GalleryNorm, gallery_norm
 from latentfuse.index import BackendConfig, open_index
 from latentfuse.methods import build_method
 from latentfuse.model import BANK_FILE, JointModel, SideSpec
@@ -176,3 +176,32 @@ def test_index_saves_its_statistics_and_keeps_them_current_as_it_grows(shapes, t
     whole = real(index.model.query_bank["text"], torch.from_numpy(index.embeddings), index.model.hubness.beta)
     torch.testing.assert_close(index.norms["text"].penalty, whole.penalty)
     assert index.norms["text"].best_row.tolist() == whole.best_row.tolist()
+
+
+def test_eval_retrieval_applies_the_norm_it_reports(shapes, monkeypatch):
+    from latentfuse.config import StoreConfig
+    from latentfuse.data import build_source
+    from latentfuse.eval.retrieval import hub_norms, retrieval_metrics
+    from latentfuse.eval.tasks import task
+    from latentfuse.pipeline import side_encoders, split_features
+
+    model = JointModel.load(shapes["model"])
+    store = StoreConfig(root=str(shapes["store"]))
+    spec = f"pairs:{shapes['pairs']}"
+    plain = task("retrieval").run(model, spec, None, store, progress=False)
+    assert plain["hubness"] == {"norm": "none"}  # the model's own setting
+    rescored = []
+    real = GalleryNorm.rescore
+    monkeypatch.setattr(GalleryNorm, "rescore", lambda self, *a: rescored.append(len(self.penalty)) or real(self, *a))
+    normed = task("retrieval").run(model, spec, None, store, {"hubness": "is"}, progress=False)
+    assert sorted(set(rescored)) == [40, 120]  # both directions: captions against 40 images, and back
+    assert normed["hubness"] == {"norm": "is", "beta": 20.0, "bank": {"image": 40, "text": 120}}
+    source = build_source(spec)
+    data = split_features(source, source.splits()[0], side_encoders(source, {"image": "efficientnet-lite0",
+                                                                            "text": "minilm-l6"}), store)
+    ea, eb = model.encode_features("image", data.x["image"]), model.encode_features("text", data.x["text"])
+    direct = retrieval_metrics(torch.from_numpy(ea), torch.from_numpy(eb), data.pairs,
+                               norms=hub_norms(model, "image", "text", ea, eb, "is"))
+    assert normed["metrics"] == {"t2i": direct["b2a"], "i2t": direct["a2b"]}
+    with pytest.raises(Exception, match="hubness"):
+        task("retrieval").run(model, spec, None, store, {"hubness": "sometimes"}, progress=False)

@@ -92,7 +92,7 @@ def test_adding_more_items_encodes_only_the_new_ones(shapes, tmp_path, monkeypat
     assert after.add_source(build_source(f"images:{folder}"), store=store, progress=False) == 0
     assert encoded == []
     files = sorted(p.name for p in (tmp_path / "ix").iterdir())
-    assert files == ["embeddings-000002.npy", "index.json", "items-000002.jsonl"]  # old generation removed
+    assert files == ["embeddings-000002.npy", "hubness-000002.npz", "index.json", "items-000002.jsonl"]  # old gone
 
 
 def test_other_model_is_refused_with_a_clear_error(shapes, shapes_index, tmp_path):
@@ -116,11 +116,13 @@ def test_interrupted_save_leaves_the_committed_index(shapes, shapes_index, tmp_p
     # what a save killed before its index.json rename leaves behind: next generation's files, half written
     (copy / "embeddings-000007.npy").write_bytes(b"\x93NUMPY garbage")
     (copy / "items-000007.jsonl").write_text('{"id": "half')
+    (copy / "hubness-000007.npz").write_bytes(b"PK half")
     index = open_index(copy)
     assert [h.id for h in index.search(text="a yellow square", k=5)] == committed
     index.save()
     names = sorted(p.name for p in copy.iterdir())
-    assert names == [".latentfuse-output.json", "embeddings-000008.npy", "index.json", "items-000008.jsonl"]
+    assert names == [".latentfuse-output.json", "embeddings-000008.npy", "hubness-000008.npz", "index.json",
+                     "items-000008.jsonl"]
     assert [h.id for h in open_index(copy).search(text="a yellow square", k=5)] == committed
 
 
@@ -230,7 +232,8 @@ def test_faiss_index_is_saved_reopened_and_grown(shapes, tmp_path, kind):
             "--store", str(tmp_path / "store"), "--backend", kind]
     assert runner.invoke(app, args).exit_code == 0
     assert sorted(p.name for p in (tmp_path / "ix").iterdir()) == [
-        ".latentfuse-output.json", "embeddings-000001.npy", "faiss-000001.index", "index.json", "items-000001.jsonl"]
+        ".latentfuse-output.json", "embeddings-000001.npy", "faiss-000001.index", "hubness-000001.npz", "index.json",
+        "items-000001.jsonl"]
     opened = open_index(tmp_path / "ix")
     assert opened.backend.count == 2 * VARIANTS  # read from the file, not rebuilt
     shutil.copytree(shapes["images"] / "blue", folder / "blue")

@@ -121,9 +121,13 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         if hubness.bank_size == 0 or self.method.task != "embedding":
             return
         generator = torch.Generator().manual_seed(seed)
+        device = self.method.device
         for side, x in inputs.items():
-            rows = torch.randperm(len(x), generator=generator)[:hubness.bank_size].sort().values
-            self.query_bank[side] = torch.from_numpy(self.encode_features(side, take(x, rows.numpy())))
+            rows = torch.randperm(len(x), generator=generator)[:hubness.bank_size].sort().values.numpy()
+            with torch.inference_mode(), self.runtime.autocast():
+                bank = torch.cat([self.method.encode(side, move(take(x, rows[i:i + 1024]), device)).float().cpu()
+                                  for i in range(0, len(rows), 1024)])
+            self.query_bank[side] = bank.half().float()  # as saved: a reloaded model scores the same
 
     def gallery_norm(self, query_side: str, gallery: np.ndarray | torch.Tensor, norm: str = "") -> GalleryNorm | None:
         """QB-Norm statistics of ``gallery`` (joint embeddings) for queries of ``query_side``, with the model's

@@ -37,6 +37,7 @@ class Retrieval(Task):
 
     def evaluate(self, model: JointModel, source: Source, split: str, options: RetrievalOptions,
                  context: Context) -> dict[str, Any]:
+        options = self.options(options)
         data = source.load(split)
         sides = match_sides(model, data, self.name)
         paired = paired_inputs(model, source, data, sides, context.store, skip_bad=context.skip_bad,
