@@ -87,3 +87,21 @@ def test_an_ensemble_side_round_trips_through_save_load_and_encode_image(tmp_pat
     path = tmp_path / "one.png"
     Image.fromarray(images[1]).save(path)
     np.testing.assert_allclose(model.encode_image(str(path)), got[1], atol=1e-5)  # decoded once, same answer
+
+
+def test_an_ensembles_token_taps_are_its_first_members_and_share_its_cache(tmp_path, monkeypatch):
+    from latentfuse.store import get_tokens
+
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("FAKE_ENCODER_LOG", str(log))
+    source, store = SyntheticSource(20), StoreConfig(str(tmp_path / "store"))
+    data = source.load("train")
+    ensemble = build_encoder("fake-text:8+fake-text:4")
+    assert set(ensemble.taps()) == {"words"} and ensemble.taps()["words"].channels == 8
+    alone = get_tokens(source, data, "text_a", build_encoder("fake-text:8"), ["words"], store, progress=False)
+    calls = len(encoder_calls(log))
+    joined = get_tokens(source, data, "text_a", ensemble, ["words"], store, progress=False)
+    assert len(encoder_calls(log)) == calls  # read from the member's cache
+    assert joined["words"].ids == alone["words"].ids
+    got = ensemble.encode_taps(["a red circle"], ["words"])["words"][0]
+    np.testing.assert_allclose(got, np.stack([fakes.vector(w, 8) for w in "a red circle".split()]), rtol=1e-6)

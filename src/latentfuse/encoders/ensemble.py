@@ -4,6 +4,10 @@ Each member's feature is L2-normalised, then they are concatenated: members diff
 activations vs unit-norm sentence vectors) and width, and without it the larger one would drown the other
 in a head's input LayerNorm. The heads see one wider feature and need no change.
 
+Token taps (MMFuser, token LightCRL, DynMM's depth experts) are the *first* member's: a method that reads
+taps of an ``efficientnet-lite0+efficientnet-lite2`` side runs lite0 alone, up to the tap it reads, so a
+token method works with the default encoders; the other members serve pooled features.
+
 The feature store caches each member on its own (``store.extract.get_features`` joins them), so an ensemble
 reuses what a single-encoder run already extracted, and a member shared by two ensembles runs once. Images
 are decoded once per batch and handed to every member.
@@ -16,7 +20,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..utils.hashing import digest
-from .base import Encoder
+from .base import Encoder, Tap
 from .images import load_image
 
 SEPARATOR = "+"
@@ -62,6 +66,12 @@ class Ensemble(Encoder):
     def encode(self, batch: Sequence[Any]) -> np.ndarray:
         items = self.prepare(batch)
         return self.join([part.encode(items) for part in self.parts])
+
+    def taps(self) -> dict[str, Tap]:
+        return self.parts[0].taps()
+
+    def encode_taps(self, batch: Sequence[Any], taps: Sequence[str]) -> dict[str, list[np.ndarray]]:
+        return self.parts[0].encode_taps(batch, taps)
 
     def prepare(self, batch: Sequence[Any]) -> list[Any]:
         """Images decoded once (to RGB PIL images, which every member takes); texts checked."""

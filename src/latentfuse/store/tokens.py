@@ -134,6 +134,8 @@ def get_tokens(source: Source, data: SplitData, side: str, encoder: Encoder, tap
     some tap lacks). ``parent``: the full split ``data`` was taken from (``head``, ``subset``); when its
     taps are complete in the store, the subset's rows are copied from them instead of encoding."""
     modality = check_modality(source, data, side, encoder)
+    if encoder.parts:  # an ensemble's taps are its first member's: cached (and reused) as that member's
+        encoder = encoder.parts[0]
     taps = encoder.check_taps(taps)
     specs = encoder.taps()
     grid = getattr(encoder, "tap_grid", None) if encoder.modality == "image" else None
