@@ -6,11 +6,24 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from latentfuse.config import HubnessConfig, RunConfig
 from latentfuse.utils import atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "runs" / "bench"
+
+
+CLASSIC_ENCODERS = {"image": "efficientnet-lite0", "text": "minilm-l6"}
+
+
+def bench_config(**fields) -> RunConfig:
+    """A run config as the benchmarks that predate issue 15 measured it (their README tables): lite0 +
+    MiniLM, scored without query-bank normalisation, unless ``fields`` say otherwise. The shipped defaults
+    moved on (an image ensemble, QB-Norm); ``bench/quality.py`` measures them."""
+    fields.setdefault("encoders", dict(CLASSIC_ENCODERS))
+    fields.setdefault("hubness", HubnessConfig(norm="none"))
+    return RunConfig(**fields)
 
 
 def flickr8k_dir() -> Path | None:

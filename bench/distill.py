@@ -27,7 +27,7 @@ from latentfuse.eval.suite import Job
 from latentfuse.model import JointModel
 from latentfuse.utils import atomic
 
-from .common import RESULTS, flickr8k_dir, fmt, markdown, recalls, scatter_plot
+from .common import bench_config, RESULTS, flickr8k_dir, fmt, markdown, recalls, scatter_plot
 from .flickr8k import cached_run
 from .lightcrl import cached_eval, metric
 
@@ -65,7 +65,7 @@ def slug(label: str) -> str:
 
 
 def teacher_config(data: Path) -> RunConfig:
-    return RunConfig(data=DataConfig(source=f"flickr8k:{data}"), baselines=[], out=str(OUT / "teacher"))
+    return bench_config(data=DataConfig(source=f"flickr8k:{data}"), baselines=[], out=str(OUT / "teacher"))
 
 
 def train_row(label: str, data: Path) -> Path:
@@ -82,7 +82,7 @@ def train_row(label: str, data: Path) -> Path:
         student_options = {"image_student": "conv" if "pixels" in student else "attention",
                            "text_student": "transformer", "objective": "contrastive", **options}
         image = "pixels:96" if "pixels" in student else "efficientnet-lite0:size=160"
-        cached_run(RunConfig(data=DataConfig(source=f"flickr8k:{data}"), baselines=[],
+        cached_run(bench_config(data=DataConfig(source=f"flickr8k:{data}"), baselines=[],
                              encoders={"image": image, "text": "glove-6b-50d"},
                              method=MethodSpec("dime", student_options),
                              train=TrainConfig(epochs=EPOCHS, **STUDENT_TRAIN), out=str(out)))

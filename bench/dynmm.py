@@ -27,7 +27,7 @@ from latentfuse.data import build_source
 from latentfuse.config import StoreConfig
 from latentfuse.utils import atomic
 
-from .common import RESULTS, flickr8k_dir, fmt, markdown, scatter_plot
+from .common import bench_config, RESULTS, flickr8k_dir, fmt, markdown, scatter_plot
 from .flickr8k import cached_run
 
 EPOCHS, EXPERT_EPOCHS = 6, 2  # measured at 12 / 4: late fusion on the pooled feature overfits after epoch 3 (val micro-F1 70.1 → 64.0)
@@ -59,7 +59,7 @@ def run_row(label: str, options: dict[str, Any], data: Path) -> dict[str, Any]:
     done = out / "row.json"
     if done.exists():
         return json.loads(done.read_text())
-    config = RunConfig(data=DataConfig(source=f"flickr8k-tags:{data}"), baselines=[],
+    config = bench_config(data=DataConfig(source=f"flickr8k-tags:{data}"), baselines=[],
                        method=MethodSpec("dynmm", {**options, "expert_epochs": EXPERT_EPOCHS}),
                        train=TrainConfig(epochs=EPOCHS), out=str(out))
     test = cached_run(config)[0]

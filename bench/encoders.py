@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import RESULTS, flickr8k_dir, markdown
+from .common import bench_config, RESULTS, flickr8k_dir, markdown
 from .threads import BURN
 
 N_IMAGES, N_TEXTS, REPEATS = 192, 3000, 3
@@ -226,13 +226,13 @@ def extraction_rows(data: Path) -> list[list[str]]:
 
 def recall_rows(data: Path) -> list[list[str]]:
     """The default FuseMix on float32 (onnx = torch features) vs int8 features, Flickr8k test."""
-    from latentfuse.config import DataConfig, RunConfig, RuntimeConfig
+    from latentfuse.config import DataConfig, RuntimeConfig
 
     from .flickr8k import cached_run
 
     rows = []
     for backend in ("onnx", "onnx-int8"):
-        config = RunConfig(data=DataConfig(source=f"flickr8k:{data}"), baselines=[],
+        config = bench_config(data=DataConfig(source=f"flickr8k:{data}"), baselines=[],
                            runtime=RuntimeConfig(backend=backend), out=str(RESULTS / "encoders" / backend))
         metrics = cached_run(config)[0]["metrics"]
         rows.append([backend if backend != "onnx" else "float32 (torch / onnx)",

@@ -17,7 +17,7 @@ from latentfuse.eval.tables import markdown, print_reports
 from latentfuse.pipeline import run
 from latentfuse.utils import atomic
 
-from .common import RESULTS, flickr8k_dir
+from .common import bench_config, RESULTS, flickr8k_dir
 
 # FuseMix paper's adapter shape (4 residual blocks, expansion 4); ~5x the default's compute per epoch,
 # so it gets 5 epochs, about the default's wall-clock.
@@ -36,7 +36,7 @@ def cached_run(config: RunConfig) -> list[dict]:
 
 def base_config(data: Path) -> RunConfig:
     """The default FuseMix run (plus baselines) every Flickr8k benchmark shares."""
-    return RunConfig(data=DataConfig(source=f"flickr8k:{data}"), baselines=["asif", "procrustes", "cca"],
+    return bench_config(data=DataConfig(source=f"flickr8k:{data}"), baselines=["asif", "procrustes", "cca"],
                      out=str(RESULTS / "flickr8k" / "fusemix"))
 
 
@@ -54,7 +54,7 @@ def main() -> None:
     ]
     started = time.perf_counter()
     for position, (label, options, epochs) in enumerate(variants, start=1):
-        config = RunConfig(data=base.data, method=MethodSpec("fusemix", options), baselines=[],
+        config = bench_config(data=base.data, method=MethodSpec("fusemix", options), baselines=[],
                            train=TrainConfig(epochs=epochs), out=str(RESULTS / "flickr8k" / f"variant{position}"))
         report = cached_run(config)[0]
         report["method"] = label

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from latentfuse.config import DataConfig, MethodSpec, RunConfig, StoreConfig
+from latentfuse.config import DataConfig, MethodSpec, StoreConfig
 from latentfuse.eval.frozen import frozen_model
 from latentfuse.eval.suite import Job, run_jobs
 from latentfuse.methods.lightcrl import FUSIONS
@@ -26,7 +26,7 @@ from latentfuse.model import JointModel
 from latentfuse.config import TrainConfig
 from latentfuse.utils import atomic
 
-from .common import RESULTS, SHARED_DATA, flickr8k_dir, fmt, markdown
+from .common import bench_config, RESULTS, SHARED_DATA, flickr8k_dir, fmt, markdown
 from .common import recalls as recalls_of
 from .flickr8k import cached_run
 
@@ -69,7 +69,7 @@ def image_text_rows(data: Path) -> list[list[str]]:
     rows.append(image_text_row("frozen efficientnet-lite0 / minilm-l6", None, reports))
     for label, spec in methods():
         out = RESULTS / "lightcrl" / label.replace(" ", "-")
-        config = RunConfig(data=DataConfig(source=f"flickr8k:{data}"), method=spec, baselines=[],
+        config = bench_config(data=DataConfig(source=f"flickr8k:{data}"), method=spec, baselines=[],
                            train=TrainConfig(threads=1), out=str(out))
         retrieval = cached_run(config)[0]
         reports = cached_eval(JointModel.load(out), IMAGE_TEXT_JOBS, out / "eval.json")
@@ -111,7 +111,7 @@ def text_text_rows() -> list[list[str]]:
         print_rows(TEXT_HEADER, rows)
     for label, spec in methods()[1:]:
         out = RESULTS / "lightcrl-text" / label.replace(" ", "-")
-        config = RunConfig(data=DataConfig(source="wordnet", test_split="val", limit=WORDNET_LIMIT),
+        config = bench_config(data=DataConfig(source="wordnet", test_split="val", limit=WORDNET_LIMIT),
                            encoders={"text_a": "minilm-l6", "text_b": "glove-6b-50d"}, method=spec,
                            baselines=[], train=TrainConfig(threads=1), out=str(out))
         cached_run(config)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from latentfuse.config import DataConfig, MethodSpec, RunConfig, StoreConfig, TrainConfig
+from latentfuse.config import DataConfig, MethodSpec, StoreConfig, TrainConfig
 from latentfuse.data import build_source
 from latentfuse.eval.suite import Job
 from latentfuse.methods.lightcrl import FUSIONS
@@ -32,7 +32,7 @@ from latentfuse.model import JointModel
 from latentfuse.store import TapInputs, get_tokens
 from latentfuse.utils import atomic
 
-from .common import RESULTS, flickr8k_dir, fmt, markdown, recalls, scatter_plot
+from .common import bench_config, RESULTS, flickr8k_dir, fmt, markdown, recalls, scatter_plot
 from .flickr8k import cached_run
 from .lightcrl import cached_eval, metric
 
@@ -69,7 +69,7 @@ def row_dir(label: str) -> Path:
 def run_row(label: str, data: Path) -> dict[str, Any]:
     """Train + evaluate one row in this process; writes row.json (what the table reads)."""
     out = row_dir(label)
-    config = RunConfig(data=DataConfig(source=f"flickr8k:{data}"), method=ROWS[label], baselines=[],
+    config = bench_config(data=DataConfig(source=f"flickr8k:{data}"), method=ROWS[label], baselines=[],
                        train=TrainConfig(epochs=EPOCHS), out=str(out))
     started = time.perf_counter()
     trained_here = not (out / "report.json").exists()

