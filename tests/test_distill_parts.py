@@ -106,3 +106,19 @@ def test_student_grammar_errors_say_what_is_expected(shapes):
             parse_student(spec, teacher)
     kept = parse_student("image=pixels:64,text=teacher", teacher)
     assert kept.encoders["text"] == "minilm-l6" and kept.options["teacher"]["method"] == "fusemix"
+
+
+def test_a_truncated_student_of_an_ensemble_teacher_runs_its_first_member_alone(shapes):
+    import dataclasses
+
+    import latentfuse
+    from latentfuse.distill import parse_student
+
+    teacher = latentfuse.load(shapes["model"])
+    teacher.sides["image"] = dataclasses.replace(teacher.sides["image"],
+                                                 encoder="efficientnet-lite0+efficientnet-lite2")
+    assert parse_student("image=truncated:stride16,text=glove-bag", teacher).encoders["image"] == "efficientnet-lite0"
+    small = parse_student("image=truncated:stride16:160,text=glove-bag", teacher)
+    assert small.encoders["image"] == "efficientnet-lite0:size=160"
+    assert parse_student("image=teacher,text=glove-bag", teacher).encoders["image"] == \
+        "efficientnet-lite0+efficientnet-lite2"

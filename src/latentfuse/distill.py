@@ -26,6 +26,7 @@ import torch
 from .config import DistillConfig, dump_yaml, run_identity
 from .data import Source, SplitData, build_source
 from .encoders import Encoder, build_encoder
+from .encoders.ensemble import member_specs
 from .errors import ConfigError, DataError
 from .eval.retrieval import validate
 from .eval.tasks import resolve_split
@@ -63,7 +64,7 @@ def parse_student(spec: str, teacher: JointModel) -> Student:
     if kind == "truncated":
         tap, _, size = arg.partition(":")
         options.update(image_student="attention", image_tap=tap or "stride16")
-        encoders[image] = teacher.sides[image].encoder
+        encoders[image] = member_specs(teacher.sides[image].encoder)[0]  # an ensemble's taps: its first member's
         if size:  # the same backbone at a lower input resolution: quadratically cheaper
             if ":" in encoders[image] or not encoders[image].startswith("efficientnet-lite"):
                 raise ConfigError(f"--student image=truncated:{arg}: a resolution needs the teacher's image encoder "

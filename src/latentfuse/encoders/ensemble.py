@@ -85,7 +85,8 @@ def is_ensemble(spec: str) -> bool:
 
 
 def member_specs(spec: str) -> list[str]:
-    """``a+b`` → ``["a", "b"]``, or a ConfigError for an empty member (``a+``)."""
+    """``a+b`` → ``["a", "b"]`` (a single encoder's spec → ``[spec]``), or a ConfigError for an empty member
+    (``a+``)."""
     members = [part.strip() for part in spec.split(SEPARATOR)]
     if not all(members):
         raise ConfigError(f"encoder ensemble {spec!r}: empty member; write e.g. efficientnet-lite0+efficientnet-lite2")
