@@ -78,6 +78,17 @@ def variants() -> list[Variant]:
     ]
 
 
+def selection() -> list[Variant]:
+    """Rows measured only with ``--split val``: how β, IS vs DIS and the epochs of the default were chosen."""
+    three = "+ images lite0+lite1+lite2"
+    return [
+        *[Variant(f"{three}, QB-Norm dis β = {beta:g}", hubness=HubnessConfig(norm="dis", beta=beta),
+                  rescore_of=three) for beta in (10.0, 14.0, 20.0)],
+        Variant(f"{three}, QB-Norm is β = 14", hubness=HubnessConfig(norm="is", beta=14.0), rescore_of=three),
+        Variant(f"{three}, QB-Norm, 30 ep", image=THREE_IMAGES, options=BEFORE, epochs=30, hubness=QB_NORM),
+    ]
+
+
 def slug(label: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")[:60]
 
@@ -122,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     if data is None:
         return
     done: dict[str, dict[str, Any]] = {}
-    for variant in variants():
+    for variant in variants() + (selection() if args.split == "val" else []):
         done[variant.label] = measure(variant, data, args.split, done)
         print(f"{variant.label}: t2i R@5 {done[variant.label]['t2i']['R@5']:.1f}, "
               f"i2t R@5 {done[variant.label]['i2t']['R@5']:.1f}", flush=True)

@@ -205,3 +205,16 @@ def test_eval_retrieval_applies_the_norm_it_reports(shapes, monkeypatch):
     assert normed["metrics"] == {"t2i": direct["b2a"], "i2t": direct["a2b"]}
     with pytest.raises(Exception, match="hubness"):
         task("retrieval").run(model, spec, None, store, {"hubness": "sometimes"}, progress=False)
+
+
+def test_a_damaged_query_bank_is_a_one_line_error(tmp_path):
+    from safetensors.torch import save_file
+
+    tiny_model(bank=True).save_pretrained(tmp_path / "m")
+    save_file({"text": torch.zeros(3, 7)}, str(tmp_path / "m" / BANK_FILE))
+    with pytest.raises(ModelError, match=r"query_bank.safetensors: the bank of side 'text' must be finite \(n, 4\) "
+                                         r"embeddings, got \(3, 7\)"):
+        JointModel.load(tmp_path / "m")
+    (tmp_path / "m" / BANK_FILE).write_bytes(b"not safetensors")
+    with pytest.raises(ModelError, match="query_bank.safetensors: not a readable safetensors file"):
+        JointModel.load(tmp_path / "m")

@@ -451,6 +451,10 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         if set(bank) - set(config["dims"]):
             raise ModelError(f"{directory / BANK_FILE}: banks of sides {sorted(set(bank) - set(config['dims']))} "
                              f"the model does not have ({', '.join(config['dims'])})")
+        for side, rows in bank.items():
+            if rows.ndim != 2 or rows.shape[1] != method.out_dim or not bool(torch.isfinite(rows).all()):
+                raise ModelError(f"{directory / BANK_FILE}: the bank of side {side!r} must be finite (n, "
+                                 f"{method.out_dim}) embeddings, got {tuple(rows.shape)}; the model folder is damaged")
         bad = method.nonfinite_weights()
         if bad:
             raise ModelError(f"{weights_path}: {len(bad)} weight tensor(s) hold NaN/inf (first: {bad[0]}); "
