@@ -218,3 +218,27 @@ def test_a_damaged_query_bank_is_a_one_line_error(tmp_path):
     (tmp_path / "m" / BANK_FILE).write_bytes(b"not safetensors")
     with pytest.raises(ModelError, match="query_bank.safetensors: not a readable safetensors file"):
         JointModel.load(tmp_path / "m")
+
+
+def test_the_server_ranks_like_the_index_under_its_hubness_setting(shapes, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from latentfuse.serve import ServeConfig, create_app
+
+    folder = saved_index(shapes, tmp_path / "index").directory
+    queries = ("a red circle", "one blue square on white", "a yellow shape")
+    expected = {}
+    for norm in ("none", "dis"):
+        index = open_index(folder)
+        index.hubness = norm
+        expected[norm] = [[h.id for h in index.search(text=q, k=12)] for q in queries]
+    assert expected["none"] != expected["dis"]  # the setting changes rankings here, so the check means something
+    for setting, norm in (("", "none"), ("dis", "dis")):  # '' = the model's own setting: none for this model
+        with TestClient(create_app(open_index(folder), ServeConfig(hubness=setting))) as client:
+            got = [[r["id"] for r in client.get("/search", params={"q": q, "k": 12}).json()["results"]]
+                   for q in queries]
+            assert got == expected[norm], setting
+            knn = client.post("/knn-service", json={"text": queries[0], "modality": "image", "num_images": 12,
+                                                    "indice_name": folder.name}).json()
+            assert [r["item_id"] for r in knn] == expected[norm][0]
