@@ -195,7 +195,7 @@ def test_eval_retrieval_applies_the_norm_it_reports(shapes, monkeypatch):
     monkeypatch.setattr(GalleryNorm, "rescore", lambda self, *a: rescored.append(len(self.penalty)) or real(self, *a))
     normed = task("retrieval").run(model, spec, None, store, {"hubness": "is"}, progress=False)
     assert sorted(set(rescored)) == [40, 120]  # both directions: captions against 40 images, and back
-    assert normed["hubness"] == {"norm": "is", "beta": 20.0, "bank": {"image": 40, "text": 120}}
+    assert normed["hubness"] == {"norm": "is", "beta": 14.0, "bank": {"image": 40, "text": 120}}
     source = build_source(spec)
     data = split_features(source, source.splits()[0], side_encoders(source, {"image": "efficientnet-lite0",
                                                                             "text": "minilm-l6"}), store)
