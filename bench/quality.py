@@ -86,6 +86,10 @@ def selection() -> list[Variant]:
                   rescore_of=three) for beta in (10.0, 14.0, 20.0)],
         Variant(f"{three}, QB-Norm is β = 14", hubness=HubnessConfig(norm="is", beta=14.0), rescore_of=three),
         Variant(f"{three}, QB-Norm, 30 ep", image=THREE_IMAGES, options=BEFORE, epochs=30, hubness=QB_NORM),
+        Variant("lite2 + e5-small alone (bigger encoders, no ensemble)", image="efficientnet-lite2", text="e5-small",
+                options=BEFORE),
+        Variant("lite0+lite1+lite2, MiniLM+e5-small, QB-Norm, 20 ep", image=THREE_IMAGES, text=TWO_TEXTS,
+                options=BEFORE, hubness=QB_NORM),
     ]
 
 
