@@ -424,12 +424,12 @@ def search(
                                 "| none | is | dis."),
 ) -> None:
     """Rank the indexed items for a text and/or image query."""
-    from .config import OneOf
+    from .config import HUBNESS_OVERRIDES, OneOf
     from .index import open_index
 
     if not (query and query.strip()) and image is None:
         raise typer.BadParameter("give a text QUERY, --image PATH, or both")
-    OneOf(("", "none", "is", "dis")).check(hubness, "search options", "--hubness")
+    OneOf(HUBNESS_OVERRIDES).check(hubness, "search options", "--hubness")
     opened = open_index(index_dir, model)
     opened.hubness = hubness
     hits = opened.search(text=query, image=image, k=k)

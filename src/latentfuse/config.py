@@ -184,6 +184,8 @@ class RuntimeConfig:
 
 
 DEFAULT_IMAGE_ENCODER = "efficientnet-lite0+efficientnet-lite1+efficientnet-lite2"
+HUBNESS_NORMS = ("none", "is", "dis")
+HUBNESS_OVERRIDES = ("", *HUBNESS_NORMS)  # '' = the model's own setting
 
 
 @dataclass
@@ -191,7 +193,7 @@ class HubnessConfig:
     """How retrieval scores are normalised against a bank of typical queries (QB-Norm, ``hubness.py``): the
     saved model keeps its bank and these settings, and eval, index and the server apply them."""
 
-    norm: Annotated[str, OneOf(("none", "is", "dis"))] = "dis"
+    norm: Annotated[str, OneOf(HUBNESS_NORMS)] = "dis"
     """none | is (inverted softmax: every query's scores divided by how strongly each gallery item attracts
     the bank) | dis (dynamic: only queries whose best match is a hub, the top-1 of some bank query)."""
     beta: Annotated[float, Range(0.0, 1000.0, lo_open=True)] = 14.0

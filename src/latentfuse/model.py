@@ -31,7 +31,7 @@ from huggingface_hub import ModelHubMixin
 from safetensors.torch import load_file, save_file
 
 from .encoders import Encoder, build_encoder
-from .config import HubnessConfig, from_dict
+from .config import HUBNESS_NORMS, HubnessConfig, from_dict
 from .errors import LatentfuseError, ModelError
 from .hubness import GalleryNorm, gallery_norm
 from .methods import Method, build_method
@@ -132,9 +132,7 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
     def gallery_norm(self, query_side: str, gallery: np.ndarray | torch.Tensor, norm: str = "") -> GalleryNorm | None:
         """QB-Norm statistics of ``gallery`` (joint embeddings) for queries of ``query_side``, with the model's
         setting (or ``norm``: none | is | dis); None when normalisation is off or the side has no bank."""
-        asked, norm = norm, norm or self.hubness.norm
-        if norm not in ("none", "is", "dis"):
-            raise ModelError(f"hubness norm {norm!r}: expected none, is or dis")
+        asked, norm = norm, self.hub_norm(norm)
         if norm != "none" and asked and query_side not in self.query_bank:
             have = ", ".join(self.query_bank) or "none (trained before query banks, or with hubness.bank_size 0)"
             raise ModelError(f"hubness {norm} needs a query bank of side {query_side!r}; this model's banks: {have}")
@@ -143,9 +141,16 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         return gallery_norm(self.query_bank[query_side], torch.as_tensor(np.asarray(gallery, dtype=np.float32)),
                             self.hubness.beta, dynamic=norm == "dis")
 
+    def hub_norm(self, norm: str = "") -> str:
+        """The normalisation in force: ``norm`` when given (none | is | dis), else the model's setting."""
+        norm = norm or self.hubness.norm
+        if norm not in HUBNESS_NORMS:
+            raise ModelError(f"hubness norm {norm!r}: expected {', '.join(HUBNESS_NORMS)}")
+        return norm
+
     def hubness_summary(self, norm: str = "") -> dict[str, Any]:
         """What a report says about the normalisation it used."""
-        norm = norm or self.hubness.norm
+        norm = self.hub_norm(norm)
         if norm == "none" or not self.query_bank:
             return {"norm": "none"}
         return {"norm": norm, "beta": self.hubness.beta, "bank": {s: len(b) for s, b in self.query_bank.items()}}

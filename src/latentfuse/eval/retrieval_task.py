@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from ..config import OneOf
+from ..config import HUBNESS_OVERRIDES, OneOf
 from ..data import Source
 from ..model import JointModel
 from .features import match_sides, paired_inputs, same_width
@@ -21,7 +21,7 @@ from .tasks import TASKS, Context, Task
 
 @dataclass
 class RetrievalOptions:
-    hubness: Annotated[str, OneOf(("", "none", "is", "dis"))] = ""
+    hubness: Annotated[str, OneOf(HUBNESS_OVERRIDES)] = ""
     """Query-bank normalisation of the scores: '' = the model's own setting (saved with its bank), or
     none | is | dis (needs a model saved with a query bank)."""
 

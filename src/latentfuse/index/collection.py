@@ -308,9 +308,7 @@ class Index:
 
     def active_norm(self, query_side: str | None) -> GalleryNorm | None:
         """The QB-Norm that ranks queries of ``query_side`` under the current setting, or None."""
-        norm = self.hubness or self.model.hubness.norm
-        if norm not in ("none", "is", "dis"):
-            raise ConfigError(f"hubness {norm!r}: expected none, is or dis")
+        norm = self.model.hub_norm(self.hubness)
         if norm == "none" or query_side is None or query_side not in self.model.query_bank:
             return None
         return dataclasses.replace(self.norm_stats(query_side), dynamic=norm == "dis")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from ..config import NonNegativeFloat, OneOf, Positive, Range, check_fields
+from ..config import HUBNESS_OVERRIDES, NonNegativeFloat, OneOf, Positive, Range, check_fields
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class ServeConfig:
     """What runs the query encoders (as ``runtime.backend``): an index built with one backend is searched with
     the same one, or with torch / onnx, whose features agree."""
 
-    hubness: Annotated[str, OneOf(("", "none", "is", "dis"))] = ""
+    hubness: Annotated[str, OneOf(HUBNESS_OVERRIDES)] = ""
     """Query-bank normalisation of text-only / image-only searches: '' = the model's setting | none | is | dis."""
 
     def __post_init__(self) -> None:
