@@ -2,11 +2,13 @@
 markdown tables and trade-off plots every benchmark writes."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from latentfuse.config import HubnessConfig, RunConfig
+from latentfuse.config import RunConfig
+from latentfuse.config.recipes import load_recipe
 from latentfuse.utils import atomic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,16 +16,11 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "runs" / "bench"
 
 
-CLASSIC_ENCODERS = {"image": "efficientnet-lite0", "text": "minilm-l6"}
-
-
 def bench_config(**fields) -> RunConfig:
-    """A run config as the benchmarks that predate issue 15 measured it (their README tables): lite0 +
-    MiniLM, scored without query-bank normalisation, unless ``fields`` say otherwise. The shipped defaults
-    moved on (an image ensemble, QB-Norm); ``bench/quality.py`` measures them."""
-    fields.setdefault("encoders", dict(CLASSIC_ENCODERS))
-    fields.setdefault("hubness", HubnessConfig(norm="none"))
-    return RunConfig(**fields)
+    """The ``bench-classic`` recipe (lite0 + MiniLM, no query-bank normalisation: what the benchmarks that
+    predate the ensemble default measured for their README tables), with ``fields`` replaced. The shipped
+    default moved on; ``bench/quality.py`` measures it."""
+    return dataclasses.replace(load_recipe("bench-classic", RunConfig), **fields)
 
 
 def flickr8k_dir() -> Path | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from latentfuse.config import DataConfig, MethodSpec, RunConfig, TrainConfig
-from latentfuse.eval.classification import classification_metrics
+from latentfuse.methods.dynmm_scoring import classification_metrics
 from latentfuse.model import JointModel
 from latentfuse.pipeline import side_encoders, split_features
 from latentfuse.data import build_source

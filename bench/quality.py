@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from latentfuse.config import DataConfig, HubnessConfig, MethodSpec, RunConfig, TrainConfig
+from latentfuse.config.recipes import load_recipe
 from latentfuse.cost import latency_ms
 from latentfuse.data import build_source
 from latentfuse.model import JointModel
@@ -51,13 +52,13 @@ class Variant:
     options: dict[str, Any] = field(default_factory=dict)
     epochs: int = 20
     hubness: HubnessConfig = field(default_factory=lambda: OFF)
-    shipped: bool = False  # RunConfig() as `latentfuse train` builds it, nothing set
+    shipped: bool = False  # the `default` recipe, as `latentfuse train` builds it with nothing set
     rescore_of: str = ""  # the label of a row whose trained model this row re-scores under ``hubness``
 
     def config(self, data: Path, split: str, out: Path) -> RunConfig:
         source = DataConfig(source=f"flickr8k:{data}", test_split=split)
         if self.shipped:
-            return dataclasses.replace(RunConfig(), data=source, baselines=[], out=str(out))
+            return dataclasses.replace(load_recipe("default", RunConfig), data=source, baselines=[], out=str(out))
         return RunConfig(data=source, encoders={"image": self.image, "text": self.text},
                          method=MethodSpec("fusemix", self.options), train=TrainConfig(epochs=self.epochs),
                          hubness=self.hubness, baselines=[], out=str(out))

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 import fakes  # noqa: F401  (registers fake-text)
 from fakes import SyntheticSource, encoder_calls, fake_embed
-from latentfuse.cli import _config, app
+from latentfuse.cli import app
+from latentfuse.cli.schema import parse_configs
 from latentfuse.config import StoreConfig, TrainConfig
 from latentfuse.errors import ConfigError, ModelError
 from latentfuse.eval import frozen_model
@@ -155,14 +156,17 @@ def test_from_pretrained_on_a_missing_folder_is_a_model_error(tmp_path):
 # ---------------------------------------------------------------- typed CLI options
 
 def test_typed_cli_options_stay_typed():
-    cfg = _config(None, None, ["text_a=fake-text:8", "text_b=fake-text:8"], ["train.lr=0.5", "out=first"],
-                  **{"out": "on", "train.epochs": 3, "method.name": "cca"})
+    def train(*args):
+        return parse_configs(app, "train", args)[0]
+
+    cfg = train("-e", "text_a=fake-text:8", "-e", "text_b=fake-text:8", "--set", "train.lr=0.5", "--set", "out=first",
+                "--out", "on", "--epochs", "3", "--method", "cca")
     assert cfg.out == "on"  # was the directory "True" when options were re-parsed as YAML
     assert cfg.train.epochs == 3 and cfg.train.lr == 0.5 and cfg.method.name == "cca"
     assert cfg.encoders == {"text_a": "fake-text:8", "text_b": "fake-text:8"}
-    assert _config(None, "null", None, None).data.source == "null"
+    assert train("--data", "null").data.source == "null"
     with pytest.raises(ConfigError, match="encoders.text_a: expected a string"):
-        _config(None, None, None, ["encoders={text_a: [1, 2]}"])
+        train("--set", "encoders={text_a: [1, 2]}")
     with pytest.raises(ConfigError, match=r"method 'fusemix' options: dim: expected an integer, got 'big'"):
         build_method("fusemix", {"a": 4, "b": 4}, {"dim": "big"})
 

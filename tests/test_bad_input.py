@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from PIL import Image
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from latentfuse.cli import app
 

@@ -8,7 +8,7 @@ import random
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 import fakes  # noqa: F401  (registers the fake-text encoder)
 import latentfuse

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from latentfuse.cli import app
 from latentfuse.errors import LatentfuseError
@@ -158,7 +158,7 @@ def test_a_damaged_faiss_file_is_rebuilt_from_the_embeddings(shapes, tmp_path):
     pytest.importorskip("faiss")
     folder = tmp_path / "ix"
     result = runner.invoke(app, ["index", "--model", str(shapes["model"]), "--data", f"images:{shapes['images']}",
-                                 "--out", str(folder), "--store", str(shapes["store"]), "--backend", "hnsw"])
+                                 "--out", str(folder), "--store", str(shapes["store"]), "--index-kind", "hnsw"])
     assert result.exit_code == 0, result.output
     expected = [h.id for h in open_index(folder).search(text="a red circle", k=5)]
     next(folder.glob("faiss-*.index")).write_bytes(b"garbage")

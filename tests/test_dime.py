@@ -3,11 +3,13 @@ trainer's targets seam, learning from unpaired synthetic data, and the `distill`
 coloured shapes (a real teacher), where the student's image side runs only a truncated backbone."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from latentfuse.cli import app
 from latentfuse.config import TrainConfig
@@ -185,7 +187,7 @@ def test_a_student_learns_the_teachers_space_from_unpaired_data(tmp_path):
 def test_distill_refuses_a_paired_data_source_and_a_pool_without_the_modality(tmp_path, shapes):
     runner = CliRunner()
     result = runner.invoke(app, ["distill", "--teacher", str(shapes["model"]), "--data", f"pairs:{shapes['pairs']}"])
-    assert result.exit_code == 2 and "unpaired pools" in result.output and "--images" in result.output
+    assert result.exit_code == 2 and "No such option: --data" in result.output  # pools are --images / --texts
     lines = tmp_path / "captions.txt"
     lines.write_text("a red circle\n\na blue square\n")
     from latentfuse.config import DistillConfig, StoreConfig
@@ -211,9 +213,15 @@ def test_distill_cli_end_to_end_with_a_truncated_backbone(tmp_path, shapes):
         "-q", "distill", "--teacher", str(shapes["model"]), "--images", f"images:{shapes['images']}",
         "--texts", f"lines:{captions}", "--student", "image=truncated:stride16,text=glove-transformer",
         "--out", str(out), "--epochs", "60", "--store", str(shapes["store"]),
-        "--set", "train.batch_size=32", "--set", "train.threads=1", "--set", "options.width=64"])
+        "--set", "train.batch_size=32", "--set", "train.threads=1", "--set", "options.width=64",
+        "--val", f"pairs:{shapes['pairs']}", "--set", "val_split=all", "--set", "test_split=all"])
     assert result.exit_code == 0, result.output
     student = latentfuse.load(out, backend="torch")  # torch forward hooks show which blocks run
+    # packaged like a trained model: a query bank from its pools, and a test report under its QB-Norm
+    assert {len(bank) for bank in student.query_bank.values()} == {40, 120} and student.hubness.norm == "dis"
+    (report,) = json.loads((out / "report.json").read_text())
+    assert report["task"] == "retrieval" and report["hubness"]["norm"] == "dis" and report["t2i"]["R@5"] > 40
+    assert "| dime |" in (out / "README.md").read_text() and not (out / "distill.json").exists()
     assert student.sides["image"].encoder == "efficientnet-lite0" and student.method.side_taps("image") == ["stride16"]
     teacher_scale = float(latentfuse.load(shapes["model"]).method.logit_scale().detach())
     assert student.method.config.logit_scale == pytest.approx(teacher_scale, rel=1e-3)  # the default: the teacher's
@@ -251,5 +259,5 @@ def test_distill_cli_end_to_end_with_a_truncated_backbone(tmp_path, shapes):
                      progress=False)
     hits = index.search(text="a red circle", k=5)
     assert len(hits) == 5 and any(is_match(h.id, "red", "circle") for h in hits)
-    report = CliRunner().invoke(app, ["info", "--cost", str(out)])
+    report = CliRunner().invoke(app, ["info", "-m", str(out), "--cost"])
     assert report.exit_code == 0 and "efficientnet-lite0" in report.output and "glove-6b-50d" in report.output

@@ -177,7 +177,7 @@ def test_cli_distill_with_nproc_2_trains_and_saves_one_student(tmp_path, shapes)
 
 
 def test_nproc_refuses_what_every_process_would_refuse_before_launching(tmp_path):
-    from typer.testing import CliRunner
+    from click.testing import CliRunner
 
     from latentfuse.cli import app
 

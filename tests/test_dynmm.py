@@ -11,7 +11,10 @@ import torch
 from latentfuse.config import TrainConfig
 from latentfuse.encoders.base import Encoder, Tap
 from latentfuse.errors import ConfigError, ModelError
-from latentfuse.eval.classification import f1_scores, validate
+from latentfuse.methods.dynmm import DynMM
+from latentfuse.metrics import f1_scores
+
+validate = DynMM.validate  # the method's own validation hook
 from latentfuse.methods import build_method
 from latentfuse.methods.dynmm import diff_softmax, resource_loss
 from latentfuse.model import JointModel, SideSpec

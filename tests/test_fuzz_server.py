@@ -25,7 +25,7 @@ EXAMPLES = int(os.environ.get("LATENTFUSE_FUZZ_EXAMPLES", "60"))  # per operatio
 @pytest.fixture(scope="module")
 def api_schema(shapes, tmp_path_factory):
     index = open_index(saved_index(shapes, tmp_path_factory.mktemp("fuzz") / "ix").directory)
-    return schemathesis.openapi.from_asgi("/openapi.json", create_app(index, ServeConfig(max_upload_bytes=300_000,
+    return schemathesis.openapi.from_asgi("/openapi.json", create_app(index, ServeConfig(max_upload_mb=300_000 / 2**20,
                                                                                             max_k=20)))
 
 

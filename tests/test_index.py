@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from latentfuse.cli import app
 from latentfuse.config import StoreConfig
@@ -173,8 +173,9 @@ def test_faiss_backends_agree_with_exact(kind):
 
 def test_unknown_backend_is_an_error(shapes, tmp_path):
     result = runner.invoke(app, ["index", "--model", str(shapes["model"]), "--data", f"images:{shapes['images']}",
-                                 "--out", str(tmp_path / "ix"), "--backend", "annoy"])
-    assert result.exit_code != 0 and "--backend 'annoy': choose one of exact, ivf, hnsw" in str(result.exception)
+                                 "--out", str(tmp_path / "ix"), "--index-kind", "annoy"])
+    assert result.exit_code != 0
+    assert "--index-kind: expected one of '', exact, ivf, hnsw, got 'annoy'" in str(result.exception)
 
 
 def test_text_items_can_be_indexed_and_found(shapes, tmp_path):
@@ -229,7 +230,7 @@ def test_faiss_index_is_saved_reopened_and_grown(shapes, tmp_path, kind):
     folder = tmp_path / "photos"
     shutil.copytree(shapes["images"] / "red", folder / "red")
     args = ["index", "--model", str(shapes["model"]), "--data", f"images:{folder}", "--out", str(tmp_path / "ix"),
-            "--store", str(tmp_path / "store"), "--backend", kind]
+            "--store", str(tmp_path / "store"), "--index-kind", kind]
     assert runner.invoke(app, args).exit_code == 0
     assert sorted(p.name for p in (tmp_path / "ix").iterdir()) == [
         ".latentfuse-output.json", "embeddings-000001.npy", "faiss-000001.index", "hubness-000001.npz", "index.json",

@@ -160,7 +160,7 @@ def test_mmfuser_learns_from_a_signal_only_a_shallow_tap_carries(tmp_path):
 def test_mmfuser_end_to_end_on_real_taps_train_save_load_index(shapes, tmp_path):
     """train (CLI) on the shapes' real EfficientNet taps → save → load → raw images embed exactly like their
     cached taps → an index built on the model finds red circles for "a red circle"."""
-    from typer.testing import CliRunner
+    from click.testing import CliRunner
 
     import latentfuse
     from latentfuse.cli import app

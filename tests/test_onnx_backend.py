@@ -203,6 +203,7 @@ def test_backend_choice_errors_and_what_auto_picks():
 
 def test_load_and_the_server_config_take_the_backend(shapes):
     import latentfuse
+    from latentfuse.config import RuntimeConfig
     from latentfuse.serve import ServeConfig
 
     paths = sorted(shapes["images"].rglob("*.png"))[:6]
@@ -211,7 +212,7 @@ def test_load_and_the_server_config_take_the_backend(shapes):
     assert on_onnx.runtime.backend == "onnx" and on_torch.runtime.backend == "torch"
     np.testing.assert_allclose(on_onnx.encode_image(paths), on_torch.encode_image(paths), atol=1e-4)
     with pytest.raises(ConfigError, match="backend"):
-        ServeConfig(backend="tensorrt")
+        ServeConfig(runtime=RuntimeConfig(backend="tensorrt"))
 
 
 def test_cli_takes_the_backend(tmp_path):

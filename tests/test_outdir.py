@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 import fakes  # noqa: F401  (registers the fake-text encoder)
 from latentfuse.cli import app

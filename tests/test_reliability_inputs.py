@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 import fakes  # noqa: F401
 from latentfuse.cli import app

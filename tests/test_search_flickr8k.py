@@ -6,7 +6,7 @@ import json
 
 import httpx
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from latentfuse.cli import app
 from latentfuse.config import StoreConfig

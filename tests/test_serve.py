@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from latentfuse.cli import app as cli
 from latentfuse.index import open_index
@@ -31,7 +31,7 @@ def index_dir(shapes, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(index_dir):
-    with TestClient(create_app(open_index(index_dir), ServeConfig(max_upload_bytes=200_000, max_k=50))) as c:
+    with TestClient(create_app(open_index(index_dir), ServeConfig(max_upload_mb=200_000 / 2**20, max_k=50))) as c:
         yield c
 
 

@@ -142,7 +142,7 @@ def test_real_image_taps_through_the_store(shapes, tmp_path):
 
 
 def test_extract_layers_caches_taps_and_reports_their_storage(tmp_path):
-    from typer.testing import CliRunner
+    from click.testing import CliRunner
 
     from latentfuse.cli import app
 
@@ -161,7 +161,7 @@ def test_extract_layers_caches_taps_and_reports_their_storage(tmp_path):
 
 
 def test_info_lists_each_encoders_taps_with_shapes():
-    from typer.testing import CliRunner
+    from click.testing import CliRunner
 
     from latentfuse.cli import app
 

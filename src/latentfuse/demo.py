@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .config import DataConfig, MethodSpec, RunConfig, TrainConfig
+from .config import DataConfig, RunConfig
+from .config.recipes import load_recipe
 from .errors import DataError
 
 FLICKR8K_CANDIDATES = ("../shared/data/flickr8k", "shared/data/flickr8k")
@@ -36,5 +37,7 @@ def demo_source() -> DataConfig:
 
 
 def demo_config(out: str = "runs/demo") -> RunConfig:
-    return RunConfig(data=demo_source(), method=MethodSpec("fusemix"), train=TrainConfig(),
-                     baselines=["asif", "procrustes", "cca"], out=out)
+    """The ``demo`` recipe on the data :func:`demo_source` finds, saved to ``out``."""
+    config = load_recipe("demo", RunConfig)
+    config.data, config.out = demo_source(), out
+    return config

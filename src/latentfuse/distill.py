@@ -23,19 +23,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import DistillConfig, dump_yaml, run_identity
+from .config import DistillConfig, run_identity
 from .data import Source, SplitData, build_source
 from .encoders import Encoder, build_encoder
 from .encoders.ensemble import member_specs
 from .errors import ConfigError, DataError
-from .eval.retrieval import validate
+from .eval.report import package, test_report
 from .eval.tasks import resolve_split
 from .methods import build_method, make_config, method_class
 from .model import JointModel, SideSpec
 from .store import TapInputs, TokenFeatures, get_features, get_tokens, paired_features
 from .store.paired import PairedFeatures
 from .train import Trainer, seed_everything
-from .utils import atomic, distributed
+from .utils import distributed
 from .utils.outdir import shared_output_dir
 from .utils.runtime import runtime
 
@@ -210,7 +210,7 @@ def distill(config: DistillConfig, *, resume: bool = False, overwrite: bool = Fa
             progress: bool = True) -> dict[str, Any]:
     """Teacher + pools → trained student, saved to ``config.out`` (the output-folder rule applies)."""
     if not config.teacher:
-        raise ConfigError("distill needs --teacher MODEL (a trained JointModel folder)")
+        raise ConfigError("distill needs -m/--model TEACHER (a trained JointModel folder)")
     rt = distributed.init_from_env(runtime(config.runtime.device, config.runtime.precision,
                                                 config.runtime.backend))  # torchrun: join
     teacher = JointModel.load(config.teacher).to(rt.device, rt.precision, rt.backend)
@@ -247,7 +247,8 @@ def _distill(config: DistillConfig, teacher: JointModel, student: Student, optio
         targets={side: torch.from_numpy(np.asarray(pools[side].targets, dtype=np.float32)) for side in (image, text)})
     seed_everything(config.train.seed)
     method = build_method("dime", train.dims(), options)
-    result = Trainer(method, config.train, out, validate if val is not None else None, teacher.runtime).fit(
+    result = Trainer(method, config.train, out, type(method).validate if val is not None else None,
+                     teacher.runtime).fit(
         train, val, resume=resume, progress=progress)
     if not distributed.is_main():  # rank 0 publishes the student
         return {}
@@ -257,22 +258,26 @@ def _distill(config: DistillConfig, teacher: JointModel, student: Student, optio
             "pools": {side: pools[side].counts for side in (image, text)},
             "train_seconds": round(result.seconds, 2)}
     model = JointModel(method, sides, meta)
-    model.save_pretrained(out)
-    atomic.write_text(out / "distill.yaml", dump_yaml(config))
-    summary = {"out": str(config.out), "best_epoch": result.best_epoch, "train_seconds": result.seconds,
-               "rows": {side: len(pools[side].ids) for side in (image, text)}}
-    atomic.write_json(out / "distill.json", summary)
-    return summary
+    model.set_query_bank(train.x, config.hubness, config.train.seed)  # the pools are its training queries
+    reports = []
+    if config.val and config.test_split:
+        test = _val_features(config, encoders, taps, (image, text), progress, config.test_split)
+        reports.append(test_report(model, test, config.val, config.test_split))
+    package(model, out, config=config, config_file="distill.yaml", reports=reports)
+    return {"out": str(config.out), "best_epoch": result.best_epoch, "train_seconds": result.seconds,
+            "rows": {side: len(pools[side].ids) for side in (image, text)}, "reports": reports}
 
 
 def _val_features(config: DistillConfig, encoders: dict[str, Encoder], taps: dict[str, list[str]],
-                  sides: tuple[str, str], progress: bool) -> PairedFeatures:
-    """The paired ``val`` source's split through the student's encoders: what picks the best checkpoint."""
+                  sides: tuple[str, str], progress: bool, split: str = "") -> PairedFeatures:
+    """A split of the paired ``val`` source through the student's encoders: ``val_split`` picks the best
+    checkpoint, ``test_split`` is the saved student's report."""
     source = build_source(config.val, skip_bad=config.skip_bad)
-    source.check_split(config.val_split)
+    split = split or config.val_split
+    source.check_split(split)
     names = [s.name for s in source.sides]
     if sorted(names) != sorted(sides):
         raise ConfigError(f"--val {config.val}: its sides {names} must be the model's sides {list(sides)}")
-    data = source.load(config.val_split)
+    data = source.load(split)
     return paired_features(source, data, encoders, config.store, skip_bad=config.skip_bad, progress=progress,
                            taps=taps)

@@ -31,7 +31,8 @@ from huggingface_hub import ModelHubMixin
 from safetensors.torch import load_file, save_file
 
 from .encoders import Encoder, build_encoder
-from .config import HUBNESS_NORMS, HubnessConfig, from_dict
+from .choices import DEFAULT_BACKEND, HUBNESS_NORMS
+from .config import HubnessConfig, from_dict
 from .errors import LatentfuseError, ModelError
 from .hubness import GalleryNorm, gallery_norm
 from .methods import Method, build_method
@@ -67,7 +68,7 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         self._encoders: dict[str, Encoder] = {}
         self.runtime = CPU
 
-    def to(self, device: str = "auto", precision: str = "fp32", backend: str = "auto") -> "JointModel":
+    def to(self, device: str = "auto", precision: str = "fp32", backend: str = DEFAULT_BACKEND) -> "JointModel":
         """Run the heads and the frozen encoders on ``device`` (auto|cpu|cuda|cuda:N|mps) at ``precision``
         (fp32|bf16|fp16), the encoders on ``backend`` (auto|torch|onnx|onnx-int8); returns the model.
         Outputs are float32 numpy on the host whatever the device."""
@@ -118,7 +119,7 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         """Keep a seeded sample of up to ``hubness.bank_size`` rows of each side's frozen ``inputs`` (training
         queries) as joint embeddings: the bank QB-Norm normalises retrieval against, saved with the model."""
         self.hubness, self.query_bank = hubness, {}
-        if hubness.bank_size == 0 or self.method.task != "embedding":
+        if hubness.bank_size == 0 or not self.method.embeds:
             return
         generator = torch.Generator().manual_seed(seed)
         device = self.method.device
@@ -172,7 +173,7 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
     def encode_features(self, side: str, features: Any, chunk: int = 1024, normalize: bool = True) -> np.ndarray:
         """Joint embeddings from already-extracted frozen features (the cached path): a pooled matrix, or the
         side's token taps (``store.TapInputs``)."""
-        if self.method.task != "embedding":
+        if not self.method.embeds:
             raise ModelError(f"a {self.method.name} model classifies pairs and has no embedding space: use "
                              "model.predict(images=..., texts=...)")
         x = features if isinstance(features, TapInputs) else torch.as_tensor(np.asarray(features, dtype=np.float32))
@@ -213,70 +214,23 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         return TapInputs({tap: in_memory_tokens(items, encoder.taps()[tap].channels)
                           for tap, items in encoder.encode_taps(batch, taps).items()})
 
-    @torch.inference_mode()
     def predict(self, images: Any, texts: str | Sequence[str], *, batch_size: int = 64,
                 threshold: float = 0.5) -> dict[str, Any]:
-        """A classifier's labels for (image, text) pairs: ``labels`` (names per pair), ``scores`` (n, labels)
-        sigmoid, ``experts`` (the expert each pair went to), ``mflops_per_sample`` (counted FLOPs of what ran).
-
-        A dynamic model runs the cheap side for every pair, lets its gate choose, and runs the costly encoder
-        only for the pairs whose expert reads it, only up to the tap it reads: the others' images are never
-        decoded or encoded."""
-        method = self.method
-        if method.task != "classification":
-            raise ModelError(f"a {method.name} model embeds; predict() is for classifiers (e.g. dynmm)")
+        """A pair classifier's labels for (image, text) pairs (``labels`` per pair, ``scores``, and what the
+        method adds, e.g. DynMM's ``experts`` and ``mflops_per_sample``); one image → one pair's answer. The
+        method decides what runs (``Method.predict``): a dynamic model encodes only what its gate needs."""
         image_list, single = image_batch(images)
         text_list = [texts] if isinstance(texts, str) else list(texts)
+        if self.method.embeds:
+            raise ModelError(f"a {self.method.name} model embeds; predict() is for classifiers (e.g. dynmm)")
         if len(image_list) != len(text_list):
             raise ModelError(f"predict takes one text per image: got {len(image_list)} images, {len(text_list)} texts")
         raw = {side: image_list if spec.modality == "image" else text_list for side, spec in self.sides.items()}
-        scores, chosen = [], []
-        for start in range(0, len(text_list), batch_size):
-            part = {side: items[start:start + batch_size] for side, items in raw.items()}
-            logits, experts = self._predict_batch(part)
-            scores.append(torch.sigmoid(logits.float()).cpu().numpy())
-            chosen.append(experts.cpu().numpy())
-        probs = np.concatenate(scores) if scores else np.zeros((0, len(method.config.labels)), np.float32)
-        picked = np.concatenate(chosen) if chosen else np.zeros(0, np.int64)
-        names = method.config.labels
-        out = {"labels": [[names[j] for j in np.flatnonzero(row > threshold)] for row in probs], "scores": probs,
-               "experts": [method.config.experts[k] for k in picked],
-               "mflops_per_sample": float(np.mean([method.flops[k] for k in picked]) / 1e6) if len(picked) else 0.0}
-        if single and len(picked) == 1:
-            out = {**out, "labels": out["labels"][0], "scores": probs[0], "experts": out["experts"][0]}
+        with self.runtime.autocast():
+            out = self.method.predict(raw, self.encoder, batch_size=batch_size, threshold=threshold)
+        if single and len(text_list) == 1:
+            out = {key: value[0] if isinstance(value, (list, np.ndarray)) else value for key, value in out.items()}
         return out
-
-    def _predict_batch(self, raw: dict[str, list[Any]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """One batch of ``predict``: the cheap side, the gate, then each costly input once for the pairs
-        that need it (pooled feature or one tap), then each expert on its own pairs."""
-        method, cfg = self.method, self.method.config
-        cheap = torch.as_tensor(self.encoder(cfg.cheap).encode(raw[cfg.cheap]), device=method.device)
-        chosen = method.route(cheap)
-        logits = cheap.new_zeros(len(chosen), len(cfg.labels))
-        needs = {k: method.expert_input(k) for k in range(len(cfg.experts))}
-        costly: dict[str, tuple[torch.Tensor, Any]] = {}  # need → (rows, features)
-        for need in sorted({needs[k] for k in chosen.tolist()} - {""}):
-            readers = chosen.new_tensor([k for k, n in needs.items() if n == need])
-            rows = torch.nonzero(torch.isin(chosen, readers))[:, 0]
-            costly[need] = (rows, self._costly_inputs(cfg.costly, [raw[cfg.costly][i] for i in rows.tolist()], need))
-        for k in sorted(set(chosen.tolist())):
-            rows = torch.nonzero(chosen == k)[:, 0]
-            batch: dict[str, Any] = {cfg.cheap: cheap[rows]}
-            if needs[k]:
-                have, features = costly[needs[k]]
-                position = torch.searchsorted(have, rows)
-                batch[cfg.costly] = features[position] if needs[k] == "pooled" else \
-                    {tap: (t[position], m[position]) for tap, (t, m) in features.items()}
-            logits[rows] = method.expert_logits(k, method.inputs(batch, k))
-        return logits, chosen
-
-    def _costly_inputs(self, side: str, items: list[Any], need: str) -> Any:
-        """The costly encoder's pooled feature (``need == "pooled"``), or one tap's (tokens, mask) of ``items``."""
-        encoder = self.encoder(side)
-        if need == "pooled":
-            return torch.as_tensor(encoder.encode(items), device=self.method.device)
-        tokens = in_memory_tokens(encoder.encode_taps(items, [need])[need], encoder.taps()[need].channels)
-        return move(TapInputs({need: tokens}).take(np.arange(len(items))), self.method.device)
 
     def encode_image(self, images: Any, *, side: str = "", batch_size: int = 64, normalize: bool = True,
                      convert_to_tensor: bool = False, show_progress_bar: bool = False) -> np.ndarray | torch.Tensor:
@@ -401,13 +355,17 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
     save = save_pretrained
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> "JointModel":
-        """A saved folder, or a Hub repo id (downloaded with ``huggingface_hub``; needs the network)."""
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *, device: str = "auto",
+                        precision: str = "fp32", backend: str = DEFAULT_BACKEND, **kwargs: Any) -> "JointModel":
+        """A saved folder, or a Hub repo id (downloaded with ``huggingface_hub``; needs the network), on the
+        runtime every entry point defaults to (``load``, ``open_index``, the CLI and the server alike):
+        ``device`` auto, ``precision`` fp32, encoders on ``backend`` auto (ONNX Runtime when it can run)."""
         path = Path(pretrained_model_name_or_path)
         if path.exists() or not _looks_like_repo_id(str(pretrained_model_name_or_path)):
-            return cls._load_dir(path)
+            return cls._load_dir(path).to(device, precision, backend)
         try:
-            return super().from_pretrained(str(pretrained_model_name_or_path), **kwargs)
+            model = super().from_pretrained(str(pretrained_model_name_or_path), **kwargs)
+            return model.to(device, precision, backend)
         except ModelError:
             raise
         except Exception as exc:  # offline, unknown repo, no access: one line, not a hub traceback
@@ -426,9 +384,9 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         return cls._load_dir(Path(directory))
 
     @classmethod
-    def load(cls, directory: str | Path) -> "JointModel":
+    def load(cls, directory: str | Path, **runtime: Any) -> "JointModel":
         """A saved folder (or Hub repo id): the same as :meth:`from_pretrained`."""
-        return cls.from_pretrained(directory)
+        return cls.from_pretrained(directory, **runtime)
 
     @classmethod
     def _load_dir(cls, directory: Path) -> "JointModel":
@@ -497,11 +455,11 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
                          "the model folder is damaged (re-save or re-train it)") from None
 
 
-def load(path: str | Path, device: str = "auto", precision: str = "fp32", backend: str = "auto") -> JointModel:
+def load(path: str | Path, device: str = "auto", precision: str = "fp32", backend: str = DEFAULT_BACKEND) -> JointModel:
     """Load a saved JointModel folder (or Hub repo id), its heads and encoders on ``device`` (auto = CUDA
     when torch sees a GPU, else the CPU) at ``precision``; the frozen encoders run on ``backend`` (auto =
-    ONNX Runtime when installed, else torch)."""
-    return JointModel.from_pretrained(path).to(device, precision, backend)
+    ONNX Runtime when installed, else torch). The same defaults as ``from_pretrained`` and ``open_index``."""
+    return JointModel.from_pretrained(path, device=device, precision=precision, backend=backend)
 
 
 def _looks_like_repo_id(text: str) -> bool:

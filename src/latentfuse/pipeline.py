@@ -10,15 +10,13 @@ from .data import Source, build_source
 from .encoders import Encoder, build_encoder
 from .errors import ConfigError
 from .cost import encoder_flops
-from .eval import classification
-from .eval.retrieval import hub_norms, retrieval_report, validate
-from .eval.tables import model_card
+from .eval.report import package, test_report
 from .methods import Method, build_method, make_config, method_class
 from .model import JointModel, SideSpec
 from .store import PairedFeatures, get_features, get_tokens, paired_features
-from .config import RunConfig, StoreConfig, TrainConfig, dump_yaml, load_yaml, run_identity
+from .config import RunConfig, StoreConfig, TrainConfig, load_yaml, run_identity
 from .train import Trainer, seed_everything
-from .utils import atomic, distributed
+from .utils import distributed
 from .utils.outdir import shared_output_dir
 from .utils.runtime import CPU, Runtime, runtime
 
@@ -101,31 +99,23 @@ def taps_by_side(requested: list[str], encoders: dict[str, Encoder]) -> dict[str
 def train_method(name: str, options: dict[str, Any], train: PairedFeatures, val: PairedFeatures | None,
                  train_config: TrainConfig, work_dir: Path, resume: bool = False,
                  progress: bool = True, rt: Runtime = CPU) -> tuple[Method, float]:
-    """Fit or train one method; returns it (best checkpoint loaded) and the seconds spent.
+    """Fit or train one method; returns it (best checkpoint loaded) and the seconds spent. The method's own
+    ``validate`` picks the best checkpoint.
 
     Seeded before the heads are built, so their initialisation — not only the batches — follows the seed.
     """
     seed_everything(train_config.seed)
     method = build_method(name, train.dims(), options)
-    hook = classification.validate if method.task == "classification" else validate
-    result = Trainer(method, train_config, work_dir, hook, rt).fit(train, val, resume=resume, progress=progress)
+    result = Trainer(method, train_config, work_dir, type(method).validate, rt).fit(train, val, resume=resume,
+                                                                                      progress=progress)
     return method, result.seconds
 
 
 def data_options(name: str, options: dict[str, Any], train: PairedFeatures,
                  encoders: dict[str, Encoder]) -> dict[str, Any]:
-    """What a classifier's options take from its data: the label vocabulary of the training pairs and the
-    measured FLOPs of the encoder inputs it weighs (given values win). Other methods' options pass through."""
-    cls = method_class(name)
-    if cls.task != "classification":
-        return options
-    out = dict(options)
-    out.setdefault("labels", list(train.label_names))
-    if not out.get("encoder_flops"):
-        inputs = cls.encoder_inputs(make_config(name, out))
-        out["encoder_flops"] = {f"{side}@{tap}" if tap else side: encoder_flops(encoders[side], tap)
-                                for side, tap in inputs}
-    return out
+    """What a method's options take from its training data (``Method.data_options``; e.g. a classifier's label
+    vocabulary and the measured FLOPs of the encoder inputs it weighs)."""
+    return method_class(name).data_options(options, train, lambda side, tap: encoder_flops(encoders[side], tap))
 
 
 def joint_model(method: Method, encoders: dict[str, Encoder], source: Source, seconds: float) -> JointModel:
@@ -134,15 +124,7 @@ def joint_model(method: Method, encoders: dict[str, Encoder], source: Source, se
     return JointModel(method, sides, {"trained_on": source.spec, "train_seconds": round(seconds, 2)})
 
 
-def evaluate(model: JointModel, data: PairedFeatures, dataset: str, split: str) -> dict[str, Any]:
-    if model.method.task == "classification":
-        return classification.classification_report(model.method, data, dataset=dataset, split=split,
-                                                    train_seconds=model.meta.get("train_seconds"))
-    a, b = data.sides
-    embed_a, embed_b = model.encode_features(a, data.x[a]), model.encode_features(b, data.x[b])
-    return retrieval_report(embed_a, embed_b, data, dataset=dataset, split=split, method=model.method.name,
-                            train_seconds=model.meta.get("train_seconds"),
-                            norms=hub_norms(model, a, b, embed_a, embed_b), hubness=model.hubness_summary())
+evaluate = test_report  # the name benchmarks and tests know
 
 
 def run(config: RunConfig, resume: bool = False, progress: bool = True,
@@ -205,12 +187,9 @@ def _run(config: RunConfig, out: Path, resume: bool, progress: bool, rt: Runtime
         models[name] = joint_model(method, encoders, source, seconds)
         train = feats(config.data.train_split, taps, every_rank=False)
         models[name].set_query_bank(train.x, config.hubness, config.train.seed)
-        reports.append(evaluate(models[name], feats(config.data.test_split, taps, every_rank=False), source.spec,
-                                config.data.test_split))
+        reports.append(test_report(models[name], feats(config.data.test_split, taps, every_rank=False),
+                                   source.spec, config.data.test_split))
     if not main:
         return []
-    model = models[config.method.name]
-    model.save_pretrained(out, card=model_card(model, reports))
-    atomic.write_text(out / "run.yaml", dump_yaml(config))
-    atomic.write_json(out / "report.json", reports)
+    package(models[config.method.name], out, config=config, config_file="run.yaml", reports=reports)
     return reports

@@ -128,3 +128,17 @@ class Source:
             raise DataError(
                 f"{self.spec}: unknown split {split!r}; available splits: {', '.join(available)}"
             )
+
+    def expand_splits(self, requested: list[str]) -> list[str]:
+        """``--split`` values → this source's splits, each checked; ``all`` (or nothing) = every split, unless
+        the source has a split of that name (split-less sources call their one split ``all``)."""
+        available = self.splits()
+        names: list[str] = []
+        for split in requested or ["all"]:
+            chosen = available if split == "all" and "all" not in available else [split]
+            for name in chosen:
+                self.check_split(name)
+                if name not in names:
+                    names.append(name)
+        return names
+

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from ..config import HUBNESS_OVERRIDES, OneOf
+from ..choices import HUBNESS_OVERRIDES
+from ..config import OneOf
 from ..data import Source
 from ..model import JointModel
 from .features import match_sides, paired_inputs, same_width

@@ -16,16 +16,16 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 
-from ..config import Range
+from ..choices import HUBNESS_OVERRIDES
+from ..config import OneOf, Range
 from ..data import Source, SplitData
 from ..encoders import Encoder
 from ..encoders.corrupt import MODALITY_OF, CorruptedEncoder, check, feature_noise
 from ..errors import ConfigError
 from ..model import JointModel
 from ..store import PairedFeatures
-from .classification import classification_metrics
 from .features import match_sides, paired_inputs
-from .retrieval import retrieval_report
+from .retrieval import hub_norms
 from .tasks import TASKS, Context, Task, base_report
 
 
@@ -38,6 +38,9 @@ class RobustnessOptions:
     """Severities, 1 (mild) to 3 (strong)."""
     seeds: list[Annotated[int, Range(0, 2**32 - 1)]] = field(default_factory=lambda: [0, 1, 2])
     """Seeds of the corruption noise; the report gives mean and std over them."""
+    hubness: Annotated[str, OneOf(HUBNESS_OVERRIDES)] = ""
+    """Query-bank normalisation of retrieval scores, clean and corrupted alike: '' = the model's own setting
+    (as the retrieval task scores it), or none | is | dis."""
 
 
 @TASKS.register("robustness")
@@ -61,7 +64,9 @@ class Robustness(Task):
                 if part in MODALITY_OF and MODALITY_OF[part] not in modality.values():
                     raise ConfigError(f"robustness: corruption {part!r} needs a {MODALITY_OF[part]} side; "
                                       f"{source.spec} has {', '.join(f'{s} ({m})' for s, m in modality.items())}")
-        clean = score(model, source, data, sides, encoders_for(model, sides, modality, [], 0, 0), context)
+        model.hub_norm(options.hubness)  # a bad norm fails before any work
+        clean = score(model, source, data, sides, encoders_for(model, sides, modality, [], 0, 0), context,
+                      hubness=options.hubness)
         metrics: dict[str, Any] = {"clean": clean}
         for corruption in options.corruptions:
             parts = corruption.split("+")
@@ -71,9 +76,10 @@ class Robustness(Task):
                 for seed in options.seeds:
                     encoders = encoders_for(model, sides, modality, parts, severity, seed)
                     noise = (severity, seed) if "feature-noise" in parts else None
-                    runs.append(score(model, source, data, sides, encoders, context, noise))
+                    runs.append(score(model, source, data, sides, encoders, context, noise, options.hubness))
                 metrics[corruption][f"s{severity}"] = summarise(runs, clean)
-        report = base_report(self.name, model, source, split, seeds=list(options.seeds))
+        report = base_report(self.name, model, source, split, seeds=list(options.seeds),
+                             hubness=model.hubness_summary(options.hubness))
         report["metrics"] = metrics
         return report
 
@@ -92,20 +98,22 @@ def encoders_for(model: JointModel, sides: dict[str, str], modality: dict[str, s
 
 
 def score(model: JointModel, source: Source, data: SplitData, sides: dict[str, str], encoders: dict[str, Encoder],
-          context: Context, noise: tuple[int, int] | None = None) -> dict[str, float]:
+          context: Context, noise: tuple[int, int] | None = None, hubness: str = "") -> dict[str, float]:
     """The model's headline numbers on these (possibly corrupted) features: F1 for a classifier, R@1/R@5
-    both ways for a joint embedding."""
+    both ways for a joint embedding, ranked under the same query-bank normalisation as the retrieval task
+    (``hubness``: the model's setting, or none | is | dis)."""
     paired = paired_inputs(model, source, data, sides, context.store, encoders=encoders, skip_bad=context.skip_bad,
                            progress=context.progress)
     if noise is not None:
         paired = with_feature_noise(paired, *noise)
-    if model.method.task == "classification":
-        f1 = classification_metrics(model.method, paired)["f1"]
-        return {"micro-F1": f1["micro"], "macro-F1": f1["macro"]}
+    if not model.method.embeds:
+        return model.method.headline(model.method.report(paired, dataset=source.spec, split=data.split))
     a, b = paired.sides
-    report = retrieval_report(model.encode_features(sides[a], paired.x[a]), model.encode_features(sides[b], paired.x[b]),
-                              paired, dataset=source.spec, split=data.split, method=model.method.name)
-    return {f"{direction} {k}": values[k] for direction, values in report["metrics"].items() for k in ("R@1", "R@5")}
+    embed_a, embed_b = model.encode_features(sides[a], paired.x[a]), model.encode_features(sides[b], paired.x[b])
+    report = model.method.report(paired, dataset=source.spec, split=data.split,
+                                 embeddings={a: embed_a, b: embed_b},
+                                 norms=hub_norms(model, sides[a], sides[b], embed_a, embed_b, hubness))
+    return model.method.headline(report)
 
 
 def with_feature_noise(paired: PairedFeatures, severity: int, seed: int) -> PairedFeatures:

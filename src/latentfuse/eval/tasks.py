@@ -17,8 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Mapping
 
-import yaml
-
 from ..config import StoreConfig, field_docs, from_dict
 from ..data import Source, build_source
 from ..errors import ConfigError, DataError
@@ -109,22 +107,23 @@ def base_report(task_name: str, model: JointModel, source: Source, split: str, *
             "encoders": {side: spec.encoder for side, spec in model.sides.items()}, **extra, "metrics": {}}
 
 
-def parse_options(items: list[str] | None) -> dict[str, dict[str, Any]]:
-    """``["sts.side=cross", "linear-probe.max_train=2000"]`` → ``{"sts": {"side": "cross"}, ...}``.
-
-    Values are YAML scalars/lists (``cs=[0.1,1]``), like ``--set``; the task name must be registered.
-    """
+def check_options(options: Mapping[str, Any] | None, hubness: str = "") -> dict[str, dict[str, Any]]:
+    """Task options (task → option → value, e.g. from ``--set options.sts.side=cross``), checked now: unknown
+    tasks, unknown options and wrong types fail before any task runs. ``hubness`` (eval's ``--hubness``)
+    goes to every task that scores retrieval (those with a ``hubness`` option) unless set per task."""
     out: dict[str, dict[str, Any]] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        name, dot, option = key.strip().rpartition(".")
-        if not sep or not dot or not name or not option:
-            raise ConfigError(f"--opt {item!r}: expected TASK.OPTION=VALUE, e.g. sts.side=cross")
+    for name, values in (options or {}).items():
         if name not in task_names():
-            raise ConfigError(f"--opt {item!r}: unknown task {name!r}; tasks: {', '.join(task_names())}")
-        out.setdefault(name, {})[option] = yaml.safe_load(raw) if raw.strip() else ""
+            raise ConfigError(f"options.{name}: unknown task {name!r}; tasks: {', '.join(task_names())}")
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"options.{name}: expected OPTION: VALUE pairs, got {values!r}")
+        out[name] = dict(values)
+    if hubness:
+        for name in task_names():
+            if "hubness" in {f.name for f in fields(TASKS.get(name).options_cls)}:
+                out.setdefault(name, {}).setdefault("hubness", hubness)
     for name, values in out.items():
-        task(name).options(values)  # unknown options and wrong types fail now, not after earlier tasks ran
+        task(name).options(values)
     return out
 
 

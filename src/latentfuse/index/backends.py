@@ -22,6 +22,7 @@ from typing import Annotated, Any, Protocol
 import numpy as np
 
 from ..config import OneOf, Positive, check_fields
+from ..choices import INDEX_KINDS
 from ..errors import ConfigError, LatentfuseError
 
 
@@ -43,7 +44,7 @@ class BackendConfig:
         return asdict(self)
 
 
-KINDS = ("exact", "ivf", "hnsw")
+KINDS = INDEX_KINDS
 
 
 class Backend(Protocol):

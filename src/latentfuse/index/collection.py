@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ..version import __version__
-from ..config import StoreConfig
+from ..config import RuntimeConfig, StoreConfig
 from ..data import Item, Source, build_source
 from ..errors import ConfigError, DataError, LatentfuseError
 from ..model import JointModel
@@ -122,15 +122,19 @@ class Index:
         return cls(Path(directory), model, str(Path(model_path).resolve()), side, backend or BackendConfig())
 
     @classmethod
-    def open(cls, directory: str | Path, model: str | Path | None = None) -> "Index":
-        """Open a saved index; ``model`` overrides the recorded model path, and must be the same model."""
+    def open(cls, directory: str | Path, model: str | Path | None = None,
+             runtime: RuntimeConfig | None = None) -> "Index":
+        """Open a saved index; ``model`` overrides the recorded model path, and must be the same model; its
+        encoders and heads run on ``runtime`` (default: every entry point's default)."""
+        runtime = runtime or RuntimeConfig()
         directory = Path(directory)
         meta = read_meta(directory)
         model_path = str(model) if model is not None else meta["model"]["path"]
         if not (Path(model_path) / "config.json").exists():
             raise BadIndexError(f"{directory}: the model it was built with ({model_path}) is not there; "
                                 "pass --model PATH to the same model")
-        joint = JointModel.load(model_path)
+        joint = JointModel.load(model_path, device=runtime.device, precision=runtime.precision,
+                                backend=runtime.backend)
         if joint.fingerprint != meta["model"]["fingerprint"]:
             raise BadIndexError(
                 f"{directory} was built with model fingerprint {meta['model']['fingerprint']} "

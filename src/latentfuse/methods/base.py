@@ -16,7 +16,9 @@ import torch.nn.functional as F
 from ..config import NonNegativeFloat, OneOf, Positive, PositiveFloat, Rate
 from ..errors import ConfigError, ModelError
 from ..losses import LearnableTemperature, all_inputs, planned_mixup, positive_weights, symmetric_infonce
-from ..store.paired import PairedFeatures
+from ..metrics import retrieval_metrics, retrieval_report
+from ..store.paired import PairedFeatures, SideInputs, take
+from ..utils.runtime import move
 
 
 @dataclass
@@ -63,11 +65,44 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     config_cls: ClassVar[type] = MethodConfig
     trainable: ClassVar[bool] = True
-    task: ClassVar[str] = "embedding"
-    """What the method learns: "embedding" (a joint space, scored by retrieval) or "classification" (labels
-    of a pair, scored by F1): the pipeline picks the validation hook and the report by it."""
+    embeds: ClassVar[bool] = True
+    """Whether the method maps each side into a joint space (scored by retrieval, searchable, with a query
+    bank); a pair classifier (DynMM) does not, and supplies its own ``validate``, ``report``, ``headline``,
+    ``predict`` and ``data_options`` below — the only place that knows what kind of thing it learns."""
     default_select: ClassVar[str] = "rsum"
     """The validation metric that picks the best checkpoint when ``train.select`` is empty."""
+
+    # ---------------------------------------------------------------- what the method is scored by
+    def validate(self, data: PairedFeatures) -> dict[str, Any]:
+        """The trainer's per-epoch validation metrics (``default_select`` is one of them)."""
+        return validate(self, data)
+
+    def report(self, data: PairedFeatures, *, dataset: str, split: str, train_seconds: float | None = None,
+               embeddings: dict[str, Any] | None = None, norms: dict[str, Any] | None = None,
+               hubness: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The test report of a split: retrieval of the given joint ``embeddings`` (per side) ranked under the
+        model's QB-Norm ``norms``, which ``hubness`` names."""
+        a, b = data.sides
+        return retrieval_report(embeddings[a], embeddings[b], data, dataset=dataset, split=split,
+                                method=self.name, train_seconds=train_seconds, norms=norms, hubness=hubness)
+
+    @staticmethod
+    def headline(report: dict[str, Any]) -> dict[str, float]:
+        """A report's few numbers a robustness table follows: R@1 and R@5 of both directions."""
+        return {f"{direction} {k}": values[k] for direction, values in report["metrics"].items()
+                for k in ("R@1", "R@5")}
+
+    def predict(self, raw: dict[str, list[Any]], encoder: Any, *, batch_size: int = 64,
+                threshold: float = 0.5) -> dict[str, Any]:
+        """Labels of raw (image, text) pairs: only pair classifiers have them."""
+        raise ModelError(f"a {self.name} model embeds; predict() is for classifiers (e.g. dynmm)")
+
+    @classmethod
+    def data_options(cls, options: dict[str, Any], train: PairedFeatures,
+                     flops_of: Any) -> dict[str, Any]:
+        """Options the method takes from its training data (given values win); ``flops_of(side, tap)`` counts
+        an encoder input's FLOPs. Default: the options as given."""
+        return options
 
     def __init__(self, dims: dict[str, int], config: Any) -> None:
         super().__init__()
@@ -203,3 +238,25 @@ def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x, dim=-1)
+
+
+@torch.inference_mode()
+def embed(method: Method, side: str, x: SideInputs, chunk: int = 1024) -> torch.Tensor:
+    """Joint embeddings of a side's inputs (pooled features or token taps), a chunk at a time, in eval mode."""
+    method.eval()
+    device = method.device
+    return torch.cat([method.encode(side, move(take(x, slice(i, i + chunk)), device)).float().cpu()
+                      for i in range(0, len(x), chunk)])
+
+
+def validate(method: Method, data: PairedFeatures) -> dict[str, Any]:
+    """The trainer's validation hook for two-sided heads: both directions' recalls and their sum (``rsum``).
+
+    ``rsum`` adds R@1/5/10 of both directions (CLIP-style selection).
+    """
+    a, b = data.sides
+    metrics: dict[str, Any] = retrieval_metrics(embed(method, a, data.x[a]), embed(method, b, data.x[b]),
+                                                data.pairs)
+    metrics["rsum"] = sum(v for d in (metrics["a2b"], metrics["b2a"]) for k, v in d.items() if k != "medr")
+    return metrics
+

@@ -51,7 +51,8 @@ from torch import nn
 
 from ..config import NonNegativeFloat, OneOf, Positive, PositiveFloat, Rate
 from ..errors import ConfigError
-from . import METHODS
+from ..store.paired import PairedFeatures
+from . import METHODS, dynmm_scoring as scoring, make_config
 from .base import Method, MethodConfig, masked_mean
 from .fusemix import Adapter, FuseMixConfig
 
@@ -178,7 +179,7 @@ class DynMM(Method):
 
     name = "dynmm"
     config_cls = DynMMConfig
-    task: ClassVar[str] = "classification"
+    embeds: ClassVar[bool] = False
     default_select: ClassVar[str] = "f1/micro"
 
     def __init__(self, dims: dict[str, Any], config: DynMMConfig) -> None:
@@ -212,6 +213,34 @@ class DynMM(Method):
     @property
     def out_dim(self) -> int:
         return len(self.config.labels)
+
+    # ------------------------------------------------------------------ what it is scored by (dynmm_scoring)
+    def validate(self, data: PairedFeatures) -> dict[str, Any]:
+        return scoring.classification_metrics(self, data)
+
+    def report(self, data: PairedFeatures, *, dataset: str, split: str, train_seconds: float | None = None,
+               **_: Any) -> dict[str, Any]:
+        return scoring.classification_report(self, data, dataset=dataset, split=split, train_seconds=train_seconds)
+
+    @staticmethod
+    def headline(report: dict[str, Any]) -> dict[str, float]:
+        f1 = report["metrics"]["f1"]
+        return {"micro-F1": f1["micro"], "macro-F1": f1["macro"]}
+
+    def predict(self, raw: dict[str, list[Any]], encoder: Any, *, batch_size: int = 64,
+                threshold: float = 0.5) -> dict[str, Any]:
+        return scoring.predict_raw(self, raw, encoder, batch_size=batch_size, threshold=threshold)
+
+    @classmethod
+    def data_options(cls, options: dict[str, Any], train: PairedFeatures, flops_of: Any) -> dict[str, Any]:
+        """The label vocabulary of the training pairs and the measured FLOPs of the encoder inputs the
+        resource loss weighs (given values win)."""
+        out = dict(options)
+        out.setdefault("labels", list(train.label_names))
+        if not out.get("encoder_flops"):
+            out["encoder_flops"] = {f"{side}@{tap}" if tap else side: flops_of(side, tap)
+                                    for side, tap in cls.encoder_inputs(make_config(cls.name, out))}
+        return out
 
     # ------------------------------------------------------------------ taps and costs
     @classmethod

@@ -50,7 +50,7 @@ def run_server(index_dir: str | Path, config=None, model: str | Path | None = No
     config = config or ServeConfig()
     check_listen(config.host, config.port)  # before loading anything: a busy port is a one-line error
     index = open_index(index_dir, model)
-    index.model.to(config.device, config.precision, config.backend)
+    index.model.to(config.runtime.device, config.runtime.precision, config.runtime.backend)
     app = create_app(index, config)
     logging.getLogger(__name__).info("serving %s on http://%s:%s/  (API docs: /docs)", index_dir, config.host,
                                         config.port)

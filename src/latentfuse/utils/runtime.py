@@ -27,10 +27,9 @@ from typing import Any, Iterator
 
 import torch
 
+from ..choices import BACKENDS, DEFAULT_BACKEND, PRECISIONS
 from ..errors import ConfigError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 ONNX_HINT = "pip install 'latentfuse[onnx]'"
 log = logging.getLogger("latentfuse")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

@@ -21,7 +21,8 @@ from typing import Annotated, Any
 
 import yaml
 
-from .errors import ConfigError
+from ..choices import BACKENDS, DEFAULT_BACKEND, ENGINES, HUBNESS_NORMS, HUBNESS_OVERRIDES, PRECISIONS
+from ..errors import ConfigError
 
 
 # ---------------------------------------------------------------- declared ranges
@@ -58,10 +59,37 @@ class OneOf:
 
     def check(self, value: Any, where: str, key: str) -> None:
         if value not in self.choices:
-            raise ConfigError(f"{where}: {key}: expected one of {', '.join(self.choices)}, got {value!r}")
+            raise ConfigError(f"{where}: {key}: expected one of {', '.join(c or repr(c) for c in self.choices)}, "
+                              f"got {value!r}")
 
     def describe(self) -> str:
-        return "one of " + " | ".join(self.choices)
+        return "one of " + " | ".join(c or "''" for c in self.choices)
+
+
+@dataclass(frozen=True, init=False)
+class Flag:
+    """The command-line spelling of a field, declared in its type: ``Annotated[str, Flag("-m", "--model")]``.
+
+    The CLI is generated from the schemas (``cli.schema``): every field that carries a Flag becomes an option
+    (a name without dashes, a positional argument) whose help is the field's docstring, whose accepted values
+    are its Range / OneOf, and whose value is set through the same checks as YAML and ``--set``. A flag used
+    by several commands is declared once, as a shared alias below, so it means the same everywhere."""
+
+    names: tuple[str, ...]
+    required: bool
+
+    def __init__(self, *names: str, required: bool = False) -> None:
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "required", required)
+
+    @property
+    def long(self) -> str:
+        """The canonical spelling: the first long name (``--model`` of ``-m, --model, --teacher``)."""
+        return next((n for n in self.names if n.startswith("--")), self.names[0])
+
+    @property
+    def positional(self) -> bool:
+        return not self.names[0].startswith("-")
 
 
 def _num(x: float) -> str:
@@ -74,6 +102,24 @@ Fraction = Annotated[float, Range(0.0, 1.0)]
 Rate = Annotated[float, Range(0.0, 1.0, hi_open=True)]  # dropout-like: 1.0 would zero everything
 PositiveFloat = Annotated[float, Range(0.0, lo_open=True)]
 NonNegativeFloat = Annotated[float, Range(0.0)]
+
+
+# ---------------------------------------------------------------- the shared vocabulary of flags
+# One Flag object per spelling: a command that names a model, a data source, a split, ... uses these, so
+# `-m` is --model in every command (tests/unit/cli walks every command and fails on a clash).
+MODEL = Flag("-m", "--model")
+DATA = Flag("-d", "--data")
+OUT = Flag("-o", "--out")
+SPLIT = Flag("--split")
+STORE = Flag("--store")
+SKIP_BAD = Flag("--skip-bad")
+ENCODER = Flag("-e", "--encoder")
+HUBNESS = Flag("--hubness")
+OVERWRITE = Flag("--overwrite")
+JSON_OUT = Flag("--json")
+TOP_K = Flag("-k", "--top-k")
+SIDE = Flag("--side")
+TASK = Flag("-t", "--task")
 
 
 def field_checks(hint: Any) -> tuple[Any, list[Any]]:
@@ -106,7 +152,7 @@ def default_store() -> str:
 
 @dataclass
 class DataConfig:
-    source: str = "flickr8k:../shared/data/flickr8k"
+    source: Annotated[str, DATA] = "flickr8k:../shared/data/flickr8k"
     """Data source spec, e.g. flickr8k:DIR or pairs:FILE (`latentfuse info` lists every source)."""
     train_split: str = "train"
     """Split the heads are trained (or baselines fitted) on."""
@@ -114,7 +160,7 @@ class DataConfig:
     """Split used for per-epoch validation and best-checkpoint selection ('' = none)."""
     test_split: str = "test"
     """Split reported at the end; never used for any choice."""
-    skip_bad: bool = False
+    skip_bad: Annotated[bool, SKIP_BAD] = False
     """Skip unreadable images / empty captions (recorded in the store manifest) instead of failing."""
     limit: NonNegative = 0
     """Use only the first N items (e.g. images) of each train/val split, 0 = all; the test split is whole."""
@@ -122,34 +168,34 @@ class DataConfig:
 
 @dataclass
 class StoreConfig:
-    root: str = field(default_factory=default_store)
+    root: Annotated[str, STORE] = field(default_factory=default_store)
     """Feature cache directory (default ~/.cache/latentfuse/features or $LATENTFUSE_CACHE)."""
     batch_size: Positive = 64
     """Inputs per encoder call during extraction."""
     shard_size: Positive = 2048
     """Rows per committed shard: the unit of resume after a crash."""
-    engine: Annotated[str, OneOf(("local", "ray"))] = "local"
+    engine: Annotated[str, OneOf(ENGINES), Flag("--engine")] = "local"
     """Who runs extraction of pooled features: local (this process) or ray (Ray Data: decode tasks and a pool
     of encoder actors; needs the [dist] extra). Both write the same store."""
-    ray_address: str = ""
+    ray_address: Annotated[str, Flag("--ray-address")] = ""
     """engine ray: the cluster to join (e.g. ray://head:10001 or auto); '' = a local Ray instance."""
-    workers: Positive = 2
+    workers: Annotated[Positive, Flag("--workers")] = 2
     """engine ray: encoder actors (each loads the encoder once) and parallel decode tasks."""
-    gpus_per_worker: NonNegativeFloat = 0.0
+    gpus_per_worker: Annotated[NonNegativeFloat, Flag("--gpus-per-worker")] = 0.0
     """engine ray: GPUs per encoder actor (fractions share a GPU); 0 = actors encode on CPUs."""
 
 
 @dataclass
 class MethodSpec:
-    name: str = "fusemix"
-    """Method to train (a registered name; `latentfuse info` lists them with a line each)."""
+    name: Annotated[str, Flag("--method")] = "fusemix"
+    """Method to train: {methods} (`latentfuse info` lists them with a line each)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Method options (see `latentfuse info`); unknown ones are errors."""
 
 
 @dataclass
 class TrainConfig:
-    epochs: Positive = 20
+    epochs: Annotated[Positive, Flag("--epochs")] = 20
     """Passes over the training pairs."""
     batch_size: Annotated[int, Range(2)] = 512
     """Pairs per step; the other pairs of a batch are the contrastive negatives."""
@@ -159,7 +205,7 @@ class TrainConfig:
     """AdamW weight decay (not applied to norms, biases or the temperature)."""
     warmup: Fraction = 0.05
     """Fraction of steps spent on linear warm-up before the cosine decay."""
-    seed: Annotated[int, Range(0, 2**32 - 1)] = 0  # numpy's seed range
+    seed: Annotated[int, Range(0, 2**32 - 1), Flag("--seed")] = 0  # numpy's seed range
     """Seeds torch, numpy and python; same seed + data gives the same run."""
     select: str = "rsum"
     """Validation metric that picks the best checkpoint: rsum, or e.g. b2a/R@5; a classifier (no rsum) reads
@@ -172,20 +218,18 @@ class TrainConfig:
 
 @dataclass
 class RuntimeConfig:
-    device: str = "auto"
+    device: Annotated[str, Flag("--device")] = "auto"
     """Where encoders and heads run: auto (CUDA when torch sees a GPU, else the CPU) | cpu | cuda | cuda:N | mps."""
-    precision: Annotated[str, OneOf(("fp32", "bf16", "fp16"))] = "fp32"
+    precision: Annotated[str, OneOf(PRECISIONS), Flag("--precision")] = "fp32"
     """Autocast precision of training and encoding: fp32 | bf16 | fp16 (CUDA only, with a gradient scaler).
     Features encoded at bf16/fp16 are cached apart from fp32 ones."""
-    backend: Annotated[str, OneOf(("auto", "torch", "onnx", "onnx-int8"))] = "auto"
+    backend: Annotated[str, OneOf(BACKENDS), Flag("--backend")] = DEFAULT_BACKEND
     """What runs the frozen encoders: auto (ONNX Runtime when installed and the precision is fp32, else torch)
     | torch | onnx | onnx-int8 (quantised graphs; their features are cached apart). onnx and torch features
     agree to float16 storage resolution, so they share the cache."""
 
 
 DEFAULT_IMAGE_ENCODER = "efficientnet-lite0+efficientnet-lite1+efficientnet-lite2"
-HUBNESS_NORMS = ("none", "is", "dis")
-HUBNESS_OVERRIDES = ("", *HUBNESS_NORMS)  # '' = the model's own setting
 
 
 @dataclass
@@ -204,22 +248,30 @@ class HubnessConfig:
 
 
 @dataclass
-class RunConfig:
+class FeatureConfig:
+    """What every job that reads cached features shares: the data, its frozen encoders, the cache, the runtime."""
+
     data: DataConfig = field(default_factory=DataConfig)
-    encoders: dict[str, str] = field(default_factory=lambda: {"image": DEFAULT_IMAGE_ENCODER, "text": "minilm-l6"})
+    encoders: Annotated[dict[str, str], ENCODER] = field(default_factory=lambda: {"image": DEFAULT_IMAGE_ENCODER, "text": "minilm-l6"})
     """Frozen encoder for each side of the data (side name → encoder spec; A+B is an ensemble). The default
     image side is three EfficientNet-Lites: +5 text→image R@5 over lite0 alone on Flickr8k (bench/quality.py)."""
     taps: dict[str, list[str]] = field(default_factory=dict)
     """Token taps `extract` also caches, per side (side → tap names, e.g. {image: [stride8, head]});
     `latentfuse info` lists each encoder's taps."""
     store: StoreConfig = field(default_factory=StoreConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+@dataclass
+class RunConfig(FeatureConfig):
+    """``latentfuse train`` / ``run`` / ``demo`` and ``latentfuse.fit``: features → method → JointModel → report."""
+
     method: MethodSpec = field(default_factory=MethodSpec)
     train: TrainConfig = field(default_factory=TrainConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     hubness: HubnessConfig = field(default_factory=HubnessConfig)
     baselines: list[str] = field(default_factory=lambda: ["asif", "procrustes"])
     """Methods evaluated side by side on the same features (fitted, not saved as the main model)."""
-    out: str = "runs/latest"
+    out: Annotated[str, OUT] = "runs/latest"
     """Directory of the saved JointModel (model.safetensors, config.json, README.md)."""
 
 
@@ -227,28 +279,32 @@ class RunConfig:
 class DistillConfig:
     """``latentfuse distill``: a trained JointModel (the teacher) → small student towers, from unpaired pools."""
 
-    teacher: str = ""
+    teacher: Annotated[str, Flag("-m", "--model", "--teacher")] = ""
     """Folder of the trained JointModel to distil."""
-    images: list[str] = field(default_factory=list)
+    images: Annotated[list[str], Flag("--images")] = field(default_factory=list)
     """Image pools: source specs, SPEC or SPEC@SPLIT (default split: train, else the source's only split);
     only their images are read."""
-    texts: list[str] = field(default_factory=list)
+    texts: Annotated[list[str], Flag("--texts")] = field(default_factory=list)
     """Sentence pools (e.g. lines:FILE, flickr8k:DIR, sts-b); only their sentences are read, shuffled."""
-    student: str = "image=truncated:stride16,text=glove-transformer"
+    student: Annotated[str, Flag("--student")] = "image=truncated:stride16,text=glove-transformer"
     """Student towers, IMAGE,TEXT: image=truncated[:TAP[:SIZE]] | pixels[:SIZE] | teacher and
     text=glove-transformer[:LAYERS] | glove-bag | teacher."""
     options: dict[str, Any] = field(default_factory=dict)
     """More `dime` method options (w_pvl, t_vl, width, ...; `latentfuse info --config` lists them)."""
-    val: str = ""
+    val: Annotated[str, Flag("--val")] = ""
     """A paired source whose val split picks the best checkpoint by retrieval ('' = the lowest loss)."""
     val_split: str = "val"
     """The split of `val` used for checkpoint selection."""
-    skip_bad: bool = False
+    test_split: str = "test"
+    """The split of `val` the saved student is reported on, as a trained model is (report.json, its card);
+    '' = no report."""
+    skip_bad: Annotated[bool, SKIP_BAD] = False
     """Skip unreadable images / empty sentences of the pools (recorded) instead of failing."""
     store: StoreConfig = field(default_factory=StoreConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    out: str = "runs/student"
+    hubness: HubnessConfig = field(default_factory=HubnessConfig)
+    out: Annotated[str, OUT] = "runs/student"
     """Directory of the saved student JointModel."""
 
 
@@ -275,6 +331,36 @@ def load_yaml(path: str | Path, cls: type = RunConfig) -> Any:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     return from_dict(cls, data, where=str(path))
+
+
+def overlay(config: Any, data: Any, where: str = "config") -> Any:
+    """``config`` with the fields ``data`` names replaced: sections (nested dataclasses) merge key by key, every
+    other field (a mapping such as ``encoders`` included) is replaced whole; checked like ``from_dict``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: top level: expected a mapping, got {type(data).__name__}")
+    return from_dict(type(config), _overlaid(config, data), where)
+
+
+def _overlaid(config: Any, data: dict[str, Any]) -> dict[str, Any]:
+    out = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    for key, value in data.items():
+        current = out.get(key)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            value = _overlaid(current, value)
+        out[key] = value
+    return {k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for k, v in out.items()}
+
+
+def overlay_yaml(config: Any, path: str | Path) -> Any:
+    """``config`` with a YAML file's fields laid over it (what ``--config FILE`` does to a recipe)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return overlay(config, data, where=str(path))
 
 
 def dump_yaml(config: Any) -> str:
@@ -372,7 +458,7 @@ def _coerce_union(options: tuple[Any, ...], value: Any, where: str, key: str) ->
     raise ConfigError(f"{where}: {key}: {value!r} fits none of {' | '.join(getattr(o, '__name__', str(o)) for o in options)}")
 
 
-def set_field(config: Any, key: str, value: Any, where: str = "command line") -> None:
+def set_field(config: Any, key: str, value: Any, where: str = "command line", label: str = "") -> None:
     """Set dotted ``key`` of a dataclass config to an already-typed value (a CLI option), checking its type.
 
     Typed options are never turned back into text: ``--out on`` is the directory ``"on"``, not ``True``.
@@ -384,7 +470,7 @@ def set_field(config: Any, key: str, value: Any, where: str = "command line") ->
     hints = typing.get_type_hints(type(node), include_extras=True)
     if leaf not in hints:
         raise ConfigError(f"{where}: unknown field {key}")
-    setattr(node, leaf, _coerce(hints[leaf], value, where, key))
+    setattr(node, leaf, _coerce(hints[leaf], value, where, label or key))  # label: the flag the user typed
 
 
 def apply_overrides(config: Any, overrides: list[str], where: str = "--set") -> Any:

@@ -1,0 +1,4 @@
+"""``python -m latentfuse.cli …`` is the ``latentfuse`` command."""
+from . import main
+
+main()

@@ -1,0 +1,44 @@
+"""The last steps every training job shares: the test report of a fresh model, and packaging it.
+
+Training (``pipeline``) and distillation (``distill``) end the same way — a query bank sampled from the
+training inputs, a test report under the model's own query-bank normalisation, a model card with it, the
+run's settings and ``report.json`` — so both call :func:`package`, and a distilled student is an artifact
+like any trained model.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..config import HubnessConfig, dump_yaml
+from ..model import JointModel
+from ..store import PairedFeatures
+from ..utils import atomic
+from .retrieval import hub_norms
+from .tables import model_card
+
+
+def test_report(model: JointModel, data: PairedFeatures, dataset: str, split: str) -> dict[str, Any]:
+    """The report of ``model`` on a paired split's cached inputs: what its method is scored by (retrieval under
+    the model's QB-Norm for a joint embedding, F1 and routing for a classifier)."""
+    method = model.method
+    extra: dict[str, Any] = {}
+    if method.embeds:  # a joint space: embed both sides, ranked under the model's QB-Norm
+        a, b = data.sides
+        embeddings = {a: model.encode_features(a, data.x[a]), b: model.encode_features(b, data.x[b])}
+        extra = {"embeddings": embeddings, "hubness": model.hubness_summary(),
+                 "norms": hub_norms(model, a, b, embeddings[a], embeddings[b])}
+    return method.report(data, dataset=dataset, split=split, train_seconds=model.meta.get("train_seconds"), **extra)
+
+
+def package(model: JointModel, out: Path, *, config: Any, config_file: str, reports: list[dict[str, Any]]) -> None:
+    """Save ``model`` to ``out`` with its card (the reports' tables), the run's settings and ``report.json``."""
+    model.save_pretrained(out, card=model_card(model, reports))
+    atomic.write_text(out / config_file, dump_yaml(config))
+    atomic.write_json(out / "report.json", reports)
+
+
+def with_bank(model: JointModel, inputs: dict[str, Any], hubness: HubnessConfig, seed: int) -> JointModel:
+    """``model`` with its query bank: a seeded sample of its training inputs per side, embedded."""
+    model.set_query_bank(inputs, hubness, seed)
+    return model
