@@ -28,7 +28,8 @@ from latentfuse.config.recipes import load_recipe
 from latentfuse.cost import latency_ms
 from latentfuse.data import build_source
 from latentfuse.model import JointModel
-from latentfuse.pipeline import evaluate, side_encoders, split_features
+from latentfuse.eval.report import split_report
+from latentfuse.pipeline import side_encoders, split_features
 from latentfuse.utils import atomic
 
 from .common import RESULTS, flickr8k_dir, markdown, recalls
@@ -120,7 +121,7 @@ def rescored(row: dict[str, Any], norm: str, beta: float) -> dict[str, Any]:
     source = build_source(f"flickr8k:{flickr8k_dir()}")
     encoders = side_encoders(source, row["encoders"])
     data = split_features(source, row["split"], encoders, RunConfig().store, progress=False)
-    report = evaluate(model, data, source.spec, row["split"])
+    report = split_report(model, data, source.spec, row["split"])
     return {**row, "t2i": report["t2i"], "i2t": report["i2t"], "hubness": report["hubness"]}
 
 

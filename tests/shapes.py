@@ -12,9 +12,6 @@ from latentfuse.config import StoreConfig
 from latentfuse.data import build_source
 from latentfuse.index import Index
 
-from latentfuse.config import HubnessConfig
-from latentfuse.pipeline import joint_model, side_encoders, split_features, train_method
-from latentfuse.config import TrainConfig
 
 COLORS = {"red": (215, 35, 35), "green": (40, 170, 60), "blue": (35, 70, 215), "yellow": (235, 205, 30)}
 SHAPES = ("circle", "square")
@@ -49,17 +46,15 @@ def build(root: Path) -> dict[str, Path]:
         writer = csv.writer(handle)
         writer.writerow(["image", "text"])
         writer.writerows(rows)
-    source = build_source(f"pairs:{table}")
-    encoders = side_encoders(source, {"image": "efficientnet-lite0", "text": "minilm-l6"})
-    store = StoreConfig(root=str(root / "store"))
-    split = source.splits()[0]
-    train = split_features(source, split, encoders, store, progress=False)
-    method, seconds = train_method("fusemix", {"dim": 64, "hidden": 128}, train, None,
-                                   TrainConfig(epochs=60, batch_size=32, lr=3e-3, threads=1), root / "work",
-                                   progress=False)
-    model = joint_model(method, encoders, source, seconds)
-    model.set_query_bank(train.x, HubnessConfig(norm="none", bank_size=200))  # a bank, off unless asked for
-    model.save_pretrained(root / "model")
+    import latentfuse
+
+    latentfuse.fit(f"pairs:{table}", out=root / "model", encoders={"image": "efficientnet-lite0", "text": "minilm-l6"},
+                   config={"store": {"root": str(root / "store")}, "data": {"train_split": "all", "val_split": "",
+                                                                          "test_split": "all"},
+                           "method": {"name": "fusemix", "options": {"dim": 64, "hidden": 128}},
+                           "train": {"epochs": 60, "batch_size": 32, "lr": 3e-3, "threads": 1},
+                           "hubness": {"norm": "none", "bank_size": 200}},  # a bank, off unless asked for
+                   progress=False)
     return {"root": root, "images": images, "pairs": table, "model": root / "model", "store": root / "store"}
 
 

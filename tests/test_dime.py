@@ -187,7 +187,7 @@ def test_a_student_learns_the_teachers_space_from_unpaired_data(tmp_path):
 def test_distill_refuses_a_paired_data_source_and_a_pool_without_the_modality(tmp_path, shapes):
     runner = CliRunner()
     result = runner.invoke(app, ["distill", "--teacher", str(shapes["model"]), "--data", f"pairs:{shapes['pairs']}"])
-    assert result.exit_code == 2 and "No such option: --data" in result.output  # pools are --images / --texts
+    assert result.exit_code == 2 and "No such option '--data'" in result.output  # pools are --images / --texts
     lines = tmp_path / "captions.txt"
     lines.write_text("a red circle\n\na blue square\n")
     from latentfuse.config import DistillConfig, StoreConfig

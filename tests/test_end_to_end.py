@@ -10,10 +10,9 @@ import pytest
 
 import latentfuse
 from latentfuse.errors import ModelError
-from latentfuse.pipeline import evaluate, joint_model, side_encoders, split_features, train_method
 from latentfuse.config import StoreConfig
 from latentfuse.data import build_source
-from latentfuse.config import TrainConfig
+from latentfuse.pipeline import side_encoders, split_features
 
 N_TRAIN, N_TEST = 160, 40
 
@@ -49,16 +48,16 @@ def test_real_encoders_fit_save_load_and_embed_raw_inputs(small_pairs):
     source = build_source(f"pairs:{table}")
     encoders = side_encoders(source, {"image": "efficientnet-lite0", "text": "minilm-l6"})
     store = StoreConfig(root=str(tmp / "store"))
-    train = split_features(source, "train", encoders, store, progress=False)
-    test = split_features(source, "test", encoders, store, progress=False)
-    assert train.x["image"].shape == (N_TRAIN, 1280) and train.x["text"].shape == (2 * N_TRAIN, 384)
-
-    method, seconds = train_method("cca", {"dim": 32}, train, None, TrainConfig(), tmp / "work", progress=False)
-    model = joint_model(method, encoders, source, seconds)
-    report = evaluate(model, test, source.spec, "test")
+    model = latentfuse.fit(f"pairs:{table}", out=tmp / "model", encoders={"image": "efficientnet-lite0",
+                                                                       "text": "minilm-l6"}, method="cca",
+                           config={"store": {"root": store.root}, "method": {"options": {"dim": 32}},
+                                   "data": {"val_split": ""}}, progress=False)
+    (report,) = json.loads((tmp / "model" / "report.json").read_text())
     chance = 100 * 5 / N_TEST
     assert report["t2i"]["R@5"] > 2 * chance, report  # 160 training images already align somewhat
-    model.save(tmp / "model")
+    train = split_features(source, "train", encoders, store, progress=False)  # cached by the fit: no encoding
+    test = split_features(source, "test", encoders, store, progress=False)
+    assert train.x["image"].shape == (N_TRAIN, 1280) and train.x["text"].shape == (2 * N_TRAIN, 384)
 
     loaded = latentfuse.load(tmp / "model")
     images = [root / "images" / name for name in json.loads((root / "splits.json").read_text())["test"][:3]]

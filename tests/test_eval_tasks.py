@@ -25,7 +25,8 @@ from latentfuse.encoders.images import load_image
 from latentfuse.errors import ConfigError, DataError
 from latentfuse.eval import frozen_model, task
 from latentfuse.eval.zeroshot import TEMPLATES
-from latentfuse.pipeline import evaluate, split_features
+from latentfuse.eval.report import split_report
+from latentfuse.pipeline import split_features
 
 COLOURS = {"red": (230, 10, 10), "green": (10, 230, 10), "blue": (10, 10, 230)}
 
@@ -275,11 +276,11 @@ def test_pair_classification_needs_a_fit_split(tmp_path, store):
 
 # ---------------------------------------------------------------- retrieval and the registry
 
-def test_retrieval_task_equals_pipeline_evaluate(store):
+def test_retrieval_task_equals_the_runs_test_report(store):
     source = fakes.SyntheticSource(30)
     model = frozen_model({"text_a": "fake-text:16", "text_b": "fake-text:16"})
     feats = split_features(source, "test", {s: model.encoder(s) for s in model.sides}, store, progress=False)
-    want = evaluate(model, feats, source.spec, "test")
+    want = split_report(model, feats, source.spec, "test")
     from latentfuse.eval.retrieval_task import Retrieval
     from latentfuse.eval.tasks import Context
     got = Retrieval().evaluate(model, source, "test", None, Context(store, progress=False))

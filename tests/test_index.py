@@ -62,7 +62,7 @@ def test_cli_search_json_matches_python(shapes_index):
 
 def test_cli_search_needs_a_query(shapes_index):
     result = runner.invoke(app, ["search", "--index", str(shapes_index)])
-    assert result.exit_code != 0 and "give a text QUERY, --image PATH, or both" in result.output
+    assert result.exit_code != 0 and "give a text QUERY, --image PATH, or both" in str(result.exception)
 
 
 def test_adding_more_items_encodes_only_the_new_ones(shapes, tmp_path, monkeypatch):

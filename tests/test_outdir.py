@@ -171,7 +171,7 @@ def test_a_failed_overwrite_keeps_the_old_model(table, tmp_path, monkeypatch):
     before = snapshot(tmp_path / "model")
     from latentfuse import pipeline
 
-    monkeypatch.setattr(pipeline, "evaluate", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("killed")))
+    monkeypatch.setattr(pipeline, "split_report", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("killed")))
     with pytest.raises(RuntimeError, match="killed"):
         pipeline.run(pipeline.RunConfig(**_loaded(config, lr=0.005)), overwrite=True, progress=False)
     assert snapshot(tmp_path / "model") == before

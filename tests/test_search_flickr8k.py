@@ -8,13 +8,11 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+import latentfuse
 from latentfuse.cli import app
 from latentfuse.config import StoreConfig
-from latentfuse.data import build_source
 from latentfuse.index import open_index
-from latentfuse.pipeline import joint_model, side_encoders, split_features, train_method
 from latentfuse.serve import create_app
-from latentfuse.config import TrainConfig
 from live import live_server
 from test_browser import browser, shown  # noqa: F401  (the headless-Chromium fixture)
 from test_end_to_end import small_pairs  # noqa: F401  (Flickr8k pairs table fixture)
@@ -25,12 +23,11 @@ QUERIES = ["a dog runs through the grass", "a child in a swimming pool", "people
 @pytest.fixture(scope="module")
 def flickr_index(small_pairs):  # noqa: F811
     tmp, table, _ = small_pairs
-    source = build_source(f"pairs:{table}")
-    encoders = side_encoders(source, {"image": "efficientnet-lite0", "text": "minilm-l6"})
     store = StoreConfig(root=str(tmp / "store"))
-    train = split_features(source, "train", encoders, store, progress=False)
-    method, seconds = train_method("cca", {"dim": 32}, train, None, TrainConfig(), tmp / "fit", progress=False)
-    joint_model(method, encoders, source, seconds).save(tmp / "search-model")
+    latentfuse.fit(f"pairs:{table}", out=tmp / "search-model", method="cca",
+                   encoders={"image": "efficientnet-lite0", "text": "minilm-l6"},
+                   config={"store": {"root": store.root}, "method": {"options": {"dim": 32}},
+                           "data": {"val_split": ""}}, progress=False)
     result = CliRunner().invoke(app, ["index", "--model", str(tmp / "search-model"), "--data", f"pairs:{table}",
                                       "--split", "test", "--out", str(tmp / "search-index"), "--store", store.root])
     assert result.exit_code == 0, result.output

@@ -141,7 +141,7 @@ def test_a_recipe_typo_and_a_recipe_of_another_command_are_clear():
     from latentfuse.config.recipes import load_recipe
     from latentfuse.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="unknown recipe 'defualt'.*did you mean 'default'"):
+    with pytest.raises(ConfigError, match="unknown recipe 'defualt'. Did you mean 'default'"):
         load_recipe("defualt")
     with pytest.raises(ConfigError, match="recipe 'distill' is a distill recipe, not a train one"):
         load_recipe("distill", RunConfig)

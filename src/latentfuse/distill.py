@@ -28,7 +28,8 @@ from .data import Source, SplitData, build_source
 from .encoders import Encoder, build_encoder
 from .encoders.ensemble import member_specs
 from .errors import ConfigError, DataError
-from .eval.report import package, test_report
+from .specs import key_value, part
+from .eval.report import package, split_report
 from .eval.tasks import resolve_split
 from .methods import build_method, make_config, method_class
 from .model import JointModel, SideSpec
@@ -109,10 +110,7 @@ def teacher_scale(teacher: JointModel) -> float:
 
 
 def _key_value(item: str, spec: str) -> tuple[str, str]:
-    key, sep, value = item.strip().partition("=")
-    if not sep or not value:
-        raise ConfigError(f"--student {spec!r}: {item.strip()!r} is not TOWER=KIND (e.g. image=truncated:stride16)")
-    return key.strip(), value.strip()
+    return key_value(item.strip(), f"--student {spec!r}:", "image=truncated:stride16", key="TOWER")
 
 
 def _whole(text: str, what: str) -> int:
@@ -142,7 +140,7 @@ def read_pools(specs: list[str], modality: str, side: str, teacher: JointModel, 
     parts: list[tuple[list[str], Any, np.ndarray]] = []
     counts: dict[str, int] = {}
     for number, spec in enumerate(specs):
-        base, _, split = spec.rpartition("@") if "@" in spec else (spec, "", "")
+        base, split = part(spec, last=True)
         source = build_source(base, skip_bad=config.skip_bad)
         data = source.load(resolve_split(source, split, preferred="train", how="as SPEC@SPLIT"))
         names = [s.name for s in data.sides if s.modality == modality and data.items[s.name]]
@@ -262,7 +260,7 @@ def _distill(config: DistillConfig, teacher: JointModel, student: Student, optio
     reports = []
     if config.val and config.test_split:
         test = _val_features(config, encoders, taps, (image, text), progress, config.test_split)
-        reports.append(test_report(model, test, config.val, config.test_split))
+        reports.append(split_report(model, test, config.val, config.test_split))
     package(model, out, config=config, config_file="distill.yaml", reports=reports)
     return {"out": str(config.out), "best_epoch": result.best_epoch, "train_seconds": result.seconds,
             "rows": {side: len(pools[side].ids) for side in (image, text)}, "reports": reports}

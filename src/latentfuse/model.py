@@ -36,10 +36,11 @@ from .config import HubnessConfig, from_dict
 from .errors import LatentfuseError, ModelError
 from .hubness import GalleryNorm, gallery_norm
 from .methods import Method, build_method
+from .methods.base import embed
 from .store import TapInputs, take
 from .store.tokens import in_memory_tokens
 from .utils import atomic
-from .utils.runtime import CPU, move, runtime as make_runtime
+from .utils.runtime import CPU, runtime as make_runtime
 from .version import __version__
 
 FORMAT = "latentfuse.joint-model/1"
@@ -122,12 +123,9 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
         if hubness.bank_size == 0 or not self.method.embeds:
             return
         generator = torch.Generator().manual_seed(seed)
-        device = self.method.device
         for side, x in inputs.items():
             rows = torch.randperm(len(x), generator=generator)[:hubness.bank_size].sort().values.numpy()
-            with torch.inference_mode(), self.runtime.autocast():
-                bank = torch.cat([self.method.encode(side, move(take(x, rows[i:i + 1024]), device)).float().cpu()
-                                  for i in range(0, len(rows), 1024)])
+            bank = embed(self.method, side, Rows(x, rows), autocast=self.runtime.autocast)
             self.query_bank[side] = bank.half().float()  # as saved: a reloaded model scores the same
 
     def gallery_norm(self, query_side: str, gallery: np.ndarray | torch.Tensor, norm: str = "") -> GalleryNorm | None:
@@ -177,11 +175,7 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
             raise ModelError(f"a {self.method.name} model classifies pairs and has no embedding space: use "
                              "model.predict(images=..., texts=...)")
         x = features if isinstance(features, TapInputs) else torch.as_tensor(np.asarray(features, dtype=np.float32))
-        device = self.method.device
-        with self.runtime.autocast():
-            out = [self.method.encode(side, move(take(x, slice(i, i + chunk)), device), normalize=normalize)
-                   .float().cpu() for i in range(0, len(x), chunk)]
-        embedded = torch.cat(out).numpy() if out else np.zeros((0, self.dim), dtype=np.float32)
+        embedded = embed(self.method, side, x, chunk, normalize, self.runtime.autocast).numpy()
         bad = ~np.isfinite(embedded).all(axis=1)
         if bad.any():  # NaN would score every item alike: a silent, perfect-looking wrong answer downstream
             cause = "weights" if isinstance(x, TapInputs) or bool(torch.isfinite(x).all()) else "features"
@@ -424,6 +418,20 @@ class JointModel(ModelHubMixin, library_name="latentfuse", tags=["latentfuse", "
                              "this model came from a diverged run and would rank every query alike")
         known = {"format", "latentfuse_version", "method", "method_config", "dims", "out_dim", "sides", "hubness"}
         return cls(method, sides, {k: v for k, v in config.items() if k not in known}, bank, hubness)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Some rows of a side's inputs, read lazily a chunk at a time (``embed`` slices it like the inputs)."""
+
+    inputs: Any
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: slice) -> Any:
+        return take(self.inputs, self.rows[index])
 
 
 CONFIG_KEYS = {"format": str, "method": str, "method_config": dict, "dims": dict, "sides": list}

@@ -9,8 +9,9 @@ from typing import Any
 from .data import Source, build_source
 from .encoders import Encoder, build_encoder
 from .errors import ConfigError
+from .specs import listed, named
 from .cost import encoder_flops
-from .eval.report import package, test_report
+from .eval.report import package, split_report
 from .methods import Method, build_method, make_config, method_class
 from .model import JointModel, SideSpec
 from .store import PairedFeatures, get_features, get_tokens, paired_features
@@ -80,13 +81,13 @@ def taps_by_side(requested: list[str], encoders: dict[str, Encoder]) -> dict[str
     side whose encoder has the tap, and a tap no encoder has is an error listing what they have."""
     out: dict[str, list[str]] = {}
     for item in requested:
-        side, sep, names = item.partition("=")
-        if sep:
+        side, names = named(item)
+        if side is not None:
             if side not in encoders:
                 raise ConfigError(f"--layers {item!r}: no side {side!r}; sides: {', '.join(encoders)}")
-            out.setdefault(side, []).extend(n for n in names.split(",") if n)
+            out.setdefault(side, []).extend(listed([names]))
             continue
-        for tap in (n for n in item.split(",") if n):
+        for tap in listed([names]):
             owners = [s for s, encoder in encoders.items() if tap in encoder.taps()]
             if not owners:
                 listing = "; ".join(f"{s} ({e.name}): {', '.join(e.taps()) or 'none'}" for s, e in encoders.items())
@@ -122,9 +123,6 @@ def joint_model(method: Method, encoders: dict[str, Encoder], source: Source, se
     sides = [SideSpec(s.name, s.modality, encoders[s.name].name, encoders[s.name].fingerprint)
              for s in source.sides]
     return JointModel(method, sides, {"trained_on": source.spec, "train_seconds": round(seconds, 2)})
-
-
-evaluate = test_report  # the name benchmarks and tests know
 
 
 def run(config: RunConfig, resume: bool = False, progress: bool = True,
@@ -187,7 +185,7 @@ def _run(config: RunConfig, out: Path, resume: bool, progress: bool, rt: Runtime
         models[name] = joint_model(method, encoders, source, seconds)
         train = feats(config.data.train_split, taps, every_rank=False)
         models[name].set_query_bank(train.x, config.hubness, config.train.seed)
-        reports.append(test_report(models[name], feats(config.data.test_split, taps, every_rank=False),
+        reports.append(split_report(models[name], feats(config.data.test_split, taps, every_rank=False),
                                    source.spec, config.data.test_split))
     if not main:
         return []

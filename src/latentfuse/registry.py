@@ -13,13 +13,13 @@ No list of names is kept by hand anywhere; help texts are read back from the reg
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 import logging
 import pkgutil
 from importlib.metadata import entry_points
 from typing import Callable, Generic, TypeVar
 
+from .specs import did_you_mean, name_arg
 from .errors import LatentfuseError
 
 T = TypeVar("T")
@@ -35,8 +35,7 @@ class UnknownNameError(LatentfuseError, KeyError):
 
 def split_spec(spec: str) -> tuple[str, str | None]:
     """``"flickr8k:DIR"`` → ``("flickr8k", "DIR")``; ``"minilm-l6"`` → ``("minilm-l6", None)``."""
-    name, sep, arg = spec.partition(":")
-    return name.strip(), (arg if sep else None)
+    return name_arg(spec)
 
 
 class Registry(Generic[T]):
@@ -92,11 +91,8 @@ class Registry(Generic[T]):
     def get(self, name: str) -> Callable[..., T]:
         self.discover()
         if name not in self._constructors:
-            close = difflib.get_close_matches(name, self.names(), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise UnknownNameError(
-                f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(self.names())}"
-            )
+            raise UnknownNameError(f"unknown {self.kind} {name!r}.{did_you_mean(name, self.names())} "
+                                   f"Known: {', '.join(self.names())}")
         return self._constructors[name]
 
     def build(self, spec: str, **kwargs) -> T:

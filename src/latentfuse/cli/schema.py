@@ -18,6 +18,7 @@ import click
 
 from ..config import Flag, apply_overrides, field_checks, field_docs, overlay_yaml, set_field
 from ..errors import ConfigError
+from ..specs import listed, mapping
 
 CONFIG_FLAG = Flag("-c", "--config")
 SET_FLAG = Flag("--set")
@@ -119,19 +120,10 @@ def build_configs(schemas: Sequence[type], bound: list[Bound], values: dict[str,
 def _typed(value: Any, b: Bound) -> Any:
     origin = typing.get_origin(b.hint)
     if origin is dict:
-        return dict(side_spec(item, b.flag.long) for item in value)
+        return mapping(value, b.flag.long, "text=minilm-l6")
     if origin is list:
-        return [part.strip() for item in value for part in item.split(",") if part.strip()] \
-            if b.flag.long == "--split" else list(value)
+        return listed(value) if b.flag.long == "--split" else list(value)
     return value
-
-
-def side_spec(item: str, flag: str = "--encoder") -> tuple[str, str]:
-    """``SIDE=SPEC`` → (side, spec)."""
-    side, sep, spec = item.partition("=")
-    if not sep or not side.strip() or not spec.strip():
-        raise ConfigError(f"{flag} {item!r}: expected SIDE=SPEC, e.g. text=minilm-l6")
-    return side.strip(), spec.strip()
 
 
 def _get(config: Any, key: str) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..specs import did_you_mean
 from . import DistillConfig, RunConfig, overlay
 
 SCHEMAS: dict[str, type] = {"train": RunConfig, "distill": DistillConfig}
@@ -30,8 +31,8 @@ def recipe_names() -> list[str]:
 def recipe_text(name: str) -> str:
     path = _folder() / f"{name}.yaml"
     if not path.is_file():
-        raise ConfigError(f"unknown recipe {name!r}; recipes: {', '.join(recipe_names())}"
-                          f"{_did_you_mean(name, recipe_names())}")
+        raise ConfigError(f"unknown recipe {name!r}.{did_you_mean(name, recipe_names())} "
+                          f"Recipes: {', '.join(recipe_names())}")
     return path.read_text(encoding="utf-8")
 
 
@@ -69,8 +70,3 @@ def load_recipe(name: str, cls: type | None = None, seen: tuple[str, ...] = ()) 
     return overlay(start, data, where=f"recipe {name}")
 
 
-def _did_you_mean(name: str, names: list[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, names, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -19,11 +19,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ConfigError
+from ..specs import ENSEMBLE as SEPARATOR, members
 from ..utils.hashing import digest
 from .base import Encoder, Tap
 from .images import load_image
 
-SEPARATOR = "+"
 FORMAT = "ensemble/1"  # part of the fingerprint: a change to how members are joined invalidates caches
 
 
@@ -87,7 +87,4 @@ def is_ensemble(spec: str) -> bool:
 def member_specs(spec: str) -> list[str]:
     """``a+b`` → ``["a", "b"]`` (a single encoder's spec → ``[spec]``), or a ConfigError for an empty member
     (``a+``)."""
-    members = [part.strip() for part in spec.split(SEPARATOR)]
-    if not all(members):
-        raise ConfigError(f"encoder ensemble {spec!r}: empty member; write e.g. efficientnet-lite0+efficientnet-lite2")
-    return members
+    return members(spec)

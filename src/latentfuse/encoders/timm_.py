@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..specs import part
 from . import ENCODERS
 from .base import EncoderUnavailableError, Lazy
 from .images import CROP_MODES, ImagePreprocess, TorchImageEncoder
@@ -113,5 +114,5 @@ def preprocess_from_timm(config: dict[str, Any]) -> ImagePreprocess:
 def timm_encoder(arg: str | None = None) -> TimmEncoder:
     if not arg:
         raise ConfigError("timm: needs a model name, e.g. timm:resnet50 or timm:resnet50@/models/r50.pth")
-    model_name, _, weights = arg.partition("@")
+    model_name, weights = part(arg)
     return TimmEncoder(model_name, weights or None)

@@ -8,16 +8,15 @@ the CLI form ``"text_a=minilm-l6"``.
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 from typing import Mapping, Sequence
 
 from ..encoders import build_encoder
 from ..errors import ConfigError
+from ..specs import named as side_named
 from ..methods import build_method
 from ..model import JointModel, SideSpec
 
-_SIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def frozen_model(encoders: str | Sequence[str] | Mapping[str, str]) -> JointModel:
@@ -37,13 +36,13 @@ def _name_sides(specs: list[str]) -> dict[str, str]:
     explicit: dict[str, str] = {}
     bare: list[tuple[str, str]] = []  # (modality, spec)
     for item in specs:
-        side, sep, spec = item.partition("=")
-        if sep and _SIDE.match(side.strip()):
-            if side.strip() in explicit:
-                raise ConfigError(f"frozen encoder side {side.strip()!r} is given twice")
-            explicit[side.strip()] = spec.strip()
+        side, spec = side_named(item)
+        if side is not None:
+            if side in explicit:
+                raise ConfigError(f"frozen encoder side {side!r} is given twice")
+            explicit[side] = spec
         else:
-            bare.append((build_encoder(item.strip()).modality, item.strip()))
+            bare.append((build_encoder(spec).modality, spec))
     counts = Counter(modality for modality, _ in bare)
     seen: Counter[str] = Counter()
     named: dict[str, str] = {}

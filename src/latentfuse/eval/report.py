@@ -18,7 +18,7 @@ from .retrieval import hub_norms
 from .tables import model_card
 
 
-def test_report(model: JointModel, data: PairedFeatures, dataset: str, split: str) -> dict[str, Any]:
+def split_report(model: JointModel, data: PairedFeatures, dataset: str, split: str) -> dict[str, Any]:
     """The report of ``model`` on a paired split's cached inputs: what its method is scored by (retrieval under
     the model's QB-Norm for a joint embedding, F1 and routing for a classifier)."""
     method = model.method

@@ -1,4 +1,4 @@
-"""The ``retrieval`` task: Recall@1/5/10 and median rank both ways, as ``pipeline.evaluate`` computes them.
+"""The ``retrieval`` task: Recall@1/5/10 and median rank both ways, as ``the run's own test report (``eval.report.split_report``) computes them.
 
 Features come through the feature store like every task. Data sides map to model sides by name when
 they match (the usual case: the model was trained on this kind of data), else by modality — so an

@@ -22,6 +22,7 @@ from ..data import Source, SplitData
 from ..encoders import Encoder
 from ..encoders.corrupt import MODALITY_OF, CorruptedEncoder, check, feature_noise
 from ..errors import ConfigError
+from ..specs import members
 from ..model import JointModel
 from ..store import PairedFeatures
 from .features import match_sides, paired_inputs
@@ -58,7 +59,7 @@ class Robustness(Task):
         sides = match_sides(model, data, self.name)
         modality = {side.name: side.modality for side in data.sides}
         for corruption in options.corruptions:
-            for part in corruption.split("+"):
+            for part in members(corruption, "robustness corruption", "gaussian-noise+word-dropout"):
                 for severity in options.severities:
                     check(part, severity)
                 if part in MODALITY_OF and MODALITY_OF[part] not in modality.values():
@@ -69,7 +70,7 @@ class Robustness(Task):
                       hubness=options.hubness)
         metrics: dict[str, Any] = {"clean": clean}
         for corruption in options.corruptions:
-            parts = corruption.split("+")
+            parts = members(corruption, "robustness corruption", "gaussian-noise+word-dropout")
             metrics[corruption] = {}
             for severity in options.severities:
                 runs = []

@@ -11,6 +11,7 @@ from typing import Any, Callable, Mapping
 
 from ..config import StoreConfig
 from ..errors import ConfigError
+from ..specs import key_value
 from ..model import JointModel
 from .tasks import options_for, task, task_names
 
@@ -25,12 +26,9 @@ def parse_jobs(tasks: list[str], data: str | None = None) -> list[Job]:
     """``NAME`` / ``NAME=DATA`` strings → jobs; unknown task names are errors listing the known ones."""
     jobs = []
     for item in tasks:
-        name, sep, spec = item.partition("=")
-        name, spec = name.strip(), spec.strip()
+        name, spec = key_value(item, "--task", "sts=wordsim353", key="NAME") if "=" in item else (item.strip(), "")
         if name not in task_names():
             raise ConfigError(f"--task {item!r}: unknown task {name!r}; tasks: {', '.join(task_names())}")
-        if sep and not spec:
-            raise ConfigError(f"--task {item!r}: empty dataset after '='")
         jobs.append(Job(name, spec or data))
     return jobs
 

@@ -6,6 +6,7 @@ its own loop. Its config is a dataclass registered with it, so YAML and the CLI 
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any, ClassVar
 
@@ -241,12 +242,17 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def embed(method: Method, side: str, x: SideInputs, chunk: int = 1024) -> torch.Tensor:
-    """Joint embeddings of a side's inputs (pooled features or token taps), a chunk at a time, in eval mode."""
+def embed(method: Method, side: str, x: SideInputs, chunk: int = 1024, normalize: bool = True,
+          autocast: Any = None) -> torch.Tensor:
+    """Joint embeddings of a side's inputs (pooled features or token taps; any rows ``take`` reads), a chunk at a
+    time, in eval mode, as float32 on the host: the one encode loop (validation, ``JointModel.encode_features``
+    and its query bank all run it). ``autocast``: a context factory, e.g. ``Runtime.autocast``."""
     method.eval()
     device = method.device
-    return torch.cat([method.encode(side, move(take(x, slice(i, i + chunk)), device)).float().cpu()
-                      for i in range(0, len(x), chunk)])
+    with autocast() if autocast is not None else contextlib.nullcontext():
+        out = [method.encode(side, move(take(x, slice(i, i + chunk)), device), normalize=normalize).float().cpu()
+               for i in range(0, len(x), chunk)]
+    return torch.cat(out) if out else torch.zeros(0, method.out_dim)
 
 
 def validate(method: Method, data: PairedFeatures) -> dict[str, Any]:

@@ -51,6 +51,7 @@ from torch import nn
 
 from ..config import NonNegativeFloat, OneOf, Positive, PositiveFloat, Rate
 from ..errors import ConfigError
+from ..specs import part
 from ..store.paired import PairedFeatures
 from . import METHODS, dynmm_scoring as scoring, make_config
 from .base import Method, MethodConfig, masked_mean
@@ -128,7 +129,7 @@ def resource_loss(weights: torch.Tensor, costs: torch.Tensor, budget: float) -> 
 
 def parse_expert(spec: str) -> tuple[str, str]:
     """``"fusion@stride16"`` → (``"fusion"``, ``"stride16"``); ``"text"`` → (``"text"``, ``""``)."""
-    kind, _, tap = spec.partition("@")
+    kind, tap = part(spec)
     if kind not in EXPERT_KINDS or (kind == "text" and tap):
         raise ConfigError(f"dynmm: expert {spec!r} is not one of text, image, fusion, image@TAP, fusion@TAP")
     return kind, tap
