@@ -218,9 +218,12 @@ def test_distill_cli_end_to_end_with_a_truncated_backbone(tmp_path, shapes):
     assert result.exit_code == 0, result.output
     student = latentfuse.load(out, backend="torch")  # torch forward hooks show which blocks run
     # packaged like a trained model: a query bank from its pools, and a test report under its QB-Norm
-    assert {len(bank) for bank in student.query_bank.values()} == {40, 120} and student.hubness.norm == "dis"
+    teacher = latentfuse.load(shapes["model"])
+    assert {len(bank) for bank in student.query_bank.values()} == {40, 120}
+    assert (student.hubness.norm, student.hubness.beta) == (teacher.hubness.norm, teacher.hubness.beta)
     (report,) = json.loads((out / "report.json").read_text())
-    assert report["task"] == "retrieval" and report["hubness"]["norm"] == "dis" and report["t2i"]["R@5"] > 40
+    assert report["task"] == "retrieval" and report["hubness"] == student.hubness_summary()
+    assert report["t2i"]["R@5"] > 40  # text → image over 40 images: chance R@5 = 12.5
     assert "| dime |" in (out / "README.md").read_text() and not (out / "distill.json").exists()
     assert student.sides["image"].encoder == "efficientnet-lite0" and student.method.side_taps("image") == ["stride16"]
     teacher_scale = float(latentfuse.load(shapes["model"]).method.logit_scale().detach())

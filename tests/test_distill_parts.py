@@ -101,7 +101,7 @@ def test_student_grammar_errors_say_what_is_expected(shapes):
     assert student.options["dim"] == teacher.dim
     for spec, message in (("image=resnet", "expected truncated"), ("image=truncated:stride99", "no tap 'stride99'"),
                           ("text=glove-transformer:zero", "whole number"), ("audio=x", "unknown tower 'audio'"),
-                          ("image", "not TOWER=KIND")):
+                          ("image", "expected TOWER=KIND")):
         with pytest.raises(ConfigError, match=message):
             parse_student(spec, teacher)
     kept = parse_student("image=pixels:64,text=teacher", teacher)

@@ -154,7 +154,7 @@ def test_faiss_reranks_its_candidates_like_exact(shapes, tmp_path):
 
 
 def test_index_saves_its_statistics_and_keeps_them_current_as_it_grows(shapes, tmp_path, monkeypatch):
-    import latentfuse.model as model_module
+    import latentfuse.model.bank as model_module  # where the query bank builds gallery statistics
 
     folder = saved_index(shapes, tmp_path / "index").directory
     meta = (folder / "index.json").read_text()

@@ -15,6 +15,7 @@ image is given a random sentence partner (``unpaired``). An epoch is one pass ov
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,7 +111,7 @@ def teacher_scale(teacher: JointModel) -> float:
 
 
 def _key_value(item: str, spec: str) -> tuple[str, str]:
-    return key_value(item.strip(), f"--student {spec!r}:", "image=truncated:stride16", key="TOWER")
+    return key_value(item.strip(), f"--student {spec!r}:", "image=truncated:stride16", key="TOWER", value="KIND")
 
 
 def _whole(text: str, what: str) -> int:
@@ -256,7 +257,8 @@ def _distill(config: DistillConfig, teacher: JointModel, student: Student, optio
             "pools": {side: pools[side].counts for side in (image, text)},
             "train_seconds": round(result.seconds, 2)}
     model = JointModel(method, sides, meta)
-    model.set_query_bank(train.x, config.hubness, config.train.seed)  # the pools are its training queries
+    hubness = dataclasses.replace(teacher.hubness, bank_size=config.bank_size)  # the teacher's norm and β
+    model.set_query_bank(train.x, hubness, config.train.seed)  # the pools are its training queries
     reports = []
     if config.val and config.test_split:
         test = _val_features(config, encoders, taps, (image, text), progress, config.test_split)

@@ -51,12 +51,12 @@ def part(spec: str, *, last: bool = False) -> tuple[str, str]:
     return base, rest
 
 
-def key_value(item: str, what: str, example: str, *, key: str = "KEY") -> tuple[str, str]:
+def key_value(item: str, what: str, example: str, *, key: str = "KEY", value: str = "VALUE") -> tuple[str, str]:
     """``KEY=VALUE`` → (key, value), both non-empty and stripped."""
-    name, sep, value = item.partition(ASSIGN)
-    if not sep or not name.strip() or not value.strip():
-        raise ConfigError(f"{what} {item!r}: expected {key}=VALUE, e.g. {example}")
-    return name.strip(), value.strip()
+    name, sep, given = item.partition(ASSIGN)
+    if not sep or not name.strip() or not given.strip():
+        raise ConfigError(f"{what} {item!r}: expected {key}={value}, e.g. {example}")
+    return name.strip(), given.strip()
 
 
 def named(item: str) -> tuple[str | None, str]:

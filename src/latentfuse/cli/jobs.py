@@ -1,6 +1,7 @@
 """Commands that compute features or train: extract | train | run | demo | distill."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from typing import Any
 
 import click
 
-from ..config import DistillConfig, RunConfig, overlay_yaml
+from ..config import DistillConfig, FeatureConfig, RunConfig, overlay_yaml
 from ..config.commands import ExtractConfig, JobOptions
 from ..config.recipes import DEFAULT_RECIPE, load_recipe
 from . import app
@@ -18,7 +19,13 @@ from .schema import schema_command
 log = logging.getLogger("latentfuse.cli")
 
 
-@schema_command(app, "extract", [ExtractConfig])
+def _default_features(values: dict[str, Any]) -> ExtractConfig:
+    """The `default` recipe's data, encoders, taps, cache and runtime: extract caches what train would read."""
+    recipe = load_recipe(DEFAULT_RECIPE, RunConfig)
+    return ExtractConfig(**{f.name: getattr(recipe, f.name) for f in dataclasses.fields(FeatureConfig)})
+
+
+@schema_command(app, "extract", [ExtractConfig], start=_default_features)
 def extract(cfg: ExtractConfig) -> None:
     """Run the frozen encoders over a dataset into the feature cache (resumable; cached on re-run)."""
     from ..data import build_source

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 import yaml
 
-from ..choices import BACKENDS, DEFAULT_BACKEND, ENGINES, HUBNESS_NORMS, HUBNESS_OVERRIDES, PRECISIONS
+from ..choices import BACKENDS, DEFAULT_BACKEND, ENGINES, HUBNESS_NORMS, PRECISIONS
 from ..errors import ConfigError
 
 
@@ -152,7 +152,7 @@ def default_store() -> str:
 
 @dataclass
 class DataConfig:
-    source: Annotated[str, DATA] = "flickr8k:../shared/data/flickr8k"
+    source: Annotated[str, DATA] = ""
     """Data source spec, e.g. flickr8k:DIR or pairs:FILE (`latentfuse info` lists every source)."""
     train_split: str = "train"
     """Split the heads are trained (or baselines fitted) on."""
@@ -229,19 +229,18 @@ class RuntimeConfig:
     agree to float16 storage resolution, so they share the cache."""
 
 
-DEFAULT_IMAGE_ENCODER = "efficientnet-lite0+efficientnet-lite1+efficientnet-lite2"
-
-
 @dataclass
 class HubnessConfig:
     """How retrieval scores are normalised against a bank of typical queries (QB-Norm, ``hubness.py``): the
     saved model keeps its bank and these settings, and eval, index and the server apply them."""
 
-    norm: Annotated[str, OneOf(HUBNESS_NORMS)] = "dis"
+    norm: Annotated[str, OneOf(HUBNESS_NORMS)] = "none"
     """none | is (inverted softmax: every query's scores divided by how strongly each gallery item attracts
-    the bank) | dis (dynamic: only queries whose best match is a hub, the top-1 of some bank query)."""
-    beta: Annotated[float, Range(0.0, 1000.0, lo_open=True)] = 14.0
-    """Inverse temperature β of the inverted softmax (QB-Norm's paper: 20; 14 was best on Flickr8k val)."""
+    the bank) | dis (dynamic: only queries whose best match is a hub, the top-1 of some bank query). The
+    shipped default (the `default` recipe) is dis."""
+    beta: Annotated[float, Range(0.0, 1000.0, lo_open=True)] = 20.0
+    """Inverse temperature β of the inverted softmax (QB-Norm's paper: 20; the `default` recipe's 14 was best
+    on Flickr8k val)."""
     bank_size: NonNegative = 8192
     """Training queries per side embedded into the saved model's query bank (a seeded sample; 0 = none,
     which turns normalisation off)."""
@@ -252,9 +251,9 @@ class FeatureConfig:
     """What every job that reads cached features shares: the data, its frozen encoders, the cache, the runtime."""
 
     data: DataConfig = field(default_factory=DataConfig)
-    encoders: Annotated[dict[str, str], ENCODER] = field(default_factory=lambda: {"image": DEFAULT_IMAGE_ENCODER, "text": "minilm-l6"})
-    """Frozen encoder for each side of the data (side name → encoder spec; A+B is an ensemble). The default
-    image side is three EfficientNet-Lites: +5 text→image R@5 over lite0 alone on Flickr8k (bench/quality.py)."""
+    encoders: Annotated[dict[str, str], ENCODER] = field(default_factory=dict)
+    """Frozen encoder for each side of the data (side name → encoder spec; A+B is an ensemble). The shipped
+    choice is the `default` recipe's (`latentfuse recipes default` prints it)."""
     taps: dict[str, list[str]] = field(default_factory=dict)
     """Token taps `extract` also caches, per side (side → tap names, e.g. {image: [stride8, head]});
     `latentfuse info` lists each encoder's taps."""
@@ -303,7 +302,9 @@ class DistillConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-    hubness: HubnessConfig = field(default_factory=HubnessConfig)
+    bank_size: NonNegative = 8192
+    """Pool rows per side embedded into the student's query bank (a seeded sample; 0 = none). The student
+    normalises with its teacher's QB-Norm setting (norm and β), as it starts from its logit scale."""
     out: Annotated[str, OUT] = "runs/student"
     """Directory of the saved student JointModel."""
 
@@ -322,15 +323,19 @@ def run_identity(config: Any) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- loading and dumping
 
-def load_yaml(path: str | Path, cls: type = RunConfig) -> Any:
+def read_yaml(path: str | Path) -> Any:
+    """A YAML config file's data (``{}`` when empty); a missing file or bad YAML is a one-line error."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return from_dict(cls, data, where=str(path))
+
+
+def load_yaml(path: str | Path, cls: type = RunConfig) -> Any:
+    return from_dict(cls, read_yaml(path), where=str(path))
 
 
 def overlay(config: Any, data: Any, where: str = "config") -> Any:
@@ -353,14 +358,7 @@ def _overlaid(config: Any, data: dict[str, Any]) -> dict[str, Any]:
 
 def overlay_yaml(config: Any, path: str | Path) -> Any:
     """``config`` with a YAML file's fields laid over it (what ``--config FILE`` does to a recipe)."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return overlay(config, data, where=str(path))
+    return overlay(config, read_yaml(path), where=str(path))
 
 
 def dump_yaml(config: Any) -> str:

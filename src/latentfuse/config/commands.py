@@ -11,20 +11,34 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from ..choices import HUBNESS_OVERRIDES, INDEX_KINDS
-from . import (DATA, HUBNESS, JSON_OUT, MODEL, OUT, OVERWRITE, SIDE, SKIP_BAD, SPLIT, TASK, TOP_K,
+from . import (DATA, HUBNESS, JSON_OUT, MODEL, OVERWRITE, SIDE, SKIP_BAD, SPLIT, TASK, TOP_K,
                FeatureConfig, Flag, NonNegativeFloat, check_fields, OneOf, Positive, Range, RuntimeConfig, StoreConfig)
 
 HubnessOverride = Annotated[str, OneOf(HUBNESS_OVERRIDES), HUBNESS]
 
 
 @dataclass
-class JobOptions:
+class Overwritable:
+    overwrite: Annotated[bool, OVERWRITE] = False
+    """Replace what the output already holds: the new result is swapped in only once it is complete."""
+
+
+@dataclass
+class ReadsCache(Overwritable):
+    """What a command that reads data through the feature cache shares (eval, index)."""
+
+    skip_bad: Annotated[bool, SKIP_BAD] = False
+    """Skip unreadable images / empty captions (recorded in the store manifest) instead of failing."""
+    store: StoreConfig = field(default_factory=StoreConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+@dataclass
+class JobOptions(Overwritable):
     """How a training job treats its output folder and processes (not part of the run's identity)."""
 
     resume: Annotated[bool, Flag("--resume")] = False
     """Continue from OUT/checkpoints/last.pt (the same run: same data, encoders and settings)."""
-    overwrite: Annotated[bool, OVERWRITE] = False
-    """Replace what the output already holds: the new result is swapped in only once it is complete."""
     nproc: Annotated[Positive, Flag("--nproc")] = 1
     """Train with N local processes (launches torchrun: gloo on CPU, NCCL on GPU); the global batch is
     train.batch_size."""
@@ -42,7 +56,7 @@ class ExtractConfig(FeatureConfig):
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(ReadsCache):
     """``latentfuse eval``: a saved model (or frozen encoders) on one or more tasks."""
 
     model: Annotated[str, MODEL] = ""
@@ -63,16 +77,10 @@ class EvalConfig:
     """Query-bank normalisation (QB-Norm) of retrieval scores: '' = the model's own setting | none | is | dis."""
     json: Annotated[str, JSON_OUT] = ""
     """Write the report JSON to this new file."""
-    overwrite: Annotated[bool, OVERWRITE] = False
-    """Replace what the output already holds: the new result is swapped in only once it is complete."""
-    skip_bad: Annotated[bool, SKIP_BAD] = False
-    """Skip unreadable images / empty captions (recorded in the store manifest) instead of failing."""
-    store: StoreConfig = field(default_factory=StoreConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 @dataclass
-class IndexConfig:
+class IndexConfig(ReadsCache):
     """``latentfuse index``: embed a collection into a search index, or grow an existing one."""
 
     data: Annotated[str, Flag("-d", "--data", required=True)] = ""
@@ -92,12 +100,6 @@ class IndexConfig:
     """ivf: cells searched per query (0 = the index's own)."""
     rebuild: Annotated[bool, Flag("--rebuild")] = False
     """Retrain the ivf/hnsw structure on all items."""
-    overwrite: Annotated[bool, OVERWRITE] = False
-    """Replace what the output already holds: the new result is swapped in only once it is complete."""
-    skip_bad: Annotated[bool, SKIP_BAD] = False
-    """Skip unreadable images / empty captions (recorded in the store manifest) instead of failing."""
-    store: StoreConfig = field(default_factory=StoreConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 
 @dataclass

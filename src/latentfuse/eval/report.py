@@ -14,21 +14,14 @@ from ..config import HubnessConfig, dump_yaml
 from ..model import JointModel
 from ..store import PairedFeatures
 from ..utils import atomic
-from .retrieval import hub_norms
+from .retrieval import score
 from .tables import model_card
 
 
 def split_report(model: JointModel, data: PairedFeatures, dataset: str, split: str) -> dict[str, Any]:
     """The report of ``model`` on a paired split's cached inputs: what its method is scored by (retrieval under
     the model's QB-Norm for a joint embedding, F1 and routing for a classifier)."""
-    method = model.method
-    extra: dict[str, Any] = {}
-    if method.embeds:  # a joint space: embed both sides, ranked under the model's QB-Norm
-        a, b = data.sides
-        embeddings = {a: model.encode_features(a, data.x[a]), b: model.encode_features(b, data.x[b])}
-        extra = {"embeddings": embeddings, "hubness": model.hubness_summary(),
-                 "norms": hub_norms(model, a, b, embeddings[a], embeddings[b])}
-    return method.report(data, dataset=dataset, split=split, train_seconds=model.meta.get("train_seconds"), **extra)
+    return score(model, data, dataset=dataset, split=split, train_seconds=model.meta.get("train_seconds"))
 
 
 def package(model: JointModel, out: Path, *, config: Any, config_file: str, reports: list[dict[str, Any]]) -> None:

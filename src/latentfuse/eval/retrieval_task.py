@@ -15,8 +15,8 @@ from ..choices import HUBNESS_OVERRIDES
 from ..config import OneOf
 from ..data import Source
 from ..model import JointModel
-from .features import match_sides, paired_inputs, same_width
-from .retrieval import hub_norms, retrieval_report
+from .features import match_sides, paired_inputs
+from .retrieval import score
 from .tasks import TASKS, Context, Task
 
 
@@ -43,14 +43,8 @@ class Retrieval(Task):
         sides = match_sides(model, data, self.name)
         paired = paired_inputs(model, source, data, sides, context.store, skip_bad=context.skip_bad,
                                progress=context.progress)
-        a, b = paired.sides
-        embed_a = model.encode_features(sides[a], paired.x[a])
-        embed_b = model.encode_features(sides[b], paired.x[b])
-        same_width(self.name, **{a: embed_a, b: embed_b})
-        report = retrieval_report(embed_a, embed_b, paired, dataset=source.spec, split=split,
-                                  method=model.method.name, train_seconds=model.meta.get("train_seconds"),
-                                  norms=hub_norms(model, sides[a], sides[b], embed_a, embed_b, options.hubness),
-                                  hubness=model.hubness_summary(options.hubness))
+        report = score(model, paired, dataset=source.spec, split=split, sides=sides, hubness=options.hubness,
+                       train_seconds=model.meta.get("train_seconds"))
         metrics = report.pop("metrics")
         report["encoders"] = {side: spec.encoder for side, spec in model.sides.items()}
         report["metrics"] = metrics

@@ -26,7 +26,7 @@ from ..specs import members
 from ..model import JointModel
 from ..store import PairedFeatures
 from .features import match_sides, paired_inputs
-from .retrieval import hub_norms
+from . import retrieval
 from .tasks import TASKS, Context, Task, base_report
 
 
@@ -107,13 +107,8 @@ def score(model: JointModel, source: Source, data: SplitData, sides: dict[str, s
                            progress=context.progress)
     if noise is not None:
         paired = with_feature_noise(paired, *noise)
-    if not model.method.embeds:
-        return model.method.headline(model.method.report(paired, dataset=source.spec, split=data.split))
-    a, b = paired.sides
-    embed_a, embed_b = model.encode_features(sides[a], paired.x[a]), model.encode_features(sides[b], paired.x[b])
-    report = model.method.report(paired, dataset=source.spec, split=data.split,
-                                 embeddings={a: embed_a, b: embed_b},
-                                 norms=hub_norms(model, sides[a], sides[b], embed_a, embed_b, hubness))
+    report = retrieval.score(model, paired, dataset=source.spec, split=data.split, sides=sides, hubness=hubness,
+                             task="robustness")
     return model.method.headline(report)
 
 

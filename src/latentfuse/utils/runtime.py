@@ -121,7 +121,7 @@ def resolve_device(spec: str) -> str:
     return str(device)
 
 
-def runtime(device: str = "auto", precision: str = "fp32", backend: str = "auto") -> Runtime:
+def runtime(device: str = "auto", precision: str = "fp32", backend: str = DEFAULT_BACKEND) -> Runtime:
     """A checked :class:`Runtime`; fp16 needs CUDA (a CPU has no fast float16 path)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
