@@ -169,9 +169,9 @@ def test_a_failed_overwrite_keeps_the_old_model(table, tmp_path, monkeypatch):
     config = write_config(tmp_path, table, epochs=1)
     assert invoke("train", "-c", str(config))[0].exit_code == 0
     before = snapshot(tmp_path / "model")
-    from latentfuse import pipeline
+    from latentfuse import pipeline, runner
 
-    monkeypatch.setattr(pipeline, "split_report", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("killed")))
+    monkeypatch.setattr(runner, "split_report", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("killed")))
     with pytest.raises(RuntimeError, match="killed"):
         pipeline.run(pipeline.RunConfig(**_loaded(config, lr=0.005)), overwrite=True, progress=False)
     assert snapshot(tmp_path / "model") == before

@@ -19,27 +19,26 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-from .config import DistillConfig, run_identity
+from .config import DistillConfig
 from .data import Source, SplitData, build_source
 from .encoders import Encoder, build_encoder
 from .encoders.ensemble import member_specs
 from .errors import ConfigError, DataError
 from .specs import key_value, part
-from .eval.report import package, split_report
 from .eval.tasks import resolve_split
 from .methods import build_method, make_config, method_class
 from .model import JointModel, SideSpec
 from .store import TapInputs, TokenFeatures, get_features, get_tokens, paired_features
 from .store.paired import PairedFeatures
+from .runner import Trained, run_job
 from .train import Trainer, seed_everything
 from .utils import distributed
-from .utils.outdir import shared_output_dir
-from .utils.runtime import runtime
+from .utils.runtime import Runtime
 
 log = logging.getLogger(__name__)
 GLOVE = "glove-6b-50d"
@@ -206,66 +205,73 @@ def _side_inputs(inputs: np.ndarray | TokenFeatures, tap: str | None) -> Any:
 # ---------------------------------------------------------------- the job
 
 def distill(config: DistillConfig, *, resume: bool = False, overwrite: bool = False,
-            progress: bool = True) -> dict[str, Any]:
-    """Teacher + pools → trained student, saved to ``config.out`` (the output-folder rule applies)."""
-    if not config.teacher:
-        raise ConfigError("distill needs -m/--model TEACHER (a trained JointModel folder)")
-    rt = distributed.init_from_env(runtime(config.runtime.device, config.runtime.precision,
-                                                config.runtime.backend))  # torchrun: join
-    teacher = JointModel.load(config.teacher).to(rt.device, rt.precision, rt.backend)
-    student = parse_student(config.student, teacher)
-    options = {**student.options, **config.options}
-    if make_config("dime", options).logit_scale == 0:  # typos in the options fail here, before any extraction
-        options["logit_scale"] = teacher_scale(teacher)
-    with shared_output_dir(config.out, "distill-run", run_identity(config), overwrite=overwrite, resume=resume,
-                           known_files=("distill.yaml", "model.safetensors")) as out:
-        return _distill(config, teacher, student, options, out, resume, progress and distributed.is_main())
+            progress: bool = True) -> list[dict[str, Any]]:
+    """Teacher + pools → trained student, saved to ``config.out`` (``runner.run_job`` with a
+    :class:`PoolsJob`); → its test reports (one with ``val`` and a ``test_split``, else none)."""
+    return run_job(PoolsJob(config), resume=resume, overwrite=overwrite, progress=progress)
 
 
-def _distill(config: DistillConfig, teacher: JointModel, student: Student, options: dict[str, Any], out: Path,
-             resume: bool, progress: bool) -> dict[str, Any]:
-    image, text = options["image_side"], options["text_side"]
-    encoders = {side: build_encoder(spec, teacher.runtime) for side, spec in student.encoders.items()}
-    taps = method_class("dime").wanted_taps(make_config("dime", options), {image: "image", text: "text"})
-    several = {side: names for side, names in taps.items() if len(names) > 1}
-    if several:  # a `teacher` tower over a teacher that fuses several taps (MMFuser)
-        raise ConfigError(f"distill: a student side reads one tap, but side(s) {sorted(several)} would need "
-                          f"{several}; distil that side too instead of keeping the teacher's tower")
-    one_tap = {side: (taps.get(side) or [None])[0] for side in (image, text)}
-    with distributed.main_first():  # under torchrun rank 0 fills the cache, the others then read it
-        pools = {side: read_pools(specs, modality, side, teacher, encoders[side], one_tap[side], config, progress)
-                 for side, modality, specs in ((image, "image", config.images), (text, "text", config.texts))}
-        val = _val_features(config, encoders, taps, (image, text), progress) if config.val else None
-    if progress:
-        log.info("pools: %s", "; ".join(f"{side} {len(p.ids)} rows ({', '.join(f'{k}: {n}' for k, n in p.counts.items())})"
-                                        for side, p in pools.items()))
-    train = PairedFeatures(
-        sides=(image, text), x={side: _side_inputs(pools[side].inputs, one_tap[side]) for side in (image, text)},
-        ids={side: pools[side].ids for side in (image, text)},
-        pairs=unpaired(len(pools[image].ids), len(pools[text].ids), config.train.seed),
-        targets={side: torch.from_numpy(np.asarray(pools[side].targets, dtype=np.float32)) for side in (image, text)})
-    seed_everything(config.train.seed)
-    method = build_method("dime", train.dims(), options)
-    result = Trainer(method, config.train, out, type(method).validate if val is not None else None,
-                     teacher.runtime).fit(
-        train, val, resume=resume, progress=progress)
-    if not distributed.is_main():  # rank 0 publishes the student
-        return {}
-    sides = [SideSpec(side, teacher.sides[side].modality, encoders[side].name, encoders[side].fingerprint)
-             for side in (image, text)]
-    meta = {"distilled_from": {"teacher": str(config.teacher), "fingerprint": teacher.fingerprint},
-            "pools": {side: pools[side].counts for side in (image, text)},
-            "train_seconds": round(result.seconds, 2)}
-    model = JointModel(method, sides, meta)
-    hubness = dataclasses.replace(teacher.hubness, bank_size=config.bank_size)  # the teacher's norm and β
-    model.set_query_bank(train.x, hubness, config.train.seed)  # the pools are its training queries
-    reports = []
-    if config.val and config.test_split:
-        test = _val_features(config, encoders, taps, (image, text), progress, config.test_split)
-        reports.append(split_report(model, test, config.val, config.test_split))
-    package(model, out, config=config, config_file="distill.yaml", reports=reports)
-    return {"out": str(config.out), "best_epoch": result.best_epoch, "train_seconds": result.seconds,
-            "rows": {side: len(pools[side].ids) for side in (image, text)}, "reports": reports}
+class PoolsJob:
+    """Distillation: a teacher's embeddings of unpaired image and sentence pools → a student's towers."""
+
+    kind, config_file = "distill-run", "distill.yaml"
+
+    def __init__(self, config: DistillConfig) -> None:
+        self.config = config
+
+    def saved_identity(self, folder: Path) -> dict[str, Any] | None:
+        return None  # distillation postdates the output markers
+
+    def prepare(self, rt: Runtime) -> None:
+        """The teacher, the student grammar and the dime options, checked before the output folder is touched."""
+        config = self.config
+        if not config.teacher:
+            raise ConfigError("distill needs -m/--model TEACHER (a trained JointModel folder)")
+        self.teacher = JointModel.load(config.teacher, device=rt.device, precision=rt.precision, backend=rt.backend)
+        self.student = parse_student(config.student, self.teacher)
+        self.options = {**self.student.options, **config.options}
+        if make_config("dime", self.options).logit_scale == 0:  # typos fail here, before any extraction
+            self.options["logit_scale"] = teacher_scale(self.teacher)
+
+    def train(self, out: Path, resume: bool, progress: bool, rt: Runtime) -> Iterator[Trained]:
+        config, teacher, options = self.config, self.teacher, self.options
+        image, text = options["image_side"], options["text_side"]
+        encoders = {side: build_encoder(spec, teacher.runtime) for side, spec in self.student.encoders.items()}
+        taps = method_class("dime").wanted_taps(make_config("dime", options), {image: "image", text: "text"})
+        several = {side: names for side, names in taps.items() if len(names) > 1}
+        if several:  # a `teacher` tower over a teacher that fuses several taps (MMFuser)
+            raise ConfigError(f"distill: a student side reads one tap, but side(s) {sorted(several)} would need "
+                              f"{several}; distil that side too instead of keeping the teacher's tower")
+        one_tap = {side: (taps.get(side) or [None])[0] for side in (image, text)}
+        with distributed.main_first():  # under torchrun rank 0 fills the cache, the others then read it
+            pools = {side: read_pools(specs, modality, side, teacher, encoders[side], one_tap[side], config,
+                                      progress)
+                     for side, modality, specs in ((image, "image", config.images), (text, "text", config.texts))}
+            val = _val_features(config, encoders, taps, (image, text), progress) if config.val else None
+        if progress:
+            log.info("pools: %s", "; ".join(f"{side} {len(p.ids)} rows ({', '.join(f'{k}: {n}' for k, n in p.counts.items())})"
+                                            for side, p in pools.items()))
+        train = PairedFeatures(
+            sides=(image, text), x={side: _side_inputs(pools[side].inputs, one_tap[side]) for side in (image, text)},
+            ids={side: pools[side].ids for side in (image, text)},
+            pairs=unpaired(len(pools[image].ids), len(pools[text].ids), config.train.seed),
+            targets={side: torch.from_numpy(np.asarray(pools[side].targets, dtype=np.float32))
+                     for side in (image, text)})
+        seed_everything(config.train.seed)
+        method = build_method("dime", train.dims(), options)
+        result = Trainer(method, config.train, out, type(method).validate if val is not None else None,
+                         teacher.runtime).fit(train, val, resume=resume, progress=progress)
+        if not distributed.is_main():  # rank 0 publishes the student
+            return
+        sides = [SideSpec(side, teacher.sides[side].modality, encoders[side].name, encoders[side].fingerprint)
+                 for side in (image, text)]
+        meta = {"distilled_from": {"teacher": str(config.teacher), "fingerprint": teacher.fingerprint},
+                "pools": {side: pools[side].counts for side in (image, text)},
+                "best_epoch": result.best_epoch, "train_seconds": round(result.seconds, 2)}
+        test = _val_features(config, encoders, taps, (image, text), progress, config.test_split) \
+            if config.val and config.test_split else None
+        hubness = dataclasses.replace(teacher.hubness, bank_size=config.bank_size)  # the teacher's norm and β
+        yield Trained(JointModel(method, sides, meta), train.x, hubness, test, config.val, config.test_split)
 
 
 def _val_features(config: DistillConfig, encoders: dict[str, Encoder], taps: dict[str, list[str]],

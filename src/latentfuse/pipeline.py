@@ -4,22 +4,21 @@ from __future__ import annotations
 import contextlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .data import Source, build_source
 from .encoders import Encoder, build_encoder
 from .errors import ConfigError
 from .specs import listed, named
 from .cost import encoder_flops
-from .eval.report import package, split_report
+from .runner import Trained, run_job
 from .methods import Method, build_method, make_config, method_class
 from .model import JointModel, SideSpec
 from .store import PairedFeatures, get_features, get_tokens, paired_features
 from .config import RunConfig, StoreConfig, TrainConfig, load_yaml, run_identity
 from .train import Trainer, seed_everything
 from .utils import distributed
-from .utils.outdir import shared_output_dir
-from .utils.runtime import CPU, Runtime, runtime
+from .utils.runtime import CPU, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -127,15 +126,9 @@ def joint_model(method: Method, encoders: dict[str, Encoder], source: Source, se
 
 def run(config: RunConfig, resume: bool = False, progress: bool = True,
         overwrite: bool = False) -> list[dict[str, Any]]:
-    """extract → train (main method + baselines) → evaluate on the test split → save the main model.
-
-    ``config.out`` follows the output-directory rule (``utils.outdir``): a folder holding anything but this
-    same run is refused unless ``overwrite`` (which swaps the finished run in) or ``resume``.
-    """
-    rt = distributed.init_from_env(runtime(config.runtime.device, config.runtime.precision, config.runtime.backend))
-    with shared_output_dir(config.out, "model-run", run_identity(config), overwrite=overwrite, resume=resume,
-                           known_files=("run.yaml", "model.safetensors"), legacy_identity=_saved_identity) as out:
-        return _run(config, out, resume, progress and distributed.is_main(), rt)
+    """extract → train (main method + baselines) → evaluate on the test split → save the main model
+    (``runner.run_job`` with a :class:`PairsJob`)."""
+    return run_job(PairsJob(config), resume=resume, overwrite=overwrite, progress=progress)
 
 
 def _saved_identity(folder: Path) -> dict[str, Any] | None:
@@ -146,48 +139,55 @@ def _saved_identity(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def _run(config: RunConfig, out: Path, resume: bool, progress: bool, rt: Runtime) -> list[dict[str, Any]]:
-    """The run's work; under torchrun every rank trains, only rank 0 extracts first, fits the closed-form
-    baselines, evaluates and saves."""
-    source = build_source(config.data.source, skip_bad=config.data.skip_bad)
-    encoders = side_encoders(source, config.encoders, rt)
-    main = distributed.is_main()
-    cache: dict[tuple[str, str], PairedFeatures] = {}
+class PairsJob:
+    """Training on paired data: the main method and its side-by-side baselines on one source's splits."""
 
-    def feats(split: str, taps: dict[str, list[str]], every_rank: bool = True) -> PairedFeatures | None:
-        """One split's paired inputs for one set of taps, built once and shared by the methods. Under
-        torchrun, what ``every_rank`` reads is cached by rank 0 first, then read by the others."""
-        key = (split, repr(sorted(taps.items())))
-        if split and key not in cache:
-            limit = 0 if split == config.data.test_split else config.data.limit
-            with distributed.main_first() if every_rank else contextlib.nullcontext():
-                cache[key] = split_features(source, split, encoders, config.store, config.data.skip_bad,
-                                            progress, limit, taps)
-        return cache.get(key)
+    kind, config_file = "model-run", "run.yaml"
 
-    names = [config.method.name] + [b for b in config.baselines if b != config.method.name]
-    wanted = {name: method_taps(name, config.method.options if name == config.method.name else {}, source)
-              for name in names}  # typos in the options fail here, before any extraction
-    reports, models = [], {}
-    for name in names:
-        if not main and not method_class(name).trainable:
-            continue
-        options = config.method.options if name == config.method.name else {}
-        work = out if name == config.method.name else out / "baselines" / name
-        if progress:
-            log.info("── %s", name)
-        taps = wanted[name]
-        options = data_options(name, options, feats(config.data.train_split, taps), encoders)
-        method, seconds = train_method(name, options, feats(config.data.train_split, taps),
-                                       feats(config.data.val_split, taps), config.train, work, resume, progress, rt)
-        if not main:
-            continue
-        models[name] = joint_model(method, encoders, source, seconds)
-        train = feats(config.data.train_split, taps, every_rank=False)
-        models[name].set_query_bank(train.x, config.hubness, config.train.seed)
-        reports.append(split_report(models[name], feats(config.data.test_split, taps, every_rank=False),
-                                   source.spec, config.data.test_split))
-    if not main:
-        return []
-    package(models[config.method.name], out, config=config, config_file="run.yaml", reports=reports)
-    return reports
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.saved_identity = _saved_identity
+
+    def prepare(self, rt: Runtime) -> None:
+        """Nothing beyond the runtime: option typos fail in ``train`` before any extraction."""
+
+    def train(self, out: Path, resume: bool, progress: bool, rt: Runtime) -> Iterator[Trained]:
+        """Under torchrun every rank trains; only rank 0 extracts first, fits the closed-form baselines and
+        yields (the runner banks, reports and saves)."""
+        config = self.config
+        source = build_source(config.data.source, skip_bad=config.data.skip_bad)
+        encoders = side_encoders(source, config.encoders, rt)
+        main = distributed.is_main()
+        cache: dict[tuple[str, str], PairedFeatures] = {}
+
+        def feats(split: str, taps: dict[str, list[str]], every_rank: bool = True) -> PairedFeatures | None:
+            """One split's paired inputs for one set of taps, built once and shared by the methods. Under
+            torchrun, what ``every_rank`` reads is cached by rank 0 first, then read by the others."""
+            key = (split, repr(sorted(taps.items())))
+            if split and key not in cache:
+                limit = 0 if split == config.data.test_split else config.data.limit
+                with distributed.main_first() if every_rank else contextlib.nullcontext():
+                    cache[key] = split_features(source, split, encoders, config.store, config.data.skip_bad,
+                                                progress, limit, taps)
+            return cache.get(key)
+
+        names = [config.method.name] + [b for b in config.baselines if b != config.method.name]
+        wanted = {name: method_taps(name, config.method.options if name == config.method.name else {}, source)
+                  for name in names}  # typos in the options fail here, before any extraction
+        for name in names:
+            if not main and not method_class(name).trainable:
+                continue
+            options = config.method.options if name == config.method.name else {}
+            work = out if name == config.method.name else out / "baselines" / name
+            if progress:
+                log.info("── %s", name)
+            taps = wanted[name]
+            options = data_options(name, options, feats(config.data.train_split, taps), encoders)
+            method, seconds = train_method(name, options, feats(config.data.train_split, taps),
+                                           feats(config.data.val_split, taps), config.train, work, resume,
+                                           progress, rt)
+            if main:
+                yield Trained(joint_model(method, encoders, source, seconds),
+                              feats(config.data.train_split, taps, every_rank=False).x, config.hubness,
+                              feats(config.data.test_split, taps, every_rank=False), source.spec,
+                              config.data.test_split)

@@ -115,17 +115,15 @@ def distill(cfg: DistillConfig, job: JobOptions) -> None:
     Starts from the `distill` recipe. OUT must be new, empty, or hold this same run; anything else needs
     --overwrite (or --resume)."""
     from ..distill import distill as run_distill
+    from ..utils.distributed import is_main
 
     if job.nproc > 1:
         _torchrun(job.nproc, cfg)
-    summary = run_distill(cfg, resume=job.resume, overwrite=job.overwrite)
-    if not summary:  # a torchrun rank other than 0: rank 0 saved and reports
-        return
-    if summary["reports"]:
-        _show(summary["reports"], cfg.out)
-    click.echo(f"student saved to {cfg.out} (best epoch {summary['best_epoch']}, {summary['train_seconds']:.0f} s; "
-               f"rows: {', '.join(f'{k}={v}' for k, v in summary['rows'].items())}); "
-               f"`latentfuse info -m {cfg.out} --cost` compares its cost")
+    reports = run_distill(cfg, resume=job.resume, overwrite=job.overwrite)
+    if reports:
+        _show(reports, cfg.out)
+    if is_main():  # a torchrun rank other than 0 has nothing to say: rank 0 saved and reports
+        click.echo(f"student saved to {cfg.out}; `latentfuse info -m {cfg.out} --cost` compares its cost")
 
 
 def _torchrun(nproc: int, cfg: Any) -> None:
