@@ -82,8 +82,8 @@ def rows_of(data: Any) -> list[dict[str, Any]]:
     """(image, text[, split]) tuples, a DataFrame or a ``datasets.Dataset`` → rows with image, text, split."""
     if hasattr(data, "to_dict") and hasattr(data, "columns"):  # pandas
         records: Iterable[Any] = data.to_dict("records")
-    elif hasattr(data, "column_names") and hasattr(data, "to_list"):  # datasets.Dataset
-        records = data.to_list()
+    elif hasattr(data, "column_names") and hasattr(data, "features"):  # datasets.Dataset: rows decoded (PIL)
+        records = iter(data)
     else:
         records = list(data)
     rows = []
@@ -129,20 +129,30 @@ def write_table(rows: list[dict[str, Any]], tables: Path) -> Path:
 
 def _image_ref(image: Any, number: int) -> tuple[str, bytes | None]:
     """(what the table names, PNG bytes to write or None): a path is named as it is (absolute), an image in
-    memory by the digest of its pixels."""
+    memory (PIL, an array, or a ``{"bytes", "path"}`` cell as Hugging Face stores images) by the digest of its
+    PNG encoding."""
     if isinstance(image, (str, Path)):
         path = Path(image).expanduser()
         if not path.is_file():
             raise DataError(f"fit: row {number}: image file {image} not found")
         return str(path.resolve()), None
+    import numpy as np
     from PIL import Image
 
+    if isinstance(image, dict) and (image.get("bytes") or image.get("path")):  # an encoded image column
+        if not image.get("bytes"):
+            return _image_ref(image["path"], number)
+        image = Image.open(io.BytesIO(image["bytes"]))
     try:
-        import numpy as np
-
-        picture = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"fit: row {number}: not an image path, PIL image or array ({exc})") from None
+        if isinstance(image, Image.Image):
+            picture = image
+        else:
+            pixels = np.asarray(image)
+            if pixels.dtype.kind in "iu" and pixels.size and 0 <= pixels.min() and pixels.max() <= 255:
+                pixels = pixels.astype(np.uint8)  # nested lists of 0..255 (a table's image column)
+            picture = Image.fromarray(pixels)
+    except (TypeError, ValueError, OSError) as exc:
+        raise DataError(f"fit: row {number}: not an image path, PIL image, array or encoded image ({exc})") from None
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     png = buffer.getvalue()

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..config import DistillConfig, RunConfig, describe
-from ..config.commands import (EvalConfig, ExtractConfig, IndexConfig, InfoConfig, JobOptions, RecipesConfig,
+from ..config.commands import (CompletionConfig, EvalConfig, ExtractConfig, IndexConfig, InfoConfig, JobOptions, RecipesConfig,
                                SearchConfig, ServeConfig)
 from ..errors import LatentfuseError
 from ..version import __version__
@@ -18,7 +18,7 @@ SCHEMAS: dict[str, list[type]] = {
     "extract": [ExtractConfig], "train": [RunConfig, JobOptions], "run": [RunConfig, JobOptions],
     "demo": [RunConfig, JobOptions], "distill": [DistillConfig, JobOptions], "eval": [EvalConfig],
     "index": [IndexConfig], "search": [SearchConfig], "serve": [ServeConfig], "info": [InfoConfig],
-    "recipes": [RecipesConfig]}
+    "recipes": [RecipesConfig], "completion": [CompletionConfig]}
 """Which schema each command reads (``--config`` / ``--set`` fill the first)."""
 
 
@@ -110,12 +110,11 @@ def recipes(cfg: RecipesConfig) -> None:
         click.echo(f"{name:<16} {command:<8} {description}")
 
 
-@app.command("completion")
-@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
-def completion(shell: str) -> None:
+@schema_command(app, "completion", SCHEMAS["completion"])
+def completion(cfg: CompletionConfig) -> None:
     """Print the shell completion script: eval "$(latentfuse completion bash)"."""
     from click.shell_completion import get_completion_class
 
-    cls = get_completion_class(shell)
+    cls = get_completion_class(cfg.shell)
     assert cls is not None  # click knows all three
     click.echo(cls(app, {}, "latentfuse", "_LATENTFUSE_COMPLETE").source())

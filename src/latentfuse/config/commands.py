@@ -180,3 +180,12 @@ class RecipesConfig:
 
     show: Annotated[str, Flag("NAME")] = ""
     """Print this recipe's YAML instead of the list."""
+
+
+@dataclass
+class CompletionConfig:
+    """``latentfuse completion``: the shell completion script."""
+
+    shell: Annotated[str, OneOf(("bash", "zsh", "fish")), Flag("SHELL", required=True)] = ""
+    """The shell to complete in: bash | zsh | fish (e.g. eval "$(latentfuse completion bash)")."""
+

@@ -22,7 +22,7 @@ Deviations, each with its reason:
   udist ``2·KL(s(X_T, X_T) ‖ s(X_S, X_S))`` — so each tower is anchored to the teacher's other side.
   These terms alone leave each student free in the directions the teacher's embeddings do not span
   (similarities to teacher embeddings cannot see them), so two distilled towers drifted apart: on a
-  synthetic world (tests/test_dime.py) student-to-student R@1 stayed near chance (≈5–10 %) while each
+  synthetic world (tests/unit/methods/test_dime.py) student-to-student R@1 stayed near chance (≈5–10 %) while each
   tower matched the teacher. A **cross** term between the two students, ``w_cross·[KL(s(I_T, X_T) ‖
   s(I_S, X_S)) + KL(s(X_T, I_T) ‖ s(X_S, I_S))]`` at t_vl (still unpaired data: the teacher's similarities
   of unrelated items are the target), lifted it to 85–90 %. ``image_student: teacher`` /

@@ -1,6 +1,6 @@
 """Malformed requests a latentfuse server must answer with a 4xx and a ``detail`` — quickly, never a 5xx.
 
-One catalogue for the test suite (``tests/test_serve_reliability.py``) and the load benchmark's mixed run
+One catalogue for the test suite (``tests/integration/test_serve_reliability.py``) and the load benchmark's mixed run
 (``bench/serve_load.py``); also handy to probe a deployed server. Each probe is the keyword arguments of an
 ``httpx`` request (``method``, ``url`` and ``content`` / ``params`` / ``files`` / ``data`` / ``headers``).
 """
