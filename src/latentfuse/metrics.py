@@ -49,27 +49,68 @@ def retrieval_report(embed_a: Any, embed_b: Any, data: PairedFeatures, *, datase
     return report
 
 
+class Retriever:
+    """A gallery of joint embeddings ranked for queries under an optional QB-Norm: the one ranking rule of the
+    evaluation metrics, the run's test report, the index and so the server (``JointModel.retriever`` builds
+    one over the model's query bank). A non-finite score (NaN/inf, from broken weights or features) is a
+    failure, never a hit: it ranks below every finite one. (NaN compares false with everything, so left alone
+    it would rank first.)"""
+
+    def __init__(self, gallery: Any, norm: Rescorer | None = None) -> None:
+        self.gallery = torch.as_tensor(np.asarray(gallery, dtype=np.float32)) \
+            if not isinstance(gallery, torch.Tensor) else gallery
+        self.norm = norm
+
+    def __len__(self) -> int:
+        return len(self.gallery)
+
+    def raw(self, queries: Any) -> torch.Tensor:
+        """(n_queries, n) similarities, a non-finite one as -inf."""
+        scores = torch.as_tensor(queries, dtype=self.gallery.dtype) @ self.gallery.T
+        return torch.where(torch.isfinite(scores), scores, torch.full_like(scores, float("-inf")))
+
+    def ranked(self, queries: Any) -> torch.Tensor:
+        """What the gallery is ranked by for each query: the similarities, after QB-Norm when there is one."""
+        scores = self.raw(queries)
+        return self.norm.rescore(scores) if self.norm is not None else scores
+
+    def best_ranks(self, queries: Any, relevant: Sequence[Sequence[int]], chunk: int = 1024) -> np.ndarray:
+        """0-based rank of the best-ranked relevant gallery item for each query (ties count in our favour); a
+        query whose relevant items all score non-finite gets rank ``len(gallery)`` — a miss at every K."""
+        ranks = np.empty(len(queries), dtype=np.int64)
+        for start in range(0, len(queries), chunk):
+            scores = self.ranked(queries[start:start + chunk])  # (chunk, n_gallery)
+            rel_rows, rel_cols = _relevant_coo(relevant[start:start + chunk])
+            best = torch.full((scores.shape[0],), float("-inf"), dtype=scores.dtype)
+            best = best.scatter_reduce(0, rel_rows, scores[rel_rows, rel_cols], reduce="amax")
+            rank = (scores > best[:, None]).sum(dim=1)
+            ranks[start:start + chunk] = torch.where(torch.isinf(best), len(self), rank).numpy()
+        return ranks
+
+    def top_k(self, queries: Any, k: int, candidates: tuple[np.ndarray, np.ndarray] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """(raw scores, rows) of each query's ``k`` best items by the ranking score, best first; ``candidates``:
+        (raw scores, rows) an approximate structure proposed, best raw first, row -1 = none (default: every
+        item). Rows past the candidates are -1."""
+        if candidates is None:
+            raw = self.raw(queries)
+            rows = torch.argsort(raw, dim=1, descending=True, stable=True)
+            raw = torch.take_along_dim(raw, rows, dim=1)
+        else:
+            raw, rows = torch.from_numpy(candidates[0]), torch.from_numpy(candidates[1].astype(np.int64))
+        valid = rows >= 0
+        adjusted = self.norm.rescore(raw, rows.clamp(min=0)) if self.norm is not None else raw
+        adjusted = torch.where(valid, adjusted, torch.full_like(adjusted, float("-inf")))
+        order = torch.argsort(adjusted, dim=1, descending=True, stable=True)[:, :k]
+        picked = torch.take_along_dim(rows, order, dim=1)
+        return (torch.take_along_dim(raw, order, dim=1).numpy(),
+                torch.where(torch.take_along_dim(valid, order, dim=1), picked, -1).numpy())
+
+
 def best_ranks(queries: torch.Tensor, gallery: torch.Tensor, relevant: Sequence[Sequence[int]],
                chunk: int = 1024, norm: Rescorer | None = None) -> np.ndarray:
-    """0-based rank of the best-ranked relevant gallery item for each query (ties count in our favour);
-    with ``norm``, ranked by the query-bank normalised scores.
-
-    A non-finite score (NaN/inf, from broken weights or features) is a failure, never a hit: it ranks below
-    every finite one, and a query whose relevant items all score non-finite gets rank ``len(gallery)`` —
-    a miss at every K. (NaN compares false with everything, so left alone it would rank first.)
-    """
-    ranks = np.empty(len(queries), dtype=np.int64)
-    for start in range(0, len(queries), chunk):
-        scores = queries[start:start + chunk] @ gallery.T  # (chunk, n_gallery)
-        scores = torch.where(torch.isfinite(scores), scores, torch.full_like(scores, float("-inf")))
-        if norm is not None:
-            scores = norm.rescore(scores)
-        rel_rows, rel_cols = _relevant_coo(relevant[start:start + chunk])
-        best = torch.full((scores.shape[0],), float("-inf"), dtype=scores.dtype)
-        best = best.scatter_reduce(0, rel_rows, scores[rel_rows, rel_cols], reduce="amax")
-        rank = (scores > best[:, None]).sum(dim=1)
-        ranks[start:start + chunk] = torch.where(torch.isinf(best), len(gallery), rank).numpy()
-    return ranks
+    """``Retriever(gallery, norm).best_ranks(queries, relevant, chunk)``."""
+    return Retriever(gallery, norm).best_ranks(queries, relevant, chunk)
 
 
 def _relevant_coo(relevant: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,11 +143,9 @@ def retrieval_metrics(emb_a: torch.Tensor, emb_b: torch.Tensor, pairs: np.ndarra
         b_to_a[j].append(int(i))
     keep_a = [i for i, rel in enumerate(a_to_b) if rel]  # unpaired items stay in the gallery only
     keep_b = [j for j, rel in enumerate(b_to_a) if rel]
-    ranks_a = best_ranks(emb_a[keep_a], emb_b, [a_to_b[i] for i in keep_a], chunk, norms.get("a2b"))
-    ranks_b = best_ranks(emb_b[keep_b], emb_a, [b_to_a[j] for j in keep_b], chunk, norms.get("b2a"))
+    ranks_a = Retriever(emb_b, norms.get("a2b")).best_ranks(emb_a[keep_a], [a_to_b[i] for i in keep_a], chunk)
+    ranks_b = Retriever(emb_a, norms.get("b2a")).best_ranks(emb_b[keep_b], [b_to_a[j] for j in keep_b], chunk)
     return {"a2b": recall_summary(ranks_a), "b2a": recall_summary(ranks_b)}
-
-
 
 
 def f1_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:

@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from latentfuse.data import Item, Side, Source, SplitData
 from latentfuse.encoders import ENCODERS
 from latentfuse.encoders.base import BadItemError, Encoder
+from latentfuse.encoders.images import load_image
 
 
 class FakeTextEncoder(Encoder):
@@ -102,3 +105,48 @@ class SyntheticSource(Source):
         b = [Item(f"{split}-b{i}", f"{split} b {i}") for i in range(self.n)]
         return SplitData(split, self.sides, {"text_a": a, "text_b": b},
                          [(x.id, y.id) for x, y in zip(a, b)])
+
+
+# ---------------------------------------------------------------- encoders whose answers are known by colour / keyword
+# ``fake-rgb`` embeds an image as its mean colour (r, g, b); ``fake-keywords:red,green,blue`` embeds a text as
+# the counts of those words: a frozen model over the two is a joint space by construction.
+class FakeRGBEncoder(Encoder):
+    """Mean colour of the image in [0, 1]; undecodable files raise BadItemError like the real encoders."""
+
+    modality = "image"
+    dim = 3
+    name = "fake-rgb"
+    calls: ClassVar[list[int]] = []  # items per encode call, so a test can prove the cache was used
+
+    @property
+    def fingerprint(self) -> str:
+        return "fake-rgb-1"
+
+    def encode(self, batch):
+        FakeRGBEncoder.calls.append(len(batch))
+        return np.stack([np.asarray(load_image(item, i), dtype=np.float32).mean(axis=(0, 1)) / 255.0
+                         for i, item in enumerate(batch)])
+
+
+class FakeKeywordEncoder(Encoder):
+    """Counts of each keyword among the words of a text."""
+
+    modality = "text"
+
+    def __init__(self, words: str = "red,green,blue") -> None:
+        self.words = words.split(",")
+        self.dim = len(self.words)
+        self.name = f"fake-keywords:{words}"
+
+    @property
+    def fingerprint(self) -> str:
+        return f"fake-keywords-{','.join(self.words)}"
+
+    def encode(self, batch):
+        tokens = [re.findall(r"[a-z]+", str(text).lower()) for text in batch]
+        return np.array([[t.count(w) for w in self.words] for t in tokens], dtype=np.float32)
+
+
+if "fake-rgb" not in ENCODERS:
+    ENCODERS.register("fake-rgb")(FakeRGBEncoder)
+    ENCODERS.register("fake-keywords")(FakeKeywordEncoder)

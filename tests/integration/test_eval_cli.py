@@ -7,9 +7,9 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from helpers import fakes  # noqa: F401  (registers fake-text)
+from helpers import fakes  # noqa: F401  (registers fake-text, fake-rgb, fake-keywords)
 from latentfuse.cli import app
-from helpers.tables import colour_folder, write_pairs  # also registers fake-rgb / fake-keywords
+from helpers.tables import colour_folder, write_pairs
 
 runner = CliRunner()
 

@@ -7,9 +7,7 @@ the counts of those words. A frozen model over the two is a joint space by const
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -17,10 +15,8 @@ from PIL import Image
 from scipy import stats
 
 from helpers import fakes
+from helpers.fakes import FakeRGBEncoder
 from latentfuse.config import StoreConfig
-from latentfuse.encoders import ENCODERS
-from latentfuse.encoders.base import Encoder
-from latentfuse.encoders.images import load_image
 from latentfuse.errors import ConfigError, DataError
 from latentfuse.eval import frozen_model, task
 from latentfuse.eval.zeroshot import TEMPLATES
@@ -28,50 +24,6 @@ from latentfuse.eval.report import split_report
 from latentfuse.pipeline import split_features
 from helpers.tables import colour_folder, write_pairs  # noqa: F401
 from helpers.tables import COLOURS
-
-
-
-class FakeRGBEncoder(Encoder):
-    """Mean colour of the image in [0, 1]; undecodable files raise BadItemError like the real encoders."""
-
-    modality = "image"
-    dim = 3
-    name = "fake-rgb"
-    calls: ClassVar[list[int]] = []  # items per encode call, so a test can prove the cache was used
-
-    @property
-    def fingerprint(self) -> str:
-        return "fake-rgb-1"
-
-    def encode(self, batch):
-        FakeRGBEncoder.calls.append(len(batch))
-        return np.stack([np.asarray(load_image(item, i), dtype=np.float32).mean(axis=(0, 1)) / 255.0
-                         for i, item in enumerate(batch)])
-
-
-class FakeKeywordEncoder(Encoder):
-    """Counts of each keyword among the words of a text."""
-
-    modality = "text"
-
-    def __init__(self, words: str = "red,green,blue") -> None:
-        self.words = words.split(",")
-        self.dim = len(self.words)
-        self.name = f"fake-keywords:{words}"
-
-    @property
-    def fingerprint(self) -> str:
-        return f"fake-keywords-{','.join(self.words)}"
-
-    def encode(self, batch):
-        tokens = [re.findall(r"[a-z]+", str(text).lower()) for text in batch]
-        return np.array([[t.count(w) for w in self.words] for t in tokens], dtype=np.float32)
-
-
-if "fake-rgb" not in ENCODERS:
-    ENCODERS.register("fake-rgb")(FakeRGBEncoder)
-    ENCODERS.register("fake-keywords")(FakeKeywordEncoder)
-
 
 
 

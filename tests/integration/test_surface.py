@@ -161,9 +161,10 @@ def test_run_takes_a_recipe_name_or_a_file_laid_over_the_default(tmp_path):
 # ---------------------------------------------------------------- one runtime default, one retrieval score
 
 def test_load_from_pretrained_and_open_index_pick_the_same_backend(shapes, tmp_path):
+    from helpers.shapes import saved_index
+
     import latentfuse
     from latentfuse.model import JointModel
-    from helpers.shapes import saved_index
 
     index = saved_index(shapes, tmp_path / "ix")
     picked = {latentfuse.load(shapes["model"]).runtime, JointModel.from_pretrained(shapes["model"]).runtime,
@@ -193,6 +194,27 @@ def test_robustness_clean_row_equals_retrieval_under_the_models_qb_norm(shapes, 
                                                                   "seeds": [0], "hubness": "none"}, progress=False)
     off = task("retrieval").run(model, spec, None, store, {"hubness": "none"}, progress=False)
     assert plain["metrics"]["clean"] == {f"{d} {k}": off["metrics"][d][k] for d in ("t2i", "i2t") for k in ("R@1", "R@5")}
+
+
+def test_eval_and_the_index_rank_with_one_retriever(shapes, tmp_path):
+    """The model's Retriever (its query bank's QB-Norm) ranks the index's items as evaluation ranks them."""
+    from helpers.shapes import saved_index
+
+    from latentfuse.config import RuntimeConfig
+    from latentfuse.index import open_index
+    from latentfuse.metrics import best_ranks
+
+    opened = open_index(saved_index(shapes, tmp_path / "ix").directory, runtime=RuntimeConfig(backend="torch"))
+    opened.hubness = "dis"
+    queries = opened.model.encode_text(["a red circle", "a blue square", "one green circle on white"])
+    retriever = opened.model.retriever("text", opened.embeddings, "dis")
+    hits = opened.search_vectors(queries, 6, "text")
+    _, rows = retriever.top_k(queries, 6)
+    assert [[h.row for h in per_query] for per_query in hits] == rows.tolist()
+    ranked = retriever.ranked(queries)
+    assert not np.allclose(ranked.numpy(), queries @ opened.embeddings.T)  # the norm really rescored
+    first = [[int(r[0])] for r in rows]  # each query's top hit is rank 0 in the metrics' eyes too
+    assert best_ranks(queries, opened.embeddings, first, norm=retriever.norm).tolist() == [0, 0, 0]
 
 
 # ---------------------------------------------------------------- latentfuse.fit
@@ -255,10 +277,9 @@ def test_fit_from_a_hugging_face_dataset_is_the_same_table(fitted, tmp_path):
     """A ``datasets.Dataset`` (what ``load_dataset`` returns) with image and text columns: the same rows give
     the same content-named table as the list did, so the same run."""
     import datasets
+    from PIL import Image
 
     from latentfuse.job import source_spec
-
-    from PIL import Image
 
     root, from_list, _ = fitted
     rows = _pictures()

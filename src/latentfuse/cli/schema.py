@@ -75,13 +75,22 @@ def _param(dest: str, base: Any, flag: Flag, doc: str, default: Any) -> click.Pa
     many = origin in (list, dict)
     if flag.positional:
         return click.Argument([dest], required=False, nargs=1, metavar=flag.names[0])
-    shown = "" if default in ("", [], {}, None, False) or many else f" (default: {default})"
     kind = {int: click.INT, float: click.FLOAT}.get(base, click.STRING)
     if base is bool:
         return click.Option([*flag.names, dest], is_flag=True, default=None, help=doc)
     metavar = "SIDE=SPEC" if origin is dict else None
-    return click.Option([*flag.names, dest], type=kind, multiple=many, default=None, help=doc + shown,
-                        metavar=metavar)
+    return click.Option([*flag.names, dest], type=kind, multiple=many, default=None, help=doc, metavar=metavar)
+
+
+def _shown(value: Any) -> str:
+    """`` (default: X)`` for a help text; nothing for empty values and flags."""
+    if value in ("", [], {}, None, False, True):
+        return ""
+    if isinstance(value, dict):
+        value = ", ".join(f"{k}={v}" for k, v in value.items())
+    elif isinstance(value, list):
+        value = ",".join(map(str, value))
+    return f" (default: {value})"
 
 
 def common_params(recipes: bool) -> list[click.Parameter]:
@@ -97,7 +106,7 @@ def common_params(recipes: bool) -> list[click.Parameter]:
 
 
 def build_configs(schemas: Sequence[type], bound: list[Bound], values: dict[str, Any],
-                  start: Any = None) -> list[Any]:
+                  start: Any = None, check: bool = True) -> list[Any]:
     """The configs a command runs with: ``start`` (or ``--config FILE``, or the defaults) → ``--set`` → flags."""
     config_file, overrides = values.pop("config_file", None), values.pop("overrides", ())
     main = start if start is not None else schemas[0]()
@@ -112,7 +121,7 @@ def build_configs(schemas: Sequence[type], bound: list[Bound], values: dict[str,
             continue
         set_field(configs[b.group], b.key, _typed(value, b), label=b.flag.long)
     for b in bound:
-        if b.flag.required and not _get(configs[b.group], b.key):
+        if check and b.flag.required and not _get(configs[b.group], b.key):
             raise ConfigError(f"missing {b.flag.long} (or `{b.key}:` in --config)")
     return configs
 
@@ -144,11 +153,16 @@ def fill_registry_names(text: str) -> str:
 class SchemaCommand(click.Command):
     """A generated command: option help naming registered things is filled in each time it is shown."""
 
+    starting: Callable[[], list[Any]] | None = None  # the configs a bare command would run with
+    bound: list[Bound] = []
+
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         saved = [(p, getattr(p, "help", None)) for p in self.params]
+        configs = self.starting() if self.starting else []
+        defaults = {b.dest: _shown(_get(configs[b.group], b.key)) for b in self.bound} if configs else {}
         for param, text in saved:
-            if text:
-                param.help = fill_registry_names(text)  # type: ignore[attr-defined]
+            if text:  # the default shown is the value the command starts from (a recipe's, or the schema's)
+                param.help = fill_registry_names(text) + defaults.get(param.name or "", "")  # type: ignore[attr-defined]
         try:
             super().format_options(ctx, formatter)
         finally:
@@ -166,7 +180,7 @@ def schema_command(group: click.Group, name: str, schemas: Sequence[type], *, re
     an ``extra`` positional names) or the schema's defaults."""
     params, bound = params_for(schemas)
 
-    def configs(values: dict[str, Any]) -> list[Any]:
+    def configs(values: dict[str, Any], check: bool = True) -> list[Any]:
         values = dict(values)
         first = start(values) if start else None
         recipe = values.pop("recipe", None)
@@ -174,13 +188,16 @@ def schema_command(group: click.Group, name: str, schemas: Sequence[type], *, re
             from ..config.recipes import load_recipe
 
             first = load_recipe(recipe, schemas[0])
-        return build_configs(schemas, bound, values, first)
+        return build_configs(schemas, bound, values, first, check)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         command = cls(name, callback=lambda **values: fn(*configs(values)),
                       params=[*extra, *params, *common_params(recipes)],
                       help=help if help is not None else fn.__doc__, no_args_is_help=False)
         command.configs = configs  # type: ignore[attr-defined]  (parse_configs: the configs, not the run)
+        if isinstance(command, SchemaCommand):
+            command.bound = bound
+            command.starting = None if extra else (lambda: configs({}, check=False))
         group.add_command(command)
         return fn
 

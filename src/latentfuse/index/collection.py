@@ -48,6 +48,7 @@ from ..eval.features import embed
 from ..utils import atomic
 from ..utils.hashing import digest
 from ..hubness import GalleryNorm
+from ..metrics import Retriever
 from .backends import Backend, BackendConfig, ExactBackend, FaissBackend, build_backend
 
 FORMAT = "latentfuse.index/1"
@@ -324,23 +325,12 @@ class Index:
         return self.norms[query_side]
 
     def _normalised_search(self, queries: np.ndarray, k: int, norm: GalleryNorm) -> tuple[np.ndarray, np.ndarray]:
-        """(cosine scores, rows) ranked by QB-Norm: all items (exact), or the backend's top candidates."""
+        """(cosine scores, rows) ranked by QB-Norm (``metrics.Retriever``, as evaluation ranks): all items
+        (exact), or the backend's top candidates."""
         n = len(self.records)
-        k = min(k, n)
-        if isinstance(self.backend, ExactBackend):
-            raw = torch.from_numpy(queries @ self.embeddings.T)
-            candidates = torch.argsort(raw, dim=1, descending=True, stable=True)
-            raw = torch.take_along_dim(raw, candidates, dim=1)
-        else:
-            scores, rows = self.backend.search(queries, min(n, max(k, RERANK)))
-            raw, candidates = torch.from_numpy(scores), torch.from_numpy(rows.astype(np.int64))
-        valid = candidates >= 0
-        adjusted = norm.rescore(raw, candidates.clamp(min=0))
-        adjusted = torch.where(valid, adjusted, torch.full_like(adjusted, float("-inf")))
-        order = torch.argsort(adjusted, dim=1, descending=True, stable=True)[:, :k]
-        rows = torch.take_along_dim(candidates, order, dim=1)
-        return torch.take_along_dim(raw, order, dim=1).numpy(), torch.where(
-            torch.take_along_dim(valid, order, dim=1), rows, -1).numpy()
+        candidates = None if isinstance(self.backend, ExactBackend) else \
+            self.backend.search(queries, min(n, max(k, RERANK)))
+        return Retriever(self.embeddings, norm).top_k(queries, min(k, n), candidates)
 
     def hit(self, rank: int, row: int, score: float) -> Hit:
         record = self.records[row]

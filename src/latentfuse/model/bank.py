@@ -17,6 +17,7 @@ from ..config import HubnessConfig
 from ..errors import ModelError
 from ..hubness import GalleryNorm, gallery_norm
 from ..methods import Method
+from ..metrics import Retriever
 from ..methods.base import embed
 from ..store import take
 from ..utils.runtime import Runtime
@@ -53,6 +54,11 @@ class QueryBank:
             return None
         return gallery_norm(self.query_bank[query_side], torch.as_tensor(np.asarray(gallery, dtype=np.float32)),
                             self.hubness.beta, dynamic=norm == "dis")
+
+    def retriever(self, query_side: str, gallery: np.ndarray | torch.Tensor, norm: str = "") -> Retriever:
+        """``gallery`` (joint embeddings) ranked for queries of ``query_side`` under the model's QB-Norm (or
+        ``norm``): what evaluation, the run's report and the index rank with."""
+        return Retriever(gallery, self.gallery_norm(query_side, gallery, norm))
 
     def hub_norm(self, norm: str = "") -> str:
         """The normalisation in force: ``norm`` when given (none | is | dis), else the model's setting."""
