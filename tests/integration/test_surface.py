@@ -134,6 +134,15 @@ def test_every_shipped_recipe_loads_and_is_listed():
     assert parse_configs(app, "train", ["--recipe", "fusemix-paper"])[0].method.options == {"preset": "paper"}
 
 
+def test_the_wheel_carries_every_recipe():
+    import fnmatch
+    import tomllib
+
+    data = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    recipes = sorted(p.relative_to(SRC).as_posix() for p in (SRC / "recipes").iterdir())
+    assert recipes and all(any(fnmatch.fnmatch(r, g) for g in data["latentfuse"]) for r in recipes), recipes
+
+
 def test_a_recipe_typo_and_a_recipe_of_another_command_are_clear():
     from latentfuse.config import RunConfig
     from latentfuse.config.recipes import load_recipe
