@@ -7,6 +7,7 @@
 | ``BASE@PART``   | one part of what precedes it: a source's split, an encoder's tap, a model's weights file | ``flickr8k:DIR@val``, ``fusion@stride16``, ``timm:resnet50@r50.pth`` |
 | ``KEY=VALUE``   | a name given to a value: a side's encoder, a task's dataset, a tower's kind, an option | ``image=efficientnet-lite0``, ``sts=wordsim353`` |
 | ``A,B``         | a list in one flag value                         | ``--split val,test``, ``--layers stride8,head`` |
+| ``BASE#OPT``    | options of a model named by id or path           | ``hf:ID#cls#max_length=128``                  |
 
 Each parser raises a one-line ``ConfigError`` that names the flag or field, the value, and the form expected;
 a name that is not known gets a did-you-mean.
@@ -24,6 +25,7 @@ PART = "@"
 ARG = ":"
 ASSIGN = "="
 LIST = ","
+OPTION = "#"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -51,12 +53,19 @@ def part(spec: str, *, last: bool = False) -> tuple[str, str]:
     return base, rest
 
 
-def key_value(item: str, what: str, example: str, *, key: str = "KEY", value: str = "VALUE") -> tuple[str, str]:
-    """``KEY=VALUE`` → (key, value), both non-empty and stripped."""
+def key_value(item: str, what: str, example: str, *, key: str = "KEY", value: str = "VALUE",
+              empty: bool = False) -> tuple[str, str]:
+    """``KEY=VALUE`` → (key, value), stripped; the key must be non-empty, the value too unless ``empty``."""
     name, sep, given = item.partition(ASSIGN)
-    if not sep or not name.strip() or not given.strip():
+    if not sep or not name.strip() or not (empty or given.strip()):
         raise ConfigError(f"{what} {item!r}: expected {key}={value}, e.g. {example}")
-    return name.strip(), given.strip()
+    return name.strip(), given if empty else given.strip()
+
+
+def options(spec: str) -> tuple[str, list[tuple[str, str]]]:
+    """``BASE#OPT#KEY=VALUE`` → (base, [(opt, ""), (key, value)])."""
+    base, *parts = spec.split(OPTION)
+    return base, [(name, value) for name, _, value in (part.partition(ASSIGN) for part in parts)]
 
 
 def named(item: str) -> tuple[str | None, str]:

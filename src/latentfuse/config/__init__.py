@@ -23,6 +23,7 @@ import yaml
 
 from ..choices import BACKENDS, DEFAULT_BACKEND, ENGINES, HUBNESS_NORMS, PRECISIONS
 from ..errors import ConfigError
+from ..specs import key_value
 
 
 # ---------------------------------------------------------------- declared ranges
@@ -475,9 +476,7 @@ def apply_overrides(config: Any, overrides: list[str], where: str = "--set") -> 
     """Apply ``dotted.key=value`` strings (values parsed as YAML scalars) to a dataclass config."""
     data = dataclasses.asdict(config)
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"{where} {item!r}: expected KEY=VALUE, e.g. train.epochs=10")
+        key, raw = key_value(item, where, "train.epochs=10", empty=True)
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:

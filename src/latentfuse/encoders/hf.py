@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import ConfigError
+from ..specs import options
 from . import ENCODERS
 from .base import Encoder, EncoderUnavailableError, Tap
 from .images import _RESAMPLE, ImagePreprocess, TorchImageEncoder
@@ -33,12 +34,12 @@ TOWERS = ("image", "text")
 
 def parse_hf_spec(arg: str) -> tuple[str, dict[str, Any]]:
     """``"path#cls#max_length=128"`` → ``("path", {"pooling": "cls", "max_length": 128})``."""
-    model, *options = arg.split("#")
+    model, given = options(arg)
     if not model:
         raise ConfigError("hf: needs a model id or folder, e.g. hf:bert-base-uncased or hf:/models/x#cls")
     settings: dict[str, Any] = {}
-    for option in options:
-        key, _, value = option.partition("=")
+    for key, value in given:
+        option = f"{key}={value}" if value else key
         if key in TOWERS and not value:
             settings["tower"] = key
         elif key in POOLINGS and not value:
