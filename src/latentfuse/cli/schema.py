@@ -1,7 +1,7 @@
 """Click commands generated from configuration schemas: no option is declared by hand.
 
 Every field of a command's dataclass that carries a ``config.Flag`` becomes an option (or, for a name without
-dashes, a positional argument). Its help is the field's docstring plus its accepted values and default; its
+dashes, a positional argument). Its help is the field's docstring plus its accepted values and the value the command starts from; its
 value goes through ``config.set_field``, the same checks as YAML and ``--set``. Every command also takes
 ``--config FILE`` (YAML of the whole schema) and ``--set key=value`` (any field, flagged or not), applied in
 that order, then the flags: flags win.
@@ -36,8 +36,8 @@ class Bound:
     hint: Any
 
 
-def flagged_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, Flag, str, Any]]:
-    """(dotted key, base type, flag, doc, default) of every flagged field of ``cls``, nested sections included."""
+def flagged_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, Flag, str]]:
+    """(dotted key, base type, flag, doc) of every flagged field of ``cls``, nested sections included."""
     hints = typing.get_type_hints(cls, include_extras=True)
     docs = field_docs(cls)
     instance = cls()
@@ -55,7 +55,7 @@ def flagged_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, Flag, st
         base, checks = field_checks(hint)
         accepted = " ".join(f"[{check.describe()}]" for check in checks)
         doc = " ".join(filter(None, (docs.get(f.name, ""), accepted)))
-        out.append((prefix + f.name, base, flag, doc, value))
+        out.append((prefix + f.name, base, flag, doc))
     return out
 
 
@@ -63,14 +63,14 @@ def params_for(schemas: Sequence[type]) -> tuple[list[click.Parameter], list[Bou
     params: list[click.Parameter] = []
     bound: list[Bound] = []
     for group, cls in enumerate(schemas):
-        for key, base, flag, doc, default in flagged_fields(cls):
+        for key, base, flag, doc in flagged_fields(cls):
             dest = f"g{group}__{key.replace('.', '__')}"
-            params.append(_param(dest, base, flag, doc, default))
+            params.append(_param(dest, base, flag, doc))
             bound.append(Bound(dest, group, key, flag, base))
     return params, bound
 
 
-def _param(dest: str, base: Any, flag: Flag, doc: str, default: Any) -> click.Parameter:
+def _param(dest: str, base: Any, flag: Flag, doc: str) -> click.Parameter:
     origin = typing.get_origin(base)
     many = origin in (list, dict)
     if flag.positional:
