@@ -20,6 +20,7 @@ from .eval.report import package, split_report
 from .model import JointModel
 from .store import PairedFeatures
 from .utils import distributed
+from .utils.extras import check_extras
 from .utils.outdir import shared_output_dir
 from .utils.runtime import Runtime, runtime
 
@@ -58,6 +59,7 @@ def run_job(job: Job, *, resume: bool = False, overwrite: bool = False, progress
     but this same run is refused unless ``overwrite``, which swaps the finished run in, or ``resume``); → the
     test reports, main model first (``[]`` on torchrun ranks other than 0)."""
     config = job.config
+    check_extras(config)  # before the runtime, the output folder and any extraction
     rt = distributed.init_from_env(runtime(config.runtime.device, config.runtime.precision, config.runtime.backend))
     job.prepare(rt)
     with shared_output_dir(config.out, job.kind, run_identity(config), overwrite=overwrite, resume=resume,

@@ -29,6 +29,7 @@ from .errors import ConfigError, TrainingError
 from .methods import Method
 from .config import TrainConfig
 from .store.paired import PairedFeatures
+from .utils.extras import require
 from .utils import atomic, distributed
 from .utils.nested import flatten
 from .utils.runtime import CPU, Runtime
@@ -263,10 +264,9 @@ def _flat(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def _tensorboard(out_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError as exc:
-        raise ImportError("tensorboard logging needs: pip install 'latentfuse[tensorboard]'") from exc
+    require("tensorboard", "train.tensorboard")  # the job checked it already; a Trainer built directly too
+    from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(str(out_dir / "tensorboard"))
 
 

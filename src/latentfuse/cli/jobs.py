@@ -30,9 +30,11 @@ def extract(cfg: ExtractConfig) -> None:
     """Run the frozen encoders over a dataset into the feature cache (resumable; cached on re-run)."""
     from ..data import build_source
     from ..pipeline import extract_split, extract_taps, side_encoders, taps_by_side
+    from ..utils.extras import check_extras
     from ..utils.runtime import runtime
 
-    rt = runtime(cfg.runtime.device, cfg.runtime.precision, cfg.runtime.backend)  # a missing GPU fails first
+    check_extras(cfg)  # a missing extra (Ray) and a missing GPU fail first
+    rt = runtime(cfg.runtime.device, cfg.runtime.precision, cfg.runtime.backend)
     source = build_source(cfg.data.source, skip_bad=cfg.data.skip_bad)
     encoders = side_encoders(source, cfg.encoders, rt)
     taps = {**cfg.taps, **taps_by_side(cfg.layers, encoders)}

@@ -154,22 +154,27 @@ class Embedder:
         return out
 
     def encode_image(self, images: Any, *, side: str = "", batch_size: int = 64, normalize: bool = True,
-                     convert_to_tensor: bool = False, show_progress_bar: bool = False) -> np.ndarray | torch.Tensor:
-        """Images → (n, dim); one image (a path, a PIL image, an (H, W[, C]) array) → (dim,).
+                     convert_to_tensor: bool = False, show_progress_bar: bool = False,
+                     normalize_embeddings: bool | None = None) -> np.ndarray | torch.Tensor:
+        """Images → (n, dim); one image (a path, a PIL image, an (H, W[, C]) array, a (C, H, W) tensor) → (dim,).
 
-        A list of images or an (N, H, W, C) / (N, H, W) array is a batch of N.
+        A list of images, an (N, H, W, C) / (N, H, W) / (N, C, H, W) array or an (N, C, H, W) tensor is a
+        batch of N (see :func:`image_batch`). ``normalize_embeddings``: sentence-transformers' name for
+        ``normalize``.
         """
         batch, single = image_batch(images)
+        normalize = normalize if normalize_embeddings is None else normalize_embeddings
         x = self.encode(self.side_for("image", side, purpose="encode_image"), batch, batch_size, normalize,
                         show_progress_bar)
         return _finish(x, single, convert_to_tensor)
 
     def encode_text(self, texts: str | Sequence[str], *, side: str = "", batch_size: int = 64,
                     normalize: bool = True, convert_to_tensor: bool = False,
-                    show_progress_bar: bool = False) -> np.ndarray | torch.Tensor:
-        """Strings → (n, dim); one string → (dim,)."""
+                    show_progress_bar: bool = False, normalize_embeddings: bool | None = None) -> np.ndarray | torch.Tensor:
+        """Strings → (n, dim); one string → (dim,). ``normalize_embeddings``: an alias of ``normalize``."""
         single = isinstance(texts, str)
         batch = [texts] if single else list(texts)
+        normalize = normalize if normalize_embeddings is None else normalize_embeddings
         x = self.encode(self.side_for("text", side, purpose="encode_text"), batch, batch_size, normalize,
                         show_progress_bar)
         return _finish(x, single, convert_to_tensor)
@@ -180,10 +185,15 @@ class Embedder:
 
         ``images=, texts=`` → (n_images, n_texts); ``texts=, texts_b=`` → text–text (``texts_b`` goes through
         the model's second text side when it has one, so a text–text model compares across its two spaces);
-        ``images=, images_b=`` → image–image, likewise.
+        ``images=, images_b=`` → image–image, likewise. Two matrices of joint embeddings (float, the model's
+        width), passed positionally as sentence-transformers users do, are compared as they are.
         """
         given = {name for name, value in (("images", images), ("texts", texts), ("images_b", images_b),
                                           ("texts_b", texts_b)) if value is not None}
+        if given == {"images", "texts"}:
+            a, b = _embeddings(images, self.dim), _embeddings(texts, self.dim)
+            if a is not None and b is not None:  # model.similarity(emb_a, emb_b): embeddings already
+                return _unit(a) @ _unit(b).T
         if given == {"images", "texts"}:
             return _matrix(self.encode_image(images)) @ _matrix(self.encode_text(texts)).T
         for modality, first, second in (("text", texts, texts_b), ("image", images, images_b)):
@@ -198,17 +208,70 @@ class Embedder:
 
 
 def image_batch(images: Any) -> tuple[list[Any], bool]:
-    """(list of images, was it a single image). Arrays: (H, W) and (H, W, 1|3|4) are one image; (N, H, W, C)
-    and other 3-D arrays, e.g. (N, 28, 28) grayscale, are N images."""
+    """(list of images, was it a single image), for images as people pass them.
+
+    * Arrays (uint8): (H, W) and (H, W, 1|3|4) are one image; (N, H, W, 1|3|4) and (N, H, W) are N images;
+      (N, 1|3|4, H, W) is N channels-first images. A 3-D array whose first axis could be channels,
+      (1|3|4, H, W), is refused as ambiguous (one channels-first image, or that many greyscale ones?).
+    * torch tensors follow torch's layout, channels first: (C, H, W) is one image, (N, C, H, W) N images;
+      float tensors in [0, 1] (torchvision's ``ToTensor``) are scaled to 0..255.
+    * A list / tuple is a batch of any of these, paths, bytes or PIL images; anything else is one image.
+    """
+    if _is_tensor(images):
+        return _tensor_images(images)
     if isinstance(images, np.ndarray):
-        if images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in (1, 3, 4)):
+        if images.ndim == 2 or (images.ndim == 3 and images.shape[-1] in CHANNELS):
             return [images], True
+        if images.ndim == 3 and images.shape[0] in CHANNELS and min(images.shape[1:]) > max(CHANNELS):
+            raise ModelError(f"an image array of shape {images.shape} is ambiguous: one channels-first image or "
+                             f"{images.shape[0]} greyscale ones? Pass image.transpose(1, 2, 0) for one (H, W, C) "
+                             "image, or a list of 2-D arrays")
+        if images.ndim == 4 and images.shape[1] in CHANNELS and images.shape[-1] not in CHANNELS:
+            return list(np.ascontiguousarray(images.transpose(0, 2, 3, 1))), False  # (N, C, H, W)
         if images.ndim in (3, 4):
             return list(images), False
         raise ModelError(f"an image array must be (H, W), (H, W, C) or (N, H, W[, C]); got shape {images.shape}")
     if isinstance(images, (list, tuple)):
-        return list(images), False
+        return [_tensor_images(x)[0][0] if _is_tensor(x) else x for x in images], False
     return [images], True  # a path, a PIL image, ...
+
+
+CHANNELS = (1, 3, 4)
+
+
+def _is_tensor(x: Any) -> bool:
+    return isinstance(x, torch.Tensor)
+
+
+def _tensor_images(tensor: torch.Tensor) -> tuple[list[np.ndarray], bool]:
+    """torch's (C, H, W) / (N, C, H, W) → channels-last uint8 arrays; floats must lie in [0, 1]."""
+    x = tensor.detach().cpu()
+    if x.ndim not in (3, 4) or x.shape[-3] not in CHANNELS:
+        raise ModelError(f"an image tensor must be (C, H, W) or (N, C, H, W) with C in 1, 3, 4 (torch's layout); "
+                         f"got shape {tuple(x.shape)}")
+    if x.is_floating_point():
+        if x.numel() and not (0.0 <= float(x.min()) and float(x.max()) <= 1.0):
+            raise ModelError(f"a float image tensor must hold values in [0, 1] (torchvision's ToTensor); got "
+                             f"{float(x.min()):.3g}..{float(x.max()):.3g}")
+        x = (x * 255.0).round()
+    pixels = x.to(torch.uint8).numpy()
+    pixels = pixels.transpose(0, 2, 3, 1) if pixels.ndim == 4 else pixels.transpose(1, 2, 0)
+    pixels = np.ascontiguousarray(pixels)
+    return (list(pixels), False) if pixels.ndim == 4 else ([pixels], True)
+
+
+def _embeddings(x: Any, dim: int) -> np.ndarray | None:
+    """``x`` as a float (n, dim) matrix when it is already joint embeddings (floats of the model's width),
+    else None: images and texts are never float vectors of that width."""
+    if _is_tensor(x):
+        x = x.detach().cpu().numpy()
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.ndim in (1, 2) and x.shape[-1] == dim:
+        return np.atleast_2d(x.astype(np.float32))
+    return None
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _finish(x: np.ndarray, single: bool, convert_to_tensor: bool) -> np.ndarray | torch.Tensor:
