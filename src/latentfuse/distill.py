@@ -29,7 +29,7 @@ from .data import Source, SplitData, build_source
 from .encoders import Encoder, build_encoder
 from .encoders.ensemble import member_specs
 from .errors import ConfigError, DataError
-from .specs import key_value, part
+from .specs import key_value, part, public
 from .eval.tasks import resolve_split
 from .methods import build_method, make_config, method_class
 from .model import JointModel, SideSpec
@@ -265,8 +265,8 @@ class PoolsJob:
             return
         sides = [SideSpec(side, teacher.sides[side].modality, encoders[side].name, encoders[side].fingerprint)
                  for side in (image, text)]
-        meta = {"distilled_from": {"teacher": str(config.teacher), "fingerprint": teacher.fingerprint},
-                "pools": {side: pools[side].counts for side in (image, text)},
+        meta = {"distilled_from": {"teacher": Path(config.teacher).name, "fingerprint": teacher.fingerprint},
+                "pools": {side: {public(spec): n for spec, n in pools[side].counts.items()} for side in (image, text)},
                 "best_epoch": result.best_epoch, "train_seconds": round(result.seconds, 2)}
         test = _val_features(config, encoders, taps, (image, text), progress, config.test_split) \
             if config.val and config.test_split else None

@@ -9,7 +9,7 @@ from typing import Any, Iterator
 from .data import Source, build_source
 from .encoders import Encoder, build_encoder
 from .errors import ConfigError
-from .specs import listed, named
+from .specs import listed, named, public
 from .cost import encoder_flops
 from .runner import Trained, run_job
 from .methods import Method, build_method, make_config, method_class
@@ -121,7 +121,7 @@ def data_options(name: str, options: dict[str, Any], train: PairedFeatures,
 def joint_model(method: Method, encoders: dict[str, Encoder], source: Source, seconds: float) -> JointModel:
     sides = [SideSpec(s.name, s.modality, encoders[s.name].name, encoders[s.name].fingerprint)
              for s in source.sides]
-    return JointModel(method, sides, {"trained_on": source.spec, "train_seconds": round(seconds, 2)})
+    return JointModel(method, sides, {"trained_on": public(source.spec), "train_seconds": round(seconds, 2)})
 
 
 def run(config: RunConfig, resume: bool = False, progress: bool = True,

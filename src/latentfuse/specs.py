@@ -93,6 +93,20 @@ def listed(values: Iterable[str]) -> list[str]:
     return [piece.strip() for value in values for piece in value.split(LIST) if piece.strip()]
 
 
+def public(spec: str) -> str:
+    """``spec`` as a saved artifact may name it: a local path argument shortened to its last component
+    (``pairs:/home/me/data/pairs.csv`` → ``pairs:pairs.csv``), so nothing of the machine it was made on is
+    published; other arguments (``pixels:96``, a Hub id) are kept."""
+    name, arg = name_arg(spec)
+    if arg is None:
+        return spec
+    path = arg.split(PART)[0] if PART in arg else arg
+    if path.startswith(("/", ".", "~", "\\")) or (len(path) > 2 and path[1:3] in (":\\", ":/")):
+        short = path.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or path
+        return f"{name}:{short}{arg[len(path):]}"
+    return spec
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """`` Did you mean 'x'?`` for the closest known name, or ''."""
     close = difflib.get_close_matches(name, list(known), n=1)

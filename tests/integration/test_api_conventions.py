@@ -129,7 +129,7 @@ def test_from_pretrained_round_trip_and_card_front_matter(tmp_path):
     card = ModelCard.load(tmp_path / "m" / "README.md")
     assert card.data.library_name == "latentfuse"
     assert {"latentfuse", "fusemix", "text"} <= set(card.data.tags)
-    assert card.data.datasets == ["pairs"]  # the source's name, never a local path
+    assert card.data.datasets is None  # a source name is not a Hub dataset id: no entry rather than a wrong one
     results = {(r.metric_type, r.metric_value) for r in card.data.eval_results}
     assert results == {("b2a R@1", 40.0), ("b2a R@5", 80.0), ("a2b R@1", 42.0), ("a2b R@5", 81.0)}  # own rows only
     assert "| procrustes |" in card.text and "| fusemix |" in card.text  # the comparison table stays in the text

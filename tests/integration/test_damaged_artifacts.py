@@ -190,4 +190,5 @@ def _index_copy(shapes, tmp_path: Path) -> Path:
         _INDEX["built"] = built
     folder = tmp_path / "ix"
     shutil.copytree(_INDEX["built"], folder)
+    (tmp_path / "model").symlink_to(shapes["model"])  # index.json names its model relative to the index
     return folder

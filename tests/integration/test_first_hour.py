@@ -23,3 +23,39 @@ def test_a_missing_extra_is_one_line_before_any_work(tmp_path, monkeypatch):
     monkeypatch.setattr(extras, "installed", lambda module: module != "ray")
     result = CliRunner().invoke(app, ["extract", *args[1:7], "--store", str(tmp_path / "store"), "--engine", "ray"])
     assert "store.engine ray needs the [dist] extra: pip install 'latentfuse[dist]'" in str(result.exception)
+
+
+def test_saved_artifacts_carry_no_path_of_this_machine(tmp_path):
+    """config.json, the card and index.json name data by file name and the model relative to the index."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from latentfuse.index import open_index
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rows = ["image,text,split"]
+    for i in range(24):
+        Image.fromarray(np.full((16, 16, 3), (i * 10, 255 - i * 10, 90), np.uint8)).save(folder / f"{i}.png")
+        rows.append(f"{folder / f'{i}.png'},colour {i % 6} square,{'test' if i % 4 == 0 else 'train'}")
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    store = ["--store", str(tmp_path / "store")]
+    trained = CliRunner().invoke(app, ["train", "--data", f"pairs:{tmp_path / 'pairs.csv'}", "-e", "image=pixels:16",
+                                       "-e", "text=fake-text:8", "--method", "procrustes", "--out",
+                                       str(tmp_path / "model"), "--set", "data.val_split=", *store])
+    assert trained.exit_code == 0, (trained.output, trained.exception)
+    indexed = CliRunner().invoke(app, ["index", "-m", str(tmp_path / "model"), "--data", f"images:{folder}",
+                                       "--out", str(tmp_path / "ix"), *store])
+    assert indexed.exit_code == 0, (indexed.output, indexed.exception)
+    for saved in (tmp_path / "model" / "config.json", tmp_path / "model" / "README.md", tmp_path / "ix" / "index.json"):
+        text = saved.read_text()
+        assert str(tmp_path) not in text and str(tmp_path.resolve()) not in text, saved.name
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["trained_on"] == "pairs:pairs.csv"
+    assert json.loads((tmp_path / "ix" / "index.json").read_text())["model"]["path"] == "../model"
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    (tmp_path / "model").rename(moved / "model")
+    (tmp_path / "ix").rename(moved / "ix")  # an index and its model move together
+    assert len(open_index(moved / "ix").search(text="colour 1 square", k=3)) == 3

@@ -276,7 +276,12 @@ def test_fit_trains_from_a_python_list(fitted):
 
 def test_fit_from_a_dataframe_is_the_same_table_and_the_same_run(fitted):
     root, from_list, from_frame = fitted
-    assert from_list.config()["trained_on"] == from_frame.config()["trained_on"]  # one table, by content
+    from latentfuse.job import source_spec
+
+    tables = Path(root / "store").parent / "tables"
+    spec = source_spec(_pictures(), tables)[0]
+    assert from_list.config()["trained_on"] == from_frame.config()["trained_on"] == "pairs:pairs.csv"
+    assert len(list(tables.iterdir())) == 1 and spec.startswith(f"pairs:{tables}")  # one table, by content
     a = json.loads((root / "from-list" / "report.json").read_text())[0]
     b = json.loads((root / "from-frame" / "report.json").read_text())[0]
     assert a["t2i"] == b["t2i"] and a["i2t"] == b["i2t"]
@@ -296,7 +301,8 @@ def test_fit_from_a_hugging_face_dataset_is_the_same_table(fitted, tmp_path):
     table = datasets.Dataset.from_dict({"image": [Image.fromarray(image) for image, _ in rows],
                                         "text": [text for _, text in rows]}, features=features)
     spec, splits = source_spec(table, Path(root / "store").parent / "tables")
-    assert spec == from_list.config()["trained_on"] and splits == {"train", "val", "test"}
+    assert spec == source_spec(rows, Path(root / "store").parent / "tables")[0]
+    assert splits == {"train", "val", "test"}
     nested = [{"image": image.tolist(), "text": text} for image, text in rows]  # a table's int lists
     assert source_spec(nested, Path(root / "store").parent / "tables")[0] == spec
 

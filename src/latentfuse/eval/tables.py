@@ -11,6 +11,7 @@ from __future__ import annotations
 from itertools import groupby
 from typing import TYPE_CHECKING, Any, Iterable
 
+from ..specs import public
 from ..utils import nested
 
 if TYPE_CHECKING:
@@ -120,4 +121,5 @@ def model_card(model: "JointModel", reports: list[dict[str, Any]]) -> str:
     """The model's card with its evaluation tables (and any side-by-side rows) and model-index metrics."""
     if not reports:
         return model.card()
+    reports = [{**r, "dataset": public(str(r["dataset"]))} for r in reports]  # no local path is published
     return model.card(markdown(reports), model_index(reports, model.method.name))

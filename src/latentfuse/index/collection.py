@@ -39,16 +39,17 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from ..version import __version__
 from ..config import RuntimeConfig, StoreConfig
 from ..data import Item, Source, build_source
 from ..errors import ConfigError, DataError, LatentfuseError
-from ..model import JointModel
 from ..eval.features import embed
-from ..utils import atomic
-from ..utils.hashing import digest
 from ..hubness import GalleryNorm
 from ..metrics import Retriever
+from ..model import JointModel
+from ..specs import public
+from ..utils import atomic
+from ..utils.hashing import digest
+from ..version import __version__
 from .backends import Backend, BackendConfig, ExactBackend, FaissBackend, build_backend
 
 FORMAT = "latentfuse.index/1"
@@ -130,7 +131,7 @@ class Index:
         runtime = runtime or RuntimeConfig()
         directory = Path(directory)
         meta = read_meta(directory)
-        model_path = str(model) if model is not None else meta["model"]["path"]
+        model_path = str(model) if model is not None else recorded_model(meta, directory)
         if not (Path(model_path) / "config.json").exists():
             raise BadIndexError(f"{directory}: the model it was built with ({model_path}) is not there; "
                                 "pass --model PATH to the same model")
@@ -198,6 +199,7 @@ class Index:
 
     def record_skipped(self, spec: str, split: str, skipped: list[tuple[str, str]]) -> None:
         """Remember items --skip-bad left out (once each), so the index says what it lacks and why."""
+        spec = public(spec)  # index.json names sources without the machine's paths
         seen = {(s["source"], s["id"]) for s in self.skipped}
         self.skipped += [{"source": spec, "split": split, "id": item_id, "reason": reason}
                          for item_id, reason in skipped if (spec, item_id) not in seen]
@@ -251,7 +253,7 @@ class Index:
                              beta=np.float64(self.model.hubness.beta))
         atomic.write_json(self.directory / META, {
             "format": FORMAT, "latentfuse_version": __version__,
-            "model": {"path": self.model_path, "fingerprint": self.model.fingerprint,
+            "model": {"path": _relative(self.model_path, self.directory), "fingerprint": self.model.fingerprint,
                       "method": self.model.method.name},
             "side": self.side, "modality": self.modality, "dim": self.model.dim, "count": len(self.records),
             "generation": generation, "backend": self.backend_config.to_dict(),
@@ -379,7 +381,21 @@ def sources_summary(records: Iterable[Record]) -> list[dict[str, Any]]:
     counts: dict[tuple[str, str], int] = {}
     for r in records:
         counts[(r.source, r.split)] = counts.get((r.source, r.split), 0) + 1
-    return [{"source": s, "split": split, "count": n} for (s, split), n in counts.items()]
+    return [{"source": public(s), "split": split, "count": n} for (s, split), n in counts.items()]
+
+
+def _relative(model_path: str, directory: Path) -> str:
+    """The model's folder as index.json records it: relative to the index (no path of this machine), so an
+    index and its model can move together; absolute only where no relative path exists (another drive)."""
+    try:
+        return os.path.relpath(Path(model_path).resolve(), Path(directory).resolve())
+    except ValueError:
+        return str(model_path)
+
+
+def recorded_model(meta: dict[str, Any], directory: Path) -> str:
+    """The model folder index.json names, resolved against the index folder (older indexes: absolute)."""
+    return str((Path(directory) / meta["model"]["path"]).resolve())
 
 
 def read_embeddings(path: Path) -> np.ndarray:

@@ -99,8 +99,7 @@ class JointModel(Embedder, QueryBank, ModelHubMixin, library_name="latentfuse", 
 
         config = self.config()
         name = f"latentfuse-{config['method']}"
-        # the source's name (``flickr8k``), not its spec: a local path means nothing on the Hub
-        datasets = [str(config["trained_on"]).split(":")[0]] if config.get("trained_on") else None
+        datasets = None  # a source's name (pairs, flickr8k) is not a Hub dataset id: no entry rather than a wrong one
         results = [EvalResult(**entry) for entry in eval_results]
         data = ModelCardData(library_name="latentfuse", tags=["latentfuse", config["method"],
                                                                *sorted({s.modality for s in self.sides.values()})],
