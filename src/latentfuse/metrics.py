@@ -88,10 +88,11 @@ class Retriever:
         return ranks
 
     def top_k(self, queries: Any, k: int, candidates: tuple[np.ndarray, np.ndarray] | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
-        """(raw scores, rows) of each query's ``k`` best items by the ranking score, best first; ``candidates``:
-        (raw scores, rows) an approximate structure proposed, best raw first, row -1 = none (default: every
-        item). Rows past the candidates are -1."""
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ranking scores, raw similarities, rows) of each query's ``k`` best items, best first: the scores
+        are what the items were ranked by (non-increasing along a row). ``candidates``: (raw scores, rows) an
+        approximate structure proposed, best raw first, row -1 = none (default: every item); rows past the
+        candidates are -1."""
         if candidates is None:
             raw = self.raw(queries)
             rows = torch.argsort(raw, dim=1, descending=True, stable=True)
@@ -103,7 +104,7 @@ class Retriever:
         adjusted = torch.where(valid, adjusted, torch.full_like(adjusted, float("-inf")))
         order = torch.argsort(adjusted, dim=1, descending=True, stable=True)[:, :k]
         picked = torch.take_along_dim(rows, order, dim=1)
-        return (torch.take_along_dim(raw, order, dim=1).numpy(),
+        return (torch.take_along_dim(adjusted, order, dim=1).numpy(), torch.take_along_dim(raw, order, dim=1).numpy(),
                 torch.where(torch.take_along_dim(valid, order, dim=1), picked, -1).numpy())
 
 

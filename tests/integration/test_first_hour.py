@@ -59,3 +59,32 @@ def test_saved_artifacts_carry_no_path_of_this_machine(tmp_path):
     (tmp_path / "model").rename(moved / "model")
     (tmp_path / "ix").rename(moved / "ix")  # an index and its model move together
     assert len(open_index(moved / "ix").search(text="colour 1 square", k=3)) == 3
+
+
+def test_shown_scores_are_the_scores_ranked_by(shapes, tmp_path):
+    """Under QB-Norm, search --json, /search and /knn-service give scores that never increase down the list,
+    with the cosine beside each."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from helpers.shapes import saved_index
+    from latentfuse.index import open_index
+    from latentfuse.serve import ServeConfig, create_app
+
+    folder = saved_index(shapes, tmp_path / "ix").directory
+    cli = CliRunner().invoke(app, ["search", "-i", str(folder), "a red circle", "-k", "12", "--json",
+                                   "--hubness", "dis"])
+    assert cli.exit_code == 0, cli.output
+    lists = [[(r["score"], r["cosine"]) for r in json.loads(cli.output)["results"]]]
+    with TestClient(create_app(open_index(folder), ServeConfig(hubness="dis"))) as client:
+        found = client.get("/search", params={"q": "a red circle", "k": 12}).json()["results"]
+        lists.append([(r["score"], r["cosine"]) for r in found])
+        knn = client.post("/knn-service", json={"text": "a red circle", "modality": "image", "num_images": 12,
+                                                "indice_name": folder.name}).json()
+        lists.append([(r["similarity"], r["cosine"]) for r in knn])
+    for pairs in lists:
+        scores = [s for s, _ in pairs]
+        assert len(scores) == 12 and scores == sorted(scores, reverse=True), scores
+        assert any(abs(s - c) > 1e-3 for s, c in pairs)  # ranked by the normalised score, not the cosine
+    assert [round(s, 6) for s, _ in lists[0]] == [s for s, _ in lists[1]]  # the CLI and the server agree

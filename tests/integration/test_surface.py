@@ -218,7 +218,7 @@ def test_eval_and_the_index_rank_with_one_retriever(shapes, tmp_path):
     queries = opened.model.encode_text(["a red circle", "a blue square", "one green circle on white"])
     retriever = opened.model.retriever("text", opened.embeddings, "dis")
     hits = opened.search_vectors(queries, 6, "text")
-    _, rows = retriever.top_k(queries, 6)
+    _, _, rows = retriever.top_k(queries, 6)
     assert [[h.row for h in per_query] for per_query in hits] == rows.tolist()
     ranked = retriever.ranked(queries)
     assert not np.allclose(ranked.numpy(), queries @ opened.embeddings.T)  # the norm really rescored

@@ -72,6 +72,8 @@ class Hit:
     payload: str | None  # image path or text; None for in-memory images
     source: str
     label: str | None = None
+    cosine: float = float("nan")
+    """The cosine similarity; ``score`` is what the hit was ranked by (the cosine, or the QB-Norm score)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -307,11 +309,13 @@ class Index:
         norm = self.active_norm(query_side)
         if norm is None:
             scores, rows = self.backend.search(queries, min(k, len(self.records)))
+            cosines = scores
         else:
-            scores, rows = self._normalised_search(queries, k, norm)
-        return [[self.hit(rank, int(row), float(score))
-                 for rank, (row, score) in enumerate(((r, s) for r, s in zip(rs, ss) if r >= 0), start=1)]
-                for rs, ss in zip(rows, scores)]
+            scores, cosines, rows = self._normalised_search(queries, k, norm)
+        return [[self.hit(rank, int(row), float(score), float(cosine))
+                 for rank, (row, score, cosine) in enumerate(((r, s, c) for r, s, c in zip(rs, ss, cs) if r >= 0),
+                                                             start=1)]
+                for rs, ss, cs in zip(rows, scores, cosines)]
 
     def active_norm(self, query_side: str | None) -> GalleryNorm | None:
         """The QB-Norm that ranks queries of ``query_side`` under the current setting, or None."""
@@ -326,17 +330,19 @@ class Index:
             self.norms[query_side] = self.model.gallery_norm(query_side, self.embeddings, "dis")
         return self.norms[query_side]
 
-    def _normalised_search(self, queries: np.ndarray, k: int, norm: GalleryNorm) -> tuple[np.ndarray, np.ndarray]:
-        """(cosine scores, rows) ranked by QB-Norm (``metrics.Retriever``, as evaluation ranks): all items
-        (exact), or the backend's top candidates."""
+    def _normalised_search(self, queries: np.ndarray, k: int,
+                           norm: GalleryNorm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(QB-Norm scores, cosines, rows), ranked by the former (``metrics.Retriever``, as evaluation ranks):
+        all items (exact), or the backend's top candidates."""
         n = len(self.records)
         candidates = None if isinstance(self.backend, ExactBackend) else \
             self.backend.search(queries, min(n, max(k, RERANK)))
         return Retriever(self.embeddings, norm).top_k(queries, min(k, n), candidates)
 
-    def hit(self, rank: int, row: int, score: float) -> Hit:
+    def hit(self, rank: int, row: int, score: float, cosine: float | None = None) -> Hit:
         record = self.records[row]
-        return Hit(rank, row, record.id, score, self.modality, record.payload, record.source, record.label)
+        return Hit(rank, row, record.id, score, self.modality, record.payload, record.source, record.label,
+                   score if cosine is None else cosine)
 
     def payload(self, row: int) -> Any:
         """What item ``row`` is: its stored path / text, or (in-memory images) re-read from its source."""

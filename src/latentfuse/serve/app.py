@@ -46,6 +46,8 @@ class Result(BaseModel):
     row: int
     id: str
     score: float
+    """What the hit was ranked by: the cosine, or under QB-Norm its normalised score (non-increasing by rank)."""
+    cosine: float
     modality: str
     text: str | None = None
     thumbnail_url: str | None = None
@@ -200,7 +202,8 @@ def search_response(text: str | None, image: bool, k: int, started: float, hits:
 
 def result_of(hit: Any) -> Result:
     image = hit.modality == "image"
-    return Result(rank=hit.rank, row=hit.row, id=hit.id, score=round(hit.score, 6), modality=hit.modality,
+    return Result(rank=hit.rank, row=hit.row, id=hit.id, score=round(hit.score, 6), cosine=round(hit.cosine, 6),
+                  modality=hit.modality,
                   text=None if image else hit.payload,
                   thumbnail_url=f"/items/{hit.row}/thumbnail" if image else None,
                   image_url=f"/items/{hit.row}/image" if image else None, source=hit.source, label=hit.label)

@@ -19,6 +19,8 @@ are a bare list, best first, each with the row ``id`` and the ``similarity``. De
 - Text and image together are combined into one query (as ``/search`` does), not an error.
 - Metadata: ``url`` (this server's ``/items/{row}/image``) for images, ``caption`` for texts, plus the
   item's own ``item_id`` and ``source``.
+- ``similarity`` is what the results were ranked by: the cosine, or under the model's QB-Norm the normalised
+  score (so it never increases down the list); ``cosine`` stands beside it.
 """
 from __future__ import annotations
 
@@ -104,7 +106,7 @@ def check_embedding(vector: Any, dim: int) -> np.ndarray:
 
 def result(hit: Any, base: str) -> dict[str, Any]:
     out: dict[str, Any] = {"id": hit.row, "similarity": round(float(hit.score), 6), "item_id": hit.id,
-                           "source": hit.source}
+                           "source": hit.source, "cosine": round(float(hit.cosine), 6)}
     if hit.modality == "image":
         out["url"] = f"{base}/items/{hit.row}/image"
     else:

@@ -139,7 +139,10 @@ def test_index_search_under_the_norm_matches_the_reference(shapes, tmp_path, nor
         vector = index.query_vector(text=text)
         assert [h.row for h in hits] == brute_force(index, vector, "text", norm, 8)
         raw = vector @ index.embeddings.T
-        assert [h.score for h in hits] == pytest.approx([float(raw[h.row]) for h in hits], abs=1e-5)  # cosine
+        assert [h.cosine for h in hits] == pytest.approx([float(raw[h.row]) for h in hits], abs=1e-5)
+        ranked = index.model.retriever("text", index.embeddings, norm).ranked(vector[None, :])[0]
+        assert [h.score for h in hits] == pytest.approx([float(ranked[h.row]) for h in hits], abs=1e-4)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)  # the score ranked by
 
 
 def test_faiss_reranks_its_candidates_like_exact(shapes, tmp_path):
