@@ -1,5 +1,6 @@
-"""A new user's first hour (issue 25, in part): a setting whose extra is not installed fails before any work,
-in one line naming the extra."""
+"""A new user's first hour (issue 25, in part): a missing extra fails before any work in one line; saved
+artifacts carry no path of this machine; a shown score is the score ranked by; the server refuses unknown
+fields instead of dropping them."""
 from __future__ import annotations
 
 from click.testing import CliRunner
@@ -88,3 +89,20 @@ def test_shown_scores_are_the_scores_ranked_by(shapes, tmp_path):
         assert len(scores) == 12 and scores == sorted(scores, reverse=True), scores
         assert any(abs(s - c) > 1e-3 for s, c in pairs)  # ranked by the normalised score, not the cosine
     assert [round(s, 6) for s, _ in lists[0]] == [s for s, _ in lists[1]]  # the CLI and the server agree
+
+
+def test_the_server_refuses_unknown_fields_instead_of_dropping_them(shapes, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from helpers.shapes import saved_index
+    from latentfuse.index import open_index
+    from latentfuse.serve import create_app
+
+    folder = saved_index(shapes, tmp_path / "ix").directory
+    with TestClient(create_app(open_index(folder))) as client:
+        sent = client.post("/search", json={"text": "a dog", "top_k": 2})
+        assert sent.status_code == 422
+        assert sent.json()["detail"].startswith("unknown field(s) top_k; accepted: text, k, image_base64.")
+        form = client.post("/search", data={"text": "a dog", "kk": "2"})
+        assert form.status_code == 422 and "unknown field(s) kk; accepted: text, q, k, image" in form.json()["detail"]
+        assert len(client.post("/search", json={"text": "a dog", "k": 2}).json()["results"]) == 2

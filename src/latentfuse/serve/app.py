@@ -82,11 +82,11 @@ class Health(BaseModel):
     encoder_calls: int
 
 
-QUERY_BODY = {"requestBody": {"content": {
-    "multipart/form-data": {"schema": {"type": "object", "properties": {
-        "text": {"type": "string"}, "k": {"type": "integer", "default": 10},
+QUERY_BODY = {"requestBody": {"content": {  # unknown fields are refused (422): additionalProperties false
+    "multipart/form-data": {"schema": {"type": "object", "additionalProperties": False, "properties": {
+        "text": {"type": "string"}, "q": {"type": "string"}, "k": {"type": "integer", "default": 10},
         "image": {"type": "string", "format": "binary"}}}},
-    "application/json": {"schema": {"type": "object", "properties": {
+    "application/json": {"schema": {"type": "object", "additionalProperties": False, "properties": {
         "text": {"type": "string"}, "k": {"type": "integer", "default": 10},
         "image_base64": {"type": "string"}}}}}}}
 
