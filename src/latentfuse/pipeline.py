@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .data import Source, build_source
+from .data.heldout import HeldOut, needs_holdout
 from .encoders import Encoder, build_encoder
 from .errors import ConfigError
 from .specs import listed, named, public
@@ -38,10 +39,30 @@ def split_features(source: Source, split: str, encoders: dict[str, Encoder], sto
                    skip_bad: bool = False, progress: bool = True, limit: int = 0,
                    taps: dict[str, list[str]] | None = None) -> PairedFeatures:
     """Cached features of both sides of a split (or its first ``limit`` items), joined by pairs; the sides
-    named in ``taps`` as those token taps."""
+    named in ``taps`` as those token taps. A split cut from a whole one (``data.heldout``) reads its rows from
+    the whole split's features, cached first, so each item is encoded once for train, val and test."""
     full = source.load(split)
+    if isinstance(source, HeldOut) and split != source.whole:
+        whole = source.parent_data(split)
+        paired_features(source, whole, encoders, store, skip_bad=skip_bad, progress=progress, taps=taps)
+        return paired_features(source, full.head(limit), encoders, store, parent=whole, skip_bad=skip_bad,
+                               progress=progress, taps=taps)
     return paired_features(source, full.head(limit), encoders, store, parent=full, skip_bad=skip_bad,
                            progress=progress, taps=taps)
+
+
+def training_source(config: RunConfig) -> Source:
+    """The run's data; with no splits of its own (one split, e.g. a table without a split column), cut by
+    image into train / val / test (``data.split_shares``, ``data.split_seed``), saying so once."""
+    source = build_source(config.data.source, skip_bad=config.data.skip_bad)
+    data = config.data
+    if not needs_holdout(source, [data.train_split, data.val_split, data.test_split]):
+        return source
+    cut = HeldOut(source, data.split_shares, data.split_seed)
+    log.info("%s has no train / val / test splits: its %s are cut %s %% by a digest of each (data.split_shares, "
+             "data.split_seed %d); the test split is never trained on", public(source.spec),
+             f"{source.sides[0].name}s", "/".join(f"{s:g}" for s in data.split_shares), data.split_seed)
+    return cut
 
 
 def method_taps(name: str, options: dict[str, Any], source: Source) -> dict[str, list[str]]:
@@ -155,7 +176,7 @@ class PairsJob:
         """Under torchrun every rank trains; only rank 0 extracts first, fits the closed-form baselines and
         yields (the runner banks, reports and saves)."""
         config = self.config
-        source = build_source(config.data.source, skip_bad=config.data.skip_bad)
+        source = training_source(config)
         encoders = side_encoders(source, config.encoders, rt)
         main = distributed.is_main()
         cache: dict[tuple[str, str], PairedFeatures] = {}

@@ -106,3 +106,40 @@ def test_the_server_refuses_unknown_fields_instead_of_dropping_them(shapes, tmp_
         form = client.post("/search", data={"text": "a dog", "kk": "2"})
         assert form.status_code == 422 and "unknown field(s) kk; accepted: text, q, k, image" in form.json()["detail"]
         assert len(client.post("/search", json={"text": "a dog", "k": 2}).json()["results"]) == 2
+
+
+def test_a_table_without_a_split_column_trains_first_time_on_held_out_images(tmp_path):
+    """The newcomer's CSV has no split column: images (with all their captions) are cut 80/10/10 by digest, the
+    report is on images never trained on, and the cut is the same on every run."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from latentfuse.config import RunConfig, load_yaml
+    from latentfuse.pipeline import training_source
+
+    rng = np.random.default_rng(0)
+    rows = ["image,text"]
+    for i in range(60):
+        colour = rng.integers(0, 256, 3)
+        Image.fromarray(np.full((16, 16, 3), colour, np.uint8)).save(tmp_path / f"p{i}.png")
+        words = " ".join(f"{c}{v // 64}" for c, v in zip("rgb", colour))
+        rows += [f"p{i}.png,a square {words}", f"p{i}.png,{words} square"]  # two captions per photo
+    (tmp_path / "captions.csv").write_text("\n".join(rows) + "\n")
+    args = ["train", "--data", f"pairs:{tmp_path / 'captions.csv'}", "-e", "image=pixels:16", "-e",
+            "text=fake-text:32", "--store", str(tmp_path / "store"), "--set", "train.batch_size=16",
+            "--set", "method.options={dim: 16, hidden: 32}"]
+    first = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "model")])
+    assert first.exit_code == 0, (first.output, first.exception)
+    (report,) = json.loads((tmp_path / "model" / "report.json").read_text())
+    config = load_yaml(tmp_path / "model" / "run.yaml", RunConfig)
+    source = training_source(config)
+    test, train = source.load("test"), source.load("train")
+    test_images = {item.id for item in test.items["image"]}
+    assert report["split"] == "test" and report["n_images"] == len(test_images) > 0
+    assert not test_images & {item.id for item in train.items["image"]}  # no photo on both sides
+    assert len(test.items["text"]) == 2 * len(test_images)  # each photo with both its captions
+    assert config.data.split_shares == [80.0, 10.0, 10.0] and config.data.split_seed == 0  # recorded
+    again = training_source(load_yaml(tmp_path / "model" / "run.yaml", RunConfig))
+    assert {item.id for item in again.load("test").items["image"]} == test_images  # the same cut every time

@@ -165,6 +165,11 @@ class DataConfig:
     """Skip unreadable images / empty captions (recorded in the store manifest) instead of failing."""
     limit: NonNegative = 0
     """Use only the first N items (e.g. images) of each train/val split, 0 = all; the test split is whole."""
+    split_shares: list[NonNegativeFloat] = field(default_factory=lambda: [80.0, 10.0, 10.0])
+    """Data with no splits of its own (a table without a split column) is cut by image into train / val / test
+    with these percentages, deterministically (the same cut on every run and machine)."""
+    split_seed: Annotated[int, Range(0, 2**32 - 1)] = 0
+    """Seed of that cut: another seed, another (equally deterministic) cut."""
 
 
 @dataclass

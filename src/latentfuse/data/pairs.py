@@ -10,8 +10,8 @@ Columns, by name:
 * optional ``id``: text item ids (unique over the file); without it a row's id is ``row<N>``, N the
   1-based data row (header and blank lines not counted), so the same table gives the same ids in
   every format.
-* optional ``split``: the row's split. Without it every row is in the single split ``all`` — the
-  table does not say which rows are for training, so we do not guess.
+* optional ``split``: the row's split. Without it every row is in the single split ``all``, which training
+  cuts by image into train / val / test (``data.heldout``: deterministic, ``data.split_shares``).
 * optional ``label``: class name of the row, recorded in ``SplitData.labels`` for the row's items
   (the image too; one image with two different labels is an error). Empty = unlabelled.
 * optional ``labels``: the row's labels for a multi-label classifier of the pair (DynMM; MM-IMDB-style

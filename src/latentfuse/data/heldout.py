@@ -1,0 +1,77 @@
+"""Held-out splits for data that has none: a table without a ``split`` column, a folder of photos.
+
+``HeldOut(source, shares, seed)`` cuts the source's one split into ``train`` / ``val`` / ``test`` by a digest of
+each item of the first side (an image, with all its captions): deterministic, so every run and every
+machine gets the same cut, and no image's captions straddle train and test. The shares and the seed are
+the run's config fields (``data.split_shares``, ``data.split_seed``), saved in its ``run.yaml``.
+
+The subsets are named after the cut (``train-heldout<digest>``), so another cut never reads this one's cached
+features, and they share the source's fingerprint, so their rows are read from the whole split's cached
+features (``parent_data``) instead of being encoded again.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from ..errors import ConfigError
+from .base import Source, SplitData
+
+SPLITS = ("train", "val", "test")
+
+
+class HeldOut(Source):
+    """``source``'s only split, cut by item into train / val / test (``shares`` in percent, summing to 100)."""
+
+    def __init__(self, source: Source, shares: list[float], seed: int = 0) -> None:
+        super().__init__(skip_bad=source.skip_bad)
+        if len(shares) != len(SPLITS) or any(s <= 0 for s in shares) or abs(sum(shares) - 100) > 1e-6:
+            raise ConfigError(f"data.split_shares {shares}: expected three percentages above 0 (train, val, test) "
+                              "that sum to 100")
+        (self.whole,) = source.splits()
+        self.source, self.shares, self.seed = source, [float(s) for s in shares], seed
+        self.name, self.sides = source.name, source.sides
+        self.tag = hashlib.sha256(f"{self.shares}|{seed}".encode()).hexdigest()[:8]
+
+    @property
+    def spec(self) -> str:
+        return self.source.spec
+
+    @property
+    def fingerprint(self) -> str:
+        return self.source.fingerprint  # the same items: a subset's rows come from the whole split's cache
+
+    @property
+    def feature_namespace(self) -> str:
+        return self.source.feature_namespace
+
+    def splits(self) -> list[str]:
+        return [*SPLITS, self.whole]
+
+    def parent_data(self, split: str) -> SplitData:
+        """The whole split every cut split is a subset of."""
+        return self.source.load(self.whole)
+
+    def load(self, split: str) -> SplitData:
+        self.check_split(split)
+        whole = self.source.load(self.whole)
+        if split == self.whole:
+            return whole
+        first = whole.sides[0].name
+        keep = {item.id for item in whole.items[first] if self.split_of(item.id) == split}
+        return whole.subset(first, keep, f"{split}-heldout{self.tag}")
+
+    def split_of(self, item_id: str) -> str:
+        """The split an item falls in: its digest's position in 10,000 buckets, cut at the shares."""
+        bucket = int(hashlib.sha256(f"{self.seed}|{item_id}".encode()).hexdigest()[:8], 16) % 10_000 / 100
+        edge = 0.0
+        for name, share in zip(SPLITS, self.shares):
+            edge += share
+            if bucket < edge:
+                return name
+        return SPLITS[-1]
+
+
+def needs_holdout(source: Source, wanted: list[str]) -> bool:
+    """A source with one split of its own, asked for splits it does not have (train / val / test)."""
+    names = source.splits()
+    return len(names) == 1 and any(split and split not in names and split in SPLITS for split in wanted)
