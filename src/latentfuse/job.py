@@ -10,8 +10,8 @@ your settings → extract → train → query bank, test report, card → saved 
 memory — a list of (image, caption) or (image, caption, split) tuples, a pandas DataFrame, a Hugging Face
 ``datasets.Dataset`` — is written once as a ``pairs:`` table under the feature cache, named by its content, so
 the same data is the same table (and the same cached features) on every call. Images may be paths, PIL
-images or arrays (saved as PNG beside the table). Without a ``split`` column each image gets one, decided
-by a digest of the image (its path, or its pixels), so no image's captions straddle train and test: 80 % train, 10 % val, 10 % test.
+images or arrays (saved as PNG beside the table). Rows without a split are cut by image when training
+starts, as any table without a split column is (``data.heldout``: 80/10/10 by a digest, ``data.split_shares``).
 """
 from __future__ import annotations
 
@@ -23,11 +23,10 @@ from typing import Any, Iterable, Sequence
 
 from .config import RunConfig, apply_overrides, overlay
 from .config.recipes import DEFAULT_RECIPE, load_recipe
-from .errors import ConfigError, DataError
+from .errors import DataError
 from .model import JointModel
 from .pipeline import run as run_job
 
-SPLIT_SHARES = (("train", 80), ("val", 10), ("test", 10))
 
 
 def fit(data: Any, *, out: str | Path = "runs/latest", recipe: str = DEFAULT_RECIPE,
@@ -62,13 +61,17 @@ def source_spec(data: Any, tables: Path) -> tuple[str, set[str] | None]:
     if isinstance(data, (str, Path)):
         return str(data), None
     rows = rows_of(data)
-    return f"pairs:{write_table(rows, tables)}", {row["split"] for row in rows}
+    return f"pairs:{write_table(rows, tables)}", {str(row["split"] or "") for row in rows}
 
 
 def _fit_splits(cfg: RunConfig, splits: set[str] | None) -> None:
-    """Rows in memory: train on ``train``, select on ``val`` when there is one, report on ``test``."""
-    if splits is None:
+    """Rows in memory that name their splits: train on ``train``, select on ``val`` when there is one, report on
+    ``test``. Rows that name none are cut by image when training starts (``data.heldout``), like any table
+    without a split column."""
+    if splits is None or splits == {""}:
         return
+    if "" in splits:
+        raise DataError("fit: some rows name a split and some do not; give every row one, or none")
     for needed in ("train", "test"):
         if needed not in splits:
             raise DataError(f"fit: no {needed!r} rows ({len(splits)} split(s): {', '.join(sorted(splits))}); give "
@@ -105,13 +108,13 @@ def rows_of(data: Any) -> list[dict[str, Any]]:
 def write_table(rows: list[dict[str, Any]], tables: Path) -> Path:
     """Write rows as ``tables/<digest>/pairs.csv`` (images that are not paths saved beside it), once."""
     images = [_image_ref(row["image"], number) for number, row in enumerate(rows, 1)]
-    lines = [("image", "text", "split")]
+    with_split = any(row["split"] for row in rows)
+    lines = [("image", "text", "split") if with_split else ("image", "text")]
     for (key, _), row in zip(images, rows):
         text = str(row["text"]).strip()
         if not text:
             raise DataError(f"fit: an empty caption for image {key}")
-        row["split"] = row["split"] or _split_of(key)
-        lines.append((key, text, row["split"]))
+        lines.append((key, text, row["split"]) if with_split else (key, text))
     digest = hashlib.sha256(repr(lines).encode()).hexdigest()[:16]
     folder = tables / digest
     table = folder / "pairs.csv"
@@ -157,16 +160,6 @@ def _image_ref(image: Any, number: int) -> tuple[str, bytes | None]:
     picture.save(buffer, format="PNG")
     png = buffer.getvalue()
     return f"{hashlib.sha256(png).hexdigest()[:20]}.png", png
-
-
-def _split_of(key: str) -> str:
-    """A stable split per image: its digest's position in 100 buckets, 80 / 10 / 10."""
-    bucket = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % 100
-    for name, share in SPLIT_SHARES:
-        if bucket < share:
-            return name
-        bucket -= share
-    raise ConfigError("split shares must add up to 100")  # pragma: no cover
 
 
 def _write_atomic(path: Path, payload: bytes) -> None:

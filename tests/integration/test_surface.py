@@ -302,7 +302,7 @@ def test_fit_from_a_hugging_face_dataset_is_the_same_table(fitted, tmp_path):
                                         "text": [text for _, text in rows]}, features=features)
     spec, splits = source_spec(table, Path(root / "store").parent / "tables")
     assert spec == source_spec(rows, Path(root / "store").parent / "tables")[0]
-    assert splits == {"train", "val", "test"}
+    assert splits == {""}  # no split named: training cuts the images (data.heldout)
     nested = [{"image": image.tolist(), "text": text} for image, text in rows]  # a table's int lists
     assert source_spec(nested, Path(root / "store").parent / "tables")[0] == spec
 
@@ -317,4 +317,11 @@ def test_fit_refuses_rows_it_cannot_use(tmp_path):
         latentfuse.fit([("nowhere.jpg", "a caption")], out=tmp_path / "m")
     with pytest.raises(DataError, match="no 'test' rows"):
         latentfuse.fit([(np.zeros((8, 8, 3), np.uint8), "x", "train")], out=tmp_path / "m",
+                       config={"store": {"root": str(tmp_path / "s")}})
+    with pytest.raises(DataError, match="some rows name a split and some do not"):
+        latentfuse.fit([(np.zeros((8, 8, 3), np.uint8), "x", "train"), (np.ones((8, 8, 3), np.uint8), "y")],
+                       out=tmp_path / "m", config={"store": {"root": str(tmp_path / "s")}})
+    one = [(np.full((8, 8, 3), i, np.uint8), f"grey {i}") for i in range(3)]  # too few images to cut
+    with pytest.raises(DataError, match=r"cutting its 3 images 80/10/10 % left no (val|test) image"):
+        latentfuse.fit(one, out=tmp_path / "m", encoders={"image": "pixels:16", "text": "fake-text:8"},
                        config={"store": {"root": str(tmp_path / "s")}})

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .base import Source, SplitData
 
 SPLITS = ("train", "val", "test")
@@ -58,6 +58,10 @@ class HeldOut(Source):
             return whole
         first = whole.sides[0].name
         keep = {item.id for item in whole.items[first] if self.split_of(item.id) == split}
+        if not keep:
+            raise DataError(f"{self.spec}: cutting its {len(whole.items[first])} {first}s "
+                            f"{'/'.join(f'{s:g}' for s in self.shares)} % left no {split} {first}; add "
+                            f"{first}s, give the data a split column, or change data.split_shares")
         return whole.subset(first, keep, f"{split}-heldout{self.tag}")
 
     def split_of(self, item_id: str) -> str:
