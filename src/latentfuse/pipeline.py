@@ -170,7 +170,14 @@ class PairsJob:
         self.saved_identity = _saved_identity
 
     def prepare(self, rt: Runtime) -> None:
-        """Nothing beyond the runtime: option typos fail in ``train`` before any extraction."""
+        """A report on the training rows is refused unless asked for; option typos fail in ``train`` before any
+        extraction."""
+        data = self.config.data
+        if data.test_split and data.test_split == data.train_split and not data.test_on_train:
+            raise ConfigError(f"data.test_split {data.test_split!r} is the training split: the report would score "
+                              "what the model was trained on. Give the data a split column, or leave the splits "
+                              "alone and training cuts a table without one; data.test_on_train=true allows it "
+                              "(to check a fit)")
 
     def train(self, out: Path, resume: bool, progress: bool, rt: Runtime) -> Iterator[Trained]:
         """Under torchrun every rank trains; only rank 0 extracts first, fits the closed-form baselines and

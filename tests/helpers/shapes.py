@@ -49,7 +49,7 @@ def build(root: Path) -> dict[str, Path]:
 
     latentfuse.fit(f"pairs:{table}", out=root / "model", encoders={"image": "efficientnet-lite0", "text": "minilm-l6"},
                    config={"store": {"root": str(root / "store")}, "data": {"train_split": "all", "val_split": "",
-                                                                          "test_split": "all"},
+                                                                          "test_split": "all", "test_on_train": True},
                            "method": {"name": "fusemix", "options": {"dim": 64, "hidden": 128}},
                            "train": {"epochs": 60, "batch_size": 32, "lr": 3e-3, "threads": 1},
                            "hubness": {"norm": "none", "bank_size": 200}},  # a bank, off unless asked for

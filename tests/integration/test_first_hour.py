@@ -143,3 +143,15 @@ def test_a_table_without_a_split_column_trains_first_time_on_held_out_images(tmp
     assert config.data.split_shares == [80.0, 10.0, 10.0] and config.data.split_seed == 0  # recorded
     again = training_source(load_yaml(tmp_path / "model" / "run.yaml", RunConfig))
     assert {item.id for item in again.load("test").items["image"]} == test_images  # the same cut every time
+
+
+def test_testing_on_the_training_rows_is_refused_unless_asked(tmp_path):
+    table = cipher_table(tmp_path / "pairs.tsv", 40, 10, 10)
+    args = ["train", "--data", f"pairs:{table}", "-e", "text_a=fake-text:8", "-e", "text_b=fake-text:8",
+            "--method", "procrustes", "--out", str(tmp_path / "model"), "--store", str(tmp_path / "store"),
+            "--set", "data.test_split=train"]
+    refused = CliRunner().invoke(app, args)
+    assert "data.test_split 'train' is the training split" in str(refused.exception)
+    assert not (tmp_path / "model").exists()
+    allowed = CliRunner().invoke(app, [*args, "--set", "data.test_on_train=true"])
+    assert allowed.exit_code == 0, (allowed.output, allowed.exception)

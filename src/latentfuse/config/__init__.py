@@ -170,6 +170,9 @@ class DataConfig:
     with these percentages, deterministically (the same cut on every run and machine)."""
     split_seed: Annotated[int, Range(0, 2**32 - 1)] = 0
     """Seed of that cut: another seed, another (equally deterministic) cut."""
+    test_on_train: bool = False
+    """Allow the test split to be the training split: a report on what the model was trained on checks a fit,
+    it measures nothing; refused unless set."""
 
 
 @dataclass

@@ -155,7 +155,7 @@ def test_mmfuser_end_to_end_on_real_taps_train_save_load_index(shapes, tmp_path)
 
     store = str(shapes["store"])
     args = ["train", "--data", f"pairs:{shapes['pairs']}", "--method", "mmfuser", "--out", str(tmp_path / "model"),
-            "--epochs", "40", "--set", "data.val_split=", "--set", "data.test_split=all", "--set",
+            "--epochs", "40", "--set", "data.val_split=", "--set", "data.test_split=all", "--set", "data.test_on_train=true", "--set",
             "data.train_split=all", "--set", f"store.root={store}", "--set", "train.batch_size=32",
             "--set", "train.lr=3e-3", "--set", "train.threads=1", "--set",
             "method.options={taps: [stride16, head], width: 64, heads: 4, dim: 64, hidden: 128}"]
