@@ -28,7 +28,6 @@ from .model import JointModel
 from .pipeline import run as run_job
 
 
-
 def fit(data: Any, *, out: str | Path = "runs/latest", recipe: str = DEFAULT_RECIPE,
         config: dict[str, Any] | None = None, encoders: dict[str, str] | None = None, method: str | None = None,
         epochs: int | None = None, set: Sequence[str] = (), baselines: bool = False, overwrite: bool = False,
@@ -75,8 +74,7 @@ def _fit_splits(cfg: RunConfig, splits: set[str] | None) -> None:
     for needed in ("train", "test"):
         if needed not in splits:
             raise DataError(f"fit: no {needed!r} rows ({len(splits)} split(s): {', '.join(sorted(splits))}); give "
-                            "each row a split (image, text, split) or pass more images (each image is assigned "
-                            "80/10/10 to train/val/test by its digest)")
+                            "train and test rows, or no split at all (training then cuts the images)")
     cfg.data.train_split, cfg.data.test_split = "train", "test"
     cfg.data.val_split = "val" if "val" in splits else ""
 
