@@ -155,3 +155,12 @@ def test_testing_on_the_training_rows_is_refused_unless_asked(tmp_path):
     assert not (tmp_path / "model").exists()
     allowed = CliRunner().invoke(app, [*args, "--set", "data.test_on_train=true"])
     assert allowed.exit_code == 0, (allowed.output, allowed.exception)
+
+
+def test_a_task_that_needs_data_asks_for_it(tmp_path):
+    """`eval --task zeroshot` on a user's model used to run Fashion-MNIST for minutes unasked."""
+    result = CliRunner().invoke(app, ["eval", "--frozen", "fake-text:16", "--task", "zeroshot"])
+    assert str(result.exception) == ("task 'zeroshot' needs a dataset: --task zeroshot=SPEC or --data SPEC (its usual "
+                                     "one: --task zeroshot=fashion-mnist)")
+    result = CliRunner().invoke(app, ["eval", "--frozen", "fake-text:16", "--task", "retrieval"])
+    assert str(result.exception) == "task 'retrieval' needs a dataset: --task retrieval=SPEC or --data SPEC"

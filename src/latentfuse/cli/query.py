@@ -25,7 +25,7 @@ more tasks: prints one table per task and writes one JSON report (--json).
 Tasks: --task NAME or --task NAME=DATA (repeatable, also with the same NAME):
 {tasks}
 
-A task without =DATA uses --data when given, else its default dataset.
+A task without =DATA uses --data; with neither it asks (naming its usual dataset).
 --split applies to every task (default: test, or the dataset's only split).
 Without --task: retrieval on --data, and the JSON is that single report. With
 --task the JSON is {{"reports": [...]}}, one per task (and split).
@@ -38,11 +38,11 @@ Task options: --set options.TASK.OPTION=VALUE (YAML values), e.g.
 \b
 Examples:
   latentfuse eval -m runs/f8k --data flickr8k:DIR --json report.json
-  latentfuse eval -m runs/f8k --task retrieval=flickr8k:DIR --task zeroshot
-    --task linear-probe --task sts --task pair-classification --json all.json
-  latentfuse eval --frozen minilm-l6 --task sts --task sts=wordsim353
+  latentfuse eval -m runs/f8k --task retrieval=flickr8k:DIR --task zeroshot=fashion-mnist
+    --task linear-probe=fashion-mnist --task sts=sts-b --json all.json
+  latentfuse eval --frozen minilm-l6 --task sts=sts-b --task sts=wordsim353
   latentfuse eval --frozen efficientnet-lite0 -t linear-probe=imagefolder:DIR
-  latentfuse eval -m runs/text2text --task sts --set options.sts.side=cross
+  latentfuse eval -m runs/text2text --task sts=sts-b --set options.sts.side=cross
 """
 
 
@@ -65,7 +65,7 @@ def _task_help() -> dict[str, str]:
     listing, options = [], []
     for name, doc in TASKS.describe().items():
         task = TASKS.get(name)
-        default = f" (default data: {task.default_data})" if task.default_data else ""
+        default = f" (usual data: {task.default_data})" if task.default_data else ""
         listing.append(f"  {name:<20} {task.summary or doc}{default}")
         knobs = ", ".join(f"{option}={_short(value)}" for option, value, _ in task.describe_options())
         if knobs:
@@ -79,7 +79,7 @@ def _short(text: str, width: int = 24) -> str:
 
 @schema_command(app, "eval", [EvalConfig], help=EVAL_HELP, cls=RegistryHelp)
 def eval_(cfg: EvalConfig) -> None:
-    from ..eval.suite import parse_jobs, run_jobs
+    from ..eval.suite import parse_jobs, require_data, run_jobs
     from ..eval.tables import print_reports
     from ..eval.tasks import check_options
 
@@ -87,6 +87,9 @@ def eval_(cfg: EvalConfig) -> None:
         raise ConfigError("give --data SPEC (retrieval) or one or more --task NAME[=DATA]")
     jobs = parse_jobs(cfg.task or ["retrieval"], cfg.data or None)  # typos fail here, before any model is loaded
     options = check_options(cfg.options, hubness=cfg.hubness)
+    if bool(cfg.model) == bool(cfg.frozen):
+        raise ConfigError("give exactly one of --model DIR or --frozen ENCODER_SPEC")
+    require_data(jobs)
     if cfg.json:
         from ..utils.outdir import check_new_file
 
@@ -104,9 +107,7 @@ def eval_(cfg: EvalConfig) -> None:
 
 
 def _eval_model(cfg: EvalConfig) -> "JointModel":
-    """The JointModel to evaluate: a saved folder, or an identity model over frozen encoders."""
-    if bool(cfg.model) == bool(cfg.frozen):
-        raise ConfigError("give exactly one of --model DIR or --frozen ENCODER_SPEC")
+    """The JointModel to evaluate: a saved folder, or an identity model over frozen encoders (one of them)."""
     if cfg.frozen:
         from ..eval.frozen import frozen_model
 
