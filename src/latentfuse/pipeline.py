@@ -42,8 +42,8 @@ def split_features(source: Source, split: str, encoders: dict[str, Encoder], sto
     named in ``taps`` as those token taps. A split cut from a whole one (``data.heldout``) reads its rows from
     the whole split's features, cached first, so each item is encoded once for train, val and test."""
     full = source.load(split)
-    if isinstance(source, HeldOut) and split != source.whole:
-        whole = source.parent_data(split)
+    whole = source.parent_data(split)
+    if whole is not None:  # cache the whole split first: each item is encoded once for all its subsets
         paired_features(source, whole, encoders, store, skip_bad=skip_bad, progress=progress, taps=taps)
         return paired_features(source, full.head(limit), encoders, store, parent=whole, skip_bad=skip_bad,
                                progress=progress, taps=taps)
@@ -167,7 +167,9 @@ class PairsJob:
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config
-        self.saved_identity = _saved_identity
+
+    def saved_identity(self, folder: Path) -> dict[str, Any] | None:
+        return _saved_identity(folder)
 
     def prepare(self, rt: Runtime) -> None:
         """A report on the training rows is refused unless asked for; option typos fail in ``train`` before any

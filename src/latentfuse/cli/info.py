@@ -6,23 +6,14 @@ from typing import Any
 
 import click
 
-from ..config import DistillConfig, RunConfig, describe
-from ..config.commands import (CompletionConfig, EvalConfig, ExtractConfig, IndexConfig, InfoConfig, JobOptions, RecipesConfig,
-                               SearchConfig, ServeConfig)
+from ..config import describe
+from ..config.commands import CompletionConfig, InfoConfig, RecipesConfig
 from ..errors import LatentfuseError
 from ..version import __version__
 from . import app
 from .schema import fill_registry_names, schema_command
 
-SCHEMAS: dict[str, list[type]] = {
-    "extract": [ExtractConfig], "train": [RunConfig, JobOptions], "run": [RunConfig, JobOptions],
-    "demo": [RunConfig, JobOptions], "distill": [DistillConfig, JobOptions], "eval": [EvalConfig],
-    "index": [IndexConfig], "search": [SearchConfig], "serve": [ServeConfig], "info": [InfoConfig],
-    "recipes": [RecipesConfig], "completion": [CompletionConfig]}
-"""Which schema each command reads (``--config`` / ``--set`` fill the first)."""
-
-
-@schema_command(app, "info", SCHEMAS["info"])
+@schema_command(app, "info", [InfoConfig])
 def info(cfg: InfoConfig) -> None:
     """Registered encoders, data sources, methods and tasks; or a saved model (-m), its cost (-m --cost);
     or every configuration key (--fields)."""
@@ -51,7 +42,9 @@ def _fields() -> None:
     from ..methods import METHODS, method_class
 
     shown: set[type] = set()
-    for command, schemas in SCHEMAS.items():
+    for command, schemas in ((name, getattr(cmd, "schemas", [])) for name, cmd in sorted(app.commands.items())):
+        if not schemas:
+            continue
         if schemas[0] in shown:
             click.echo(f"\nlatentfuse {command}: as above ({schemas[0].__name__})")
             continue
@@ -98,7 +91,7 @@ def _encoder_taps(registry: Any) -> dict[str, list[Any]]:
     return out
 
 
-@schema_command(app, "recipes", SCHEMAS["recipes"])
+@schema_command(app, "recipes", [RecipesConfig])
 def recipes(cfg: RecipesConfig) -> None:
     """The named recipes shipped with latentfuse: `latentfuse run NAME`, or `--recipe NAME` on train/distill."""
     from ..config.recipes import describe_recipes, recipe_text
@@ -110,7 +103,7 @@ def recipes(cfg: RecipesConfig) -> None:
         click.echo(f"{name:<16} {command:<8} {description}")
 
 
-@schema_command(app, "completion", SCHEMAS["completion"])
+@schema_command(app, "completion", [CompletionConfig])
 def completion(cfg: CompletionConfig) -> None:
     """Print the shell completion script: eval "$(latentfuse completion bash)"."""
     from click.shell_completion import get_completion_class

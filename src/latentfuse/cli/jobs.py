@@ -6,7 +6,7 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
@@ -51,11 +51,12 @@ def extract(cfg: ExtractConfig) -> None:
                        f"channels, {features.bytes_per_item() / 1024:.1f} KiB per item")
 
 
-def _default_train(values: dict[str, Any]) -> RunConfig:
-    return load_recipe(DEFAULT_RECIPE, RunConfig)
+def _recipe(name: str, schema: type) -> Callable[[dict[str, Any]], Any]:
+    """A command's starting config: the named recipe."""
+    return lambda values: load_recipe(name, schema)
 
 
-@schema_command(app, "train", [RunConfig, JobOptions], recipes=True, start=_default_train)
+@schema_command(app, "train", [RunConfig, JobOptions], recipes=True, start=_recipe(DEFAULT_RECIPE, RunConfig))
 def train(cfg: RunConfig, job: JobOptions) -> None:
     """Train (or fit) a method on cached features and save the JointModel; baselines are not run.
 
@@ -80,11 +81,7 @@ def run(cfg: RunConfig, job: JobOptions) -> None:
     _fit(cfg, job)
 
 
-def _demo_start(values: dict[str, Any]) -> RunConfig:
-    return load_recipe("demo", RunConfig)
-
-
-@schema_command(app, "demo", [RunConfig, JobOptions], start=_demo_start)
+@schema_command(app, "demo", [RunConfig, JobOptions], start=_recipe("demo", RunConfig))
 def demo(cfg: RunConfig, job: JobOptions) -> None:
     """The embedded default job (the `demo` recipe): FuseMix vs baselines on the bundled encoders, offline,
     in minutes. Without --data it finds its data itself (see `latentfuse.demo`)."""
@@ -106,11 +103,7 @@ def _fit(cfg: RunConfig, job: JobOptions) -> None:
     _show(run_job(cfg, resume=job.resume, overwrite=job.overwrite), cfg.out)
 
 
-def _default_distill(values: dict[str, Any]) -> DistillConfig:
-    return load_recipe("distill", DistillConfig)
-
-
-@schema_command(app, "distill", [DistillConfig, JobOptions], recipes=True, start=_default_distill)
+@schema_command(app, "distill", [DistillConfig, JobOptions], recipes=True, start=_recipe("distill", DistillConfig))
 def distill(cfg: DistillConfig, job: JobOptions) -> None:
     """Distil a trained model into small, fast student towers from UNPAIRED image and sentence pools (DIME-FM).
 

@@ -131,7 +131,7 @@ def _typed(value: Any, b: Bound) -> Any:
     if origin is dict:
         return mapping(value, b.flag.long, "text=minilm-l6")
     if origin is list:
-        return listed(value) if b.flag.long == "--split" else list(value)
+        return listed(value) if b.flag.commas else list(value)
     return value
 
 
@@ -195,6 +195,7 @@ def schema_command(group: click.Group, name: str, schemas: Sequence[type], *, re
                       params=[*extra, *params, *common_params(recipes)],
                       help=help if help is not None else fn.__doc__, no_args_is_help=False)
         command.configs = configs  # type: ignore[attr-defined]  (parse_configs: the configs, not the run)
+        command.schemas = list(schemas)  # type: ignore[attr-defined]  (info --fields reads them)
         if isinstance(command, SchemaCommand):
             command.bound = bound
             command.starting = None if extra else (lambda: configs({}, check=False))

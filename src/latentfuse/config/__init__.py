@@ -78,10 +78,13 @@ class Flag:
 
     names: tuple[str, ...]
     required: bool
+    commas: bool
+    """A list flag whose values may also be comma-separated (``--split val,test``)."""
 
-    def __init__(self, *names: str, required: bool = False) -> None:
+    def __init__(self, *names: str, required: bool = False, commas: bool = False) -> None:
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "required", required)
+        object.__setattr__(self, "commas", commas)
 
     @property
     def long(self) -> str:
@@ -111,7 +114,7 @@ NonNegativeFloat = Annotated[float, Range(0.0)]
 MODEL = Flag("-m", "--model")
 DATA = Flag("-d", "--data")
 OUT = Flag("-o", "--out")
-SPLIT = Flag("--split")
+SPLIT = Flag("--split", commas=True)
 STORE = Flag("--store")
 SKIP_BAD = Flag("--skip-bad")
 ENCODER = Flag("-e", "--encoder")

@@ -129,6 +129,11 @@ class Source:
                 f"{self.spec}: unknown split {split!r}; available splits: {', '.join(available)}"
             )
 
+    def parent_data(self, split: str) -> SplitData | None:
+        """The whole split ``split`` is cut from, when it is a subset of another (``data.heldout``); its rows are
+        then read from the whole split's cached features. None: ``split`` is whole."""
+        return None
+
     def expand_splits(self, requested: list[str]) -> list[str]:
         """``--split`` values → this source's splits, each checked; ``all`` (or nothing) = every split, unless
         the source has a split of that name (split-less sources call their one split ``all``)."""

@@ -47,9 +47,9 @@ class HeldOut(Source):
     def splits(self) -> list[str]:
         return [*SPLITS, self.whole]
 
-    def parent_data(self, split: str) -> SplitData:
+    def parent_data(self, split: str) -> SplitData | None:
         """The whole split every cut split is a subset of."""
-        return self.source.load(self.whole)
+        return None if split == self.whole else self.source.load(self.whole)
 
     def load(self, split: str) -> SplitData:
         self.check_split(split)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..config import HubnessConfig, dump_yaml
+from ..config import dump_yaml
 from ..model import JointModel
 from ..store import PairedFeatures
 from ..utils import atomic
@@ -29,9 +29,3 @@ def package(model: JointModel, out: Path, *, config: Any, config_file: str, repo
     model.save_pretrained(out, card=model_card(model, reports))
     atomic.write_text(out / config_file, dump_yaml(config))
     atomic.write_json(out / "report.json", reports)
-
-
-def with_bank(model: JointModel, inputs: dict[str, Any], hubness: HubnessConfig, seed: int) -> JointModel:
-    """``model`` with its query bank: a seeded sample of its training inputs per side, embedded."""
-    model.set_query_bank(inputs, hubness, seed)
-    return model
