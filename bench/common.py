@@ -18,7 +18,7 @@ RESULTS = ROOT / "runs" / "bench"
 
 def bench_config(**fields) -> RunConfig:
     """The ``bench-classic`` recipe (lite0 + MiniLM, no query-bank normalisation: what the benchmarks that
-    predate the ensemble default measured for their README tables), with ``fields`` replaced. The shipped
+    predate the ensemble default measured for their tables in docs/results.md), with ``fields`` replaced. The shipped
     default moved on; ``bench/quality.py`` measures it."""
     return dataclasses.replace(load_recipe("bench-classic", RunConfig), **fields)
 

@@ -42,7 +42,7 @@ class ContrastiveConfig(MethodConfig):
     """Dropout inside the residual blocks (FuseMix paper: 0.6)."""
     input_dropout: Rate = 0.5
     """Dropout on the frozen input features: the strongest regulariser on small data (measured with and
-    without in bench/flickr8k.py, see README)."""
+    without in bench/flickr8k.py, see docs/results.md)."""
     input_norm: bool = True
     """LayerNorm on each frozen feature first: encoders differ wildly in scale (raw CNN activations vs
     unit-norm sentence vectors), and the heads learn much faster on standardised inputs."""

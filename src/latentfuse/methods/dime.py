@@ -32,7 +32,7 @@ Deviations, each with its reason:
   (FuseMix: 1/τ ≈ 22); at 100 their distributions are ~4.5× sharper than the ones they were trained with,
   nearly one-hot over a batch of unrelated items. The default (``logit_scale: 0``) is therefore the
   teacher's own scale, which ``distill`` fills in: on Flickr8k it moved the student's t2i R@5 from 28.4 to
-  31.9 on test (val 28.0 → 31.1; README). ``preset: paper`` restores 100 (and drops the cross term).
+  31.9 on test (val 28.0 → 31.1; docs/results.md). ``preset: paper`` restores 100 (and drops the cross term).
 * **Unpaired batches.** Officially images and texts come from two loaders. Here the trainer's one loop
   walks fixed random (image, sentence) partners (``distill.unpaired``); every loss term compares all B
   images with all B sentences, so which sentence shares a row with which image plays no role.
@@ -115,7 +115,7 @@ class DimeConfig(MethodConfig):
     """Softmax temperature of the udist loss (official: 7)."""
     logit_scale: NonNegativeFloat = 0.0
     """s(a, b) = logit_scale · cos(a, b). 0 = the teacher's own learned scale (`distill` fills it in; FuseMix
-    ≈ 22; 100 when the teacher has none): +3.5 t2i R@5 over CLIP's 100 on Flickr8k (README). Official:
+    ≈ 22; 100 when the teacher has none): +3.5 t2i R@5 over CLIP's 100 on Flickr8k (docs/results.md). Official:
     100, the scale CLIP learned (`preset: paper`)."""
     mixup_alpha: NonNegativeFloat = 1.0
     """contrastive objective only: latent mixup λ ~ Beta(α, α) (FuseMix); 0 = off."""

@@ -11,7 +11,7 @@ Deviations, each with its reason:
 
 * Input: LayerNorm and dropout (``input_norm``, ``input_dropout`` 0.5) on the frozen feature, then a Linear
   to ``hidden``; the official blocks run at the encoder's own width with neither. Encoders differ wildly in
-  scale, input dropout was the strongest regulariser on small data (``bench/flickr8k.py``, README), and
+  scale, input dropout was the strongest regulariser on small data (``bench/flickr8k.py``, docs/results.md), and
   ``hidden`` keeps the adapter's cost independent of the encoder's width.
 * Block: a Dropout also after the block's second Linear (official: only after the GELU).
 * Mixup: each pair is mixed with a shuffled partner (one permutation, one λ ~ Beta(α, α) for both sides),
