@@ -39,22 +39,17 @@ def split_features(source: Source, split: str, encoders: dict[str, Encoder], sto
                    skip_bad: bool = False, progress: bool = True, limit: int = 0,
                    taps: dict[str, list[str]] | None = None) -> PairedFeatures:
     """Cached features of both sides of a split (or its first ``limit`` items), joined by pairs; the sides
-    named in ``taps`` as those token taps. A split cut from a whole one (``data.heldout``) reads its rows from
-    the whole split's features, cached first, so each item is encoded once for train, val and test."""
+    named in ``taps`` as those token taps. Features are filed by content, so the items a split shares with
+    another (a cut of a table, a subset, another source over the same files) are encoded once."""
     full = source.load(split)
-    whole = source.parent_data(split)
-    if whole is not None:  # cache the whole split first: each item is encoded once for all its subsets
-        paired_features(source, whole, encoders, store, skip_bad=skip_bad, progress=progress, taps=taps)
-        return paired_features(source, full.head(limit), encoders, store, parent=whole, skip_bad=skip_bad,
-                               progress=progress, taps=taps)
-    return paired_features(source, full.head(limit), encoders, store, parent=full, skip_bad=skip_bad,
-                           progress=progress, taps=taps)
+    return paired_features(source, full.head(limit), encoders, store, skip_bad=skip_bad, progress=progress,
+                           taps=taps)
 
 
 def training_source(config: RunConfig) -> Source:
     """The run's data; with no splits of its own (one split, e.g. a table without a split column), cut by
     image into train / val / test (``data.split_shares``, ``data.split_seed``), saying so once."""
-    source = build_source(config.data.source, skip_bad=config.data.skip_bad)
+    source = build_source(config.data.spec(), skip_bad=config.data.skip_bad)
     data = config.data
     if not needs_holdout(source, [data.train_split, data.val_split, data.test_split]):
         return source

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import time
@@ -76,6 +77,18 @@ if "fake-text" not in ENCODERS:
 
 def encoder_calls(log: Path) -> list[int]:
     return [int(line) for line in log.read_text().split()] if log.exists() else []
+
+
+def recorded_bad(store: Path) -> list[str]:
+    """The reasons of every item the store recorded as bad (``--skip-bad``), sorted."""
+    return sorted(reason for p in Path(store).rglob("shard-*.bad.json") for reason in json.loads(p.read_text()).values())
+
+
+def committed_shards(store: Path, under: str = "") -> list[Path]:
+    """The feature store's committed shards (a shard counts once its keys file is there), in ``under`` only
+    (e.g. ``tap-words``) when given, never the reference records."""
+    return [p for p in Path(store).rglob("shard-*.keys.npy")
+            if "refs" not in p.parts and (not under or p.parent.name == under)]
 
 
 class SyntheticSource(Source):

@@ -203,7 +203,7 @@ def test_validation_without_a_hook_is_a_clear_error(tmp_path):
         Trainer(method, TrainConfig(epochs=1), tmp_path / "run").fit(train, train, progress=False)
 
 
-def test_a_subset_reads_its_rows_from_the_complete_parent_split(tmp_path, monkeypatch):
+def test_a_subset_reads_its_rows_from_the_whole_splits_cache(tmp_path, monkeypatch):
     log = tmp_path / "calls.log"
     monkeypatch.setenv("FAKE_ENCODER_LOG", str(log))
     source, store, encoder = SyntheticSource(50), StoreConfig(str(tmp_path / "store")), fakes.FakeTextEncoder()
@@ -211,12 +211,12 @@ def test_a_subset_reads_its_rows_from_the_complete_parent_split(tmp_path, monkey
     whole = get_features(source, full, "text_a", encoder, store, progress=False)
     calls = len(encoder_calls(log))
     head = full.head(7)
-    part = get_features(source, head, "text_a", encoder, store, parent=full, progress=False)
-    assert len(encoder_calls(log)) == calls  # nothing encoded: rows come from the parent's cache
+    part = get_features(source, head, "text_a", encoder, store, progress=False)
+    assert len(encoder_calls(log)) == calls  # nothing encoded: the same contents are already filed
     assert part.ids == whole.ids[:7]
     np.testing.assert_array_equal(np.asarray(part.array), np.asarray(whole.array[:7]))
     fresh = get_features(SyntheticSource(50), head, "text_a", encoder, StoreConfig(str(tmp_path / "other")),
-                         parent=full, progress=False)  # parent not cached there: only the 7 are encoded
+                         progress=False)  # another store: only the 7 are encoded
     assert sum(encoder_calls(log)[calls:]) == 7 and fresh.ids == part.ids
 
 

@@ -15,6 +15,7 @@ from PIL import Image, ImageFile
 from click.testing import CliRunner
 
 from helpers import fakes  # noqa: F401
+from helpers.fakes import recorded_bad
 from latentfuse.cli import app
 from latentfuse.config import StoreConfig
 from latentfuse.encoders.base import BadItemError
@@ -73,10 +74,8 @@ def test_special_files_among_images_are_reported_not_hung_on(tmp_path, shapes):
     assert any(word in str(strict.exception) for word in ("FIFO", "device", "directory", "missing"))
     skipping = _fails_fast(runner.invoke, app, args + ["--skip-bad"])["value"]
     assert skipping.exit_code == 0, skipping.output
-    manifest = next(p for p in (tmp_path / "store").rglob("manifest.json") if "/image/" in str(p))
-    reasons = {s["id"]: s["reason"] for s in json.loads(manifest.read_text())["skipped"]}
-    assert "FIFO" in reasons["photos/pipe.jpg"] and "device" in reasons["photos/zero.png"]
-    assert set(reasons) >= {"photos/pipe.jpg", "photos/zero.png", "photos/dir.jpg"}
+    reasons = " | ".join(recorded_bad(tmp_path / "store"))
+    assert "FIFO" in reasons and "device" in reasons and "directory" in reasons
 
 
 def test_lone_surrogates_are_named(tmp_path):

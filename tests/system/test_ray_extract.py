@@ -5,7 +5,6 @@ processes build encoders from the registry, where the tests' fake encoders do no
 from __future__ import annotations
 
 import csv
-import json
 import os
 import random
 import signal
@@ -20,6 +19,8 @@ from latentfuse.config import StoreConfig
 from latentfuse.data import build_source
 from latentfuse.encoders import build_encoder
 from latentfuse.store import get_features
+
+from helpers.fakes import committed_shards
 
 ray = pytest.importorskip("ray", reason="Ray Data is the [dist] extra (installed by `make test`)")
 
@@ -54,11 +55,12 @@ def test_ray_extraction_equals_local_extraction(tmp_path, local_ray):
     assert on_ray.ids == local.ids and len(set(on_ray.ids)) == 300
     assert on_ray.array.dtype == local.array.dtype == np.float16
     assert np.array_equal(np.asarray(on_ray.array), np.asarray(local.array))
-    assert [s["rows"] for s in on_ray.manifest["shards"]] == [s["rows"] for s in local.manifest["shards"]]
-    manifest = next((tmp_path / "ray").rglob("manifest.json"))
-    stamp = manifest.stat().st_mtime_ns
+    shards = sorted(p.name for p in committed_shards(tmp_path / "ray"))
+    assert shards == sorted(p.name for p in committed_shards(tmp_path / "local")) and len(shards) == 5
+    stamps = {p: p.stat().st_mtime_ns for p in committed_shards(tmp_path / "ray")}
     again = get_features(source, data, "text_a", encoder, engine, progress=False)  # a cache hit: no Ray work
-    assert manifest.stat().st_mtime_ns == stamp and np.array_equal(np.asarray(again.array), np.asarray(local.array))
+    assert {p: p.stat().st_mtime_ns for p in committed_shards(tmp_path / "ray")} == stamps
+    assert np.array_equal(np.asarray(again.array), np.asarray(local.array))
 
 
 def test_a_killed_ray_job_resumes_with_nothing_lost_or_duplicated(tmp_path):
@@ -69,8 +71,7 @@ def test_a_killed_ray_job_resumes_with_nothing_lost_or_duplicated(tmp_path):
     job = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline, committed = time.monotonic() + 240, 0
     while time.monotonic() < deadline and job.poll() is None:
-        manifests = list((tmp_path / "ray").rglob("manifest.json"))
-        committed = sum(len(json.loads(m.read_text())["shards"]) for m in manifests) if manifests else 0
+        committed = len(committed_shards(tmp_path / "ray"))
         if committed:
             break
         time.sleep(0.05)
@@ -86,7 +87,7 @@ def test_a_killed_ray_job_resumes_with_nothing_lost_or_duplicated(tmp_path):
                              progress=False)
         resumed = get_features(source, data, side, encoder, StoreConfig(root=str(tmp_path / "ray"), shard_size=50),
                                progress=False)
-        assert resumed.manifest["complete"] and resumed.ids == local.ids and len(set(resumed.ids)) == len(local.ids)
+        assert resumed.ids == local.ids and len(set(resumed.ids)) == len(local.ids)
         assert np.array_equal(np.asarray(resumed.array), np.asarray(local.array))
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..config import describe
-from ..config.commands import CompletionConfig, InfoConfig, RecipesConfig
+from ..config.commands import CacheConfig, CompletionConfig, InfoConfig, RecipesConfig
 from ..errors import LatentfuseError
 from ..version import __version__
 from . import app
@@ -111,3 +111,41 @@ def completion(cfg: CompletionConfig) -> None:
     cls = get_completion_class(cfg.shell)
     assert cls is not None  # click knows all three
     click.echo(cls(app, {}, "latentfuse", "_LATENTFUSE_COMPLETE").source())
+
+
+@schema_command(app, "cache", [CacheConfig])
+def cache(cfg: CacheConfig) -> None:
+    """What the feature cache holds (`latentfuse cache`), or remove what nothing references (`cache gc`)."""
+    from pathlib import Path
+
+    from ..store.maintenance import collect, stats
+
+    root = Path(cfg.root)
+    if cfg.action == "gc":
+        done = collect(root, dry_run=cfg.dry_run)
+        verb = "would remove" if cfg.dry_run else "removed"
+        click.echo(f"{root}: {verb} {done.rows_removed} unreferenced rows ({done.shards_removed} shards whole, "
+                   f"{done.shards_rewritten} rewritten), {done.old_folders} folders of the older layout; "
+                   f"{_bytes(done.bytes_freed)} freed")
+        return
+    got = stats(root)
+    click.echo(f"{root}")
+    click.echo(f"  {'encoder / tap':<52} {'items':>9} {'referenced':>11} {'bytes':>10}")
+    for shelf in got.shelves:
+        click.echo(f"  {shelf.name:<52} {shelf.items:>9} {shelf.referenced:>11} {_bytes(shelf.bytes):>10}")
+    if not got.shelves:
+        click.echo("  (empty)")
+    click.echo(f"read by {len(got.usages)} data splits and sides:")
+    for usage in got.usages:
+        click.echo(f"  {usage['data']} {usage['split']}/{usage['side']} → {usage['encoder']}: {usage['items']} items")
+    if got.old_bytes:
+        click.echo(f"{_bytes(got.old_bytes)} in folders of the older per-dataset layout, which this version does "
+                   "not read: `latentfuse cache gc` removes them")
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"

@@ -35,7 +35,7 @@ def extract(cfg: ExtractConfig) -> None:
 
     check_extras(cfg)  # a missing extra (Ray) and a missing GPU fail first
     rt = runtime(cfg.runtime.device, cfg.runtime.precision, cfg.runtime.backend)
-    source = build_source(cfg.data.source, skip_bad=cfg.data.skip_bad)
+    source = build_source(cfg.data.spec(), skip_bad=cfg.data.skip_bad)
     encoders = side_encoders(source, cfg.encoders, rt)
     taps = {**cfg.taps, **taps_by_side(cfg.layers, encoders)}
     for side, names in taps.items():  # typos fail before any work

@@ -74,7 +74,8 @@ def _param(dest: str, base: Any, flag: Flag, doc: str) -> click.Parameter:
     origin = typing.get_origin(base)
     many = origin in (list, dict)
     if flag.positional:
-        return click.Argument([dest], required=False, nargs=1, metavar=flag.names[0])
+        return click.Argument([dest], required=False, nargs=1,
+                              metavar=flag.names[0] if flag.required else f"[{flag.names[0]}]")
     kind = {int: click.INT, float: click.FLOAT}.get(base, click.STRING)
     if base is bool:
         return click.Option([*flag.names, dest], is_flag=True, default=None, help=doc)

@@ -165,7 +165,7 @@ class DataConfig:
     test_split: str = "test"
     """Split reported at the end; never used for any choice."""
     skip_bad: Annotated[bool, SKIP_BAD] = False
-    """Skip unreadable images / empty captions (recorded in the store manifest) instead of failing."""
+    """Skip unreadable images / empty captions (recorded in the feature cache) instead of failing."""
     limit: NonNegative = 0
     """Use only the first N items (e.g. images) of each train/val split, 0 = all; the test split is whole."""
     split_shares: list[NonNegativeFloat] = field(default_factory=lambda: [80.0, 10.0, 10.0])
@@ -176,6 +176,17 @@ class DataConfig:
     test_on_train: bool = False
     """Allow the test split to be the training split: a report on what the model was trained on checks a fit,
     it measures nothing; refused unless set."""
+    columns: Annotated[list[str], Flag("--columns", commas=True)] = field(default_factory=list)
+    """Which table column plays which role, ROLE=COLUMN (e.g. --columns image=filepath,text=title); unmapped
+    roles read their usual spellings (file_name, filepath, caption, title, ...). A pairs: spec may carry the
+    same as #image=filepath#text=title."""
+
+    def spec(self) -> str:
+        """The source spec with the column mapping folded in (``pairs:FILE#image=filepath``)."""
+        from ..specs import key_value
+
+        pairs = [key_value(item, "--columns", "image=filepath", key="ROLE", value="COLUMN") for item in self.columns]
+        return self.source + "".join(f"#{role}={column}" for role, column in pairs)
 
 
 @dataclass

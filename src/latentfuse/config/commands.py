@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from ..choices import HUBNESS_OVERRIDES, INDEX_KINDS
-from . import (DATA, HUBNESS, JSON_OUT, MODEL, OVERWRITE, SIDE, SKIP_BAD, SPLIT, TASK, TOP_K,
+from . import (DATA, HUBNESS, JSON_OUT, MODEL, OVERWRITE, SIDE, SKIP_BAD, SPLIT, STORE, TASK, TOP_K, default_store,
                FeatureConfig, Flag, NonNegativeFloat, check_fields, OneOf, Positive, Range, RuntimeConfig, StoreConfig)
 
 HubnessOverride = Annotated[str, OneOf(HUBNESS_OVERRIDES), HUBNESS]
@@ -28,7 +28,7 @@ class ReadsCache(Overwritable):
     """What a command that reads data through the feature cache shares (eval, index)."""
 
     skip_bad: Annotated[bool, SKIP_BAD] = False
-    """Skip unreadable images / empty captions (recorded in the store manifest) instead of failing."""
+    """Skip unreadable images / empty captions (recorded in the feature cache) instead of failing."""
     store: StoreConfig = field(default_factory=StoreConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
@@ -180,6 +180,19 @@ class RecipesConfig:
 
     show: Annotated[str, Flag("NAME")] = ""
     """Print this recipe's YAML instead of the list."""
+
+
+@dataclass
+class CacheConfig:
+    """``latentfuse cache``: what the feature cache holds, or removing what nothing references."""
+
+    action: Annotated[str, OneOf(("show", "gc")), Flag("ACTION")] = "show"
+    """show (items and bytes per encoder and tap, and which data read them) | gc (remove the rows no
+    data's latest read used, files of killed runs, and folders of the older layout)."""
+    root: Annotated[str, STORE] = field(default_factory=default_store)
+    """Feature cache directory (default ~/.cache/latentfuse/features or $LATENTFUSE_CACHE)."""
+    dry_run: Annotated[bool, Flag("--dry-run")] = False
+    """gc: count what would be removed, remove nothing."""
 
 
 @dataclass

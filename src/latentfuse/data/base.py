@@ -109,12 +109,6 @@ class Source:
         """Changes whenever the content changes; part of every feature-cache key."""
         raise NotImplementedError
 
-    @property
-    def feature_namespace(self) -> str:
-        """The name this source's features are cached under: a source that only relabels another's items
-        (``flickr8k-tags`` over ``flickr8k``) shares that source's cache instead of encoding them again."""
-        return self.name
-
     def splits(self) -> list[str]:
         raise NotImplementedError
 
@@ -128,11 +122,6 @@ class Source:
             raise DataError(
                 f"{self.spec}: unknown split {split!r}; available splits: {', '.join(available)}"
             )
-
-    def parent_data(self, split: str) -> SplitData | None:
-        """The whole split ``split`` is cut from, when it is a subset of another (``data.heldout``); its rows are
-        then read from the whole split's cached features. None: ``split`` is whole."""
-        return None
 
     def expand_splits(self, requested: list[str]) -> list[str]:
         """``--split`` values → this source's splits, each checked; ``all`` (or nothing) = every split, unless

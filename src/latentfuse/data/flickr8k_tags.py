@@ -88,10 +88,6 @@ class Flickr8kTags(Flickr8k):
     def spec(self) -> str:
         return f"flickr8k-tags:{self.root}"
 
-    @property
-    def feature_namespace(self) -> str:  # same files, same features: the tags are not part of any feature
-        return Flickr8k.name
-
     def vocabulary(self) -> tuple[str, ...]:
         if self._vocabulary is None:
             captions = _captions_by_image(super().load("train"))

@@ -5,9 +5,8 @@ each item of the first side (an image, with all its captions): deterministic, so
 machine gets the same cut, and no image's captions straddle train and test. The shares and the seed are
 the run's config fields (``data.split_shares``, ``data.split_seed``), saved in its ``run.yaml``.
 
-The subsets are named after the cut (``train-heldout<digest>``), so another cut never reads this one's cached
-features, and they share the source's fingerprint, so their rows are read from the whole split's cached
-features (``parent_data``) instead of being encoded again.
+The subsets are named after the cut (``train-heldout<digest>``); their features are filed by content like any
+split's, so an item is encoded once whichever cut, split or source lists it.
 """
 from __future__ import annotations
 
@@ -38,18 +37,10 @@ class HeldOut(Source):
 
     @property
     def fingerprint(self) -> str:
-        return self.source.fingerprint  # the same items: a subset's rows come from the whole split's cache
-
-    @property
-    def feature_namespace(self) -> str:
-        return self.source.feature_namespace
+        return self.source.fingerprint
 
     def splits(self) -> list[str]:
         return [*SPLITS, self.whole]
-
-    def parent_data(self, split: str) -> SplitData | None:
-        """The whole split every cut split is a subset of."""
-        return None if split == self.whole else self.source.load(self.whole)
 
     def load(self, split: str) -> SplitData:
         self.check_split(split)

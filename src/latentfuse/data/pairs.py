@@ -1,6 +1,6 @@
 """``pairs:FILE`` — your own paired data as one table (CSV, TSV, JSONL or parquet).
 
-Columns, by name:
+Columns, by name (another table's names are mapped: see "Column names" below):
 
 * ``image`` + ``text`` → sides ``image``/``text``. Image paths are relative to the table's directory
   (absolute paths work too). Rows naming the same image share one image item whose id is the path as
@@ -19,6 +19,12 @@ Columns, by name:
   column gives each pair its one label. The vocabulary (``SplitData.tag_names``) is every label the table
   uses, in every split, sorted — so all splits share one output layout.
 
+Column names: where ``image`` or ``text`` is missing, one of its usual spellings is read in its place —
+``file_name`` (Hugging Face imagefolder's ``metadata.csv``), ``filepath`` (open_clip's CSVs), ``image_path``,
+``img``; ``caption``, ``title``, ``sentence``, ``captions`` — and an explicit mapping overrides any of them:
+``pairs:FILE#image=filepath#text=title`` (or ``--columns image=filepath,text=title``). ``pairs:DIR`` reads
+``DIR/metadata.{csv,jsonl,parquet}`` (the imagefolder layout: file names relative to DIR).
+
 Bad rows (empty text or image, missing image file, conflicting label) raise a DataError naming the
 file and row; with ``skip_bad`` they are dropped and recorded in ``SplitData.skipped`` instead — a
 dropped image drops every row that uses it, recorded once under the image id.
@@ -29,6 +35,7 @@ import os
 from pathlib import Path
 
 from ..errors import DataError
+from ..specs import did_you_mean, key_value, options
 from . import SOURCES
 from ._common import BadRows, content_fingerprint, source_path
 from ._tables import Row, Table, as_text, read_table
@@ -40,6 +47,9 @@ IMAGE_TEXT = (Side("image", "image"), Side("text", "text"))
 TEXT_TEXT = (Side("text_a", "text"), Side("text_b", "text"))
 NO_SPLIT = "all"
 _SPLIT_ORDER = ("train", "val", "test")
+ROLES = ("image", "text", "text_a", "text_b", "id", "split", "label", "labels")
+ALIASES = {"image": ("file_name", "filepath", "image_path", "img"), "text": ("caption", "title", "sentence", "captions")}
+METADATA = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
 
 
 @SOURCES.register("pairs")
@@ -50,15 +60,15 @@ class PairsSource(Source):
 
     def __init__(self, path: str | None = None, *, skip_bad: bool = False) -> None:
         super().__init__(skip_bad=skip_bad)
-        self.path = source_path(path, "pairs", "file")
-        if not self.path.is_file():
-            raise DataError(f"pairs: file {self.path} not found")
+        base, given = options(path or "")
+        self.columns = column_mapping(given)
+        self.path = _table_file(source_path(base, "pairs", "file"))
         self._table: Table | None = None
         self.sides = _sides(self._read())
 
     @property
     def spec(self) -> str:
-        return f"pairs:{self.path}"
+        return f"pairs:{self.path}" + "".join(f"#{role}={column}" for role, column in self.columns.items())
 
     @property
     def fingerprint(self) -> str:
@@ -102,7 +112,7 @@ class PairsSource(Source):
     def _read(self) -> Table:
         """Parse once per source; ids are checked here because they must be unique over the file."""
         if self._table is None:
-            table = read_table(self.path)
+            table = renamed(read_table(self.path), self.columns)
             if "id" in table.columns:
                 _check_ids(table)
             self._table = table
@@ -180,6 +190,58 @@ class PairsSource(Source):
             if label:
                 labels[row_id] = label
         return items, pairs, labels
+
+
+def column_mapping(given: list[tuple[str, str]]) -> dict[str, str]:
+    """``[(role, column), ...]`` of a spec's ``#ROLE=COLUMN`` options → {role: column}, roles checked."""
+    out: dict[str, str] = {}
+    for role, column in given:
+        role, column = key_value(f"{role}={column}", "pairs column mapping", "#image=filepath", key="ROLE",
+                                 value="COLUMN")
+        if role not in ROLES:
+            raise DataError(f"pairs column mapping: unknown role {role!r}; roles: {', '.join(ROLES)}."
+                            f"{did_you_mean(role, ROLES)}")
+        out[role] = column
+    return out
+
+
+def _table_file(path: Path) -> Path:
+    """The table itself, or a folder's ``metadata.csv`` (Hugging Face's imagefolder layout)."""
+    if path.is_dir():
+        found = next((path / name for name in METADATA if (path / name).is_file()), None)
+        if found is None:
+            raise DataError(f"pairs: folder {path} has no {' / '.join(METADATA)}; give the table's file")
+        return found
+    if not path.is_file():
+        raise DataError(f"pairs: file {path} not found")
+    return path
+
+
+def renamed(table: Table, columns: dict[str, str]) -> Table:
+    """The table with its columns under the names this source reads: the explicit mapping first, then, for a
+    missing ``image`` / ``text``, the one usual spelling the table has (two are ambiguous: an error)."""
+    names = {column: role for role, column in columns.items()}
+    for role, column in columns.items():
+        if column not in table.columns:
+            raise DataError(f"{table.path.name}: no column {column!r} (mapped to {role!r}); found columns: "
+                            f"{', '.join(table.columns)}")
+    taken = set(names.values()) | {c for c in table.columns if c in ROLES and c not in names}
+    for role, spellings in ALIASES.items():
+        if role in taken:
+            continue
+        present = [c for c in spellings if c in table.columns and c not in names]
+        if len(present) > 1:
+            raise DataError(f"{table.path.name}: columns {' and '.join(map(repr, present))} could each be the "
+                            f"{role}; say which, e.g. --columns {role}={present[0]}")
+        if present:
+            names[present[0]] = role
+    if not names:
+        return table
+    roles = set(names.values())
+    kept = [c for c in table.columns if c in names or c not in roles]  # a mapped role's own column steps aside
+    rename = {c: names.get(c, c) for c in kept}
+    rows = [Row(r.number, r.line, {rename[c]: v for c, v in r.values.items() if c in rename}) for r in table.rows]
+    return Table(table.path, [rename[c] for c in kept], rows)
 
 
 def _sides(table: Table) -> tuple[Side, Side]:

@@ -54,19 +54,15 @@ def paired_inputs(model: JointModel, source: Source, data: SplitData, sides: dic
 
 
 def embed(model: JointModel, model_side: str, source: Source, data: SplitData, data_side: str,
-          store: StoreConfig, *, skip_bad: bool = False, progress: bool = True,
-          parent: SplitData | None = None) -> Embedded:
-    """Joint embeddings of ``data_side`` of ``data`` through ``model_side`` (frozen features via the store).
-
-    ``parent``: the full split ``data`` was sampled from (see ``store.get_features``).
-    """
+          store: StoreConfig, *, skip_bad: bool = False, progress: bool = True) -> Embedded:
+    """Joint embeddings of ``data_side`` of ``data`` through ``model_side`` (frozen features via the store)."""
     taps = model.method.side_taps(model_side)
     if taps:  # a token side: its taps through the store, the same cache rules as pooled features
         tokens = TapInputs(get_tokens(source, data, data_side, model.encoder(model_side), taps, store,
                                       skip_bad=skip_bad, progress=progress))
         ids, inputs, manifest = tokens.ids, tokens, next(iter(tokens.taps.values())).manifest
     else:
-        got = get_features(source, data, data_side, model.encoder(model_side), store, parent=parent,
+        got = get_features(source, data, data_side, model.encoder(model_side), store,
                            skip_bad=skip_bad, progress=progress)
         ids, inputs, manifest = got.ids, got.array, got.manifest
     wanted = {item.id for item in data.items[data_side]}

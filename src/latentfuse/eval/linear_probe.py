@@ -159,6 +159,6 @@ class LinearProbe(Task):
         data_side = full.side_for(model.sides[side].modality, where=f"{self.name}: {source.spec}")
         data = sample_split(full, data_side, limit, options.seed)
         got: Embedded = embed(model, side, source, data, data_side, context.store, skip_bad=context.skip_bad,
-                              progress=context.progress, parent=full if data is not full else None)
+                              progress=context.progress)
         return Labelled(got.x, np.array(labels_of(data, got.ids, self.name, source), dtype=object))
 

@@ -192,7 +192,7 @@ class Index:
             new_ids = [item.id for item in new]
             wanted = data.subset(side, set(new_ids), f"{split}-new{len(new_ids)}-{digest(new_ids)[:10]}")
         embedded = embed(self.model, self.side, source, wanted, side, store or StoreConfig(), skip_bad=skip_bad,
-                         progress=progress, parent=data)
+                         progress=progress)
         by_id = {item.id: item for item in new}
         self.record_skipped(source.spec, split, embedded.skipped)
         self.append(embedded.x, [record_of(by_id[i], source.spec, split, data.labels.get(i))

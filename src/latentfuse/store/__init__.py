@@ -1,8 +1,9 @@
-"""Feature store: frozen-encoder features per (dataset, split, side, encoder[, tap]), cached and resumable."""
+"""Feature store: frozen-encoder features filed by item content and encoder (+ tap, + precision), cached and
+resumable — a photo or a sentence is encoded once, whichever source, split or command shows it."""
 from .extract import encode_items, get_features
-from .feature_store import Features, FeatureStore, ShardWriter
+from .feature_store import Features, FeatureStore, Shelf
 from .paired import PairedFeatures, SideInputs, paired_features, take
 from .tokens import TapInputs, TokenFeatures, get_tokens
 
-__all__ = ["Features", "FeatureStore", "PairedFeatures", "ShardWriter", "SideInputs", "TapInputs", "TokenFeatures",
+__all__ = ["Features", "FeatureStore", "PairedFeatures", "Shelf", "SideInputs", "TapInputs", "TokenFeatures",
            "encode_items", "get_features", "get_tokens", "paired_features", "take"]

@@ -1,12 +1,13 @@
-"""The one way to get frozen features of a split: ``get_features`` (cache lookup, reuse of a parent split's
-rows, extraction of what is missing — shard by shard, cached and resumable).
+"""The one way to get frozen features of a split: ``get_features`` (lookup by content, extraction of what is
+missing — shard by shard, cached and resumable).
 
 Every consumer — training, every evaluator, the index — calls ``get_features``; none reads the store's
-layout or manifest itself. Per-layer token features will plug in here.
+layout itself; token taps go through ``store.tokens.get_tokens``, filed the same way.
 """
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
@@ -17,7 +18,8 @@ from ..data import Item, Source, SplitData
 from ..encoders import Encoder
 from ..encoders.base import BadItemError
 from ..errors import DataError
-from .feature_store import Features, FeatureStore, read_manifest
+from .feature_store import Features, FeatureStore
+from .keys import content_keys
 
 T = TypeVar("T")
 DEFAULT_SHARD_SIZE = 2048
@@ -67,33 +69,90 @@ def encode_batches(encode: Callable[[list[Any]], T], items: Sequence[Item], batc
 
 
 def get_features(source: Source, data: SplitData, side: str, encoder: Encoder, store: StoreConfig, *,
-                 parent: SplitData | None = None, skip_bad: bool = False, progress: bool = True) -> Features:
+                 skip_bad: bool = False, progress: bool = True) -> Features:
     """Features of one side of ``data`` (a split, or a named subset of one), from the cache when possible.
 
-    ``parent``: the full split ``data`` was taken from (``head``, ``sample_split``, ``subset``); when the
-    parent's features are complete in the store, the subset's rows are read from them instead of encoding.
-    Otherwise whatever is missing is extracted; shards finished by an earlier (even killed) run are reused.
+    Rows are filed by item content (``store.keys``), so whatever any earlier run encoded with this encoder —
+    another split, another source over the same photos, a table before one caption was edited, a killed run —
+    is read, and only the rest is encoded, shard by shard.
     """
     check_modality(source, data, side, encoder)
     if encoder.parts:
-        return _joined(source, data, side, encoder, store, parent=parent, skip_bad=skip_bad, progress=progress)
+        return _joined(source, data, side, encoder, store, skip_bad=skip_bad, progress=progress)
+    items = data.items[side]
+    keys = content_keys([item.payload for item in items], encoder.modality)
     feature_store = FeatureStore(store.root)
-    features = None
-    if parent is not None and parent is not data:
-        features = _rows_of_parent(feature_store, source, parent, data, side, encoder)
-    if features is None:
-        features = _extract(source, data, side, encoder, feature_store, store, skip_bad=skip_bad,
-                            progress=progress)
-    if not skip_bad:
-        refuse_skipped(features, data, side)
-    return features
+    shelf = feature_store.shelf(encoder.name, encoder.cache_key)
+    todo = _unique_missing(shelf, items, keys)
+    if todo and store.engine == "ray":
+        from .ray_engine import extract_shards
+
+        extract_shards(encoder, todo, shelf, store, skip_bad, progress, f"{encoder.name} {data.split}/{side}")
+    elif todo:
+        _encode_into(shelf, encoder, todo, store, skip_bad, progress, f"{encoder.name} {data.split}/{side}")
+    ids, kept, skipped = split_bad(shelf, items, keys, skip_bad)
+    array = shelf.rows(kept) if kept else np.zeros((0, encoder.dim), dtype=np.float16)
+    feature_store.remember(usage(source, data, side, encoder.name, shelf.directory, feature_store), keys)
+    manifest = {"complete": True, "encoder": encoder.name, "encoder_fingerprint": encoder.fingerprint,
+                "dim": int(array.shape[1]), "skipped": skipped}
+    return Features(ids, array, manifest)
+
+
+def usage(source: Source, data: SplitData, side: str, encoder: str, shelf: Path, store: FeatureStore
+          ) -> dict[str, str]:
+    """What a reference record says: which data, split and side read which shelf (relative to the root)."""
+    return {"data": source.spec, "split": data.split, "side": side, "encoder": encoder,
+            "shelf": shelf.relative_to(store.root).as_posix()}
+
+
+def _unique_missing(shelf: Any, items: Sequence[Item], keys: list[str]) -> list[tuple[str, Item]]:
+    """(key, item) for each key the shelf lacks, once each, in the items' order."""
+    missing = set(shelf.missing(keys))
+    todo: dict[str, Item] = {}
+    for key, item in zip(keys, items):
+        if key in missing and key not in todo:
+            todo[key] = item
+    return list(todo.items())
+
+
+def _encode_into(shelf: Any, encoder: Encoder, todo: list[tuple[str, Item]], store: StoreConfig, skip_bad: bool,
+                 progress: bool, label: str) -> None:
+    """Encode ``todo`` in this process, committing a shard every ``store.shard_size`` items."""
+    size = store.shard_size
+    with tqdm(total=len(todo), desc=label, unit=encoder.modality, disable=not progress, file=sys.stderr,
+              dynamic_ncols=True) as bar:
+        for start in range(0, len(todo), size):
+            chunk = todo[start:start + size]
+            ids, array, skipped = encode_items(encoder, [item for _, item in chunk], store.batch_size, skip_bad,
+                                               bar.update)
+            by_id = {item.id: key for key, item in chunk}
+            shelf.commit([by_id[i] for i in ids], array, {by_id[i]: reason for i, reason in skipped})
+
+
+def split_bad(shelf: Any, items: Sequence[Item], keys: list[str], skip_bad: bool
+              ) -> tuple[list[str], list[str], list[dict[str, str]]]:
+    """(ids kept, their keys, skipped {id, reason}). A strict run refuses an item an earlier ``--skip-bad``
+    run recorded as bad: the cache remembers the decision, but only a run that asked for it inherits it."""
+    ids, kept, skipped = [], [], []
+    for item, key in zip(items, keys):
+        reason = shelf.bad.get(key)
+        if reason is None:
+            ids.append(item.id)
+            kept.append(key)
+        elif not skip_bad:
+            where = f" ({item.origin})" if item.origin else ""
+            raise DataError(f"{item.id}: {reason}{where} (recorded when an earlier --skip-bad run skipped it; "
+                            "pass --skip-bad to skip such items)")
+        else:
+            skipped.append({"id": item.id, "reason": reason})
+    return ids, kept, skipped
 
 
 def _joined(source: Source, data: SplitData, side: str, encoder: Encoder, store: StoreConfig, *,
-            parent: SplitData | None, skip_bad: bool, progress: bool) -> Features:
+            skip_bad: bool, progress: bool) -> Features:
     """An ensemble's features: each member's from the store (cached on its own), joined on the items every
     member has (a ``--skip-bad`` item dropped by one is dropped from the ensemble)."""
-    members = [get_features(source, data, side, part, store, parent=parent, skip_bad=skip_bad, progress=progress)
+    members = [get_features(source, data, side, part, store, skip_bad=skip_bad, progress=progress)
                for part in encoder.parts]
     common = set.intersection(*(set(m.ids) for m in members))
     ids = [item_id for item_id in members[0].ids if item_id in common]
@@ -117,62 +176,3 @@ def check_modality(source: Source, data: SplitData, side: str, encoder: Encoder)
         raise DataError(f"encoder {encoder.name!r} embeds {encoder.modality}, but side {side!r} of "
                         f"{source.spec} holds {modality}")
     return modality
-
-
-def refuse_skipped(features: Any, data: SplitData, side: str) -> None:
-    """A strict run over cached features must still fail on the items an earlier --skip-bad run dropped:
-    the cache remembers the decision, but only a run that asked for it may inherit it."""
-    wanted = {item.id for item in data.items[side]}
-    for entry in features.manifest.get("skipped", []):
-        if entry["id"] in wanted:
-            raise DataError(f"{entry['id']}: {entry['reason']} (recorded when an earlier --skip-bad run skipped it; "
-                            "pass --skip-bad to skip such items)")
-
-
-def _rows_of_parent(store: FeatureStore, source: Source, parent: SplitData, data: SplitData, side: str,
-                    encoder: Encoder) -> Features | None:
-    """``data``'s rows from the parent split's complete cached features, or None when they are not all there."""
-    directory = store.directory(source.feature_namespace, source.fingerprint, parent.split, side, encoder.name,
-                                encoder.cache_key)
-    manifest = read_manifest(directory)
-    if manifest is None or not manifest.get("complete"):
-        return None
-    full = FeatureStore.read(directory)
-    index = full.index()
-    skipped = {entry["id"] for entry in manifest.get("skipped", [])}
-    wanted = [item.id for item in data.items[side] if item.id not in skipped]
-    if any(item_id not in index for item_id in wanted):
-        return None
-    rows = np.array([index[item_id] for item_id in wanted], dtype=np.int64)
-    return Features(wanted, np.asarray(full.array[rows] if len(rows) else full.array[:0]), manifest)
-
-
-def _extract(source: Source, data: SplitData, side: str, encoder: Encoder, store: FeatureStore,
-             config: StoreConfig, *, skip_bad: bool, progress: bool) -> Features:
-    """Encode what the store lacks, shard by shard, with ``config.engine`` (this process, or Ray)."""
-    batch_size, shard_size = config.batch_size, config.shard_size
-    modality = data.side(side).modality
-    items = data.items[side]
-    directory = store.directory(source.feature_namespace, source.fingerprint, data.split, side, encoder.name,
-                                encoder.cache_key)
-    header = {"dataset": source.spec, "dataset_fingerprint": source.fingerprint, "split": data.split,
-              "side": side, "modality": modality, "encoder": encoder.name,
-              "encoder_fingerprint": encoder.fingerprint}
-    writer = store.writer(directory, header, [item.id for item in items], shard_size)
-    todo = [k for k in range(writer.n_shards) if k not in writer.done()]
-    if todo and config.engine == "ray":
-        from .ray_engine import extract_shards
-
-        extract_shards(encoder, items, todo, writer, config, skip_bad, progress, f"{encoder.name} {data.split}/{side}")
-    elif todo:
-        remaining = sum(len(items[k * shard_size:(k + 1) * shard_size]) for k in todo)
-        bar = tqdm(total=remaining, desc=f"{encoder.name} {data.split}/{side}", unit=modality,
-                   disable=not progress, file=sys.stderr, dynamic_ncols=True)
-        with bar:
-            for k in todo:
-                shard_items = items[k * shard_size:(k + 1) * shard_size]
-                ids, array, skipped = encode_items(encoder, shard_items, batch_size, skip_bad, bar.update)
-                writer.commit(k, ids, array, skipped)
-    if todo or not writer.manifest.get("complete"):
-        writer.finish(data.skipped, encoder.dim)
-    return FeatureStore.read(directory)

@@ -1,29 +1,42 @@
-"""On-disk layout of cached features, and the manifest that says what is complete.
+"""On-disk layout of the content-addressed feature cache (keys: ``store.keys``).
 
-    ROOT/<dataset>-<dataset fp>/<split>/<side>/<encoder>-<encoder fp>/
-        manifest.json          source of truth: which shards are committed, skipped ids, dims, dtype
-        shard-00000.npy        float16 (rows, dim), memory-mappable
-        shard-00000.ids.json   the ids of those rows, in order
+    ROOT/v2/<encoder>-<cache key>/            one shelf per encoder (its fingerprint, + precision)
+        shard-<digest>.npy                    float16 (rows, dim), memory-mappable
+        shard-<digest>.bad.json               items the encoder refused in that shard: {key: reason}
+        shard-<digest>.keys.npy               the rows' content keys, in order; written last, it commits the shard
+    ROOT/v2/<encoder>-<cache key>/tap-<name>[-g<grid>]/
+        ...                                   the same for a tap's token features, plus shard-<digest>.offsets.npy
+    ROOT/refs/<digest>.json (+ .keys.npy)     which keys a (data, split, side, encoder[, tap]) used last:
+                                              what `latentfuse cache` counts and `latentfuse cache gc` keeps
 
-A shard is written to a temp file and renamed into place, *then* listed in the manifest (also written
-atomically). A run killed at any instant therefore leaves only whole shards that the manifest lists, plus
-perhaps an orphan file the next run overwrites: resuming never loses or duplicates rows.
+Every file is written to a temporary name and renamed into place, and a shard counts only once its keys file
+is there. A run killed at any instant therefore leaves whole shards plus perhaps files a later run overwrites;
+two runs that encode the same items write the same shard names. Nothing is ever appended to or rewritten in
+place, so readers need no lock.
 """
 from __future__ import annotations
 
 import errno
 import json
+import logging
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from ..errors import DataError
 from ..utils import atomic
 from ..utils.hashing import digest
+
+log = logging.getLogger(__name__)
+
+LAYOUT = "v2"
+STORE_DTYPE = np.float16
+KEYS_SUFFIX = ".keys.npy"
+
 
 class StoreError(DataError):
     """The feature cache cannot be written (read-only, permission denied, disk full) or is damaged."""
@@ -45,16 +58,13 @@ def writable(directory: Path) -> Iterator[None]:
                          "free space and re-run to resume, or point --store / $LATENTFUSE_CACHE elsewhere") from None
 
 
-FORMAT_VERSION = 1
-STORE_DTYPE = np.float16
-
-
 @dataclass
 class Features:
-    """Rows of one (dataset, split, side, encoder): ``array[i]`` is the feature of ``ids[i]``."""
+    """Rows of one side of a split under one encoder: ``array[i]`` is the feature of ``ids[i]``.
+    ``manifest``: the encoder, ``dim`` and ``skipped`` ({id, reason} of the items dropped by ``--skip-bad``)."""
 
     ids: list[str]
-    array: np.ndarray  # float16, (len(ids), dim); memory-mapped when the store holds one shard
+    array: np.ndarray  # float16, (len(ids), dim); memory-mapped when the rows are one stored shard in order
     manifest: dict[str, Any]
 
     @property
@@ -65,128 +75,179 @@ class Features:
         return {item_id: row for row, item_id in enumerate(self.ids)}
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:48] or "x"
 
 
+@dataclass
+class Shard:
+    name: str
+    keys: np.ndarray  # str, one per row
+    bad: dict[str, str] = field(default_factory=dict)
+
+
+class Shelf:
+    """The committed shards of one encoder (or one tap of it): which keys it holds, and their rows."""
+
+    def __init__(self, directory: Path, tokens: bool = False) -> None:
+        self.directory = directory
+        self.tokens = tokens
+        self.shards: list[Shard] = []
+        self.where: dict[str, tuple[int, int]] = {}  # key → (shard position, row)
+        self.bad: dict[str, str] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read which shards are committed (another process may have added some)."""
+        names = sorted(p.name[:-len(KEYS_SUFFIX)] for p in self.directory.glob(f"shard-*{KEYS_SUFFIX}")) \
+            if self.directory.is_dir() else []
+        self.shards, self.where, self.bad = [], {}, {}
+        for name in names:
+            try:
+                keys = np.load(self.directory / f"{name}{KEYS_SUFFIX}")
+                bad_file = self.directory / f"{name}.bad.json"
+                bad = json.loads(bad_file.read_text()) if bad_file.exists() else {}
+            except (OSError, ValueError) as exc:
+                raise StoreError(f"{self.directory / name}: damaged shard ({exc}); delete its files, or run "
+                                 "`latentfuse cache gc`, to encode those items again") from None
+            position = len(self.shards)
+            self.shards.append(Shard(name, keys, bad))
+            for row, key in enumerate(keys.tolist()):
+                self.where.setdefault(key, (position, row))
+            self.bad.update(bad)
+
+    def missing(self, keys: Sequence[str]) -> list[str]:
+        """``keys`` neither stored nor recorded as bad, each once, in order."""
+        return [k for k in dict.fromkeys(keys) if k not in self.where and k not in self.bad]
+
+    def commit(self, keys: Sequence[str], values: np.ndarray, bad: dict[str, str],
+               offsets: np.ndarray | None = None) -> None:
+        """Write one shard atomically: values (and offsets), bad records, then the keys that commit it."""
+        rows = len(offsets) - 1 if offsets is not None else values.shape[0]
+        if values.ndim != 2 or rows != len(keys):
+            raise ValueError(f"{len(keys)} keys but values of shape {values.shape}")
+        name = f"shard-{digest(list(keys), sorted(bad))}"
+        with writable(self.directory):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            _save(self.directory / f"{name}.npy", np.ascontiguousarray(values, dtype=STORE_DTYPE))
+            if offsets is not None:
+                _save(self.directory / f"{name}.offsets.npy", np.asarray(offsets, dtype=np.int64))
+            if bad:
+                atomic.write_text(self.directory / f"{name}.bad.json", json.dumps(bad))
+            _save(self.directory / f"{name}{KEYS_SUFFIX}", np.asarray(list(keys), dtype=f"<U{_width(keys)}"))
+        position = len(self.shards)
+        self.shards.append(Shard(name, np.asarray(list(keys)), dict(bad)))
+        for row, key in enumerate(keys):
+            self.where.setdefault(key, (position, row))
+        self.bad.update(bad)
+
+    def values(self, position: int) -> np.ndarray:
+        return self._load(self.shards[position].name, "npy", mmap=True)
+
+    def offsets(self, position: int) -> np.ndarray:
+        return self._load(self.shards[position].name, "offsets.npy", mmap=False)
+
+    def _load(self, name: str, suffix: str, mmap: bool) -> np.ndarray:
+        path = self.directory / f"{name}.{suffix}"
+        try:
+            return np.load(path, mmap_mode="r" if mmap else None)
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"{path}: damaged or missing ({exc}); delete it with its .keys.npy, or run "
+                             "`latentfuse cache gc`, to encode those items again") from None
+
+    def rows(self, keys: Sequence[str]) -> np.ndarray:
+        """float16 (len(keys), dim): every key must be stored. One whole shard in order is its memory map."""
+        whole = self.whole_shards(keys)
+        if whole is not None and len(whole) == 1:
+            return self.values(whole[0])
+        places = [self.where[k] for k in keys]
+        if not places:
+            return np.zeros((0, self.dim()), dtype=STORE_DTYPE)
+        out = np.empty((len(keys), self.values(places[0][0]).shape[1]), dtype=STORE_DTYPE)
+        by_shard: dict[int, list[int]] = {}
+        for i, (position, _) in enumerate(places):
+            by_shard.setdefault(position, []).append(i)
+        for position, at in by_shard.items():
+            out[at] = self.values(position)[[places[i][1] for i in at]]
+        return out
+
+    def whole_shards(self, keys: Sequence[str]) -> list[int] | None:
+        """The positions of the shards ``keys`` are, whole and in order, or None (then rows are gathered)."""
+        positions, at = [], 0
+        while at < len(keys):
+            position, row = self.where[keys[at]]
+            shard = self.shards[position].keys
+            if row != 0 or list(keys[at:at + len(shard)]) != shard.tolist():
+                return None
+            positions.append(position)
+            at += len(shard)
+        return positions if positions else None
+
+    def token_rows(self, keys: Sequence[str]) -> list[np.ndarray]:
+        """Each key's (length, channels) float16 tokens, views into the memory-mapped shards."""
+        cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        out = []
+        for key in keys:
+            position, row = self.where[key]
+            if position not in cache:
+                cache[position] = (self.values(position), self.offsets(position))
+            values, offsets = cache[position]
+            out.append(values[offsets[row]:offsets[row + 1]])
+        return out
+
+    def dim(self) -> int:
+        return int(self.values(0).shape[1]) if self.shards else 0
+
+
+def _width(keys: Sequence[str]) -> int:
+    return max((len(k) for k in keys), default=1)
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    with atomic.atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, array)
+
+
 class FeatureStore:
+    """The cache root: a shelf per encoder (and tap), and the records of who used which keys."""
+
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    def directory(self, dataset: str, dataset_fp: str, split: str, side: str,
-                  encoder: str, encoder_fp: str) -> Path:
-        return (self.root / f"{_slug(dataset)}-{dataset_fp[:12]}" / _slug(split) / _slug(side)
-                / f"{_slug(encoder)}-{encoder_fp[:12]}")
+    def shelf(self, encoder_name: str, cache_key: str, tap: str = "") -> Shelf:
+        self.warn_old_layout()
+        directory = self.root / LAYOUT / f"{slug(encoder_name)}-{cache_key[:16]}"
+        return Shelf(directory / tap if tap else directory, tokens=bool(tap))
 
-    def writer(self, directory: Path, header: dict[str, Any], item_ids: list[str],
-               shard_size: int) -> "ShardWriter":
-        return ShardWriter(directory, header, item_ids, shard_size)
-
-    @staticmethod
-    def read(directory: Path) -> Features:
-        """Load a complete feature set; raises DataError if the manifest says it is unfinished."""
-        manifest, ids, shards = read_shards(directory, "features", "latentfuse extract")
-        arrays = [values for values, _ in shards]
-        dim = int(manifest["dim"])
-        if not arrays:
-            array = np.zeros((0, dim), dtype=STORE_DTYPE)
-        elif len(arrays) == 1:
-            array = arrays[0]
-        else:
-            array = np.concatenate(arrays, axis=0)
-        if len(ids) != array.shape[0]:
-            raise DataError(f"{directory}: {len(ids)} ids but {array.shape[0]} rows; delete it and re-extract")
-        return Features(ids=ids, array=array, manifest=manifest)
-
-
-def read_shards(directory: Path, what: str, command: str, offsets: bool = False
-                ) -> tuple[dict[str, Any], list[str], list[tuple[np.ndarray, np.ndarray | None]]]:
-    """A complete folder's manifest, ids, and per shard its memory-mapped values (and offsets, for token
-    features); an unfinished or damaged folder is an error naming it and what to run."""
-    manifest = read_manifest(directory)
-    if manifest is None or not manifest.get("complete"):
-        raise StoreError(f"{directory}: {what} are not complete (run `{command}`)")
-    ids: list[str] = []
-    shards = []
-    for shard in manifest["shards"]:
+    def remember(self, usage: dict[str, str], keys: Sequence[str]) -> None:
+        """Record that ``usage`` (data, split, side, encoder, shelf) read ``keys`` — replacing what it read
+        before, so an edited caption's old row is no longer referenced."""
+        name = digest(usage["data"], usage["split"], usage["side"], usage["shelf"])
+        refs = self.root / "refs"
         try:
-            values = np.load(directory / shard["file"], mmap_mode="r")
-            starts = np.load(directory / shard["offsets_file"]) if offsets else None
-            ids.extend(json.loads((directory / shard["ids_file"]).read_text()))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise StoreError(f"{directory}: shard {shard.get('file', '?')} is damaged or missing ({exc}); "
-                             "delete the folder to re-extract") from None
-        shards.append((values, starts))
-    return manifest, ids, shards
+            refs.mkdir(parents=True, exist_ok=True)
+            _save(refs / f"{name}{KEYS_SUFFIX}", np.asarray(list(keys), dtype=f"<U{_width(keys)}"))
+            atomic.write_json(refs / f"{name}.json", {**usage, "items": len(keys)})
+        except OSError as exc:  # the features are there; only the bookkeeping for `cache gc` is lost
+            log.warning("could not record the cache's use in %s (%s)", refs, exc.strerror or exc)
+
+    _warned: set[Path] = set()
+
+    def warn_old_layout(self) -> None:
+        """An older cache (one folder per dataset, ``manifest.json``) is not read; say so once per root."""
+        if self.root in FeatureStore._warned:
+            return
+        FeatureStore._warned.add(self.root)
+        if old_folders(self.root):
+            log.warning("%s holds features in the older per-dataset layout, which this version does not read: "
+                        "items are encoded again into the content-addressed layout; `latentfuse cache gc` "
+                        "removes the old folders", self.root)
 
 
-def read_manifest(directory: Path) -> dict[str, Any] | None:
-    path = directory / "manifest.json"
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:  # cannot happen with atomic writes, unless edited by hand
-        raise DataError(f"{path}: not valid JSON ({exc}); delete the folder to re-extract") from exc
-
-
-class ShardWriter:
-    """Commits fixed-size shards of a planned item list; knows which shards a previous run finished."""
-
-    def __init__(self, directory: Path, header: dict[str, Any], item_ids: list[str], shard_size: int) -> None:
-        self.directory = directory
-        self.shard_size = shard_size
-        plan = {"items_digest": digest(item_ids), "n_items": len(item_ids), "shard_size": shard_size}
-        previous = read_manifest(directory)
-        if previous is not None and all(previous.get(k) == v for k, v in plan.items()):
-            self.manifest = previous  # resume: keep its committed shards
-        else:
-            self.manifest = {"format": FORMAT_VERSION, **header, **plan, "dtype": np.dtype(STORE_DTYPE).name,
-                             "shards": [], "skipped": [], "count": 0, "complete": False}
-
-    @property
-    def n_shards(self) -> int:
-        return -(-self.manifest["n_items"] // self.shard_size)
-
-    def done(self) -> set[int]:
-        return {shard["index"] for shard in self.manifest["shards"]}
-
-    def commit(self, index: int, ids: list[str], array: np.ndarray, skipped: list[tuple[str, str]],
-               offsets: np.ndarray | None = None) -> None:
-        """Write one shard atomically, then record it in the manifest (atomically).
-
-        ``offsets`` (token features): ``array`` holds every item's tokens back to back, item ``i`` being
-        rows ``offsets[i]:offsets[i + 1]``; written beside it as ``shard-NNNNN.offsets.npy``."""
-        rows = len(offsets) - 1 if offsets is not None else array.shape[0]
-        if array.ndim != 2 or rows != len(ids) or (offsets is not None and int(offsets[-1]) != array.shape[0]):
-            raise ValueError(f"shard {index}: {len(ids)} ids but array of shape {array.shape}")
-        name = f"shard-{index:05d}"
-        record = {"index": index, "file": f"{name}.npy", "ids_file": f"{name}.ids.json", "rows": len(ids)}
-        with writable(self.directory):
-            with atomic.atomic_path(self.directory / f"{name}.npy") as tmp:
-                with open(tmp, "wb") as handle:
-                    np.save(handle, np.ascontiguousarray(array, dtype=STORE_DTYPE))
-            if offsets is not None:
-                record["offsets_file"] = f"{name}.offsets.npy"
-                with atomic.atomic_path(self.directory / record["offsets_file"]) as tmp:
-                    with open(tmp, "wb") as handle:
-                        np.save(handle, np.asarray(offsets, dtype=np.int64))
-            atomic.write_text(self.directory / f"{name}.ids.json", json.dumps(ids))
-        shards = [s for s in self.manifest["shards"] if s["index"] != index]
-        shards.append(record)
-        self.manifest["shards"] = sorted(shards, key=lambda s: s["index"])
-        self.manifest["skipped"] += [{"id": i, "reason": r, "shard": index} for i, r in skipped]
-        self.manifest["count"] = sum(s["rows"] for s in self.manifest["shards"])
-        if array.shape[0]:
-            self.manifest["dim"] = int(array.shape[1])
-        self._write_manifest()
-
-    def finish(self, load_skipped: list[tuple[str, str]], dim: int) -> None:
-        self.manifest["skipped_at_load"] = [{"id": i, "reason": r} for i, r in load_skipped]
-        self.manifest.setdefault("dim", dim)
-        self.manifest["complete"] = len(self.done()) == self.n_shards
-        self._write_manifest()
-
-    def _write_manifest(self) -> None:
-        with writable(self.directory):
-            atomic.write_json(self.directory / "manifest.json", self.manifest)
+def old_folders(root: Path) -> list[Path]:
+    """Top-level folders of the older per-dataset layout (they hold ``*/*/*/manifest.json``)."""
+    if not root.is_dir():
+        return []
+    return [p for p in root.iterdir()
+            if p.is_dir() and p.name not in (LAYOUT, "refs") and next(p.glob("*/*/*/manifest.json"), None)]

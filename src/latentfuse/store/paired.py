@@ -145,7 +145,7 @@ def _index(ids: Sequence[str]) -> dict[str, int]:
 
 
 def paired_features(source: Source, data: SplitData, encoders: dict[str, Encoder], store: StoreConfig, *,
-                    parent: SplitData | None = None, skip_bad: bool = False, progress: bool = True,
+                    skip_bad: bool = False, progress: bool = True,
                     taps: dict[str, list[str]] | None = None) -> PairedFeatures:
     """Both sides of ``data`` (data side → encoder), joined by the split's pairs: pooled features through
     ``get_features``, or, for a side named in ``taps``, those token taps through ``get_tokens``."""
@@ -153,9 +153,9 @@ def paired_features(source: Source, data: SplitData, encoders: dict[str, Encoder
     features: dict[str, Features | TapInputs] = {}
     for side, encoder in encoders.items():
         if taps.get(side):
-            features[side] = TapInputs(get_tokens(source, data, side, encoder, taps[side], store, parent=parent,
+            features[side] = TapInputs(get_tokens(source, data, side, encoder, taps[side], store,
                                                   skip_bad=skip_bad, progress=progress))
         else:
-            features[side] = get_features(source, data, side, encoder, store, parent=parent, skip_bad=skip_bad,
+            features[side] = get_features(source, data, side, encoder, store, skip_bad=skip_bad,
                                           progress=progress)
     return PairedFeatures.build(data, features)

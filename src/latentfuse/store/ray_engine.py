@@ -1,11 +1,11 @@
 """Extraction on Ray Data (``extract --engine ray``): the same feature store, shards and manifest as local
 extraction, with decoding in Ray tasks and encoding in a pool of actors that each load the encoder once.
 
-The driver stays the only writer. It lays the shards out exactly as local extraction does (``ShardWriter``),
-sends only the items of unfinished shards through the pipeline, and commits a shard (atomic rename, then the
-manifest) as soon as all its rows are back. So a killed job resumes at its first unfinished shard; a batch
-whose actor died is re-run by Ray without duplicating anything (rows are keyed by their position); and the
-result is what ``--engine local`` writes, float16 for float16.
+The driver stays the only writer. It sends only the items the store lacks (by content key) through the
+pipeline and commits every ``shard_size`` of them (atomically, like local extraction) as soon as all their
+rows are back. So a killed job resumes with what it committed; a batch whose actor died is re-run by Ray
+without duplicating anything (rows are keyed by their position); and the result is what ``--engine local``
+writes, float16 for float16.
 
 Resources are sized so a small machine cannot deadlock: decode tasks and encoder actors ask for half a CPU
 each (measured on a 2-core box: two 1-CPU actors starved the read task and the dataset never progressed).
@@ -29,7 +29,7 @@ from ..encoders import Encoder, build_encoder
 from ..encoders.base import BadItemError
 from ..errors import ConfigError, DataError
 from ..utils.runtime import runtime
-from .feature_store import ShardWriter
+from .feature_store import Shelf
 
 log = logging.getLogger(__name__)
 ACTOR_CPUS = 0.5
@@ -106,14 +106,14 @@ class _Encode:
         return {"pos": batch["pos"], "ok": ok, "reason": batch["reason"], "features": features}
 
 
-def extract_shards(encoder: Encoder, items: Sequence[Item], todo: list[int], writer: ShardWriter,
-                   store: StoreConfig, skip_bad: bool, progress: bool, label: str) -> None:
-    """Encode the items of shards ``todo`` on Ray and commit each shard as soon as it is whole."""
+def extract_shards(encoder: Encoder, todo: Sequence[tuple[str, Item]], shelf: Shelf, store: StoreConfig,
+                   skip_bad: bool, progress: bool, label: str) -> None:
+    """Encode the (key, item) pairs of ``todo`` on Ray and commit each ``store.shard_size`` of them as soon as
+    they are all back."""
     ray = start(store)
-    size = writer.shard_size
-    positions = [p for k in todo for p in range(k * size, min((k + 1) * size, len(items)))]
-    dataset = ray.data.from_items([{"pos": p, "payload": _portable(items[p].payload)} for p in positions],
-                                  override_num_blocks=max(1, min(len(positions) // store.batch_size, 200)))
+    size = store.shard_size
+    dataset = ray.data.from_items([{"pos": p, "payload": _portable(item.payload)} for p, (_, item) in enumerate(todo)],
+                                  override_num_blocks=max(1, min(len(todo) // store.batch_size, 200)))
     gpus = store.gpus_per_worker
     device = "cuda" if gpus > 0 else "cpu"
     dataset = dataset.map_batches(_decode, fn_args=(encoder.name,), batch_size=store.batch_size,
@@ -123,18 +123,21 @@ def extract_shards(encoder: Encoder, items: Sequence[Item], todo: list[int], wri
                                   batch_size=store.batch_size, compute=ray.data.ActorPoolStrategy(size=store.workers),
                                   num_cpus=ACTOR_CPUS, num_gpus=gpus or None,
                                   max_restarts=-1, max_task_retries=-1)  # a lost actor's batch runs again
-    pending = {k: {} for k in todo}  # shard → {position: (features | None, reason)}
-    bar = tqdm(total=len(positions), desc=f"{label} (ray)", unit="item", disable=not progress, file=sys.stderr,
+    pending: dict[int, dict[int, tuple[np.ndarray | None, str]]] = {}  # shard → {position: (features, reason)}
+    committed: set[int] = set()
+    bar = tqdm(total=len(todo), desc=f"{label} (ray)", unit="item", disable=not progress, file=sys.stderr,
                dynamic_ncols=True)
     with bar, _ray_errors(ray, label):
         for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
             for pos, ok, reason, row in zip(batch["pos"].tolist(), batch["ok"], batch["reason"], batch["features"]):
                 shard = pos // size
-                if pos not in pending.get(shard, {}):
-                    bar.update(1)
+                if shard in committed or pos in pending.get(shard, {}):
+                    continue  # a re-run batch of a lost actor
+                bar.update(1)
                 pending.setdefault(shard, {})[pos] = (row if ok else None, str(reason))
-                if len(pending[shard]) == min(size, len(items) - shard * size) and shard not in writer.done():
-                    _commit(writer, shard, pending.pop(shard), items, skip_bad)
+                if len(pending[shard]) == min(size, len(todo) - shard * size):
+                    _commit(shelf, pending.pop(shard), todo, skip_bad)
+                    committed.add(shard)
 
 
 @contextlib.contextmanager
@@ -148,19 +151,19 @@ def _ray_errors(ray: Any, label: str) -> Iterator[None]:
                         "the committed shards are kept (re-run to resume)") from None
 
 
-def _commit(writer: ShardWriter, shard: int, rows: dict[int, tuple[np.ndarray | None, str]],
-            items: Sequence[Item], skip_bad: bool) -> None:
-    ids, kept, skipped = [], [], []
+def _commit(shelf: Shelf, rows: dict[int, tuple[np.ndarray | None, str]], todo: Sequence[tuple[str, Item]],
+            skip_bad: bool) -> None:
+    keys, kept, bad = [], [], {}
     for pos in sorted(rows):
         features, reason = rows[pos]
-        item = items[pos]
+        key, item = todo[pos]
         if features is None:
             if not skip_bad:
                 where = f" ({item.origin})" if item.origin else ""
                 raise DataError(f"{item.payload}: {reason}{where}; pass --skip-bad to skip such items")
-            skipped.append((item.id, reason))
+            bad[key] = reason
             continue
-        ids.append(item.id)
+        keys.append(key)
         kept.append(features)
     dim = kept[0].shape[0] if kept else 0
-    writer.commit(shard, ids, np.stack(kept) if kept else np.zeros((0, dim), np.float32), skipped)
+    shelf.commit(keys, np.stack(kept) if kept else np.zeros((0, dim), np.float32), bad)

@@ -1,12 +1,11 @@
-"""Token features of encoder taps (``Encoder.encode_taps``), cached like pooled features: one folder per
-tap beside the pooled features, float16 shards committed atomically and listed in a manifest, so cache hits,
-``--skip-bad`` records and SIGKILL-resume behave exactly as for pooled features.
+"""Token features of encoder taps (``Encoder.encode_taps``), cached like pooled features: one shelf per tap
+inside the encoder's (``feature_store``), filed by item content, so cache hits, ``--skip-bad`` records and
+SIGKILL-resume behave exactly as for pooled features.
 
-    <encoder>-<fp>/tap-<name>[-g<grid>]/
-        manifest.json             as for pooled features, plus "tap", "tokens" (fixed count or null)
-        shard-00000.npy           float16 (tokens of all the shard's items, channels), memory-mappable
-        shard-00000.offsets.npy   int64 (items + 1): item i's tokens are rows offsets[i]:offsets[i+1]
-        shard-00000.ids.json
+    <encoder>-<key>/tap-<name>[-g<grid>]/
+        shard-<digest>.npy           float16 (tokens of all the shard's items, channels), memory-mappable
+        shard-<digest>.offsets.npy   int64 (items + 1): item i's tokens are rows offsets[i]:offsets[i+1]
+        shard-<digest>.keys.npy      the items' content keys (commits the shard)
 
 Ragged storage (values + offsets) holds text taps at their true lengths — no padding is stored — and image
 grids alike (equal lengths). Training pads per batch with a mask (``TokenFeatures.take``).
@@ -15,17 +14,17 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..config import StoreConfig
-from ..data import Source, SplitData
+from ..data import Item, Source, SplitData
 from ..encoders import Encoder
-from .extract import check_modality, encode_batches, refuse_skipped
-from .feature_store import FeatureStore, StoreError, read_manifest, read_shards
+from .extract import check_modality, encode_batches, split_bad, usage
+from .feature_store import FeatureStore, Shelf, StoreError
+from .keys import content_keys
 
 
 @dataclass
@@ -127,83 +126,61 @@ def tap_folder(tap: str, grid: int | None) -> str:
 
 
 def get_tokens(source: Source, data: SplitData, side: str, encoder: Encoder, taps: Sequence[str],
-               store: StoreConfig, *, parent: SplitData | None = None, skip_bad: bool = False,
-               progress: bool = True) -> dict[str, TokenFeatures]:
-    """Token features of ``taps`` for one side of a split: cached ones read, missing shards extracted in
-    one pass of the encoder for every tap that lacks them (a killed run resumes at the first shard
-    some tap lacks). ``parent``: the full split ``data`` was taken from (``head``, ``subset``); when its
-    taps are complete in the store, the subset's rows are copied from them instead of encoding."""
-    modality = check_modality(source, data, side, encoder)
+               store: StoreConfig, *, skip_bad: bool = False, progress: bool = True) -> dict[str, TokenFeatures]:
+    """Token features of ``taps`` for one side of a split, filed by item content like pooled features: stored
+    rows are read, and the items some tap lacks are encoded in one pass of the encoder for every tap that
+    lacks them, a shard at a time (a killed run resumes with what it committed)."""
+    check_modality(source, data, side, encoder)
     if encoder.parts:  # an ensemble's taps are its first member's: cached (and reused) as that member's
         encoder = encoder.parts[0]
     taps = encoder.check_taps(taps)
     specs = encoder.taps()
     grid = getattr(encoder, "tap_grid", None) if encoder.modality == "image" else None
     feature_store = FeatureStore(store.root)
-    if parent is not None and parent is not data:
-        parent_base = feature_store.directory(source.feature_namespace, source.fingerprint, parent.split, side, encoder.name,
-                                              encoder.cache_key)
-        rows = {tap: _rows_of_parent(parent_base / tap_folder(tap, grid), data, side) for tap in taps}
-        if all(features is not None for features in rows.values()):
-            if not skip_bad:
-                for tap_features in rows.values():
-                    refuse_skipped(tap_features, data, side)
-            return rows  # type: ignore[return-value]
-    base = feature_store.directory(source.feature_namespace, source.fingerprint, data.split, side, encoder.name,
-                                   encoder.cache_key)
+    shelves = {tap: feature_store.shelf(encoder.name, encoder.cache_key, tap_folder(tap, grid)) for tap in taps}
     items = data.items[side]
-    writers = {}
-    for tap in taps:
-        header = {"dataset": source.spec, "dataset_fingerprint": source.fingerprint, "split": data.split,
-                  "side": side, "modality": modality, "encoder": encoder.name,
-                  "encoder_fingerprint": encoder.fingerprint, "tap": tap, "tokens": specs[tap].tokens,
-                  "grid": grid, "dim": specs[tap].channels}
-        writers[tap] = feature_store.writer(base / tap_folder(tap, grid), header, [item.id for item in items],
-                                            store.shard_size)
-    _extract_missing(encoder, items, writers, store, skip_bad, progress, f"{encoder.name} {data.split}/{side}")
-    features = {tap: read_tokens(writer.directory) for tap, writer in writers.items()}
-    if not skip_bad:
-        for tap_features in features.values():
-            refuse_skipped(tap_features, data, side)
-    return features
+    keys = content_keys([item.payload for item in items], encoder.modality)
+    _extract_missing(encoder, items, keys, shelves, store, skip_bad, progress, f"{encoder.name} {data.split}/{side}")
+    out = {}
+    for tap, shelf in shelves.items():
+        ids, kept, skipped = split_bad(shelf, items, keys, skip_bad)
+        manifest = {"complete": True, "encoder": encoder.name, "tap": tap, "tokens": specs[tap].tokens,
+                    "grid": grid, "dim": specs[tap].channels, "skipped": skipped}
+        shards = shelf.whole_shards(kept)
+        if shards is None:  # rows from here and there: gathered into one array
+            shards = [_ragged(shelf.token_rows(kept), specs[tap].channels)]
+        out[tap] = TokenFeatures(ids, [(shelf.values(k), shelf.offsets(k)) for k in shards]
+                                 if isinstance(shards[0], int) else shards, manifest)
+        feature_store.remember(usage(source, data, side, encoder.name, shelf.directory, feature_store), keys)
+    return out
 
 
-def _rows_of_parent(directory: Path, data: SplitData, side: str) -> TokenFeatures | None:
-    """``data``'s rows copied from a parent split's complete tap folder, or None when they are not all there."""
-    manifest = read_manifest(directory)
-    if manifest is None or not manifest.get("complete"):
-        return None
-    full = read_tokens(directory)
-    index = full.index()
-    skipped = {entry["id"] for entry in manifest.get("skipped", [])}
-    wanted = [item.id for item in data.items[side] if item.id not in skipped]
-    if any(item_id not in index for item_id in wanted):
-        return None
-    values, offsets = _ragged([full.item(index[item_id]) for item_id in wanted], full.channels)
-    return TokenFeatures(wanted, [(values, offsets)], manifest)
-
-
-def _extract_missing(encoder: Encoder, items: Sequence[Any], writers: dict[str, Any], store: StoreConfig,
-                     skip_bad: bool, progress: bool, label: str) -> None:
-    shard_size = store.shard_size
-    n_shards = next(iter(writers.values())).n_shards
-    todo = [k for k in range(n_shards) if any(k not in w.done() for w in writers.values())]
-    if todo:
-        remaining = sum(len(items[k * shard_size:(k + 1) * shard_size]) for k in todo)
-        with tqdm(total=remaining, desc=f"{label} taps", unit=encoder.modality, disable=not progress,
-                  file=sys.stderr, dynamic_ncols=True) as bar:
-            for k in todo:
-                lacking = [tap for tap, w in writers.items() if k not in w.done()]
-                shard_items = items[k * shard_size:(k + 1) * shard_size]
-                ids, batches, skipped = encode_batches(lambda p: encoder.encode_taps(p, lacking), shard_items,
-                                                       store.batch_size, skip_bad, bar.update)
-                for tap in lacking:
-                    tokens = [t for batch in batches for t in batch[tap]]
-                    values, offsets = _ragged(tokens, writers[tap].manifest["dim"])
-                    writers[tap].commit(k, ids, values, skipped, offsets=offsets)
-    for writer in writers.values():
-        if todo or not writer.manifest.get("complete"):
-            writer.finish([], writer.manifest["dim"])
+def _extract_missing(encoder: Encoder, items: Sequence[Item], keys: list[str], shelves: dict[str, Shelf],
+                     store: StoreConfig, skip_bad: bool, progress: bool, label: str) -> None:
+    lacking_of: dict[str, list[str]] = {}
+    todo: dict[str, Item] = {}
+    for tap, shelf in shelves.items():
+        for key in shelf.missing(keys):
+            lacking_of.setdefault(key, []).append(tap)
+    for key, item in zip(keys, items):
+        if key in lacking_of:
+            todo.setdefault(key, item)
+    if not todo:
+        return
+    pending = list(todo.items())
+    with tqdm(total=len(pending), desc=f"{label} taps", unit=encoder.modality, disable=not progress,
+              file=sys.stderr, dynamic_ncols=True) as bar:
+        for start in range(0, len(pending), store.shard_size):
+            chunk = pending[start:start + store.shard_size]
+            lacking = [tap for tap in shelves if any(tap in lacking_of[key] for key, _ in chunk)]
+            ids, batches, skipped = encode_batches(lambda p, wanted=lacking: encoder.encode_taps(p, wanted), [i for _, i in chunk],
+                                                   store.batch_size, skip_bad, bar.update)
+            key_of = {item.id: key for key, item in chunk}
+            for tap in lacking:
+                tokens = [t for batch in batches for t in batch[tap]]
+                values, offsets = _ragged(tokens, encoder.taps()[tap].channels)
+                shelves[tap].commit([key_of[i] for i in ids], values, {key_of[i]: r for i, r in skipped},
+                                    offsets=offsets)
 
 
 def _ragged(tokens: list[np.ndarray], channels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -211,13 +188,3 @@ def _ragged(tokens: list[np.ndarray], channels: int) -> tuple[np.ndarray, np.nda
     offsets[1:] = np.cumsum([len(t) for t in tokens])
     values = np.concatenate(tokens) if tokens else np.zeros((0, channels), dtype=np.float32)
     return values, offsets
-
-
-def read_tokens(directory: Path) -> TokenFeatures:
-    """A complete tap folder, memory-mapped; an unfinished or damaged one is a StoreError naming it."""
-    manifest, ids, shards = read_shards(directory, "token features", "latentfuse extract --layers", offsets=True)
-    for shard, (values, offsets) in zip(manifest["shards"], shards):
-        if len(offsets) != shard["rows"] + 1 or int(offsets[-1]) != len(values):
-            raise StoreError(f"{directory}: shard {shard['file']} and its offsets disagree; delete the folder "
-                             "to re-extract")
-    return TokenFeatures(ids, shards, manifest)

@@ -56,9 +56,8 @@ def test_the_source_chooses_its_vocabulary_on_train_and_labels_every_split(tmp_p
     assert source.load("test").tags == test.tags  # deterministic
     train = source.load("train")
     assert train.tags[("m1.jpg", "m1.jpg#2")] == ("man",)  # its own dog mention does not count
-    # a subset keeps its pairs' tags; the features of the relabelled items are flickr8k's cache
+    # a subset keeps its pairs' tags
     assert train.head(1).tags == {p: t for p, t in train.tags.items() if p[0] == "d1.jpg"}
-    assert source.feature_namespace == build_source(f"flickr8k:{root}").feature_namespace
 
 
 def test_pair_labels_reach_the_batch_by_pair_position(tmp_path, monkeypatch):

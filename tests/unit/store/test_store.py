@@ -2,7 +2,6 @@
 bad items fail loudly or are skipped and recorded."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from helpers.fakes import FakeTextEncoder, SyntheticSource, encoder_calls, fake_embed
+from helpers.fakes import FakeTextEncoder, SyntheticSource, committed_shards, encoder_calls, fake_embed
 from helpers.cli import TESTS
 from latentfuse.errors import DataError
 from latentfuse.config import StoreConfig
@@ -30,8 +29,7 @@ def test_features_match_encoder_and_are_float16(tmp_path):
     assert feats.array.dtype == np.float16 and feats.array.shape == (10, 16)
     expected = fake_embed("train a 7").astype(np.float16)
     np.testing.assert_array_equal(feats.array[7], expected)
-    assert feats.manifest["complete"] and feats.manifest["count"] == 10
-    assert len(feats.manifest["shards"]) == 4  # 3 + 3 + 3 + 1
+    assert len(committed_shards(tmp_path)) == 4  # 3 + 3 + 3 + 1
 
 
 def test_second_extract_is_a_cache_hit(tmp_path, monkeypatch):
@@ -42,9 +40,9 @@ def test_second_extract_is_a_cache_hit(tmp_path, monkeypatch):
     second = _extract(SyntheticSource(50), tmp_path / "store", batch_size=8, shard_size=16)
     assert sum(encoder_calls(log)) == 50, "cached features must not be re-encoded"
     np.testing.assert_array_equal(first.array, second.array)
-    # a different dataset fingerprint is a different cache entry
+    # rows are filed by content: a bigger dataset encodes only its new item
     _extract(SyntheticSource(51), tmp_path / "store", batch_size=8, shard_size=16)
-    assert sum(encoder_calls(log)) == 101
+    assert sum(encoder_calls(log)) == 51
 
 
 def test_single_shard_is_memory_mapped(tmp_path):
@@ -82,28 +80,22 @@ def test_sigkill_mid_extract_then_resume_loses_and_duplicates_nothing(tmp_path, 
     script = KILL_SCRIPT.format(tests=str(TESTS), store=str(store))
     env = dict(os.environ, FAKE_ENCODER_LOG=str(log), FAKE_ENCODER_DELAY="0.03")
     proc = subprocess.Popen([sys.executable, "-c", script], env=env)
-    manifest = None
     deadline = time.time() + 60
-    while time.time() < deadline:  # wait until some, but not all, shards are committed
-        found = list(store.rglob("manifest.json"))
-        if found:
-            manifest = json.loads(found[0].read_text())
-            if len(manifest["shards"]) >= 3:
-                break
+    while time.time() < deadline and len(committed_shards(store)) < 3:  # some, but not all, shards committed
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    committed = json.loads(found[0].read_text())
-    assert 3 <= len(committed["shards"]) < 10 and not committed["complete"]
+    committed = committed_shards(store)
+    assert 3 <= len(committed) < 10
     calls_before = sum(encoder_calls(log))
-    assert calls_before >= 40 * len(committed["shards"])
+    assert calls_before >= 40 * len(committed)
     monkeypatch.setenv("FAKE_ENCODER_LOG", str(log))
 
     feats = _extract(SyntheticSource(400), store, batch_size=10, shard_size=40)
     assert feats.ids == [f"train-a{i}" for i in range(400)]  # nothing lost, nothing duplicated
     np.testing.assert_array_equal(feats.array[399], fake_embed("train a 399").astype(np.float16))
     redone = sum(encoder_calls(log)) - calls_before
-    assert redone == 400 - 40 * len(committed["shards"]), "finished shards must not be re-encoded"
+    assert redone == 400 - 40 * len(committed), "finished shards must not be re-encoded"
     leftovers = [p for p in store.rglob("*") if p.name.endswith(".tmp")]
     assert not leftovers

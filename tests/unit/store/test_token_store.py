@@ -2,7 +2,6 @@
 no encoder work, resume after SIGKILL without loss or duplication, --skip-bad records, a real image tap."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from helpers.fakes import FakeTextEncoder, SyntheticSource, encoder_calls, vector
+from helpers.fakes import FakeTextEncoder, SyntheticSource, committed_shards, encoder_calls, vector
 from helpers.cli import TESTS
 from latentfuse.config import StoreConfig
 from latentfuse.data import Item, Side, Source, SplitData
@@ -106,16 +105,13 @@ def test_sigkill_mid_extract_then_resume_loses_and_duplicates_nothing(tmp_path, 
     env = dict(os.environ, FAKE_ENCODER_LOG=str(log), FAKE_ENCODER_DELAY="0.03")
     proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT.format(tests=str(TESTS),
                                                                       store=str(store))], env=env)
-    found, deadline = [], time.time() + 60
-    while time.time() < deadline:  # wait until some, but not all, shards are committed
-        found = list(store.rglob("manifest.json"))
-        if found and len(json.loads(found[0].read_text())["shards"]) >= 3:
-            break
+    deadline = time.time() + 60
+    while time.time() < deadline and len(committed_shards(store, "tap-words")) < 3:  # some, not all, committed
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    committed = json.loads(found[0].read_text())
-    assert "tap-words" in str(found[0]) and 3 <= len(committed["shards"]) < 10 and not committed["complete"]
+    committed = committed_shards(store, "tap-words")
+    assert 3 <= len(committed) < 10
     calls_before = sum(encoder_calls(log))
     monkeypatch.setenv("FAKE_ENCODER_LOG", str(log))
     source = SyntheticSource(400)
@@ -123,7 +119,7 @@ def test_sigkill_mid_extract_then_resume_loses_and_duplicates_nothing(tmp_path, 
                        StoreConfig(str(store), 10, 40), progress=False)["words"]
     assert feats.ids == [f"train-a{i}" for i in range(400)]  # nothing lost, nothing duplicated
     np.testing.assert_allclose(feats.item(399), np.stack([vector(w, 8) for w in "train a 399".split()]), atol=2e-3)
-    assert sum(encoder_calls(log)) - calls_before == 400 - 40 * len(committed["shards"])
+    assert sum(encoder_calls(log)) - calls_before == 400 - 40 * len(committed)
     assert not [p for p in store.rglob("*") if p.name.endswith(".tmp")]
 
 
@@ -153,7 +149,7 @@ def test_extract_layers_caches_taps_and_reports_their_storage(tmp_path):
     result = CliRunner().invoke(app, args + ["--layers", "text_a=words"])
     assert result.exit_code == 0, (result.output, result.exception)
     assert "all/text_a tap words: 12 items × 3 tokens × 8 channels, " in result.output
-    assert len(list((tmp_path / "store").rglob("tap-words/manifest.json"))) == 1
+    assert len(committed_shards(tmp_path / "store", "tap-words")) == 1
     both = CliRunner().invoke(app, args + ["--layers", "words"])  # a bare tap goes to every side that has it
     assert both.exit_code == 0 and "all/text_b tap words: 12 items × 1 tokens" in both.output
     typo = CliRunner().invoke(app, args + ["--layers", "word"])
@@ -169,9 +165,9 @@ def test_info_lists_each_encoders_taps_with_shapes():
     assert "efficientnet-lite0     stride16   (49, 112)" in out and "minilm-l6              layer6     (T, 384)" in out
 
 
-def test_a_subset_reads_its_rows_from_the_parent_splits_taps(tmp_path, monkeypatch):
-    """`data.limit` trials on token methods: the first N items come from the full split's cached taps, with
-    no encoder work and no second copy in the store."""
+def test_a_subset_reads_its_rows_from_the_whole_splits_taps(tmp_path, monkeypatch):
+    """`data.limit` trials on token methods: the first N items come from the full split's cached taps (the same
+    content), with no encoder work and no second copy in the store."""
     source = RaggedSource(50)
     full = source.load("train")
     parent = tokens_of(source, tmp_path / "store")
@@ -179,9 +175,9 @@ def test_a_subset_reads_its_rows_from_the_parent_splits_taps(tmp_path, monkeypat
     monkeypatch.setenv("FAKE_ENCODER_LOG", str(log))
     head = full.head(10)
     got = get_tokens(source, head, "text_a", FakeTextEncoder("8"), ["words"], StoreConfig(str(tmp_path / "store"), 8, 16),
-                     parent=full, progress=False)["words"]
+                     progress=False)["words"]
     assert encoder_calls(log) == []
     assert got.ids == [f"a{i}" for i in range(10)]
     for row in range(10):
         np.testing.assert_array_equal(got.item(row), parent.item(row))
-    assert not any(p.name.startswith(head.split) for p in (tmp_path / "store").rglob("*"))
+    assert len(committed_shards(tmp_path / "store")) == len(committed_shards(tmp_path / "store", "tap-words")) == 4
