@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from latentfuse.config import DataConfig, MethodSpec, RunConfig, dump_yaml
+from latentfuse.config import DataConfig, MethodSpec, RunConfig, saved_yaml
 from latentfuse.config import TrainConfig
 from latentfuse.eval.tables import markdown, print_reports
 from latentfuse.pipeline import run
@@ -29,7 +29,7 @@ def cached_run(config: RunConfig) -> list[dict]:
     config in the bench's own folder is replaced (``overwrite``: the bench owns ``runs/bench``)."""
     out = Path(config.out)
     if (out / "report.json").exists() and (out / "run.yaml").exists():
-        if (out / "run.yaml").read_text() == dump_yaml(config):
+        if (out / "run.yaml").read_text() == saved_yaml(config):
             return json.loads((out / "report.json").read_text())
     return run(config, progress=False, overwrite=True)
 

@@ -35,7 +35,7 @@ from .methods import build_method, make_config, method_class
 from .model import JointModel, SideSpec
 from .store import TapInputs, TokenFeatures, get_features, get_tokens, paired_features
 from .store.paired import PairedFeatures
-from .runner import Trained, run_job
+from .runner import Trained, run_job, training_meta
 from .train import Trainer, seed_everything
 from .utils import distributed
 from .utils.runtime import Runtime
@@ -222,6 +222,9 @@ class PoolsJob:
     def saved_identity(self, folder: Path) -> dict[str, Any] | None:
         return None  # distillation postdates the output markers
 
+    def data_identity(self) -> dict[str, Any]:
+        return {"teacher_fingerprint": self.teacher.fingerprint}
+
     def prepare(self, rt: Runtime) -> None:
         """The teacher, the student grammar and the dime options, checked before the output folder is touched."""
         config = self.config
@@ -267,7 +270,8 @@ class PoolsJob:
                  for side in (image, text)]
         meta = {"distilled_from": {"teacher": Path(config.teacher).name, "fingerprint": teacher.fingerprint},
                 "pools": {side: {public(spec): n for spec, n in pools[side].counts.items()} for side in (image, text)},
-                "best_epoch": result.best_epoch, "train_seconds": round(result.seconds, 2)}
+                "best_epoch": result.best_epoch, "train_seconds": round(result.seconds, 2),
+                "training": training_meta(config.train, {side: encoders[side] for side in (image, text)})}
         test = _val_features(config, encoders, taps, (image, text), progress, config.test_split) \
             if config.val and config.test_split else None
         hubness = dataclasses.replace(teacher.hubness, bank_size=config.bank_size)  # the teacher's norm and β

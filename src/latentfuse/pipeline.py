@@ -12,7 +12,7 @@ from .encoders import Encoder, build_encoder
 from .errors import ConfigError
 from .specs import listed, named, public
 from .cost import encoder_flops
-from .runner import Trained, run_job
+from .runner import Trained, run_job, training_meta
 from .methods import Method, build_method, make_config, method_class
 from .model import JointModel, SideSpec
 from .store import PairedFeatures, get_features, get_tokens, paired_features
@@ -134,10 +134,15 @@ def data_options(name: str, options: dict[str, Any], train: PairedFeatures,
     return method_class(name).data_options(options, train, lambda side, tap: encoder_flops(encoders[side], tap))
 
 
-def joint_model(method: Method, encoders: dict[str, Encoder], source: Source, seconds: float) -> JointModel:
+def joint_model(method: Method, encoders: dict[str, Encoder], source: Source, seconds: float,
+                config: RunConfig) -> JointModel:
     sides = [SideSpec(s.name, s.modality, encoders[s.name].name, encoders[s.name].fingerprint)
              for s in source.sides]
-    return JointModel(method, sides, {"trained_on": public(source.spec), "train_seconds": round(seconds, 2)})
+    training = training_meta(config.train, {s.name: encoders[s.name] for s in source.sides})
+    if isinstance(source, HeldOut):
+        training["held_out_cut"] = {"shares": source.shares, "seed": source.seed}
+    return JointModel(method, sides, {"trained_on": public(source.spec), "train_seconds": round(seconds, 2),
+                                      "training": training})
 
 
 def run(config: RunConfig, resume: bool = False, progress: bool = True,
@@ -165,6 +170,9 @@ class PairsJob:
 
     def saved_identity(self, folder: Path) -> dict[str, Any] | None:
         return _saved_identity(folder)
+
+    def data_identity(self) -> dict[str, Any]:
+        return {"data_fingerprint": build_source(self.config.data.spec()).fingerprint}
 
     def prepare(self, rt: Runtime) -> None:
         """A report on the training rows is refused unless asked for; option typos fail in ``train`` before any
@@ -212,7 +220,7 @@ class PairsJob:
                                            feats(config.data.val_split, taps), config.train, work, resume,
                                            progress, rt)
             if main:
-                yield Trained(joint_model(method, encoders, source, seconds),
+                yield Trained(joint_model(method, encoders, source, seconds, config),
                               feats(config.data.train_split, taps, every_rank=False).x, config.hubness,
                               feats(config.data.test_split, taps, every_rank=False), source.spec,
                               config.data.test_split)

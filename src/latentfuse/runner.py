@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
-from .config import HubnessConfig, run_identity
+from .config import HubnessConfig, TrainConfig, run_identity
+from .encoders import Encoder
 from .eval.report import package, split_report
 from .model import JointModel
 from .store import PairedFeatures
@@ -53,6 +54,10 @@ class Job(Protocol):
     def saved_identity(self, folder: Path) -> dict[str, Any] | None:
         """The identity of a run saved before output markers existed (None: unknown)."""
 
+    def data_identity(self) -> dict[str, Any]:
+        """What the job's data *is* (a content fingerprint), part of the run's identity; called after
+        ``prepare``. Where the data lies is not: a moved dataset resumes."""
+
 
 def run_job(job: Job, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> list[dict[str, Any]]:
     """Run ``job`` into ``job.config.out`` (the output-directory rule, ``utils.outdir``: a folder holding anything
@@ -62,7 +67,8 @@ def run_job(job: Job, *, resume: bool = False, overwrite: bool = False, progress
     check_extras(config)  # before the runtime, the output folder and any extraction
     rt = distributed.init_from_env(runtime(config.runtime.device, config.runtime.precision, config.runtime.backend))
     job.prepare(rt)
-    with shared_output_dir(config.out, job.kind, run_identity(config), overwrite=overwrite, resume=resume,
+    identity = {**run_identity(config), **job.data_identity()}
+    with shared_output_dir(config.out, job.kind, identity, overwrite=overwrite, resume=resume,
                            known_files=(job.config_file, "model.safetensors"),
                            legacy_identity=job.saved_identity) as out:
         main, reports = None, []
@@ -75,3 +81,11 @@ def run_job(job: Job, *, resume: bool = False, overwrite: bool = False, progress
             return []
         package(main, out, config=config, config_file=job.config_file, reports=reports)
         return reports
+
+
+def training_meta(train: TrainConfig, encoders: dict[str, Encoder]) -> dict[str, Any]:
+    """What a saved model says of how it was made (config.json, the card): the training hyper-parameters and
+    each side's frozen weights (Hub id, license)."""
+    keep = ("epochs", "batch_size", "lr", "weight_decay", "warmup", "seed", "select")
+    return {"hyperparameters": {key: getattr(train, key) for key in keep},
+            "base_weights": {side: [list(entry) for entry in encoder.provenance()] for side, encoder in encoders.items()}}

@@ -107,6 +107,14 @@ def public(spec: str) -> str:
     return spec
 
 
+def public_value(text: str) -> str:
+    """Any saved setting as an artifact may show it: a local path (``/data/teacher``, ``~/x``, ``../y``) by its
+    last component, a spec by :func:`public`; anything else unchanged."""
+    if text.startswith(("/", "~", "./", "../", "\\")) or (len(text) > 2 and text[1:3] in (":\\", ":/")):
+        return text.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or text
+    return public(text)
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """`` Did you mean 'x'?`` for the closest known name, or ''."""
     close = difflib.get_close_matches(name, list(known), n=1)

@@ -50,7 +50,8 @@ def test_saved_artifacts_carry_no_path_of_this_machine(tmp_path):
     indexed = CliRunner().invoke(app, ["index", "-m", str(tmp_path / "model"), "--data", f"images:{folder}",
                                        "--out", str(tmp_path / "ix"), *store])
     assert indexed.exit_code == 0, (indexed.output, indexed.exception)
-    for saved in (tmp_path / "model" / "config.json", tmp_path / "model" / "README.md", tmp_path / "ix" / "index.json"):
+    saved_files = ["config.json", "README.md", "run.yaml", ".latentfuse-output.json"]
+    for saved in [tmp_path / "model" / name for name in saved_files] + [tmp_path / "ix" / "index.json"]:
         text = saved.read_text()
         assert str(tmp_path) not in text and str(tmp_path.resolve()) not in text, saved.name
     assert json.loads((tmp_path / "model" / "config.json").read_text())["trained_on"] == "pairs:pairs.csv"
@@ -134,6 +135,8 @@ def test_a_table_without_a_split_column_trains_first_time_on_held_out_images(tmp
     assert first.exit_code == 0, (first.output, first.exception)
     (report,) = json.loads((tmp_path / "model" / "report.json").read_text())
     config = load_yaml(tmp_path / "model" / "run.yaml", RunConfig)
+    assert config.data.source == "pairs:captions.csv"  # by name: no path of this machine
+    config.data.source = f"pairs:{tmp_path / 'captions.csv'}"
     source = training_source(config)
     test, train = source.load("test"), source.load("train")
     test_images = {item.id for item in test.items["image"]}
@@ -141,7 +144,7 @@ def test_a_table_without_a_split_column_trains_first_time_on_held_out_images(tmp
     assert not test_images & {item.id for item in train.items["image"]}  # no photo on both sides
     assert len(test.items["text"]) == 2 * len(test_images)  # each photo with both its captions
     assert config.data.split_shares == [80.0, 10.0, 10.0] and config.data.split_seed == 0  # recorded
-    again = training_source(load_yaml(tmp_path / "model" / "run.yaml", RunConfig))
+    again = training_source(config)
     assert {item.id for item in again.load("test").items["image"]} == test_images  # the same cut every time
 
 

@@ -73,6 +73,10 @@ def test_own_csv_trains_first_time_and_a_photo_is_encoded_once(photos, tmp_path,
     (report,) = json.loads((tmp_path / "model" / "report.json").read_text())
     assert report["split"] == "test" and 0 < report["n_images"] < N_PHOTOS  # held-out photos only
     assert encoded["image"] == N_PHOTOS and encoded["text"] == len({text for _, text in rows})
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in card and "license: apache-2.0" in card
+    assert "- epochs: 3" in card and "held-out cut by image: train/val/test 80/10/10 %, seed 0" in card
+    assert "data: `pairs:captions.csv`" in card and str(tmp_path) not in card
 
     rows[5] = (rows[5][0], "a different caption the user typed")  # edit one caption, train again
     write_csv(table, ["image", "text"], rows)

@@ -23,7 +23,7 @@ import yaml
 
 from ..choices import BACKENDS, DEFAULT_BACKEND, ENGINES, HUBNESS_NORMS, PRECISIONS
 from ..errors import ConfigError
-from ..specs import key_value
+from ..specs import key_value, public_value
 
 
 # ---------------------------------------------------------------- declared ranges
@@ -183,8 +183,6 @@ class DataConfig:
 
     def spec(self) -> str:
         """The source spec with the column mapping folded in (``pairs:FILE#image=filepath``)."""
-        from ..specs import key_value
-
         pairs = [key_value(item, "--columns", "image=filepath", key="ROLE", value="COLUMN") for item in self.columns]
         return self.source + "".join(f"#{role}={column}" for role, column in pairs)
 
@@ -335,8 +333,9 @@ class DistillConfig:
 def run_identity(config: Any) -> dict[str, Any]:
     """What makes two runs (train or distill) the same run: every setting except where the output and the
     cache live and which device does the work (a run started on a CPU may resume on a GPU); a precision
-    other than fp32, and the int8 encoder backend, are part of it."""
-    identity = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("out", "store", "runtime")}
+    other than fp32, and the int8 encoder backend, are part of it. Paths are named by their last component
+    (where the data lies is no part of a run: the job adds what its data *is*, e.g. the source's fingerprint)."""
+    identity = {k: v for k, v in public_settings(config).items() if k not in ("store", "runtime")}
     if config.runtime.precision != "fp32":
         identity["precision"] = config.runtime.precision
     if config.runtime.backend == "onnx-int8":  # other features: another run (onnx and torch agree, tested)
@@ -386,6 +385,31 @@ def overlay_yaml(config: Any, path: str | Path) -> Any:
 
 def dump_yaml(config: Any) -> str:
     return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
+
+
+def saved_yaml(config: Any) -> str:
+    """The settings file saved beside a model (``run.yaml`` / ``distill.yaml``): :func:`public_settings`."""
+    return yaml.safe_dump(public_settings(config), sort_keys=False)
+
+
+def public_settings(config: Any) -> dict[str, Any]:
+    """A config as a saved artifact shows it (``run.yaml`` beside a model, the output marker's identity): no
+    output folder, no cache root, every local path by its last component (``specs.public_value``)."""
+    settings = dataclasses.asdict(config)
+    settings.pop("out", None)
+    if isinstance(settings.get("store"), dict):
+        settings["store"].pop("root", None)
+    return _shortened(settings)
+
+
+def _shortened(value: Any) -> Any:
+    if isinstance(value, str):
+        return public_value(value)
+    if isinstance(value, dict):
+        return {key: _shortened(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_shortened(item) for item in value]
+    return value
 
 
 def from_dict(cls: type, data: Any, where: str = "config", prefix: str = "") -> Any:

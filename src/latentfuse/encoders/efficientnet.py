@@ -41,6 +41,7 @@ class EfficientNetLite(TorchImageEncoder):
 
     _dists = ("efficientnet-lite-pytorch",)
     channels_last = True
+    license = "apache-2.0"  # TensorFlow's EfficientNet-Lite checkpoints, converted (no Hub model of them)
 
     def __init__(self, variant: int = 0, weights: str | Path | None = None, size: int | None = None) -> None:
         super().__init__()

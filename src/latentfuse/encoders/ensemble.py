@@ -51,6 +51,9 @@ class Ensemble(Encoder):
     def fingerprint(self) -> str:
         return digest(FORMAT, [p.fingerprint for p in self.parts])
 
+    def provenance(self) -> list[tuple[str, str]]:
+        return [entry for part in self.parts for entry in part.provenance()]
+
     @property
     def cache_key(self) -> str:
         return digest(FORMAT, [p.cache_key for p in self.parts])

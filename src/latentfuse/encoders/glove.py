@@ -63,6 +63,7 @@ class GloveEncoder(Encoder):
     name = "glove-6b-50d"
     modality = "text"
     dim = 50
+    license = "pddl"  # GloVe's vectors: Public Domain Dedication and License
 
     def __init__(self, root: str | Path | None = None) -> None:
         if root is None:

@@ -229,6 +229,13 @@ def hf(arg: str | None = None) -> Encoder:
     name = f"hf:{arg}"
     config = read_json(model_dir / "config.json")
     tower = settings.pop("tower", None)
+    encoder = _hf_encoder(name, model_dir, config, tower, settings)
+    if not Path(model).expanduser().exists():
+        encoder.hub_id = model  # a Hub id (a local folder is no base_model anyone else can name)
+    return encoder
+
+
+def _hf_encoder(name: str, model_dir: Path, config: dict, tower: str | None, settings: dict) -> Encoder:
     if is_dual_config(config):
         if tower is None:
             raise ConfigError(f"{name}: a dual-tower (CLIP-style) model; pick a tower: {name}#image or {name}#text")

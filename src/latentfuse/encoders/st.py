@@ -37,6 +37,7 @@ class SentenceTransformerEncoder(Encoder):
             raise EncoderUnavailableError(_INSTALL)
         self.name = f"st:{model}"
         self.model_dir = resolve_model_dir(model, needs="modules.json")
+        self.hub_id = "" if Path(model).expanduser().exists() else model  # a Hub id names a base_model
         self.batch_size = batch_size
         self._dim = declared_dim(self.model_dir)
         self._model = Lazy(self._load)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..config import dump_yaml
+from ..config import saved_yaml
 from ..model import JointModel
 from ..store import PairedFeatures
 from ..utils import atomic
@@ -27,5 +27,5 @@ def split_report(model: JointModel, data: PairedFeatures, dataset: str, split: s
 def package(model: JointModel, out: Path, *, config: Any, config_file: str, reports: list[dict[str, Any]]) -> None:
     """Save ``model`` to ``out`` with its card (the reports' tables), the run's settings and ``report.json``."""
     model.save_pretrained(out, card=model_card(model, reports))
-    atomic.write_text(out / config_file, dump_yaml(config))
+    atomic.write_text(out / config_file, saved_yaml(config))
     atomic.write_json(out / "report.json", reports)

@@ -101,9 +101,16 @@ class JointModel(Embedder, QueryBank, ModelHubMixin, library_name="latentfuse", 
         name = f"latentfuse-{config['method']}"
         datasets = None  # a source's name (pairs, flickr8k) is not a Hub dataset id: no entry rather than a wrong one
         results = [EvalResult(**entry) for entry in eval_results]
+        weights = [tuple(entry) for entries in config.get("training", {}).get("base_weights", {}).values()
+                   for entry in entries]
+        base = sorted({hub for hub, _ in weights if hub})
+        licenses = {license for _, license in weights}
         data = ModelCardData(library_name="latentfuse", tags=["latentfuse", config["method"],
                                                                *sorted({s.modality for s in self.sides.values()})],
-                             datasets=datasets, model_name=name if results else None, eval_results=results or None)
+                             datasets=datasets, model_name=name if results else None, eval_results=results or None,
+                             base_model=(base[0] if len(base) == 1 else base) or None,
+                             license=(licenses.pop() if len(licenses) == 1 and "" not in licenses else
+                                      "other" if weights else None))
         sides = "\n".join(f"- `{s.name}` ({s.modality}): `{s.encoder}` (fingerprint `{s.encoder_fingerprint}`)"
                           for s in self.sides.values())
         body = [f"# latentfuse model: {config['method']}", "",
@@ -111,6 +118,7 @@ class JointModel(Embedder, QueryBank, ModelHubMixin, library_name="latentfuse", 
                 "```python", "import latentfuse", "model = latentfuse.load('.')   # or JointModel.from_pretrained('user/repo')",
                 "model.similarity(images=['photo.jpg'], texts=['a dog on the beach'])", "```", "",
                 "## Method options", "```json", json.dumps(config["method_config"], indent=2), "```"]
+        body += training_section(config)
         if evaluation:
             body += ["", "## Evaluation", "", evaluation]
         return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n"))
@@ -259,3 +267,25 @@ def _looks_like_repo_id(text: str) -> bool:
     """``user/name`` (one slash, no path-like parts) — anything else is taken as a local folder."""
     parts = text.split("/")
     return len(parts) == 2 and all(parts) and not text.startswith((".", "~")) and "\\" not in text
+
+
+def training_section(config: dict[str, Any]) -> list[str]:
+    """The card's "Training" lines: the data by name, the hyper-parameters, the held-out cut, the weights'
+    licenses (the heads are trained on top of them, so theirs apply)."""
+    training = config.get("training")
+    if not training:
+        return []
+    lines = ["", "## Training", ""]
+    if config.get("trained_on"):
+        lines.append(f"- data: `{config['trained_on']}`")
+    cut = training.get("held_out_cut")
+    if cut:
+        lines.append(f"- held-out cut by image: train/val/test {'/'.join(f'{s:g}' for s in cut['shares'])} %, "
+                     f"seed {cut['seed']} (the report is on images never trained on)")
+    lines += [f"- {key}: {value}" for key, value in training.get("hyperparameters", {}).items()]
+    lines += ["", "Frozen weights (their licenses apply to this model too):", ""]
+    for side, entries in training.get("base_weights", {}).items():
+        spec = next((s["encoder"] for s in config["sides"] if s["name"] == side), side)
+        named = ", ".join(f"{hub or 'not on the Hub'} ({license or 'license not known'})" for hub, license in entries)
+        lines.append(f"- `{side}`: `{spec}` — {named}")
+    return lines
