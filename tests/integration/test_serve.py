@@ -2,6 +2,8 @@
 concurrent requests served and batched."""
 from __future__ import annotations
 
+import re
+
 import base64
 import io
 import json
@@ -45,6 +47,22 @@ def test_health_and_page(client):
     page = client.get("/")
     assert page.status_code == 200 and 'id="query"' in page.text and 'type="file"' in page.text
     assert "/search" in client.get("/openapi.json").json()["paths"]
+
+
+def test_api_docs_are_served_from_the_server_itself(client):
+    """/docs and /redoc load Swagger UI / ReDoc from this server (an offline machine has no CDN), and the
+    request bodies they show are the pydantic models', unknown fields refused."""
+    for page, script in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        html = client.get(page).text
+        urls = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert any(url.endswith(script) for url in urls) and not any(url.startswith("http") for url in urls), urls
+        for url in urls:
+            assert client.get(url).status_code == 200, url
+    body = client.get("/openapi.json").json()["paths"]["/search"]["post"]["requestBody"]["content"]
+    schema = body["application/json"]["schema"]
+    assert schema["additionalProperties"] is False and set(schema["properties"]) == {"text", "k", "image_base64"}
+    knn = client.get("/openapi.json").json()["paths"]["/knn-service"]["post"]["requestBody"]["content"]
+    assert set(knn["application/json"]["schema"]["required"]) == {"modality", "num_images", "indice_name"}
 
 
 def test_api_cli_and_python_agree_on_the_top_10(client, index_dir):

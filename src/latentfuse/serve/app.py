@@ -27,12 +27,14 @@ from typing import Any, AsyncIterator
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Query as Param, Request
+from fastapi_offline import FastAPIOffline
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from ..version import __version__
 from ..errors import LatentfuseError
+from .bodies import SearchForm, SearchJSON, openapi
 from ..index import Index
 from .batcher import Batcher
 from .clip_compat import add_clip_routes
@@ -82,13 +84,7 @@ class Health(BaseModel):
     encoder_calls: int
 
 
-QUERY_BODY = {"requestBody": {"content": {  # unknown fields are refused (422): additionalProperties false
-    "multipart/form-data": {"schema": {"type": "object", "additionalProperties": False, "properties": {
-        "text": {"type": "string"}, "q": {"type": "string"}, "k": {"type": "integer", "default": 10},
-        "image": {"type": "string", "format": "binary"}}}},
-    "application/json": {"schema": {"type": "object", "additionalProperties": False, "properties": {
-        "text": {"type": "string"}, "k": {"type": "integer", "default": 10},
-        "image_base64": {"type": "string"}}}}}}}
+QUERY_BODY = openapi(("multipart/form-data", SearchForm), ("application/json", SearchJSON))
 
 
 def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
@@ -104,8 +100,10 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
         yield
         batcher.close()
 
-    app = FastAPI(title="latentfuse search", version=__version__, lifespan=lifespan,
-                  description=f"Search {len(index)} {index.modality} items in a joint embedding space.")
+    # /docs and /redoc from Swagger UI's and ReDoc's files installed with fastapi-offline, not a CDN: they work
+    # on an offline machine
+    app = FastAPIOffline(title="latentfuse search", version=__version__, lifespan=lifespan,
+                         description=f"Search {len(index)} {index.modality} items in a joint embedding space.")
     app.state.index, app.state.batcher, app.state.config = index, batcher, config
     app.add_middleware(BodyLimit, limit=config.max_upload_bytes)
     thumbnail = lru_cache(maxsize=4096)(lambda row: make_thumbnail(index.payload(row), config.thumbnail_px))

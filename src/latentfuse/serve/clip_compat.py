@@ -31,6 +31,7 @@ from fastapi import FastAPI, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from ..index import Index
+from .bodies import KnnBody, check_fields, openapi
 from .config import ServeConfig
 from .inputs import check_k, check_text, decode_base64, decode_image, parse_json
 
@@ -45,13 +46,14 @@ def add_clip_routes(app: FastAPI, index: Index, config: ServeConfig, embed: Embe
         """The index names a clip-retrieval client may pass as ``indice_name`` (here: one)."""
         return [name]
 
-    @app.post("/knn-service", tags=["clip-retrieval"], openapi_extra=KNN_BODY)
+    @app.post("/knn-service", tags=["clip-retrieval"], openapi_extra=openapi(("application/json", KnnBody)))
     async def knn_service(request: Request) -> list[dict[str, Any]]:
         """clip-retrieval's nearest-neighbour query (see the module docstring for the fields)."""
         body = parse_json(await request.body())
         if not isinstance(body, dict):
             raise HTTPException(422, "the JSON body must be an object like {\"text\": \"a dog\", "
                                      "\"modality\": \"image\", \"num_images\": 10, \"indice_name\": ...}")
+        check_fields(body, KnnBody)
         check_target(body, name, index.modality)
         k = check_k(_required(body, "num_images"), config.max_k)
         vector, side = await query_vector(body, index, config, embed)
@@ -118,16 +120,3 @@ def _required(body: dict[str, Any], key: str) -> Any:
     if key not in body:
         raise HTTPException(422, f"field {key!r} is required (clip-retrieval's knn-service API)")
     return body[key]
-
-
-KNN_BODY = {"requestBody": {"content": {"application/json": {"schema": {
-    "type": "object", "required": ["modality", "num_images", "indice_name"],
-    "properties": {
-        "text": {"type": ["string", "null"]}, "image": {"type": ["string", "null"], "description": "base64"},
-        "image_url": {"type": ["string", "null"]},
-        "embedding_input": {"type": ["array", "null"], "items": {"type": "number"}},
-        "modality": {"type": "string", "enum": ["image", "text"]}, "num_images": {"type": "integer"},
-        "indice_name": {"type": ["string", "null"]}, "num_result_ids": {"type": "integer"},
-        "deduplicate": {"type": "boolean"}, "use_safety_model": {"type": "boolean"},
-        "use_violence_detector": {"type": "boolean"}, "use_mclip": {"type": "boolean"},
-        "aesthetic_score": {}, "aesthetic_weight": {}}}}}}}

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from ..encoders.images import strict_load
-from ..specs import did_you_mean
+from .bodies import SearchForm, SearchJSON, check_fields, validate
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 MAX_PIXELS = 40_000_000  # a decompression bomb (tiny file, huge canvas) is refused before decoding
@@ -59,7 +59,7 @@ async def _from_form(request: Request) -> tuple[Any, Any, bytes | None]:
         raise
     except Exception as exc:  # noqa: BLE001 - a malformed multipart body is the client's error
         raise HTTPException(400, f"malformed form body: {exc}") from None
-    refuse_unknown(form.keys(), FORM_FIELDS)
+    check_fields(form.keys(), SearchForm)
     upload = form.get("image")
     image_bytes = None
     if isinstance(upload, UploadFile):
@@ -75,20 +75,8 @@ async def _from_json(request: Request) -> tuple[Any, Any, bytes | None]:
     body = parse_json(await request.body())
     if not isinstance(body, dict):
         raise HTTPException(422, "the JSON body must be an object like {\"text\": \"a dog\", \"k\": 10}")
-    refuse_unknown(body, JSON_FIELDS)
+    validate(body, SearchJSON)
     return body.get("text"), body.get("k", 10), decode_base64(body.get("image_base64"), "image_base64")
-
-
-JSON_FIELDS = ("text", "k", "image_base64")
-FORM_FIELDS = ("text", "q", "k", "image")
-
-
-def refuse_unknown(fields: Any, known: tuple[str, ...]) -> None:
-    """A field the API does not know is a 422 naming it, not silently dropped ({"top_k": 2} is not k)."""
-    unknown = sorted(str(key) for key in fields if key not in known)
-    if unknown:
-        hint = did_you_mean(unknown[0], known)
-        raise HTTPException(422, f"unknown field(s) {', '.join(unknown)}; accepted: {', '.join(known)}.{hint}")
 
 
 def parse_json(raw: bytes) -> Any:
