@@ -167,3 +167,19 @@ def test_a_task_that_needs_data_asks_for_it(tmp_path):
                                      "one: --task zeroshot=fashion-mnist)")
     result = CliRunner().invoke(app, ["eval", "--frozen", "fake-text:16", "--task", "retrieval"])
     assert str(result.exception) == "task 'retrieval' needs a dataset: --task retrieval=SPEC or --data SPEC"
+
+
+def test_quiet_hides_the_extraction_progress_bars(tmp_path):
+    """`-q` promised "no progress bars", but the store's bars passed disable= and tqdm ignored TQDM_DISABLE."""
+    import os
+
+    table = cipher_table(tmp_path / "pairs.tsv", 40, 10, 10)
+    args = ["extract", "--data", f"pairs:{table}", "-e", "text_a=fake-text:8", "-e", "text_b=fake-text:8"]
+    loud = CliRunner().invoke(app, [*args, "--store", str(tmp_path / "a")])
+    assert loud.exit_code == 0 and "fake-text:8 train/text_a" in loud.output
+    saved = os.environ.get("TQDM_DISABLE")
+    try:
+        quiet = CliRunner().invoke(app, ["-q", *args, "--store", str(tmp_path / "b")])
+    finally:  # -q sets it for the process; other tests expect their bars
+        os.environ.pop("TQDM_DISABLE", None) if saved is None else os.environ.__setitem__("TQDM_DISABLE", saved)
+    assert quiet.exit_code == 0 and "fake-text:8" not in quiet.output and "it/s" not in quiet.output

@@ -14,6 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..config import StoreConfig
+from ..utils.logs import bars_off
 from ..data import Item, Source, SplitData
 from ..encoders import Encoder
 from ..encoders.base import BadItemError
@@ -119,7 +120,7 @@ def _encode_into(shelf: Any, encoder: Encoder, todo: list[tuple[str, Item]], sto
                  progress: bool, label: str) -> None:
     """Encode ``todo`` in this process, committing a shard every ``store.shard_size`` items."""
     size = store.shard_size
-    with tqdm(total=len(todo), desc=label, unit=encoder.modality, disable=not progress, file=sys.stderr,
+    with tqdm(total=len(todo), desc=label, unit=encoder.modality, disable=bars_off(progress), file=sys.stderr,
               dynamic_ncols=True) as bar:
         for start in range(0, len(todo), size):
             chunk = todo[start:start + size]

@@ -24,6 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..config import StoreConfig
+from ..utils.logs import bars_off
 from ..data import Item
 from ..encoders import Encoder, build_encoder
 from ..encoders.base import BadItemError
@@ -125,7 +126,7 @@ def extract_shards(encoder: Encoder, todo: Sequence[tuple[str, Item]], shelf: Sh
                                   max_restarts=-1, max_task_retries=-1)  # a lost actor's batch runs again
     pending: dict[int, dict[int, tuple[np.ndarray | None, str]]] = {}  # shard → {position: (features, reason)}
     committed: set[int] = set()
-    bar = tqdm(total=len(todo), desc=f"{label} (ray)", unit="item", disable=not progress, file=sys.stderr,
+    bar = tqdm(total=len(todo), desc=f"{label} (ray)", unit="item", disable=bars_off(progress), file=sys.stderr,
                dynamic_ncols=True)
     with bar, _ray_errors(ray, label):
         for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):

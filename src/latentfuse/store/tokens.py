@@ -20,6 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..config import StoreConfig
+from ..utils.logs import bars_off
 from ..data import Item, Source, SplitData
 from ..encoders import Encoder
 from .extract import check_modality, encode_batches, split_bad, usage
@@ -168,7 +169,7 @@ def _extract_missing(encoder: Encoder, items: Sequence[Item], keys: list[str], s
     if not todo:
         return
     pending = list(todo.items())
-    with tqdm(total=len(pending), desc=f"{label} taps", unit=encoder.modality, disable=not progress,
+    with tqdm(total=len(pending), desc=f"{label} taps", unit=encoder.modality, disable=bars_off(progress),
               file=sys.stderr, dynamic_ncols=True) as bar:
         for start in range(0, len(pending), store.shard_size):
             chunk = pending[start:start + store.shard_size]

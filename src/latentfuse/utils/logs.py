@@ -36,3 +36,9 @@ def configure(verbose: bool = False, quiet: bool = False) -> None:
     logger.propagate = False
     if quiet:
         os.environ["TQDM_DISABLE"] = "1"
+
+
+def bars_off(progress: bool) -> bool:
+    """Whether a progress bar stays hidden: the caller asked for none, or --quiet (``TQDM_DISABLE``) is in force
+    — tqdm reads that variable only when ``disable`` is not passed, and our bars pass it."""
+    return not progress or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true")
