@@ -78,6 +78,11 @@ def test_own_csv_trains_first_time_and_a_photo_is_encoded_once(photos, tmp_path,
     assert "- epochs: 3" in card and "held-out cut by image: train/val/test 80/10/10 %, seed 0" in card
     assert "data: `pairs:captions.csv`" in card and str(tmp_path) not in card
 
+    run("eval", "-m", str(tmp_path / "model"), "--data", f"pairs:{table}", *store, "--json", str(tmp_path / "e.json"))
+    evaluated = json.loads((tmp_path / "e.json").read_text())
+    assert evaluated["split"] == "test" and evaluated["n_images"] == report["n_images"]  # the same held-out photos
+    assert evaluated["metrics"] == report["metrics"] and encoded["image"] == N_PHOTOS
+
     rows[5] = (rows[5][0], "a different caption the user typed")  # edit one caption, train again
     write_csv(table, ["image", "text"], rows)
     encoded.clear()

@@ -70,3 +70,16 @@ def needs_holdout(source: Source, wanted: list[str]) -> bool:
     """A source with one split of its own, asked for splits it does not have (train / val / test)."""
     names = source.splits()
     return len(names) == 1 and any(split and split not in names and split in SPLITS for split in wanted)
+
+
+def cut_like_training(source: Source, split: str | None, trained_on: str, cut: dict | None) -> Source:
+    """The source an evaluation of a model should read: when the model was trained on a cut of this very table
+    (its ``trained_on`` names it and it recorded the cut) and the table has no splits of its own, the same cut —
+    so ``eval`` scores the held-out images by default, as the training report did, never the training rows."""
+    from ..specs import public
+
+    if not cut or public(source.spec) != trained_on or len(source.splits()) != 1:
+        return source
+    if split and split not in SPLITS:
+        return source  # the whole table, asked for by its own split name
+    return HeldOut(source, list(cut["shares"]), int(cut["seed"]))

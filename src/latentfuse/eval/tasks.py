@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Mapping
 
 from ..config import StoreConfig, field_docs, from_dict
+from ..data.heldout import cut_like_training
 from ..data import Source, build_source
 from ..errors import ConfigError, DataError
 from ..model import JointModel
@@ -44,7 +45,8 @@ class Task:
         spec = data_spec or self.default_data
         if not spec:
             raise ConfigError(f"task {self.name!r} needs a dataset: `--task {self.name}=SPEC` or `--data SPEC`")
-        source = build_source(spec, skip_bad=skip_bad)
+        source = cut_like_training(build_source(spec, skip_bad=skip_bad), split, model.meta.get("trained_on", ""),
+                                   model.meta.get("training", {}).get("held_out_cut"))
         context = Context(store or StoreConfig(), skip_bad, progress)
         return self.evaluate(model, source, resolve_split(source, split), self.options(options), context)
 

@@ -37,7 +37,7 @@ from ..methods import Method, build_method
 from ..utils import atomic
 from ..utils.runtime import CPU
 from ..version import __version__
-from .bank import QueryBank
+from .bank import QueryBank, too_small
 from .embedder import Embedder, image_batch
 
 __all__ = ["BANK_FILE", "FORMAT", "JointModel", "SideSpec", "image_batch", "load", "read_config"]
@@ -62,7 +62,9 @@ class JointModel(Embedder, QueryBank, ModelHubMixin, library_name="latentfuse", 
         self.method = method.eval()
         self.sides = {side.name: side for side in sides}
         self.meta = dict(meta or {})
-        self.query_bank = {side: bank.float() for side, bank in (query_bank or {}).items()}
+        banks = query_bank or {}
+        small = too_small({side: len(bank) for side, bank in banks.items()}, hubness.norm)
+        self.query_bank = {side: bank.float() for side, bank in banks.items() if side not in small}
         """side → (n, dim) joint embeddings of typical queries of that side (``set_query_bank``)."""
         self.hubness = hubness
         self._encoders: dict[str, Encoder] = {}

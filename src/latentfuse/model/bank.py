@@ -6,6 +6,7 @@ metrics, the index and the server rescore with (``hubness.py``); ``hub_norm`` re
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,12 +16,14 @@ import torch
 from ..choices import HUBNESS_NORMS
 from ..config import HubnessConfig
 from ..errors import ModelError
-from ..hubness import GalleryNorm, gallery_norm
+from ..hubness import MIN_BANK, GalleryNorm, gallery_norm
 from ..methods import Method
 from ..metrics import Retriever
 from ..methods.base import embed
 from ..store import take
 from ..utils.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 
 class QueryBank:
@@ -38,17 +41,21 @@ class QueryBank:
         if hubness.bank_size == 0 or not self.method.embeds:
             return
         generator = torch.Generator().manual_seed(seed)
-        for side, x in inputs.items():
-            rows = torch.randperm(len(x), generator=generator)[:hubness.bank_size].sort().values.numpy()
-            bank = embed(self.method, side, Rows(x, rows), autocast=self.runtime.autocast)
-            self.query_bank[side] = bank.half().float()  # as saved: a reloaded model scores the same
+        sample = {side: torch.randperm(len(x), generator=generator)[:hubness.bank_size].sort().values.numpy()
+                  for side, x in inputs.items()}
+        small = too_small({side: len(rows) for side, rows in sample.items()}, hubness.norm)
+        for side, rows in sample.items():
+            if side not in small:
+                bank = embed(self.method, side, Rows(inputs[side], rows), autocast=self.runtime.autocast)
+                self.query_bank[side] = bank.half().float()  # as saved: a reloaded model scores the same
 
     def gallery_norm(self, query_side: str, gallery: np.ndarray | torch.Tensor, norm: str = "") -> GalleryNorm | None:
         """QB-Norm statistics of ``gallery`` (joint embeddings) for queries of ``query_side``, with the model's
         setting (or ``norm``: none | is | dis); None when normalisation is off or the side has no bank."""
         asked, norm = norm, self.hub_norm(norm)
         if norm != "none" and asked and query_side not in self.query_bank:
-            have = ", ".join(self.query_bank) or "none (trained before query banks, or with hubness.bank_size 0)"
+            have = ", ".join(self.query_bank) or ("none (trained before query banks, on fewer than "
+                                                  f"{MIN_BANK} queries per side, or with hubness.bank_size 0)")
             raise ModelError(f"hubness {norm} needs a query bank of side {query_side!r}; this model's banks: {have}")
         if norm == "none" or query_side not in self.query_bank:
             return None
@@ -73,6 +80,18 @@ class QueryBank:
         if norm == "none" or not self.query_bank:
             return {"norm": "none"}
         return {"norm": norm, "beta": self.hubness.beta, "bank": {s: len(b) for s, b in self.query_bank.items()}}
+
+
+def too_small(sizes: dict[str, int], norm: str) -> set[str]:
+    """The sides whose query bank is too small for QB-Norm to estimate hubness from (fewer than ``MIN_BANK``
+    queries: it would divide out noise; measured in ``bench/qbnorm_bank.py``), said in one log line; such a
+    bank is neither kept nor saved, and those queries rank by cosine."""
+    small = {side: n for side, n in sizes.items() if n < MIN_BANK}
+    if small and norm != "none":
+        listed = ", ".join(f"{n} {side} queries" for side, n in small.items())
+        log.info("QB-Norm (%s) skipped for %s: a query bank needs at least %d to estimate hubness; retrieval "
+                 "ranks by cosine", norm, listed, MIN_BANK)
+    return set(small)
 
 
 @dataclass(frozen=True)
