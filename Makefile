@@ -11,17 +11,17 @@ STAMP_DEV := $(VENV)/.stamp-dev
 .PHONY: demo test bench docs venv dev-venv debian-data chromium clean
 
 demo: $(STAMP_BASE) debian-data
-	HF_HUB_OFFLINE=1 $(VENV)/bin/latentfuse demo
+	$(VENV)/bin/latentfuse demo  # Flickr8k: a local copy, else fetched once when online; else Fashion-MNIST
 
 test: $(STAMP_DEV) debian-data chromium
 	$(VENV)/bin/lint-imports --no-cache  # layers contract in pyproject.toml: imports point down only
-	HF_HUB_OFFLINE=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site-check  # offline, every link checked
+	NO_MKDOCS_2_WARNING=1 HF_HUB_OFFLINE=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir build/site-check  # offline, every link checked
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 # The documentation site (mkdocs-material): guides in docs/, reference pages generated from the code, benchmark
 # tables rendered from the result files bench/ writes. Open site/index.html, or `$(VENV)/bin/mkdocs serve`.
 docs: $(STAMP_DEV)
-	HF_HUB_OFFLINE=1 $(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 HF_HUB_OFFLINE=1 $(VENV)/bin/mkdocs build --strict
 
 bench: $(STAMP_DEV) debian-data chromium
 	HF_HUB_OFFLINE=1 $(PY) -m bench.run_all

@@ -24,11 +24,6 @@ from dataclasses import dataclass
 
 import torch
 
-MIN_BANK = 128
-"""Bank queries per side below which QB-Norm is skipped (with a log line): with fewer, the hubs it divides out
-are noise. Measured on Flickr8k val with the shipped default (``python -m bench.qbnorm_bank``; the table and
-curve are in the docs' benchmarks): the smallest bank from which no larger one loses R@5."""
-
 
 @dataclass(frozen=True)
 class GalleryNorm:

@@ -52,7 +52,7 @@ def build(root: Path) -> dict[str, Path]:
                                                                           "test_split": "all", "test_on_train": True},
                            "method": {"name": "fusemix", "options": {"dim": 64, "hidden": 128}},
                            "train": {"epochs": 60, "batch_size": 32, "lr": 3e-3, "threads": 1},
-                           "hubness": {"norm": "none", "bank_size": 200}},  # a bank, off unless asked for
+                           "hubness": {"norm": "none", "bank_size": 200, "min_bank": 16}},  # a bank, off unless asked for
                    progress=False)
     return {"root": root, "images": images, "pairs": table, "model": root / "model", "store": root / "store"}
 

@@ -190,7 +190,7 @@ def test_robustness_clean_row_equals_retrieval_under_the_models_qb_norm(shapes, 
     from latentfuse.model import JointModel
 
     model = JointModel.load(shapes["model"], backend="torch")
-    model.hubness = HubnessConfig(norm="dis", beta=14.0, bank_size=200)  # the shipped default's norm
+    model.hubness = HubnessConfig(norm="dis", beta=14.0, bank_size=200, min_bank=16)  # the shipped default's norm
     store, spec = StoreConfig(root=str(shapes["store"])), f"pairs:{shapes['pairs']}"
     retrieval = task("retrieval").run(model, spec, None, store, progress=False)
     assert retrieval["hubness"]["norm"] == "dis"
@@ -248,7 +248,7 @@ def fitted(tmp_path_factory):
     root = tmp_path_factory.mktemp("fit")
     store = str(root / "store")
     common = {"encoders": {"image": "pixels:16", "text": "fake-text:64"},
-              "config": {"store": {"root": store}, "hubness": {"bank_size": 50},
+              "config": {"store": {"root": store}, "hubness": {"bank_size": 50, "min_bank": 16},
                          "method": {"options": {"dim": 32, "hidden": 64, "n_blocks": 1, "dropout": 0.0,
                                                 "input_dropout": 0.0}},
                          "train": {"batch_size": 16, "lr": 3e-3, "threads": 1}},

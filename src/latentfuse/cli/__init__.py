@@ -41,7 +41,8 @@ from . import info, jobs, query  # noqa: E402,F401  (registers the commands on `
 
 
 def main(argv: list[str] | None = None) -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if "HF_HUB_OFFLINE" not in os.environ:  # encoders never download; a dataset fetch may (data/_flickr8k_fetch)
+        os.environ["HF_HUB_OFFLINE"] = os.environ["LATENTFUSE_HUB_OFFLINE_BY_DEFAULT"] = "1"
     try:
         code: Any = app.main(args=argv, prog_name="latentfuse", standalone_mode=False)
     except click.ClickException as exc:  # usage errors: click's one line (and usage), exit 2

@@ -43,4 +43,5 @@ def cli_markdown() -> str:
 
 
 def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+    """One table cell: on one line, its pipes and brackets escaped (``[#cls|#mean]`` is not a link)."""
+    return " ".join(text.split()).replace("|", "\\|").replace("[", "\\[").replace("]", "\\]")

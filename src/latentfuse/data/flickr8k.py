@@ -1,5 +1,8 @@
 """``flickr8k:DIR`` — Flickr8k images and their five captions each, in any of three common layouts.
 
+``flickr8k`` without a folder finds a local copy, or fetches the Hugging Face dataset into the cache once when
+the machine is online (``_flickr8k_fetch``); offline and without a copy it says where to put one.
+
 Layouts, tried in this order (the first whose caption file exists wins):
 
 1. latentfuse / shared copy: ``images/``, ``captions.tsv`` (``image, caption_index, caption``),
@@ -29,6 +32,7 @@ from pathlib import Path
 from ..errors import DataError
 from . import SOURCES
 from ._common import BadRows, content_fingerprint, image_files, source_path
+from ._flickr8k_fetch import locate
 from ._flickr8k_files import (
     SPLIT_NAMES,
     Captions,
@@ -74,7 +78,7 @@ class Flickr8k(Source):
 
     def __init__(self, root: str | None = None, *, skip_bad: bool = False) -> None:
         super().__init__(skip_bad=skip_bad)
-        self.root = source_path(root, "flickr8k", "dir")
+        self.root = source_path(root, "flickr8k", "dir") if root else locate().resolve()
         self.layout = detect_layout(self.root)
         self._splits: Splits | None = None
         self._captions: Captions | None = None

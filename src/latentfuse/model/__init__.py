@@ -63,7 +63,7 @@ class JointModel(Embedder, QueryBank, ModelHubMixin, library_name="latentfuse", 
         self.sides = {side.name: side for side in sides}
         self.meta = dict(meta or {})
         banks = query_bank or {}
-        small = too_small({side: len(bank) for side, bank in banks.items()}, hubness.norm)
+        small = too_small({side: len(bank) for side, bank in banks.items()}, hubness)
         self.query_bank = {side: bank.float() for side, bank in banks.items() if side not in small}
         """side → (n, dim) joint embeddings of typical queries of that side (``set_query_bank``)."""
         self.hubness = hubness

@@ -16,7 +16,7 @@ import torch
 from ..choices import HUBNESS_NORMS
 from ..config import HubnessConfig
 from ..errors import ModelError
-from ..hubness import MIN_BANK, GalleryNorm, gallery_norm
+from ..hubness import GalleryNorm, gallery_norm
 from ..methods import Method
 from ..metrics import Retriever
 from ..methods.base import embed
@@ -43,7 +43,7 @@ class QueryBank:
         generator = torch.Generator().manual_seed(seed)
         sample = {side: torch.randperm(len(x), generator=generator)[:hubness.bank_size].sort().values.numpy()
                   for side, x in inputs.items()}
-        small = too_small({side: len(rows) for side, rows in sample.items()}, hubness.norm)
+        small = too_small({side: len(rows) for side, rows in sample.items()}, hubness)
         for side, rows in sample.items():
             if side not in small:
                 bank = embed(self.method, side, Rows(inputs[side], rows), autocast=self.runtime.autocast)
@@ -55,7 +55,8 @@ class QueryBank:
         asked, norm = norm, self.hub_norm(norm)
         if norm != "none" and asked and query_side not in self.query_bank:
             have = ", ".join(self.query_bank) or ("none (trained before query banks, on fewer than "
-                                                  f"{MIN_BANK} queries per side, or with hubness.bank_size 0)")
+                                                  f"hubness.min_bank {self.hubness.min_bank} queries per side, "
+                                                  "or with hubness.bank_size 0)")
             raise ModelError(f"hubness {norm} needs a query bank of side {query_side!r}; this model's banks: {have}")
         if norm == "none" or query_side not in self.query_bank:
             return None
@@ -82,15 +83,15 @@ class QueryBank:
         return {"norm": norm, "beta": self.hubness.beta, "bank": {s: len(b) for s, b in self.query_bank.items()}}
 
 
-def too_small(sizes: dict[str, int], norm: str) -> set[str]:
-    """The sides whose query bank is too small for QB-Norm to estimate hubness from (fewer than ``MIN_BANK``
-    queries: it would divide out noise; measured in ``bench/qbnorm_bank.py``), said in one log line; such a
-    bank is neither kept nor saved, and those queries rank by cosine."""
-    small = {side: n for side, n in sizes.items() if n < MIN_BANK}
-    if small and norm != "none":
+def too_small(sizes: dict[str, int], hubness: HubnessConfig) -> set[str]:
+    """The sides whose query bank is too small for QB-Norm to estimate hubness from (fewer than
+    ``hubness.min_bank`` queries: it would divide out noise; measured in ``bench/qbnorm_bank.py``), said in one
+    log line; such a bank is neither kept nor saved, and those queries rank by cosine."""
+    small = {side: n for side, n in sizes.items() if n < hubness.min_bank}
+    if small and hubness.norm != "none":
         listed = ", ".join(f"{n} {side} queries" for side, n in small.items())
-        log.info("QB-Norm (%s) skipped for %s: a query bank needs at least %d to estimate hubness; retrieval "
-                 "ranks by cosine", norm, listed, MIN_BANK)
+        log.info("QB-Norm (%s) skipped for %s: a query bank needs at least %d (hubness.min_bank) to estimate "
+                 "hubness; retrieval ranks by cosine", hubness.norm, listed, hubness.min_bank)
     return set(small)
 
 

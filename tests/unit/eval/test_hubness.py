@@ -95,7 +95,7 @@ def tiny_model(bank: bool) -> JointModel:
     if bank:
         x = {"image": torch.randn(30, 6, generator=torch.Generator().manual_seed(0)),
              "text": torch.randn(50, 5, generator=torch.Generator().manual_seed(1))}
-        model.set_query_bank(x, HubnessConfig(norm="is", beta=9.0, bank_size=20))
+        model.set_query_bank(x, HubnessConfig(norm="is", beta=9.0, bank_size=20, min_bank=8))
     return model
 
 
@@ -104,7 +104,7 @@ def test_the_query_bank_and_its_setting_survive_save_and_load(tmp_path):
     assert {s: len(b) for s, b in model.query_bank.items()} == {"image": 20, "text": 20}
     model.save_pretrained(tmp_path / "m")
     loaded = JointModel.load(tmp_path / "m")
-    assert loaded.hubness == HubnessConfig(norm="is", beta=9.0, bank_size=20)
+    assert loaded.hubness == HubnessConfig(norm="is", beta=9.0, bank_size=20, min_bank=8)
     for side in ("image", "text"):
         torch.testing.assert_close(loaded.query_bank[side], model.query_bank[side], atol=1e-3, rtol=1e-3)
     assert loaded.hubness_summary() == {"norm": "is", "beta": 9.0, "bank": {"image": 20, "text": 20}}
@@ -245,3 +245,23 @@ def test_the_server_ranks_like_the_index_under_its_hubness_setting(shapes, tmp_p
             knn = client.post("/knn-service", json={"text": queries[0], "modality": "image", "num_images": 12,
                                                     "indice_name": folder.name}).json()
             assert [r["item_id"] for r in knn] == expected[norm][0]
+
+
+def test_a_bank_too_small_to_estimate_hubness_is_skipped_with_a_log_line(tmp_path, caplog):
+    """QB-Norm from a 35-query bank used to be applied silently; below hubness.min_bank (measured: 512) it is
+    skipped, the model keeps no bank, a report says none, and an explicit ask says why it cannot."""
+    import logging
+
+    method = build_method("fusemix", {"image": 6, "text": 5}, {"dim": 4, "hidden": 8})
+    model = JointModel(method, [SideSpec("image", "image", "fake-image", "f1"), SideSpec("text", "text", "t", "f2")])
+    x = {"image": torch.randn(35, 6), "text": torch.randn(600, 5)}
+    with caplog.at_level(logging.INFO, logger="latentfuse"):
+        model.set_query_bank(x, HubnessConfig(norm="dis", beta=14.0, bank_size=8192))
+    assert "QB-Norm (dis) skipped for 35 image queries: a query bank needs at least 512" in caplog.text
+    assert set(model.query_bank) == {"text"} and len(model.query_bank["text"]) == 600
+    gallery = torch.nn.functional.normalize(torch.randn(7, 4), dim=1)
+    assert model.gallery_norm("image", gallery) is None and model.gallery_norm("text", gallery) is not None
+    model.save_pretrained(tmp_path / "m")
+    assert set(JointModel.load(tmp_path / "m").query_bank) == {"text"}
+    with pytest.raises(ModelError, match="hubness dis needs a query bank of side 'image'; this model's banks: text"):
+        model.gallery_norm("image", gallery, "dis")
