@@ -14,6 +14,16 @@ from latentfuse.utils import atomic
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "runs" / "bench"
+PUBLISHED = ROOT / "docs" / "benchmarks"  # result files the documentation renders (committed)
+MACHINE = "2-core CPU, no GPU"
+
+
+def publish(name: str, command: str, columns: list[str], table: list[list[str]], **data) -> Path:
+    """Write ``docs/benchmarks/NAME.json``: the table the docs render (``<!-- benchmark: NAME -->``), the command
+    that measured it, and the raw numbers behind it — data, not prose."""
+    path = PUBLISHED / f"{name}.json"
+    atomic.write_json(path, {"command": command, "machine": MACHINE, "columns": columns, "table": table, **data})
+    return path
 
 
 def bench_config(**fields) -> RunConfig:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from latentfuse.config import DataConfig, MethodSpec, RunConfig, saved_yaml
 from latentfuse.config import TrainConfig
-from latentfuse.eval.tables import markdown, print_reports
+from latentfuse.eval.tables import groups, markdown, print_reports, table
 from latentfuse.pipeline import run
 from latentfuse.utils import atomic
 
-from .common import bench_config, RESULTS, flickr8k_dir
+from .common import bench_config, RESULTS, flickr8k_dir, publish
 
 # FuseMix paper's adapter shape (4 residual blocks, expansion 4); ~5x the default's compute per epoch,
 # so it gets 5 epochs, about the default's wall-clock.
@@ -62,7 +62,9 @@ def main() -> None:
     print_reports(reports, heading="Flickr8k test (1,000 images, 5,000 captions)")
     print(markdown(reports))
     atomic.write_json(RESULTS / "flickr8k.json", reports)
-    print(f"\nwritten {RESULTS / 'flickr8k.json'} ({time.perf_counter() - started:.0f}s for the variants)")
+    (header, rows), = [table(group) for group in groups(reports)]
+    path = publish("flickr8k", "python -m bench.flickr8k", header, rows, reports=reports)
+    print(f"\nwritten {path} ({time.perf_counter() - started:.0f}s for the variants)")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from latentfuse.eval.report import split_report
 from latentfuse.pipeline import side_encoders, split_features
 from latentfuse.utils import atomic
 
-from .common import RESULTS, flickr8k_dir, markdown, recalls
+from .common import RESULTS, flickr8k_dir, markdown, publish, recalls
 from .flickr8k import cached_run
 
 LITE = "efficientnet-lite0"
@@ -125,10 +125,14 @@ def rescored(row: dict[str, Any], norm: str, beta: float) -> dict[str, Any]:
     return {**row, "t2i": report["t2i"], "i2t": report["i2t"], "hubness": report["hubness"]}
 
 
-def table(rows: list[dict[str, Any]]) -> str:
+def table_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     header = ["configuration", "t2i R@1 / 5 / 10", "i2t R@1 / 5 / 10", "train s", "ms/image", "ms/caption"]
-    return markdown(header, [[r["label"], recalls(r["t2i"]), recalls(r["i2t"]), f"{r['train_seconds']:.0f}",
-                              f"{r['ms_per_image']:.2f}", f"{r['ms_per_caption']:.2f}"] for r in rows])
+    return header, [[r["label"], recalls(r["t2i"]), recalls(r["i2t"]), f"{r['train_seconds']:.0f}",
+                     f"{r['ms_per_image']:.2f}", f"{r['ms_per_caption']:.2f}"] for r in rows]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    return markdown(*table_cells(rows))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -146,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     rows = list(done.values())
     out = RESULTS / f"quality-{args.split}"
     atomic.write_json(out.with_suffix(".json"), rows)
+    header, cells = table_cells(rows)
+    publish(f"quality-{args.split}", f"python -m bench.quality --split {args.split}", header, cells, rows=rows)
     text = f"Flickr8k {args.split} (1,000 images, 5,000 captions)\n\n{table(rows)}\n"
     atomic.write_text(out.with_suffix(".md"), text)
     print(text)

@@ -50,7 +50,8 @@ def test_skip_bad_records_the_image_and_keeps_the_rest(tmp_path):
 
 
 def test_missing_column_is_named(tmp_path):
-    (tmp_path / "pairs.csv").write_text("image,caption\na.jpg,hello\n")
+    (tmp_path / "pairs.csv").write_text("image,words\na.jpg,hello\n")  # "caption" would be read as the text
     result = extract(tmp_path / "pairs.csv", tmp_path / "store")
     assert result.exit_code != 0
-    assert "pairs.csv: missing column 'text'" in str(result.exception)
+    assert "pairs.csv: missing column 'text' (or caption, title, sentence, captions); found columns: image, words" \
+        in str(result.exception) and "--columns ROLE=COLUMN" in str(result.exception)

@@ -214,7 +214,9 @@ def test_short_pixel_data_is_refused_through_the_python_api(shapes, monkeypatch)
 
 
 def test_file_system_errors_are_one_line_naming_the_file(tmp_path):
-    done = run_cli("train", "--data", "pairs:/nonexistent.tsv", "--out", "/dev/null/model")
+    table = tmp_path / "pairs.tsv"
+    table.write_text("text_a\ttext_b\nx\ty\n")
+    done = run_cli("train", "--data", f"pairs:{table}", "--out", "/dev/null/model")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "error: /dev/null/model: Not a directory" in done.stderr
     (tmp_path / "model").mkdir()

@@ -48,7 +48,7 @@ def test_the_site_builds_strict_and_its_registry_reference_lists_everything(site
 def test_the_readme_is_a_front_door():
     lines = README.read_text().splitlines()
     assert len(lines) <= 250
-    assert lines[2:4] == ["make demo   # fresh machine: builds .venv, installs, trains FuseMix vs baselines offline, prints the table",
+    assert lines[3:5] == ["make demo   # fresh machine: builds .venv, installs, trains FuseMix vs baselines offline, prints the table",
                           "make test   # fresh machine: builds .venv with dev extras, runs the test suite (a few minutes on 2 cores)"]
 
 

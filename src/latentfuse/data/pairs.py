@@ -260,9 +260,12 @@ def _sides(table: Table) -> tuple[Side, Side]:
         return TEXT_TEXT
     partner = {"image": "text", "text": "image", "text_a": "text_b", "text_b": "text_a"}
     present = [c for c in ("image", "text", "text_a", "text_b") if c in cols]
-    what = f"column {partner[present[0]]!r}" if present else "columns"
+    lacking = partner[present[0]] if present else ""
+    what = f"column {lacking!r}" if present else "columns"
+    also = f" (or {', '.join(ALIASES[lacking])})" if lacking in ALIASES else ""
     raise DataError(
-        f"{name}: missing {what}; found columns: {found}; expected image+text or text_a+text_b"
+        f"{name}: missing {what}{also}; found columns: {found}; expected image+text or text_a+text_b, or say which "
+        "column is which with --columns ROLE=COLUMN (e.g. --columns image=photo,text=words)"
     )
 
 
