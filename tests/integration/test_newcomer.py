@@ -83,6 +83,11 @@ def test_own_csv_trains_first_time_and_a_photo_is_encoded_once(photos, tmp_path,
     assert evaluated["split"] == "test" and evaluated["n_images"] == report["n_images"]  # the same held-out photos
     assert evaluated["metrics"] == report["metrics"] and encoded["image"] == N_PHOTOS
 
+    run("index", "-m", str(tmp_path / "model"), "--data", f"pairs:{table}", "--split", "test", *store,
+        "--out", str(tmp_path / "test-ix"))
+    meta = json.loads((tmp_path / "test-ix" / "index.json").read_text())
+    assert meta["count"] == report["n_images"]  # the held-out photos the report scored, no training photo
+
     rows[5] = (rows[5][0], "a different caption the user typed")  # edit one caption, train again
     write_csv(table, ["image", "text"], rows)
     encoded.clear()

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from ..config import RuntimeConfig, StoreConfig
 from ..data import build_source
+from ..data.heldout import cut_like_training
 from ..errors import ConfigError
 from .backends import KINDS, BackendConfig, build_backend
 from ..utils.outdir import output_dir
@@ -27,9 +28,12 @@ def build_index(model: str | Path | None, data: str, out: str | Path, *, splits:
     if overwrite and model is None:
         raise ConfigError("--overwrite builds a new index: pass --model MODEL too")
     source = build_source(data, skip_bad=skip_bad)
-    chosen = source.expand_splits(splits) if splits else [None]
     with output_dir(out, "index", None, overwrite=overwrite, known_files=(META,)) as folder:
         index = _open_or_create(folder, model, side)
+        if splits:  # train / val / test of the table the model was trained on: the cut it was trained with
+            source = cut_like_training(source, splits[0], index.model.meta.get("trained_on", ""),
+                                       index.model.meta.get("training", {}).get("held_out_cut"))
+        chosen = source.expand_splits(splits) if splits else [None]
         index.model.to(runtime.device, runtime.precision, runtime.backend)
         if kind is not None or nprobe is not None:
             if kind is not None and kind not in KINDS:
