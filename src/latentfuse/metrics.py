@@ -75,15 +75,21 @@ class Retriever:
         return self.norm.rescore(scores) if self.norm is not None else scores
 
     def best_ranks(self, queries: Any, relevant: Sequence[Sequence[int]], chunk: int = 1024) -> np.ndarray:
-        """0-based rank of the best-ranked relevant gallery item for each query (ties count in our favour); a
+        """0-based rank of the best-ranked relevant gallery item for each query. Ties rank *pessimistically*: an
+        irrelevant item scoring exactly as high counts as ranked above it, so a collapsed or flattened score set
+        reads as a miss, never as a perfect hit (20 identical photos would otherwise all be "R@1 = 100"). A
         query whose relevant items all score non-finite gets rank ``len(gallery)`` — a miss at every K."""
         ranks = np.empty(len(queries), dtype=np.int64)
         for start in range(0, len(queries), chunk):
             scores = self.ranked(queries[start:start + chunk])  # (chunk, n_gallery)
             rel_rows, rel_cols = _relevant_coo(relevant[start:start + chunk])
+            rel_scores = scores[rel_rows, rel_cols]
             best = torch.full((scores.shape[0],), float("-inf"), dtype=scores.dtype)
-            best = best.scatter_reduce(0, rel_rows, scores[rel_rows, rel_cols], reduce="amax")
-            rank = (scores > best[:, None]).sum(dim=1)
+            best = best.scatter_reduce(0, rel_rows, rel_scores, reduce="amax")
+            at_or_above = (scores >= best[:, None]).sum(dim=1)
+            relevant_there = torch.zeros_like(at_or_above).scatter_add(
+                0, rel_rows, (rel_scores == best[rel_rows]).to(at_or_above.dtype))
+            rank = at_or_above - relevant_there  # every item at or above the best relevant one, bar the relevant
             ranks[start:start + chunk] = torch.where(torch.isinf(best), len(self), rank).numpy()
         return ranks
 
@@ -115,8 +121,10 @@ def best_ranks(queries: torch.Tensor, gallery: torch.Tensor, relevant: Sequence[
 
 
 def _relevant_coo(relevant: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = [row for row, cols in enumerate(relevant) for _ in cols]
-    cols = [col for cols in relevant for col in cols]
+    """(query row, gallery column) of every relevant pair, each once (a repeat would count twice in a tie)."""
+    unique = [list(dict.fromkeys(cols)) for cols in relevant]
+    rows = [row for row, cols in enumerate(unique) for _ in cols]
+    cols = [col for cols in unique for col in cols]
     if len(set(rows)) != len(relevant):
         raise ValueError("every query needs at least one relevant gallery item")
     return torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long)

@@ -3,8 +3,9 @@
 Protocol (CLIP's, with a small prompt ensemble): each class name is put into every template of
 ``TEMPLATES``; the prompts go through the model's text side, are averaged per class and re-normalised.
 Each image is assigned the classes in order of cosine similarity. Top-k is correct when fewer than k
-classes score strictly higher than the true one (ties count in the image's favour, as in retrieval);
-k is capped at the number of classes, so with five classes or fewer ``top5`` is 100 by construction.
+other classes score at least as high as the true one (ties count against the image, as in retrieval: a
+model that scores every class alike is at zero, not at 100); k is capped at the number of classes, so with
+five classes or fewer ``top5`` is 100 by construction.
 
 Class names come from the source's labels: the text side's labels first (its caption order, e.g.
 Fashion-MNIST's ten classes), then any other image label, sorted. A name reads in a prompt with
@@ -53,7 +54,8 @@ def topk_accuracy(scores: np.ndarray, targets: np.ndarray, ks: Sequence[int] = K
     if len(scores) == 0:
         raise ValueError("no items to score")
     true = scores[np.arange(len(scores)), targets]
-    rank = (scores > true[:, None]).sum(axis=1)
+    rank = (scores >= true[:, None]).sum(axis=1) - 1  # every other class scoring as high ranks above it
+    rank = np.where(np.isfinite(true), rank, scores.shape[1])  # a NaN score for the true class is a miss
     return {f"top{k}": float(100.0 * np.mean(rank < min(k, scores.shape[1]))) for k in ks}
 
 

@@ -21,10 +21,18 @@ def test_topk_by_hand():
         [0.9, 0.1, 0.2, 0.0, 0.0, 0.0, 0.0],  # true 0: rank 0
         [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3],  # true 2: rank 2
         [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3],  # true 6: rank 6 (outside top 5)
-        [0.5, 0.5, 0.1, 0.0, 0.0, 0.0, 0.0],  # true 1: tied with class 0 → counts as rank 0
+        [0.5, 0.5, 0.1, 0.0, 0.0, 0.0, 0.0],  # true 1: tied with class 0 → pessimistically rank 1
     ])
     got = topk_accuracy(scores, np.array([0, 2, 6, 1]))
-    assert got == {"top1": 50.0, "top5": 75.0}
+    assert got == {"top1": 25.0, "top5": 75.0}
+
+
+def test_tied_and_nan_class_scores_are_misses_not_hits():
+    """A model that scores every class alike used to get top-1 = 100; ties now count against the image."""
+    flat = np.full((10, 10), 0.3)
+    assert topk_accuracy(flat, np.arange(10)) == {"top1": 0.0, "top5": 0.0}
+    nan = np.array([[np.nan, 0.1, 0.2], [0.9, 0.1, 0.2]])
+    assert topk_accuracy(nan, np.array([0, 0])) == {"top1": 50.0, "top5": 50.0}
 
 
 def test_topk_caps_k_at_the_number_of_classes():

@@ -4,7 +4,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from latentfuse.eval.retrieval import retrieval_metrics
+from latentfuse.metrics import Retriever
 
 
 def reference(emb_img: np.ndarray, emb_txt: np.ndarray, txt_to_img: np.ndarray) -> dict:
@@ -53,3 +57,32 @@ def test_perfect_and_hand_computed_cases():
     m = retrieval_metrics(a, b, np.array([[0, 0], [1, 1]]))
     assert m["a2b"]["R@1"] == 100.0
     assert m["b2a"]["R@1"] == 50.0 and m["b2a"]["R@5"] == 100.0 and m["b2a"]["medr"] == 1.5
+
+
+def test_tied_scores_rank_pessimistically():
+    """20 identical photos with 20 different captions used to read R@1 = R@5 = R@10 = 100 (chance: 5 %)."""
+    photos = torch.nn.functional.normalize(torch.ones(20, 8), dim=1)
+    captions = torch.nn.functional.normalize(torch.randn(20, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    pairs = np.array([[i, i] for i in range(20)])
+    got = retrieval_metrics(photos, captions, pairs)
+    assert got["b2a"] == {"R@1": 0.0, "R@5": 0.0, "R@10": 0.0, "medr": 20.0}  # every photo ties with the right one
+    # two relevant items tied at the top: neither pushes the other down; an irrelevant tie does
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[1.0, 0.0]])
+    both = retrieval_metrics(a, b, np.array([[0, 0], [1, 0]]))
+    assert both["b2a"]["R@1"] == 0.0 and both["b2a"]["medr"] == 2.0  # a2 ties with them: ranked above
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 12), st.integers(1, 4), st.integers(0, 2**31 - 1))
+def test_shuffling_tied_scores_never_beats_the_pessimistic_recall(n, levels, seed):
+    """Any order of tied scores gives a rank at least the pessimistic one: reported recall is a lower bound."""
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, levels, size=(n, n)).astype(np.float32)  # few distinct values: many ties
+    got = Retriever(torch.eye(n)).best_ranks(torch.from_numpy(values), [[i] for i in range(n)])
+    for _ in range(5):
+        order = rng.permutation(n)
+        for q in range(n):  # the textbook rank under one arbitrary order of the ties
+            ranked = sorted(range(n), key=lambda j: (-values[q, j], order[j]))
+            assert ranked.index(q) <= got[q]
+        assert got[q] == int((values[q] > values[q, q]).sum() + (values[q] == values[q, q]).sum() - 1)
