@@ -165,6 +165,28 @@ def test_resume_with_another_method_is_refused_with_a_message(table, tmp_path):
     assert error is not None and "give one" in str(error)
 
 
+def test_resume_compares_what_the_data_is_not_where_it_lies(table, tmp_path):
+    """`--resume` after the table's pairs changed in place used to be accepted (one model, two datasets); a moved
+    copy of the same table resumes."""
+    import shutil
+
+    mine = tmp_path / "data" / "pairs.tsv"
+    mine.parent.mkdir()
+    shutil.copy(table, mine)
+    config = write_config(tmp_path, mine, epochs=1)
+    assert invoke("train", "-c", str(config))[0].exit_code == 0
+    lines = mine.read_text().splitlines()
+    lines[1] = lines[1].replace("\t", " changed\t", 1)
+    mine.write_text("\n".join(lines) + "\n")
+    _, error = invoke("train", "-c", str(config), "--resume")
+    assert error is not None and "cannot --resume in" in str(error) and "data_fingerprint" in str(error)
+    moved = tmp_path / "elsewhere" / "pairs.tsv"
+    moved.parent.mkdir()
+    shutil.copy(table, moved)  # the original content, at another path
+    result, error = invoke("train", "-c", str(config), "--resume", "--set", f"data.source=pairs:{moved}")
+    assert error is None and result.exit_code == 0, result.output
+
+
 def test_a_failed_overwrite_keeps_the_old_model(table, tmp_path, monkeypatch):
     config = write_config(tmp_path, table, epochs=1)
     assert invoke("train", "-c", str(config))[0].exit_code == 0

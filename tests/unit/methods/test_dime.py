@@ -264,3 +264,32 @@ def test_distill_cli_end_to_end_with_a_truncated_backbone(tmp_path, shapes):
     assert len(hits) == 5 and any(is_match(h.id, "red", "circle") for h in hits)
     report = CliRunner().invoke(app, ["info", "-m", str(out), "--cost"])
     assert report.exit_code == 0 and "efficientnet-lite0" in report.output and "glove-6b-50d" in report.output
+
+
+def test_resume_with_another_teacher_in_the_same_folder_is_refused(tmp_path, shapes):
+    """Kill a distillation, put another model where its teacher was, --resume: that used to be accepted (a student
+    of two teachers); the run's identity holds the teacher's fingerprint."""
+    import shutil
+
+    import latentfuse
+    from latentfuse.config import DistillConfig, StoreConfig
+    from latentfuse.distill import distill
+    from latentfuse.utils.outdir import OutputExistsError
+
+    import csv
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(shapes["model"], teacher)
+    captions = tmp_path / "captions.txt"
+    captions.write_text("\n".join(row["text"] for row in csv.DictReader(open(shapes["pairs"]))) + "\n")
+    config = DistillConfig(teacher=str(teacher), images=[f"images:{shapes['images']}"],
+                           texts=[f"lines:{captions}"], student="image=truncated:stride16",
+                           out=str(tmp_path / "student"), store=StoreConfig(root=str(shapes["store"])),
+                           train=TrainConfig(epochs=1, batch_size=32, threads=1), options={"width": 32})
+    distill(config, progress=False)
+    other = latentfuse.load(teacher)
+    with torch.no_grad():
+        next(other.method.parameters()).add_(0.5)  # another model, saved where the teacher was
+    other.save_pretrained(teacher)
+    with pytest.raises(OutputExistsError, match="teacher_fingerprint"):
+        distill(config, resume=True, progress=False)
