@@ -9,10 +9,13 @@ network several times faster than eager torch on a CPU (graph-level fusion, its 
   dynamo exporter when that one is unavailable or fails. Batch (and token) axes are dynamic.
 * **Cache**: ``$LATENTFUSE_ONNX_CACHE`` (default ``~/.cache/latentfuse/onnx``), one ``.onnx`` per (encoder
   fingerprint, outputs, opset, exporter, torch version, quantisation) plus a ``.json`` sidecar holding the
-  graph's content digest (SHA-256) and the validation result; both written atomically (temp + rename). A
-  graph whose bytes no longer match its sidecar, or that ONNX Runtime cannot load, is rebuilt. The digest
-  is remembered by (path, size, mtime) like dataset files' (``utils.digests``), so a start-up does not
-  re-read a 90 MB graph that has not changed.
+  graph's content digest (SHA-256) and the validation result; both written atomically (temp + rename).
+  Before a cached graph is used it is verified three ways, and rebuilt if any fails: its full SHA-256 (read
+  once per process — size and mtime alone would pass a graph edited in place with its mtime restored), its
+  sidecar's origin (the encoder's fingerprint, outputs and quantisation this key stands for), and the
+  origin stamped inside the graph itself (``latentfuse.graph`` metadata; its outputs), so a graph of another
+  tap, or an int8 graph copied over the fp32 name with its sidecar, is never used under the wrong key. Torch
+  and ONNX share the feature cache, so a poisoned graph would otherwise poison torch runs too.
 * **Validation**, before first use, on a fixed seeded random batch against the torch forward: float32
   graphs must agree to ``FP32_TOLERANCE`` × max(1, max |torch output|) (measured: ~1e-5 on the packaged
   encoders); int8 graphs must keep a mean cosine of at least ``INT8_MIN_COSINE`` with the torch output. A
@@ -41,8 +44,7 @@ import numpy as np
 
 from ..errors import LatentfuseError
 from ..utils.atomic import atomic_path, write_json
-from ..utils.digests import file_digests
-from ..utils.hashing import digest
+from ..utils.hashing import digest, file_digest
 from ..utils.runtime import CPU, Runtime
 from .base import default_threads, dist_version
 
@@ -52,7 +54,8 @@ OPSET = 17
 FP32_TOLERANCE = 1e-3
 INT8_MIN_COSINE = 0.95
 CALIBRATION_IMAGES = 32
-GRAPH_FORMAT = 2  # bump when the export recipe or its sidecar changes: old graphs are then never reused
+GRAPH_FORMAT = 3  # bump when the export recipe or its sidecar changes: old graphs are then never reused
+STAMP = "latentfuse.graph"  # metadata key inside each graph: the cache key it was exported for
 
 
 def graph_dir() -> Path:
@@ -93,9 +96,10 @@ class OnnxGraphError(LatentfuseError):
 
 
 class OnnxSession:
-    """An ONNX Runtime session over one validated graph: ``session(arrays) -> [outputs]`` (float32 numpy)."""
+    """An ONNX Runtime session over one validated graph: ``session(arrays) -> [outputs]`` (float32 numpy).
+    ``expected``: (the key stamped in the graph, its outputs) — a graph of other origin is refused."""
 
-    def __init__(self, path: Path, runtime: Runtime) -> None:
+    def __init__(self, path: Path, runtime: Runtime, expected: tuple[str, tuple[str, ...]] | None = None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -107,6 +111,12 @@ class OnnxSession:
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), options, providers=providers(runtime))
         self.path = path
+        if expected is not None:
+            stamped = self.session.get_modelmeta().custom_metadata_map.get(STAMP)
+            outputs = tuple(o.name for o in self.session.get_outputs())
+            if (stamped, outputs) != expected:
+                raise OnnxGraphError(f"{path.name} is a graph of another origin (stamped {stamped}, outputs "
+                                     f"{', '.join(outputs)}; expected {expected[0]}, {', '.join(expected[1])})")
         # An exporter drops inputs the forward never reads (a CLIP text tower's token types), and ONNX
         # Runtime refuses a feed it does not know: only these are fed.
         self.inputs = frozenset(i.name for i in self.session.get_inputs())
@@ -159,8 +169,9 @@ def onnx_session(spec: GraphSpec, runtime: Runtime) -> OnnxSession | None:
     runs the encoder on torch."""
     quantize = "int8" if runtime.backend == "onnx-int8" else ""
     path = spec.path(quantize)
+    expected = (spec.key(quantize), spec.outputs)
     try:
-        record = _cached_record(path)
+        record = _cached_record(path, spec, quantize)
         if record is None:
             record = _build(spec, quantize, path)
         if not record.get("ok"):
@@ -168,13 +179,13 @@ def onnx_session(spec: GraphSpec, runtime: Runtime) -> OnnxSession | None:
                        f"running it on torch. Delete {path.with_suffix('.json')} to retry.")
             return None
         try:
-            return OnnxSession(path, runtime)
+            return OnnxSession(path, runtime, expected)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a bad graph
-            log.info("%s: cached ONNX graph %s does not load (%s); rebuilding it", spec.encoder, path,
-                     _first_line(exc))
+            log.info("%s: cached ONNX graph %s does not load or is of another origin (%s); rebuilding it",
+                     spec.encoder, path, _first_line(exc))
             _build(spec, quantize, path)
             try:
-                return OnnxSession(path, runtime)
+                return OnnxSession(path, runtime, expected)
             except Exception as again:  # noqa: BLE001 - a fresh export that still does not load
                 raise OnnxGraphError(f"ONNX Runtime cannot load it: {_first_line(again)}") from None
     except OnnxGraphError as exc:
@@ -190,8 +201,9 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
-def _cached_record(path: Path) -> dict[str, Any] | None:
-    """The sidecar of a cached graph whose bytes still match it, else None (missing, damaged or stale)."""
+def _cached_record(path: Path, spec: GraphSpec, quantize: str) -> dict[str, Any] | None:
+    """The sidecar of a cached graph whose bytes still match it and whose origin is ``spec``'s, else None
+    (missing, damaged, stale, or copied from another graph)."""
     sidecar = path.with_suffix(".json")
     if not sidecar.is_file():
         return None
@@ -200,12 +212,42 @@ def _cached_record(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         log.info("%s: unreadable; rebuilding the ONNX graph", sidecar)
         return None
+    origin = (record.get("fingerprint"), record.get("outputs"), record.get("quantize"))
+    if origin != (spec.fingerprint, list(spec.outputs), quantize or None):
+        log.info("%s: the sidecar describes another graph (%s); rebuilding it", sidecar, origin)
+        return None
     if not record.get("ok"):
         return record  # a refusal is remembered: no re-export on every run
-    if not path.is_file() or file_digests([path])[path] != record.get("digest"):
+    if not path.is_file() or verified_digest(path) != record.get("digest"):
         log.info("%s: the cached ONNX graph is missing or damaged (its SHA-256 differs); rebuilding it", path)
         return None
     return record
+
+
+_VERIFIED: dict[tuple[str, int, int, int, int], str] = {}  # stat identity → digest read in this process
+
+
+def verified_digest(path: Path) -> str:
+    """The graph's SHA-256 from its bytes, read once per process per (inode, size, mtime, ctime): not the
+    stat-keyed digest table, which a file edited in place with its mtime restored would pass (its ctime
+    moves with any write and cannot be set back)."""
+    st = path.stat()
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = file_digest(path)
+    return _VERIFIED[key]
+
+
+def _stamp(graph: Path, key: str) -> None:
+    """Write the graph's origin into the graph itself (``STAMP`` metadata), checked whenever it is loaded."""
+    import onnx
+
+    model = onnx.load(str(graph))
+    kept = [prop for prop in model.metadata_props if prop.key != STAMP]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key=STAMP, value=key)
+    onnx.save(model, str(graph))
 
 
 def _build(spec: GraphSpec, quantize: str, path: Path) -> dict[str, Any]:
@@ -217,6 +259,7 @@ def _build(spec: GraphSpec, quantize: str, path: Path) -> dict[str, Any]:
         exporter = _export(module, spec.example(0), spec, graph)
         if quantize:
             graph = _quantize(graph, spec, Path(work))
+        _stamp(graph, spec.key(quantize))
         check = spec.example(1)
         record = _validate(graph, check, _torch_outputs(module, check), quantize)
         record.update(encoder=spec.encoder, fingerprint=spec.fingerprint, outputs=list(spec.outputs),
@@ -224,7 +267,7 @@ def _build(spec: GraphSpec, quantize: str, path: Path) -> dict[str, Any]:
         if record["ok"]:
             with atomic_path(path) as tmp:
                 os.replace(graph, tmp)
-            record["digest"] = file_digests([path])[path]
+            record["digest"] = verified_digest(path)
             log.info("%s: exported its %sONNX graph (%s) to %s", spec.encoder, "int8 " if quantize else "",
                      record["check"], path)
     write_json(path.with_suffix(".json"), record)

@@ -138,6 +138,55 @@ def test_a_damaged_cached_graph_is_detected_and_rebuilt(tiny, tmp_path, monkeypa
     assert bytes(data) != graph.read_bytes()
 
 
+def test_a_graph_edited_in_place_with_its_mtime_restored_is_rebuilt(tiny, tmp_path, monkeypatch, caplog):
+    """Same size, same mtime, other weights: the stat-keyed digest table would pass it, and its features
+    (cosine 0.03 to torch) would land in the feature cache torch runs share."""
+    import os
+
+    monkeypatch.setenv("LATENTFUSE_ONNX_CACHE", str(tmp_path))
+    spec = f"hf:{tiny['bert']}"
+    expected = fresh(spec, TORCH).encode(TEXTS)
+    fresh(spec, ONNX).encode(TEXTS)
+    graph = next(tmp_path.glob("*.onnx"))
+    stat = graph.stat()
+    data = bytearray(graph.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = bytes(64)
+    with open(graph, "r+b") as handle:  # in place: same inode, same size
+        handle.write(bytes(data))
+    os.utime(graph, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with caplog.at_level(logging.INFO, logger="latentfuse"):
+        again = fresh(spec, ONNX).encode(TEXTS)
+    assert "its SHA-256 differs" in caplog.text
+    assert_float16_equal(again, expected)
+
+
+def test_a_graph_of_another_origin_copied_over_the_name_is_rebuilt(tiny, tmp_path, monkeypatch, caplog):
+    """The int8 graph and its sidecar copied over the fp32 graph's names: refused by the sidecar's origin, and
+    by the origin stamped inside the graph when only the sidecar was made to match."""
+    import shutil
+
+    monkeypatch.setenv("LATENTFUSE_ONNX_CACHE", str(tmp_path))
+    spec = f"hf:{tiny['bert']}"
+    expected = fresh(spec, TORCH).encode(TEXTS)
+    fresh(spec, ONNX).encode(TEXTS)
+    fresh(spec, INT8).encode(TEXTS)
+    fp32 = next(p for p in tmp_path.glob("*.onnx") if "-int8-" not in p.name)
+    int8 = next(p for p in tmp_path.glob("*.onnx") if "-int8-" in p.name)
+    shutil.copy(int8, fp32)
+    shutil.copy(int8.with_suffix(".json"), fp32.with_suffix(".json"))
+    with caplog.at_level(logging.INFO, logger="latentfuse"):
+        assert_float16_equal(fresh(spec, ONNX).encode(TEXTS), expected)
+    assert "the sidecar describes another graph" in caplog.text
+    caplog.clear()
+    shutil.copy(int8, fp32)  # the graph alone, its sidecar edited to claim it: the stamp inside says otherwise
+    record = json.loads(fp32.with_suffix(".json").read_text())
+    record["digest"] = onnx_backend.verified_digest(fp32)
+    fp32.with_suffix(".json").write_text(json.dumps(record))
+    with caplog.at_level(logging.INFO, logger="latentfuse"):
+        assert_float16_equal(fresh(spec, ONNX).encode(TEXTS), expected)
+    assert "is a graph of another origin" in caplog.text
+
+
 def test_a_graph_that_disagrees_with_torch_is_refused_once(tiny, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("LATENTFUSE_ONNX_CACHE", str(tmp_path))
     monkeypatch.setattr(onnx_backend, "FP32_TOLERANCE", 0.0)  # any float difference now counts as wrong
