@@ -5,6 +5,11 @@ identity (the marker file says which): continuing it (``--resume``) or redoing t
 else is refused with a message, unless ``overwrite``: then the new run is written into a sibling temp
 folder and swapped in only when it has finished, so a failed or killed run leaves the old folder whole
 (a kill between the two renames of the swap leaves both, as ``.NAME.old-*`` and ``.NAME.new-*``).
+
+A writer holds a lock on the folder for its whole run (``folder_lock``: an advisory ``flock`` on
+``.NAME.lock`` beside it, removed when the run ends), so a second writer — another ``train`` into the same ``--out``, a concurrent growth
+of one index — is refused in one line instead of interleaving with the first. The kernel releases the lock
+when its process dies, so a ``kill -9`` leaves no stale lock behind.
 """
 from __future__ import annotations
 
@@ -44,6 +49,12 @@ def output_dir(path: str | Path, kind: str, identity: dict[str, Any] | None = No
         raise OutputExistsError("--resume continues the run in the folder, --overwrite replaces it: give one")
     if path.exists() and not path.is_dir():
         raise OutputExistsError(f"{option} {path}: is a file, not a folder")
+    with folder_lock(path, option):
+        yield from _checked(path, kind, identity, overwrite, resume, option, known_files, legacy_identity)
+
+
+def _checked(path: Path, kind: str, identity: dict[str, Any] | None, overwrite: bool, resume: bool, option: str,
+             known_files: tuple[str, ...], legacy_identity: Callable[[Path], Any] | None) -> Iterator[Path]:
     verdict = _compare(path, kind, identity, known_files, legacy_identity)
     if verdict is None or (verdict == "" and not overwrite):  # fresh, or the same run again
         yield from _in_place(path, kind, identity)
@@ -56,6 +67,53 @@ def output_dir(path: str | Path, kind: str, identity: dict[str, Any] | None = No
                                 f"--overwrite to replace it (atomically, once the new run has finished), "
                                 f"or choose another {option}")
     yield from _staged(path, kind, identity)
+
+
+@contextmanager
+def folder_lock(path: Path, option: str = "--out") -> Iterator[None]:
+    """Hold the advisory lock of ``path`` (``.NAME.lock`` beside it, removed on release) or refuse at once,
+    naming the holder."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no advisory locks; the output rule still applies
+        yield
+        return
+    lock = path.parent / f".{path.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = _acquire(lock, fcntl, f"{option} {path}", option)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # before unlocking: a waiter that then locks this inode sees it is gone
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        handle.close()
+
+
+def _acquire(lock: Path, fcntl: Any, what: str, option: str) -> Any:
+    """The locked, open lock file. A file removed by its previous holder between our open and our lock is not
+    the lock any more (another writer may hold a new one): open again."""
+    for _ in range(100):
+        handle = open(lock, "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise OutputExistsError(f"{what} is being written by another latentfuse process (pid {holder}); "
+                                    f"wait for it to finish, or choose another {option}") from None
+        try:
+            current = os.stat(lock).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(handle.fileno()).st_ino:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            return handle
+        handle.close()  # released with it
+    raise OutputExistsError(f"{what}: could not take its lock {lock}")
 
 
 @contextmanager
