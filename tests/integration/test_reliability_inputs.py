@@ -218,7 +218,7 @@ def test_file_system_errors_are_one_line_naming_the_file(tmp_path):
     table.write_text("text_a\ttext_b\nx\ty\n")
     done = run_cli("train", "--data", f"pairs:{table}", "--out", "/dev/null/model")
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert "error: /dev/null/model: Not a directory" in done.stderr
+    assert "error: --out /dev/null/model: /dev/null is a file, not a folder" in done.stderr
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{broken")
     done = run_cli("info", "--model", str(tmp_path / "model"))

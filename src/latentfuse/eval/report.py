@@ -26,6 +26,6 @@ def split_report(model: JointModel, data: PairedFeatures, dataset: str, split: s
 
 def package(model: JointModel, out: Path, *, config: Any, config_file: str, reports: list[dict[str, Any]]) -> None:
     """Save ``model`` to ``out`` with its card (the reports' tables), the run's settings and ``report.json``."""
-    model.save_pretrained(out, card=model_card(model, reports))
+    model.write(out, card=model_card(model, reports))  # the runner applied the output rule to ``out``
     atomic.write_text(out / config_file, saved_yaml(config))
     atomic.write_json(out / "report.json", reports)

@@ -127,14 +127,38 @@ class JointModel(Embedder, QueryBank, ModelHubMixin, library_name="latentfuse", 
 
     def save_pretrained(self, save_directory: str | Path, *, card: str | None = None, push_to_hub: bool = False,
                         repo_id: str | None = None, config: Any = None, model_card_kwargs: Any = None,
-                        **push_to_hub_kwargs: Any) -> Path:
+                        overwrite: bool = False, **push_to_hub_kwargs: Any) -> Path:
         """Write the folder (each file atomically); ``push_to_hub=True`` then uploads it (needs a Hub login).
 
-        ``card``: the README text (default: :meth:`card` without evaluation). ``config`` and
-        ``model_card_kwargs`` are accepted for ``ModelHubMixin.push_to_hub`` and ignored: the config is the
-        model's own.
+        The CLI's output rule applies: an absent or empty folder, or one holding this same model, is written;
+        a folder holding another model, a training run or anyone's other files is refused with a message, unless
+        ``overwrite=True``, which replaces it whole once the new folder is written (so no ``run.yaml``, report
+        or checkpoint of another model stays beside these weights). ``card``: the README text (default:
+        :meth:`card` without evaluation). ``config`` and ``model_card_kwargs`` are accepted for
+        ``ModelHubMixin.push_to_hub`` and ignored: the config is the model's own.
         """
+        from ..utils.outdir import MARKER, output_dir
+
+        fingerprint = self.fingerprint
+        try:
+            with output_dir(save_directory, "model", {"fingerprint": fingerprint}, overwrite=overwrite,
+                            option="folder", known_files=("config.json", "model.safetensors"),
+                            legacy_identity=_saved_fingerprint) as folder:
+                self.write(folder, card)
+        except LatentfuseError as exc:
+            raise ModelError("save_pretrained: " + str(exc).replace("--overwrite", "overwrite=True")) from None
+        except OSError as exc:  # a file in the way, an unwritable folder: one line naming it
+            raise ModelError(f"save_pretrained {save_directory}: {exc.strerror or exc}") from None
         directory = Path(save_directory)
+        (directory / MARKER).unlink(missing_ok=True)  # a model repo carries no marker: its config.json says what it is
+        if push_to_hub:
+            self.push_to_hub(repo_id or directory.name, **push_to_hub_kwargs)
+        return directory
+
+    def write(self, directory: str | Path, card: str | None = None) -> Path:
+        """Write the model's files into ``directory`` (each atomically), which the caller has already cleared
+        for writing (``save_pretrained``, or the job runner inside its run folder)."""
+        directory = Path(directory)
         bad = self.method.nonfinite_weights()
         if bad:
             raise ModelError(f"{directory}: refusing to save weights holding NaN/inf ({len(bad)} tensor(s), first "
@@ -149,10 +173,8 @@ class JointModel(Embedder, QueryBank, ModelHubMixin, library_name="latentfuse", 
                           metadata={"format": FORMAT})
         else:
             (directory / BANK_FILE).unlink(missing_ok=True)  # a bank of earlier weights would not fit these
-        atomic.write_json(directory / "config.json", self.config())
+        atomic.write_json(directory / "config.json", {**self.config(), "fingerprint": self.fingerprint})
         atomic.write_text(directory / "README.md", card or self.card())
-        if push_to_hub:
-            self.push_to_hub(repo_id or directory.name, **push_to_hub_kwargs)
         return directory
 
     save = save_pretrained
@@ -218,15 +240,24 @@ class JointModel(Embedder, QueryBank, ModelHubMixin, library_name="latentfuse", 
             raise ModelError(f"{directory / BANK_FILE}: banks of sides {sorted(set(bank) - set(config['dims']))} "
                              f"the model does not have ({', '.join(config['dims'])})")
         for side, rows in bank.items():
-            if rows.ndim != 2 or rows.shape[1] != method.out_dim or not bool(torch.isfinite(rows).all()):
-                raise ModelError(f"{directory / BANK_FILE}: the bank of side {side!r} must be finite (n, "
+            if rows.ndim != 2 or rows.shape[1] != method.out_dim or not len(rows) or not bool(torch.isfinite(rows).all()):
+                raise ModelError(f"{directory / BANK_FILE}: the bank of side {side!r} must be finite (n > 0, "
                                  f"{method.out_dim}) embeddings, got {tuple(rows.shape)}; the model folder is damaged")
         bad = method.nonfinite_weights()
         if bad:
             raise ModelError(f"{weights_path}: {len(bad)} weight tensor(s) hold NaN/inf (first: {bad[0]}); "
                              "this model came from a diverged run and would rank every query alike")
-        known = {"format", "latentfuse_version", "method", "method_config", "dims", "out_dim", "sides", "hubness"}
+        known = {"format", "latentfuse_version", "method", "method_config", "dims", "out_dim", "sides", "hubness",
+                 "fingerprint"}
         return cls(method, sides, {k: v for k, v in config.items() if k not in known}, bank, hubness)
+
+
+def _saved_fingerprint(folder: Path) -> dict[str, Any] | None:
+    """The identity of a model folder saved before output markers: its config's fingerprint (None: unknown)."""
+    try:
+        return {"fingerprint": json.loads((folder / "config.json").read_text())["fingerprint"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 CONFIG_KEYS = {"format": str, "method": str, "method_config": dict, "dims": dict, "sides": list}

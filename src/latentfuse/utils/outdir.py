@@ -79,6 +79,9 @@ def folder_lock(path: Path, option: str = "--out") -> Iterator[None]:
         yield
         return
     lock = path.parent / f".{path.name}.lock"
+    blocked = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+    if blocked is not None and not blocked.is_dir():
+        raise OutputExistsError(f"{option} {path}: {blocked} is a file, not a folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = _acquire(lock, fcntl, f"{option} {path}", option)
     try:

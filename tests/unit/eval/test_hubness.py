@@ -112,7 +112,7 @@ def test_the_query_bank_and_its_setting_survive_save_and_load(tmp_path):
     assert loaded.gallery_norm("text", gallery) is not None and loaded.gallery_norm("text", gallery, "none") is None
 
     plain = tiny_model(bank=False)
-    plain.save_pretrained(tmp_path / "m")  # re-saving other weights drops the old bank: it fit those only
+    plain.save_pretrained(tmp_path / "m", overwrite=True)  # other weights replace the folder, old bank and all
     again = JointModel.load(tmp_path / "m")
     assert not (tmp_path / "m" / BANK_FILE).exists() and again.query_bank == {}
     assert again.hubness_summary() == {"norm": "none"} and again.gallery_norm("text", gallery) is None
@@ -215,8 +215,11 @@ def test_a_damaged_query_bank_is_a_one_line_error(tmp_path):
 
     tiny_model(bank=True).save_pretrained(tmp_path / "m")
     save_file({"text": torch.zeros(3, 7)}, str(tmp_path / "m" / BANK_FILE))
-    with pytest.raises(ModelError, match=r"query_bank.safetensors: the bank of side 'text' must be finite \(n, 4\) "
+    with pytest.raises(ModelError, match=r"query_bank.safetensors: the bank of side 'text' must be finite \(n > 0, 4\) "
                                          r"embeddings, got \(3, 7\)"):
+        JointModel.load(tmp_path / "m")
+    save_file({"text": torch.zeros(0, 4)}, str(tmp_path / "m" / BANK_FILE))  # empty: was a ValueError in eval
+    with pytest.raises(ModelError, match=r"must be finite \(n > 0, 4\) embeddings, got \(0, 4\)"):
         JointModel.load(tmp_path / "m")
     (tmp_path / "m" / BANK_FILE).write_bytes(b"not safetensors")
     with pytest.raises(ModelError, match="query_bank.safetensors: not a readable safetensors file"):

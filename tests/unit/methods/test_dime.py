@@ -290,6 +290,6 @@ def test_resume_with_another_teacher_in_the_same_folder_is_refused(tmp_path, sha
     other = latentfuse.load(teacher)
     with torch.no_grad():
         next(other.method.parameters()).add_(0.5)  # another model, saved where the teacher was
-    other.save_pretrained(teacher)
+    other.save_pretrained(teacher, overwrite=True)
     with pytest.raises(OutputExistsError, match="teacher_fingerprint"):
         distill(config, resume=True, progress=False)
