@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zipfile
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -301,8 +302,8 @@ class Index:
     def search_vectors(self, queries: np.ndarray, k: int, query_side: str | None = None) -> list[list[Hit]]:
         """Hits for each query vector; ``query_side``: the model side that embedded them, so the model's query
         bank of that side can normalise the scores (None: rank by cosine)."""
-        if k < 1:
-            raise LatentfuseError(f"k must be at least 1, got {k}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise LatentfuseError(f"k must be a whole number of at least 1, got {k!r}")
         if not len(self.records):
             return [[] for _ in queries]
         queries = np.asarray(queries, dtype=np.float32)
@@ -320,6 +321,8 @@ class Index:
     def active_norm(self, query_side: str | None) -> GalleryNorm | None:
         """The QB-Norm that ranks queries of ``query_side`` under the current setting, or None."""
         norm = self.model.hub_norm(self.hubness)
+        if norm != "none" and self.hubness and query_side is not None and query_side not in self.model.query_bank:
+            self.model.gallery_norm(query_side, self.embeddings[:0], self.hubness)  # asked for: says why it cannot
         if norm == "none" or query_side is None or query_side not in self.model.query_bank:
             return None
         return dataclasses.replace(self.norm_stats(query_side), dynamic=norm == "dis")
@@ -458,15 +461,17 @@ def saved_norms(directory: Path, meta: dict[str, Any], model: JointModel) -> dic
     try:
         with np.load(directory / name, allow_pickle=False) as saved:
             arrays = {key: saved[key] for key in saved.files}
-    except (OSError, ValueError, EOFError):
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # damaged: recomputed from the embeddings
         return {}
     if float(arrays.get("beta", np.nan)) != model.hubness.beta:
         return {}
     norms = {}
     for side, bank in model.query_bank.items():
         parts = [arrays.get(f"{side}.{key}") for key in NORM_ARRAYS]
-        if any(p is None for p in parts) or len(parts[0]) != meta["count"] or len(parts[1]) != len(bank):
-            continue
+        if any(p is None for p in parts) or len(parts[0]) != meta["count"] or len(parts[1]) != len(bank) \
+                or not all(np.isfinite(p).all() for p in parts[:2]) or not (0 <= parts[2]).all() \
+                or not (parts[2] < max(1, meta["count"])).all():
+            continue  # damaged or of another index: recomputed from the embeddings
         norms[side] = GalleryNorm(*(torch.from_numpy(np.asarray(p)) for p in parts), beta=model.hubness.beta)
     return norms
 

@@ -125,6 +125,20 @@ class DimeConfig(MethodConfig):
     """The teacher's method, options and dims ({method, method_config, dims}), kept when a side is
     `teacher`: `distill` fills it in, so the student file holds everything it runs."""
 
+    def __post_init__(self) -> None:
+        """Cross-field checks, before any work: each would otherwise fail deep in torch, or train nothing."""
+        token_students = [kind for kind in (self.image_student, self.text_student) if kind in ("attention", "transformer")]
+        if token_students and self.width % self.heads:
+            raise ConfigError(f"dime: heads={self.heads} must divide width={self.width} (the {token_students[0]} "
+                              "student's attention splits its width across heads)")
+        if self.image_student == "teacher" and self.text_student == "teacher":
+            raise ConfigError("dime: both towers are the teacher's (image_student and text_student = teacher): "
+                              "the student would have nothing to train; distil at least one side")
+        weights = {"w_vl": self.w_vl, "w_pvl": self.w_pvl, "w_udist": self.w_udist, "w_cross": self.w_cross}
+        if self.objective == "distill" and not any(weights.values()):
+            raise ConfigError("dime: every loss weight is 0 (w_vl, w_pvl, w_udist, w_cross): the student would "
+                              "learn nothing; give at least one a weight")
+
 
 @METHODS.register("dime", help="DIME-FM: small student towers distilled from a joint model with unpaired data")
 class Dime(Method):

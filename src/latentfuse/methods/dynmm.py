@@ -246,6 +246,10 @@ class DynMM(Method):
     # ------------------------------------------------------------------ taps and costs
     @classmethod
     def wanted_taps(cls, config: DynMMConfig, modalities: dict[str, str]) -> dict[str, list[str]]:
+        missing = [side for side in (config.cheap, config.costly) if side not in modalities]
+        if missing:  # before any extraction (the cost count would otherwise fail on a KeyError)
+            raise ConfigError(f"dynmm: {'cheap' if missing[0] == config.cheap else 'costly'} side {missing[0]!r} is "
+                              f"not a side of the data ({', '.join(modalities)}); set method.options.cheap / costly")
         taps = list(dict.fromkeys(parse_expert(spec)[1] for spec in config.experts if "@" in spec))
         return {config.costly: taps} if taps else {}
 

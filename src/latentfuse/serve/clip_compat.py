@@ -99,7 +99,10 @@ def check_embedding(vector: Any, dim: int) -> np.ndarray:
         raise HTTPException(422, f"embedding_input must be a list of {dim} numbers")
     if len(vector) != dim:
         raise HTTPException(422, f"embedding_input has {len(vector)} numbers; this index's model embeds in {dim}")
-    array = np.asarray(vector, dtype=np.float64)
+    try:
+        array = np.asarray(vector, dtype=np.float64)
+    except OverflowError:  # an integer beyond any float (JSON allows it): not a 500
+        raise HTTPException(422, "embedding_input must be finite and not all zeros") from None
     norm = float(np.linalg.norm(array))
     if not np.isfinite(array).all() or not np.isfinite(norm) or norm == 0.0:
         raise HTTPException(422, "embedding_input must be finite and not all zeros")

@@ -1,0 +1,107 @@
+"""Reliability, second round (issue 26): option values no check covered, files a model or an index carries, and
+settings that were silently dropped — each a one-line error naming what to change, or the right result."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from latentfuse.errors import ConfigError, LatentfuseError, ModelError
+from latentfuse.methods import make_config, method_class
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"heads": 3}, "dime: heads=3 must divide width=256"),  # was torch's AssertionError deep in attention
+    ({"image_student": "teacher", "text_student": "teacher"}, "the student would have nothing to train"),
+    ({"w_vl": 0, "w_pvl": 0, "w_udist": 0, "w_cross": 0}, "every loss weight is 0"),  # trained nothing, saved
+])
+def test_dime_options_that_cannot_train_are_refused_before_any_work(options, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config("dime", options)
+
+
+def test_dynmm_sides_the_data_lacks_are_named_before_any_extraction():
+    config = make_config("dynmm", {"cheap": "caption", "experts": ["text", "image"]})
+    with pytest.raises(ConfigError, match="dynmm: cheap side 'caption' is not a side of the data \\(image, text\\)"):
+        method_class("dynmm").wanted_taps(config, {"image": "image", "text": "text"})
+
+
+@pytest.fixture(scope="module")
+def index(shapes, tmp_path_factory):
+    from helpers.shapes import saved_index
+
+    return saved_index(shapes, tmp_path_factory.mktemp("round2") / "ix")
+
+
+def test_search_k_must_be_a_whole_number(index):
+    with pytest.raises(LatentfuseError, match="k must be a whole number of at least 1, got 2.5"):
+        index.search(text="a red circle", k=2.5)  # was a TypeError from torch
+    with pytest.raises(LatentfuseError, match="got True"):
+        index.search(text="a red circle", k=True)
+
+
+def test_an_explicit_hubness_without_a_bank_is_an_error_not_ignored(index):
+    from latentfuse.index import open_index
+
+    opened = open_index(index.directory)
+    opened.model.query_bank = {}  # a model trained without a bank
+    opened.norms = {}
+    opened.hubness = "dis"
+    with pytest.raises(ModelError, match="hubness dis needs a query bank of side 'text'"):
+        opened.search(text="a red circle", k=3)
+    opened.hubness = ""  # the model's own setting: no bank, cosine, as before
+    assert len(opened.search(text="a red circle", k=3)) == 3
+
+
+def test_damaged_hubness_statistics_are_recomputed_not_a_traceback(index):
+    from latentfuse.index import open_index
+
+    expected = [hit.row for hit in open_index(index.directory).search(text="a blue square", k=5)]
+    meta = json.loads((index.directory / "index.json").read_text())
+    stats = index.directory / meta["files"]["hubness"]
+    original = stats.read_bytes()
+    try:
+        stats.write_bytes(original[: len(original) // 2])  # truncated: was zipfile.BadZipFile
+        assert [hit.row for hit in open_index(index.directory).search(text="a blue square", k=5)] == expected
+        with np.load(_copy(original, index.directory / "good.npz")) as saved:
+            arrays = {key: saved[key].copy() for key in saved.files}
+        for key in arrays:
+            if key.endswith(".penalty"):
+                arrays[key][:] = np.nan  # all-NaN penalty: used to switch normalisation off
+            if key.endswith(".best_row"):
+                arrays[key][:] = 10**6  # rows out of range: used to be an IndexError
+        np.savez(stats, **arrays)
+        opened = open_index(index.directory)
+        opened.hubness = "dis"
+        assert [hit.row for hit in opened.search(text="a blue square", k=5)] == \
+            [hit.row for hit in _dis(index.directory).search(text="a blue square", k=5)]
+    finally:
+        stats.write_bytes(original)
+        (index.directory / "good.npz").unlink(missing_ok=True)
+
+
+def _copy(data: bytes, path):
+    path.write_bytes(data)
+    return path
+
+
+def _dis(directory):
+    from latentfuse.index import open_index
+
+    fresh = open_index(directory)
+    fresh.hubness = "dis"
+    return fresh
+
+
+def test_knn_service_with_an_integer_beyond_any_float_is_a_422(index):
+    from fastapi.testclient import TestClient
+
+    from latentfuse.serve import ServeConfig, create_app
+
+    dim = index.model.dim
+    body = ('{"embedding_input": [1' + "0" * 400 + ", " + ", ".join(["0"] * (dim - 1)) + '], "modality": "image", '
+            '"num_images": 3, "indice_name": null}')
+    with TestClient(create_app(index, ServeConfig())) as client:
+        answer = client.post("/knn-service", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 422 and "embedding_input must be finite" in answer.json()["detail"]
