@@ -185,3 +185,16 @@ def test_nproc_refuses_what_every_process_would_refuse_before_launching(tmp_path
                                       "--set", "train.batch_size=63", "--out", str(tmp_path / "m")])
     assert result.exit_code != 0 and not (tmp_path / "m").exists()
     assert "batch_size 63 must be divisible by the number of processes (2)" in str(result.exception)
+
+
+def test_an_error_inside_nproc_workers_is_one_line_not_torchruns_report(tmp_path):
+    """A worker's error (here: the data file is missing, which only the workers read) used to surface as torchrun's
+    ChildFailedError traceback with exit 1; it is the one line a single process prints, exit 2."""
+    done = subprocess.run([sys.executable, "-m", "latentfuse", "train", "--data", f"pairs:{tmp_path / 'gone.tsv'}",
+                           "-e", "text_a=glove-6b-50d", "-e", "text_b=glove-6b-50d", "--device", "cpu",
+                           "--out", str(tmp_path / "model"), "--nproc", "2"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "ChildFailedError" not in done.stderr, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: pairs: file {tmp_path / 'gone.tsv'} not found"], done.stderr[-3000:]

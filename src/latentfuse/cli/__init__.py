@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -19,6 +20,7 @@ from ..utils.logs import configure as configure_logging
 from ..version import __version__
 
 log = logging.getLogger(__name__)
+WORKER_ERRORS = "LATENTFUSE_WORKER_ERRORS"  # where --nproc workers leave their one-line error (cli.jobs._torchrun)
 _STATE: dict[str, bool] = {}
 
 
@@ -57,7 +59,11 @@ def main(argv: list[str] | None = None) -> None:
             log.exception("traceback of the error below")
         text = str(exc) if isinstance(exc, LatentfuseError) else f"{exc.filename or 'file system'}: {exc.strerror or exc}"
         message = text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates print too
-        click.secho(f"error: {message}", fg="red", err=True)
+        errors = os.environ.get(WORKER_ERRORS)
+        if errors:  # a torchrun worker: the launching process prints one line for all of them
+            Path(errors, f"rank{os.environ.get('RANK', '0')}.txt").write_text(message)
+        else:
+            click.secho(f"error: {message}", fg="red", err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import click
 from ..config import DistillConfig, FeatureConfig, RunConfig, overlay_yaml
 from ..config.commands import ExtractConfig, JobOptions
 from ..config.recipes import DEFAULT_RECIPE, load_recipe
+from ..errors import LatentfuseError
 from . import app
 from .schema import schema_command
 
@@ -142,7 +144,33 @@ def _torchrun(nproc: int, cfg: Any) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                "-m", "latentfuse", *args]
     log.info("launching %d processes: %s", nproc, " ".join(command[2:]))
-    sys.exit(subprocess.call(command))
+    sys.exit(_supervise(command))
+
+
+def _supervise(command: list[str]) -> int:
+    """Run torchrun, passing its output through live, and turn a worker's error into the one line a single
+    process prints (exit 2) instead of torchrun's ChildFailedError report: the workers leave their message in
+    a folder (``WORKER_ERRORS``), and the report that follows is held back."""
+    import tempfile
+
+    from . import WORKER_ERRORS
+
+    with tempfile.TemporaryDirectory(prefix="latentfuse-workers-") as errors:
+        process = subprocess.Popen(command, env={**os.environ, WORKER_ERRORS: errors}, stderr=subprocess.PIPE,
+                                   text=True, errors="replace")
+        held: list[str] = []
+        assert process.stderr is not None
+        for line in process.stderr:
+            if held or line.startswith("Traceback (most recent call last)"):
+                held.append(line)  # torchrun's own failure report
+            else:
+                sys.stderr.write(line)
+        code = process.wait()
+        messages = [path.read_text() for path in sorted(Path(errors).glob("rank*.txt"))]
+    if code != 0 and messages:
+        raise LatentfuseError(messages[0])
+    sys.stderr.write("".join(held))
+    return code
 
 
 def _show(reports: list[dict], out: str) -> None:
