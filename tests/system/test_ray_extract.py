@@ -138,3 +138,17 @@ def test_in_memory_images_travel_through_ray_as_arrays(tmp_path, local_ray):
     assert on_ray.ids == local.ids and len(on_ray.ids) == 10
     np.testing.assert_allclose(np.asarray(on_ray.array, np.float32), np.asarray(local.array, np.float32),
                                rtol=1e-3, atol=1e-3)
+
+
+def test_an_unreachable_cluster_and_gpus_that_do_not_exist_are_errors_not_hangs(tmp_path, local_ray):
+    """An unreachable --ray-address used to retry forever, and --gpus-per-worker 1 on a cluster without GPUs to
+    wait forever for them."""
+    from latentfuse.errors import ConfigError
+    from latentfuse.store.ray_engine import check_reachable
+
+    with pytest.raises(ConfigError, match="--ray-address ray://127.0.0.1:1: cannot reach the Ray cluster"):
+        check_reachable("ray://127.0.0.1:1", timeout=2)
+    source = build_source(f"pairs:{table(tmp_path / 'pairs.tsv', 20)}")
+    engine = StoreConfig(root=str(tmp_path / "ray"), engine="ray", workers=1, gpus_per_worker=1)
+    with pytest.raises(ConfigError, match="--gpus-per-worker 1: the Ray cluster has 0 GPUs"):
+        get_features(source, source.load("train"), "text_a", build_encoder("glove-6b-50d"), engine, progress=False)

@@ -74,6 +74,22 @@ def classification_report(method: "DynMM", data: PairedFeatures, *, dataset: str
     return report
 
 
+def check_pairs(raw: dict[str, list[Any]], cheap: str) -> None:
+    """Every pair has both inputs, each real: the gate decides per pair which one it reads only after the cheap
+    side ran, so a missing or NaN costly input must not pass just because this pair went elsewhere."""
+    lengths = {side: len(items) for side, items in raw.items()}
+    if len(set(lengths.values())) > 1:
+        raise ConfigError(f"predict needs one input per side for each pair; got {lengths}")
+    for side, items in raw.items():
+        for i, item in enumerate(items):
+            if item is None:
+                raise ConfigError(f"predict: pair {i} has no {side} input; give every pair both (the gate picks, "
+                                  f"after reading the {cheap}, whether the other is encoded)")
+            values = item.detach().cpu().numpy() if hasattr(item, "detach") else item
+            if isinstance(values, np.ndarray) and values.dtype.kind == "f" and not np.isfinite(values).all():
+                raise ConfigError(f"predict: pair {i}'s {side} input holds NaN or inf values")
+
+
 @torch.inference_mode()
 def predict_raw(method: "DynMM", raw: dict[str, list[Any]], encoder: Callable[[str], Any], *, batch_size: int,
                 threshold: float) -> dict[str, Any]:
@@ -82,6 +98,7 @@ def predict_raw(method: "DynMM", raw: dict[str, list[Any]], encoder: Callable[[s
     every pair, the gate chooses, and the costly encoder runs only for the pairs whose expert reads it, only
     up to the tap it reads: the others' images are never decoded or encoded."""
     cfg = method.config
+    check_pairs(raw, cfg.cheap)
     n = len(raw[cfg.cheap])
     scores, chosen = [], []
     for start in range(0, n, batch_size):

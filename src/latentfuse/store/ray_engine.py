@@ -51,13 +51,35 @@ def start(store: StoreConfig) -> Any:
     ray = ray_module()
     if not ray.is_initialized():
         if store.ray_address:
+            check_reachable(store.ray_address)  # ray.init retries an unreachable address without end
             ray.init(address=store.ray_address, log_to_driver=False)
         else:
             ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    if store.gpus_per_worker > gpus:  # the actors would wait forever for GPUs that do not exist
+        raise ConfigError(f"--gpus-per-worker {store.gpus_per_worker:g}: the Ray cluster has {gpus:g} GPUs; use 0 "
+                          "(encode on CPUs) or a cluster with GPUs")
         ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts committed rows
         for name in ("ray", "ray.data"):
             logging.getLogger(name).setLevel(logging.WARNING)
     return ray
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A ``host:port`` (``ray://host:port``) that answers within ``timeout`` seconds, else one line naming it;
+    ``auto`` and other forms are left to Ray."""
+    import socket
+
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return
+    except OSError as exc:
+        raise ConfigError(f"--ray-address {address}: cannot reach the Ray cluster ({exc.strerror or exc}); start it, "
+                          "or leave --ray-address empty for a local Ray instance") from None
 
 
 def _decode(batch: dict[str, np.ndarray], spec: str) -> dict[str, np.ndarray]:

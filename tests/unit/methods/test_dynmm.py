@@ -187,6 +187,20 @@ def test_predict_never_encodes_the_images_of_samples_routed_to_text():
     assert np.allclose(torch.sigmoid(cached).numpy(), out["scores"], atol=1e-6)
 
 
+def test_predict_refuses_a_missing_or_nan_image_even_when_its_pair_is_routed_to_text():
+    """Accepted silently before: a pair's image is part of its input whichever expert the gate then picks."""
+    from latentfuse.errors import ConfigError
+
+    model, images = model_with(["text", "image", "fusion"], {"image": 32, "text": 16}, {"easy": 0, "hard": 2})
+    pictures = images_numbered(2)
+    with pytest.raises(ConfigError, match="pair 0 has no image input"):
+        model.predict([None, pictures[1]], ["easy one", "hard two"])
+    broken = np.full((4, 4, 3), np.nan, np.float32)
+    with pytest.raises(ConfigError, match="pair 0's image input holds NaN or inf values"):
+        model.predict([broken, pictures[1]], ["easy one", "hard two"])
+    assert images.seen == []  # refused before any encoding
+
+
 def test_predict_runs_the_image_encoder_only_up_to_the_routed_tap():
     model, images = model_with(["text", "fusion@s1", "fusion@s2"], {"image": {"s1": 8, "s2": 32}, "text": 16},
                                {"easy": 1, "hard": 2})
