@@ -183,6 +183,14 @@ class PairsJob:
                               "what the model was trained on. Give the data a split column, or leave the splits "
                               "alone and training cuts a table without one; data.test_on_train=true allows it "
                               "(to check a fit)")
+        if self.config.taps:  # `taps` is extract's field: named in a run config, it must at least exist
+            source = build_source(self.config.data.spec(), skip_bad=data.skip_bad)
+            encoders = side_encoders(source, self.config.encoders, rt)
+            for side, names in self.config.taps.items():
+                if side not in encoders:
+                    raise ConfigError(f"taps name side {side!r}, but {public(source.spec)} has sides "
+                                      f"{', '.join(encoders)}")
+                encoders[side].check_taps(names)
 
     def train(self, out: Path, resume: bool, progress: bool, rt: Runtime) -> Iterator[Trained]:
         """Under torchrun every rank trains; only rank 0 extracts first, fits the closed-form baselines and

@@ -105,3 +105,34 @@ def test_knn_service_with_an_integer_beyond_any_float_is_a_422(index):
     with TestClient(create_app(index, ServeConfig())) as client:
         answer = client.post("/knn-service", content=body, headers={"content-type": "application/json"})
     assert answer.status_code == 422 and "embedding_input must be finite" in answer.json()["detail"]
+
+
+def test_growing_an_index_with_int8_encoders_is_refused_not_mixed(index, shapes):
+    """Growth with another --backend used to add int8 rows beside fp32 ones and record nothing."""
+    from latentfuse.data import build_source
+    from latentfuse.index import open_index
+
+    opened = open_index(index.directory)
+    assert json.loads((index.directory / "index.json").read_text()).get("encoded_with", "") == ""
+    opened.model.to("cpu", "fp32", "onnx-int8")
+    with pytest.raises(LatentfuseError, match="its rows were embedded with fp32 encoders; adding rows embedded with "
+                                              "onnx-int8 ones would mix the two"):
+        opened.add_source(build_source(f"pairs:{shapes['pairs']}"), progress=False)
+
+
+def test_a_run_configs_taps_are_checked_before_any_work(tmp_path):
+    """`taps` in a run config were never checked: a tap that does not exist trained anyway."""
+    from click.testing import CliRunner
+
+    from helpers import fakes  # noqa: F401  (fake-text)
+    from helpers.tables import cipher_table
+    from latentfuse.cli import app
+
+    table = cipher_table(tmp_path / "pairs.tsv", 40, 10, 10)
+    args = ["train", "--data", f"pairs:{table}", "-e", "text_a=fake-text:8", "-e", "text_b=fake-text:8",
+            "--store", str(tmp_path / "store"), "--out", str(tmp_path / "model")]
+    typo = CliRunner().invoke(app, [*args, "--set", "taps={text_a: [word]}"])
+    assert str(typo.exception) == "encoder 'fake-text:8' has no tap 'word'; its taps: words (T, 8)"
+    assert not (tmp_path / "model").exists() and not (tmp_path / "store").exists()
+    side = CliRunner().invoke(app, [*args, "--set", "taps={caption: [words]}"])
+    assert "taps name side 'caption', but pairs:pairs.tsv has sides text_a, text_b" in str(side.exception)

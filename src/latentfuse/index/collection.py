@@ -107,6 +107,9 @@ class Index:
     """Query-bank normalisation of searches: '' = the model's setting | none | is | dis."""
     norms: dict[str, GalleryNorm] = field(default_factory=dict, repr=False)
     """QB-Norm statistics of the current items per query side (saved with each generation)."""
+    encoded_with: str = ""
+    """What the rows' encoders ran as (``Runtime.cache_tag``: '' = fp32 on torch or ONNX Runtime, else bf16,
+    fp16 or onnx-int8): rows of another kind differ by more than a ranking tolerates, so growth keeps to it."""
 
     def __post_init__(self) -> None:
         if self.embeddings.size == 0:
@@ -157,7 +160,7 @@ class Index:
             raise BadIndexError(f"{directory / META}: damaged backend settings ({exc})") from None
         return cls(directory, joint, model_path, meta["side"], config, embeddings, records, meta["generation"],
                    saved_backend(directory, meta, config), list(meta.get("skipped", [])),
-                   norms=saved_norms(directory, meta, joint))
+                   norms=saved_norms(directory, meta, joint), encoded_with=str(meta.get("encoded_with", "")))
 
     # ---------------------------------------------------------------- properties
     @property
@@ -175,10 +178,15 @@ class Index:
                    skip_bad: bool = False, progress: bool = True) -> int:
         """Embed the items of ``source``'s split that the index lacks; returns how many were added.
 
-        Features come through the feature store: the whole split's when every item is new, else a subset of
-        just the new items (read from the split's cached features when those are complete), so growing a
-        collection never re-encodes what is already indexed.
+        Features come through the feature store, filed by content, so growing a collection never re-encodes
+        what is already indexed. Rows are added only on the runtime the index's rows were embedded on.
         """
+        tag = self.model.runtime.cache_tag
+        if self.records and tag != self.encoded_with:
+            raise LatentfuseError(f"{self.directory}: its rows were embedded with {self.encoded_with or 'fp32'} encoders; "
+                                  f"adding rows embedded with {tag or 'fp32'} ones would mix the two in one ranking. "
+                                  "Grow it with the same --backend / --precision, or rebuild it with --overwrite")
+        self.encoded_with = tag
         split = split or only_split(source)
         source.check_split(split)
         data = source.load(split)
@@ -259,7 +267,7 @@ class Index:
             "model": {"path": _relative(self.model_path, self.directory), "fingerprint": self.model.fingerprint,
                       "method": self.model.method.name},
             "side": self.side, "modality": self.modality, "dim": self.model.dim, "count": len(self.records),
-            "generation": generation, "backend": self.backend_config.to_dict(),
+            "generation": generation, "backend": self.backend_config.to_dict(), "encoded_with": self.encoded_with,
             "sources": sources_summary(self.records), "skipped": self.skipped, "files": files})
         self.generation = generation
         for stale in self.directory.iterdir():
