@@ -136,3 +136,26 @@ def test_a_run_configs_taps_are_checked_before_any_work(tmp_path):
     assert not (tmp_path / "model").exists() and not (tmp_path / "store").exists()
     side = CliRunner().invoke(app, [*args, "--set", "taps={caption: [words]}"])
     assert "taps name side 'caption', but pairs:pairs.tsv has sides text_a, text_b" in str(side.exception)
+
+
+def test_frozen_encoders_of_different_widths_are_refused_by_cross_side_tasks(tmp_path):
+    """`eval --frozen … --task robustness` over encoders of different widths was a torch shape error."""
+    from PIL import Image
+
+    from helpers import fakes  # noqa: F401  (fake-text)
+    from latentfuse.config import StoreConfig
+    from latentfuse.eval import TASKS
+    from latentfuse.eval.frozen import frozen_model
+
+    (tmp_path / "img").mkdir()
+    rows = ["image,text,split"]
+    for i in range(6):
+        Image.fromarray(np.full((16, 16, 3), i * 30, np.uint8)).save(tmp_path / "img" / f"{i}.png")
+        rows.append(f"img/{i}.png,colour {i},test")
+    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
+    model = frozen_model({"image": "pixels:16", "text": "fake-text:16"})
+    for task in ("robustness", "retrieval"):
+        with pytest.raises(ConfigError, match=f"{task} compares embeddings across sides, but their widths differ "
+                                              r"\(image 768, text 16\)"):
+            TASKS.build(task).run(model, f"pairs:{tmp_path / 'p.csv'}", None, StoreConfig(str(tmp_path / "s")),
+                                  progress=False)

@@ -38,7 +38,13 @@ def build_method(name: str, dims: dict[str, int], config: Any = None) -> Method:
     cls = method_class(name)
     if config is None or isinstance(config, dict):
         config = make_config(name, config)
-    return cls(dims, config)
+    try:
+        return cls(dims, config)
+    except (MemoryError, RuntimeError) as exc:  # sizes no check bounds (dim: 1e9): not an allocator traceback
+        if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
+            raise
+        raise ConfigError(f"method {name!r}: its options ask for more memory than this machine has "
+                          f"({str(exc).splitlines()[0][:160]}); use smaller sizes (dim, width, hidden)") from None
 
 
 __all__ = ["METHODS", "Method", "MethodConfig", "build_method", "make_config", "method_class"]
