@@ -45,6 +45,12 @@ def _shrink_first(weights: dict) -> dict:
     return {**weights, name: weights[name][:-1]}
 
 
+def _bank(banks: dict) -> Callable[[Path], None]:
+    """A valid safetensors file in the query bank's place, holding ``banks`` (another model's, an empty one…)."""
+    return lambda folder: save_file({side: bank.contiguous() for side, bank in banks.items()},
+                                    str(folder / "query_bank.safetensors"))
+
+
 def _truncate(name: str, keep: float) -> Callable[[Path], None]:
     def damage(folder: Path) -> None:
         data = (folder / name).read_bytes()
@@ -79,6 +85,12 @@ MODEL_CASES = {
                                  "field 'sides' must be a list of objects"),
     "config side fields": (_edit_json("config.json", lambda c: {**c, "sides": [{"nope": 1}]}),
                            "damaged model config"),
+    "query bank truncated": (_truncate("query_bank.safetensors", 0.5),
+                             "query_bank.safetensors: not a readable safetensors file"),
+    "query bank empty": (_bank({"text": torch.zeros(0, 64)}), r"must be finite \(n > 0, .*got \(0, 64\)"),
+    "query bank of another model": (_bank({"text": torch.zeros(300, 7)}), r"must be finite .* got \(300, 7\)"),
+    "query bank of a side it lacks": (_bank({"audio": torch.zeros(300, 64)}), "banks of sides \['audio'\]"),
+    "query bank NaN": (_bank({"text": torch.full((300, 64), float("nan"))}), "bank of side 'text' must be finite"),
 }
 
 

@@ -107,7 +107,7 @@ class Shelf:
                 keys = np.load(self.directory / f"{name}{KEYS_SUFFIX}")
                 bad_file = self.directory / f"{name}.bad.json"
                 bad = json.loads(bad_file.read_text()) if bad_file.exists() else {}
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, EOFError) as exc:
                 raise StoreError(f"{self.directory / name}: damaged shard ({exc}); delete its files, or run "
                                  "`latentfuse cache gc`, to encode those items again") from None
             position = len(self.shards)
@@ -151,7 +151,7 @@ class Shelf:
         path = self.directory / f"{name}.{suffix}"
         try:
             return np.load(path, mmap_mode="r" if mmap else None)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:
             raise StoreError(f"{path}: damaged or missing ({exc}); delete it with its .keys.npy, or run "
                              "`latentfuse cache gc`, to encode those items again") from None
 

@@ -8,6 +8,7 @@ import os
 import time
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from helpers.fakes import committed_shards, encoder_calls, fake_embed
@@ -112,3 +113,24 @@ def test_gc_keeps_token_rows_in_use_and_rewrites_the_rest(tmp_path):
                        progress=False)["words"]
     for row in range(3):
         np.testing.assert_array_equal(after.item(row), before.item(row))
+
+
+def test_a_damaged_shard_is_one_line_saying_how_to_recover(tmp_path):
+    """A committed shard whose keys or values were damaged: a StoreError naming it and the way out, for pooled
+    features and token taps alike (was a numpy ValueError)."""
+    from helpers.fakes import FakeTextEncoder
+    from latentfuse.store.feature_store import StoreError
+
+    path = table(tmp_path / "pairs.tsv", ["a b", "c d", "e"])
+    features(path, tmp_path / "store")
+    (keys,) = committed_shards(tmp_path / "store")
+    keys.write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(StoreError, match=r"damaged shard .*delete its files, or run `latentfuse cache gc`"):
+        features(path, tmp_path / "store")
+    source = build_source(f"pairs:{path}")
+    store = StoreConfig(str(tmp_path / "taps"), 4, 8)
+    get_tokens(source, source.load("all"), "text_a", FakeTextEncoder("8"), ["words"], store, progress=False)
+    (values,) = [p for p in (tmp_path / "taps").rglob("shard-*.npy") if p.name.count(".") == 1]
+    values.write_bytes(b"")
+    with pytest.raises(StoreError, match=r"damaged or missing .*`latentfuse cache gc`"):
+        get_tokens(source, source.load("all"), "text_a", FakeTextEncoder("8"), ["words"], store, progress=False)
