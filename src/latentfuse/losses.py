@@ -29,6 +29,14 @@ class LearnableTemperature(nn.Module):
     def forward(self) -> torch.Tensor:
         return self.log_scale.clamp(self.lo, self.hi).exp()
 
+    def clamp_(self) -> None:
+        """Keep the parameter itself within its bounds, as official FuseMix, CLIP and open_clip do after each
+        optimiser step: with the clamp in the forward pass alone, a parameter past a bound gets no gradient and
+        AdamW's momentum carries it further, so the temperature froze there (20 steps the other way left it
+        still past the bound)."""
+        with torch.no_grad():
+            self.log_scale.clamp_(self.lo, self.hi)
+
     @property
     def temperature(self) -> float:
         return float(1.0 / self())

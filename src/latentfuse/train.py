@@ -150,6 +150,7 @@ class Trainer:
                 distributed.average_gradients(method)
                 scaler.step(optimizer)
                 scaler.update()
+                method.after_step()
                 schedule.step()
                 losses.append(value)
             record = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": schedule.get_last_lr()[0], **extras}

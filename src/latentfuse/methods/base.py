@@ -151,6 +151,12 @@ class Method(nn.Module):
     def fit(self, train: PairedFeatures) -> None:
         """Closed-form fitting for baselines; trainable methods leave this alone."""
 
+    def after_step(self) -> None:
+        """Called by the trainer after each optimiser step: learnable temperatures are clamped in place."""
+        for module in self.modules():
+            if isinstance(module, LearnableTemperature):
+                module.clamp_()
+
     def begin_epoch(self, epoch: int, epochs: int) -> None:
         """Called by the trainer before each epoch (1-based, of ``epochs``), also when a run resumes: a staged
         method switches phase or anneals a temperature here, from the epoch alone, so resume needs no state."""

@@ -169,3 +169,29 @@ def test_fusemix_multi_positive_learns_from_the_batch_items(data, tmp_path):
     Trainer(method, TrainConfig(epochs=12, batch_size=128, lr=2e-3, threads=1), tmp_path, validate).fit(
         train, val, progress=False)
     assert validate(method, val)["b2a"]["R@5"] > 10 * 100 * 5 / 200  # chance: 5 of 200 images
+
+
+def test_a_temperature_pushed_past_its_bound_comes_back():
+    """The clamp used to sit in the forward pass only: past a bound the gradient is 0, AdamW's momentum carried
+    the parameter further, and 20 steps the other way left it still past the bound (issue 27)."""
+    from latentfuse.losses import LearnableTemperature
+
+    for clamped in (False, True):
+        temperature = LearnableTemperature(0.07, 0.01, 1.0)
+        optimizer = torch.optim.AdamW(temperature.parameters(), lr=0.5, weight_decay=0.0)
+        for direction in [-1.0] * 40 + [1.0] * 20:  # sharpen hard, then ask for a softer scale
+            optimizer.zero_grad()
+            (direction * temperature()).backward()
+            optimizer.step()
+            if clamped:
+                temperature.clamp_()
+        if clamped:
+            assert temperature.log_scale.item() < temperature.hi - 1.0  # moved back inside, well off the bound
+        else:
+            assert temperature.log_scale.item() > temperature.hi  # the old behaviour: still frozen past it
+
+
+def test_the_trainer_keeps_learnable_temperatures_within_their_bounds(data, tmp_path):
+    method = build_method("fusemix", data[0].dims(), {**SMALL, "temperature_init": 0.01, "temperature_min": 0.01})
+    Trainer(method, TrainConfig(epochs=2, batch_size=64), tmp_path).fit(data[0], None, progress=False)
+    assert method.logit_scale.log_scale.item() <= method.logit_scale.hi + 1e-6
