@@ -8,10 +8,16 @@ Follows the official projector, ``llava/model/multimodal_projector/ms_cross_attn
     attn  = attn + γ2 · SelfAttn(LN_1(attn))
     out   = query + γ1 · attn                 γ1, γ2: per-channel, initialised to 0
 
-so the block starts as the identity on the deep tokens. As in the official code every level — the query's
-own included (``select_layer = range(n_levels)``) — is a key/value level.
+so the block starts as the identity on the deep tokens.
 
 Deviations, each with its reason:
+
+* Key/value levels: here every tap, the query's own included, is a key/value level. In the official builder
+  the deepest selected layer is the query and only the shallower ones are keys/values (``builder.py``:
+  ``select_layer=range(4)`` over the script's layers ``-22,-17,-12,-7,-2``). The shallow-only set is not yet
+  configurable, so no option reproduces the official block exactly, and there is no ``paper`` preset.
+* Mixup on the pooled embeddings and FuseMix's objective come with the config it extends (``mixup_alpha``
+  and the rest); the official training feeds the tokens to an LLM and has neither.
 
 * Taps of different widths (a convnet's stages: 40 … 1280 channels) are each projected to ``width`` by
   their own LayerNorm + Linear; the official levels are ViT layers of one width and need no projection.
@@ -32,7 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -50,9 +56,11 @@ Tokens = dict[str, tuple[torch.Tensor, torch.Tensor]]  # tap → (tokens (B, T, 
 
 @dataclass
 class MMFuserConfig(FuseMixConfig):
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}  # FuseMix's `paper` preset is FuseMix's, not MMFuser's
     taps: list[str] = field(default_factory=lambda: ["stride8", "stride16", "stride32", "head"])
-    """The image side's taps, shallow to deep: the last one's tokens are the queries, all of them are the
-    keys/values (`latentfuse info` lists an encoder's taps)."""
+    """The image side's taps, shallow to deep: the last one's tokens are the queries, all of them (the
+    query's own included; officially only the shallower ones) are the keys/values (`latentfuse info` lists an
+    encoder's taps)."""
     width: Positive = 256
     """Common width every tap is projected to, and the attention's model width."""
     heads: Positive = 8
