@@ -52,6 +52,16 @@ def test_the_readme_is_a_front_door():
                           "make test   # fresh machine: builds .venv with dev extras, runs the test suite (a few minutes on 2 cores)"]
 
 
+def test_the_readme_headline_is_the_benchmarks_result_file():
+    """The README's one table is not retyped prose: its row must be the shipped-default row `make bench` wrote."""
+    import json
+
+    result = json.loads((ROOT / "docs" / "benchmarks" / "quality-test.json").read_text())
+    shipped = next(row for row in result["table"] if row[0].startswith("shipped default"))
+    line = next(line for line in README.read_text().splitlines() if line.startswith("| **shipped default**"))
+    assert [cell.strip().strip("*") for cell in line.strip("|").split("|")][1:] == shipped[1:]
+
+
 def block(marker: str) -> str:
     """The fenced code block that follows ``<!-- marker -->`` in the README."""
     found = re.search(rf"<!-- {marker} -->\s*```\w*\n(.*?)```", README.read_text(), re.S)
