@@ -47,3 +47,33 @@ def test_any_option_values_give_a_model_or_a_latentfuse_error(drawn):
         method.encode("image", DATA.x["image"][:4])
     except LatentfuseError:
         pass
+
+
+TOKENS = ("mmfuser", "dime", "dynmm", "lightcrl")
+NAMES = st.sampled_from(["image", "text", "stride16", "words", "head", "x", ""])
+
+
+@st.composite
+def token_options(draw):
+    name = draw(st.sampled_from(TOKENS))
+    fields = [f.name for f in dataclasses.fields(method_class(name).config_cls)]
+    chosen = draw(st.lists(st.sampled_from(fields), unique=True, max_size=4))
+    values = {field: draw(st.one_of(VALUES, NAMES, st.lists(NAMES, max_size=3))) for field in chosen}
+    if name == "dynmm" and "labels" not in values:
+        values["labels"] = ["a", "b"]
+    return name, values
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(token_options())
+def test_token_methods_and_students_build_or_give_a_latentfuse_error(drawn):
+    """The same for the methods that read token taps (and DIME's students): whatever the options, the taps they
+    ask for (``wanted_taps``) get matching inputs, and construction succeeds or says why not."""
+    name, values = drawn
+    try:
+        config = make_config(name, values)
+        taps = method_class(name).wanted_taps(config, {"image": "image", "text": "text"})
+        dims = {side: ({tap: 8 for tap in taps[side]} if taps.get(side) else 24) for side in ("image", "text")}
+        build_method(name, dims, config)
+    except LatentfuseError:
+        pass
