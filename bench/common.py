@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from latentfuse.config import RunConfig
+from latentfuse.config import RunConfig, public_values
 from latentfuse.config.recipes import load_recipe
 from latentfuse.utils import atomic
 
@@ -20,9 +20,10 @@ MACHINE = "2-core CPU, no GPU"
 
 def publish(name: str, command: str, columns: list[str], table: list[list[str]], **data) -> Path:
     """Write ``docs/benchmarks/NAME.json``: the table the docs render (``<!-- benchmark: NAME -->``), the command
-    that measured it, and the raw numbers behind it — data, not prose."""
+    that measured it, and the raw numbers behind it — data, not prose. Committed, so no path of this machine."""
     path = PUBLISHED / f"{name}.json"
-    atomic.write_json(path, {"command": command, "machine": MACHINE, "columns": columns, "table": table, **data})
+    atomic.write_json(path, public_values({"command": command, "machine": MACHINE, "columns": columns,
+                                           "table": table, **data}))
     return path
 
 

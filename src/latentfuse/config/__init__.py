@@ -403,16 +403,17 @@ def public_settings(config: Any) -> dict[str, Any]:
     settings.pop("out", None)
     if isinstance(settings.get("store"), dict):
         settings["store"].pop("root", None)
-    return _shortened(settings)
+    return public_values(settings)
 
 
-def _shortened(value: Any) -> Any:
+def public_values(value: Any) -> Any:
+    """Every string in nested dicts and lists as an artifact may show it (``specs.public_value``)."""
     if isinstance(value, str):
         return public_value(value)
     if isinstance(value, dict):
-        return {key: _shortened(item) for key, item in value.items()}
+        return {key: public_values(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_shortened(item) for item in value]
+        return [public_values(item) for item in value]
     return value
 
 
