@@ -79,16 +79,24 @@ def extract_split(source: Source, split: str, encoders: dict[str, Encoder], stor
 def extract_taps(source: Source, split: str, encoders: dict[str, Encoder], taps: dict[str, list[str]],
                  store: StoreConfig, skip_bad: bool = False, progress: bool = True) -> list[tuple[str, str, Any]]:
     """Cache the token features of each side's taps; → (side, tap, TokenFeatures) for the storage report."""
+    check_taps(source, encoders, taps)
     data = source.load(split)
     out = []
     for side, names in taps.items():
-        if side not in encoders:
-            raise ConfigError(f"taps name side {side!r}, but {source.spec} has sides {', '.join(encoders)}")
         if data.items[side]:
             got = get_tokens(source, data, side, encoders[side], names, store, skip_bad=skip_bad,
                              progress=progress)
             out += [(side, tap, features) for tap, features in got.items()]
     return out
+
+
+def check_taps(source: Source, encoders: dict[str, Encoder], taps: dict[str, list[str]]) -> None:
+    """Each side's taps exist (side → tap names): a side the data lacks, or a tap its encoder lacks, is a
+    ConfigError before any work."""
+    for side, names in taps.items():
+        if side not in encoders:
+            raise ConfigError(f"taps name side {side!r}, but {source.spec} has sides {', '.join(encoders)}")
+        encoders[side].check_taps(names)
 
 
 def taps_by_side(requested: list[str], encoders: dict[str, Encoder]) -> dict[str, list[str]]:
@@ -172,10 +180,11 @@ class PairsJob:
         return _saved_identity(folder)
 
     def data_identity(self) -> dict[str, Any]:
-        return {"data_fingerprint": build_source(self.config.data.spec()).fingerprint}
+        return {"data_fingerprint": self.source.fingerprint}
 
     def prepare(self, rt: Runtime) -> None:
-        """A report on the training rows is refused unless asked for; option typos fail in ``train`` before any
+        """The run's source, built once for its identity and its training; a report on the training rows is
+        refused unless asked for; a run config's taps are checked; option typos fail in ``train`` before any
         extraction."""
         data = self.config.data
         if data.test_split and data.test_split == data.train_split and not data.test_on_train:
@@ -183,20 +192,14 @@ class PairsJob:
                               "what the model was trained on. Give the data a split column, or leave the splits "
                               "alone and training cuts a table without one; data.test_on_train=true allows it "
                               "(to check a fit)")
+        self.source = training_source(self.config)
         if self.config.taps:  # `taps` is extract's field: named in a run config, it must at least exist
-            source = build_source(self.config.data.spec(), skip_bad=data.skip_bad)
-            encoders = side_encoders(source, self.config.encoders, rt)
-            for side, names in self.config.taps.items():
-                if side not in encoders:
-                    raise ConfigError(f"taps name side {side!r}, but {public(source.spec)} has sides "
-                                      f"{', '.join(encoders)}")
-                encoders[side].check_taps(names)
+            check_taps(self.source, side_encoders(self.source, self.config.encoders, rt), self.config.taps)
 
     def train(self, out: Path, resume: bool, progress: bool, rt: Runtime) -> Iterator[Trained]:
         """Under torchrun every rank trains; only rank 0 extracts first, fits the closed-form baselines and
         yields (the runner banks, reports and saves)."""
-        config = self.config
-        source = training_source(config)
+        config, source = self.config, self.source
         encoders = side_encoders(source, config.encoders, rt)
         main = distributed.is_main()
         cache: dict[tuple[str, str], PairedFeatures] = {}

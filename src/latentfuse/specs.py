@@ -101,18 +101,26 @@ def public(spec: str) -> str:
     if arg is None:
         return spec
     path = arg.split(PART)[0] if PART in arg else arg
-    if path.startswith(("/", ".", "~", "\\")) or (len(path) > 2 and path[1:3] in (":\\", ":/")):
-        short = path.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or path
-        return f"{name}:{short}{arg[len(path):]}"
+    if _is_local(path, ("/", ".", "~", "\\")):
+        return f"{name}:{_last_component(path)}{arg[len(path):]}"
     return spec
 
 
 def public_value(text: str) -> str:
     """Any saved setting as an artifact may show it: a local path (``/data/teacher``, ``~/x``, ``../y``) by its
     last component, a spec by :func:`public`; anything else unchanged."""
-    if text.startswith(("/", "~", "./", "../", "\\")) or (len(text) > 2 and text[1:3] in (":\\", ":/")):
-        return text.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or text
+    if _is_local(text, ("/", "~", "./", "../", "\\")):
+        return _last_component(text)
     return public(text)
+
+
+def _is_local(path: str, starts: tuple[str, ...]) -> bool:
+    """A path of this machine: one of ``starts``, or a Windows drive (``C:\\``, ``C:/``)."""
+    return path.startswith(starts) or (len(path) > 2 and path[1:3] in (":\\", ":/"))
+
+
+def _last_component(path: str) -> str:
+    return path.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or path
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:

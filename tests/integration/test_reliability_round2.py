@@ -135,7 +135,7 @@ def test_a_run_configs_taps_are_checked_before_any_work(tmp_path):
     assert str(typo.exception) == "encoder 'fake-text:8' has no tap 'word'; its taps: words (T, 8)"
     assert not (tmp_path / "model").exists() and not (tmp_path / "store").exists()
     side = CliRunner().invoke(app, [*args, "--set", "taps={caption: [words]}"])
-    assert "taps name side 'caption', but pairs:pairs.tsv has sides text_a, text_b" in str(side.exception)
+    assert f"taps name side 'caption', but pairs:{table} has sides text_a, text_b" in str(side.exception)
 
 
 def test_frozen_encoders_of_different_widths_are_refused_by_cross_side_tasks(tmp_path):

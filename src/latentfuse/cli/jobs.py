@@ -31,7 +31,7 @@ def _default_features(values: dict[str, Any]) -> ExtractConfig:
 def extract(cfg: ExtractConfig) -> None:
     """Run the frozen encoders over a dataset into the feature cache (resumable; cached on re-run)."""
     from ..data import build_source
-    from ..pipeline import extract_split, extract_taps, side_encoders, taps_by_side
+    from ..pipeline import check_taps, extract_split, extract_taps, side_encoders, taps_by_side
     from ..utils.extras import check_extras
     from ..utils.runtime import runtime
 
@@ -40,9 +40,7 @@ def extract(cfg: ExtractConfig) -> None:
     source = build_source(cfg.data.spec(), skip_bad=cfg.data.skip_bad)
     encoders = side_encoders(source, cfg.encoders, rt)
     taps = {**cfg.taps, **taps_by_side(cfg.layers, encoders)}
-    for side, names in taps.items():  # typos fail before any work
-        if side in encoders:
-            encoders[side].check_taps(names)
+    check_taps(source, encoders, taps)  # typos fail before any work
     for name in source.expand_splits(cfg.split):
         counts = extract_split(source, name, encoders, cfg.store, skip_bad=cfg.data.skip_bad)
         log.info("%s: %s features  → %s", name, ", ".join(f"{s}={n}" for s, n in counts.items()), cfg.store.root)

@@ -55,13 +55,13 @@ def start(store: StoreConfig) -> Any:
             ray.init(address=store.ray_address, log_to_driver=False)
         else:
             ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts committed rows
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     gpus = float(ray.cluster_resources().get("GPU", 0))
     if store.gpus_per_worker > gpus:  # the actors would wait forever for GPUs that do not exist
         raise ConfigError(f"--gpus-per-worker {store.gpus_per_worker:g}: the Ray cluster has {gpus:g} GPUs; use 0 "
                           "(encode on CPUs) or a cluster with GPUs")
-        ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts committed rows
-        for name in ("ray", "ray.data"):
-            logging.getLogger(name).setLevel(logging.WARNING)
     return ray
 
 
