@@ -329,8 +329,8 @@ class Index:
     def active_norm(self, query_side: str | None) -> GalleryNorm | None:
         """The QB-Norm that ranks queries of ``query_side`` under the current setting, or None."""
         norm = self.model.hub_norm(self.hubness)
-        if norm != "none" and self.hubness and query_side is not None and query_side not in self.model.query_bank:
-            self.model.gallery_norm(query_side, self.embeddings[:0], self.hubness)  # asked for: says why it cannot
+        if query_side is not None:
+            self.model.require_bank(query_side, self.hubness)
         if norm == "none" or query_side is None or query_side not in self.model.query_bank:
             return None
         return dataclasses.replace(self.norm_stats(query_side), dynamic=norm == "dis")

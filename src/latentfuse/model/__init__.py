@@ -144,7 +144,7 @@ class JointModel(Embedder, QueryBank, ModelHubMixin, library_name="latentfuse", 
             with output_dir(save_directory, "model", {"fingerprint": fingerprint}, overwrite=overwrite,
                             option="folder", known_files=("config.json", "model.safetensors"),
                             legacy_identity=_saved_fingerprint) as folder:
-                self.write(folder, card)
+                self.write(folder, card, fingerprint)
         except LatentfuseError as exc:
             raise ModelError("save_pretrained: " + str(exc).replace("--overwrite", "overwrite=True")) from None
         except OSError as exc:  # a file in the way, an unwritable folder: one line naming it
@@ -155,9 +155,10 @@ class JointModel(Embedder, QueryBank, ModelHubMixin, library_name="latentfuse", 
             self.push_to_hub(repo_id or directory.name, **push_to_hub_kwargs)
         return directory
 
-    def write(self, directory: str | Path, card: str | None = None) -> Path:
+    def write(self, directory: str | Path, card: str | None = None, fingerprint: str = "") -> Path:
         """Write the model's files into ``directory`` (each atomically), which the caller has already cleared
-        for writing (``save_pretrained``, or the job runner inside its run folder)."""
+        for writing (``save_pretrained``, or the job runner inside its run folder). ``fingerprint``: the
+        model's, when the caller has it already (it hashes every weight)."""
         directory = Path(directory)
         bad = self.method.nonfinite_weights()
         if bad:
@@ -173,7 +174,7 @@ class JointModel(Embedder, QueryBank, ModelHubMixin, library_name="latentfuse", 
                           metadata={"format": FORMAT})
         else:
             (directory / BANK_FILE).unlink(missing_ok=True)  # a bank of earlier weights would not fit these
-        atomic.write_json(directory / "config.json", {**self.config(), "fingerprint": self.fingerprint})
+        atomic.write_json(directory / "config.json", {**self.config(), "fingerprint": fingerprint or self.fingerprint})
         atomic.write_text(directory / "README.md", card or self.card())
         return directory
 

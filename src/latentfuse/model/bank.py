@@ -52,16 +52,22 @@ class QueryBank:
     def gallery_norm(self, query_side: str, gallery: np.ndarray | torch.Tensor, norm: str = "") -> GalleryNorm | None:
         """QB-Norm statistics of ``gallery`` (joint embeddings) for queries of ``query_side``, with the model's
         setting (or ``norm``: none | is | dis); None when normalisation is off or the side has no bank."""
-        asked, norm = norm, self.hub_norm(norm)
+        self.require_bank(query_side, norm)
+        norm = self.hub_norm(norm)
+        if norm == "none" or query_side not in self.query_bank:
+            return None
+        return gallery_norm(self.query_bank[query_side], torch.as_tensor(np.asarray(gallery, dtype=np.float32)),
+                            self.hubness.beta, dynamic=norm == "dis")
+
+    def require_bank(self, query_side: str, asked: str) -> None:
+        """An explicitly asked normalisation (``asked``: is | dis) needs a bank of the query side: refused, saying
+        why there is none, instead of quietly ranking by cosine. The model's own setting ('') is not asked."""
+        norm = self.hub_norm(asked)
         if norm != "none" and asked and query_side not in self.query_bank:
             have = ", ".join(self.query_bank) or ("none (trained before query banks, on fewer than "
                                                   f"hubness.min_bank {self.hubness.min_bank} queries per side, "
                                                   "or with hubness.bank_size 0)")
             raise ModelError(f"hubness {norm} needs a query bank of side {query_side!r}; this model's banks: {have}")
-        if norm == "none" or query_side not in self.query_bank:
-            return None
-        return gallery_norm(self.query_bank[query_side], torch.as_tensor(np.asarray(gallery, dtype=np.float32)),
-                            self.hubness.beta, dynamic=norm == "dis")
 
     def retriever(self, query_side: str, gallery: np.ndarray | torch.Tensor, norm: str = "") -> Retriever:
         """``gallery`` (joint embeddings) ranked for queries of ``query_side`` under the model's QB-Norm (or
