@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .feature_store import KEYS_SUFFIX, LAYOUT, Shelf, old_folders
+from .tokens import ragged
 
 ORPHAN_AGE_S = 3600
 
@@ -122,15 +123,12 @@ def _collect_shelf(shelf: Shelf, wanted: set[str], dry_run: bool, done: Collecte
         if keep or bad:
             done.shards_rewritten += 1
             if not dry_run:
-                values = shelf.values(position)
+                values, kept = shelf.values(position), [keys[r] for r in keep]
                 if shelf.tokens:
-                    offsets = shelf.offsets(position)
-                    tokens = [values[offsets[r]:offsets[r + 1]] for r in keep]
-                    starts = np.concatenate([[0], np.cumsum([len(t) for t in tokens])]).astype(np.int64)
-                    kept = np.concatenate(tokens) if tokens else values[:0]
-                    shelf.commit([keys[r] for r in keep], np.asarray(kept), bad, offsets=starts)
+                    tokens, starts = ragged(shelf.token_rows(kept), values.shape[1])
+                    shelf.commit(kept, np.asarray(tokens), bad, offsets=starts)
                 else:
-                    shelf.commit([keys[r] for r in keep], np.asarray(values[keep]), bad)
+                    shelf.commit(kept, np.asarray(values[keep]), bad)
         else:
             done.shards_removed += 1
         done.rows_removed += len(keys) - len(keep)

@@ -118,7 +118,7 @@ class TapInputs:
 
 def in_memory_tokens(items: list[np.ndarray], channels: int) -> TokenFeatures:
     """Token arrays of raw inputs just encoded (not from the store), in the same form as cached ones."""
-    values, offsets = _ragged(items, channels)
+    values, offsets = ragged(items, channels)
     return TokenFeatures([str(i) for i in range(len(items))], [(values, offsets)], {"dim": channels})
 
 
@@ -149,7 +149,7 @@ def get_tokens(source: Source, data: SplitData, side: str, encoder: Encoder, tap
                     "grid": grid, "dim": specs[tap].channels, "skipped": skipped}
         shards = shelf.whole_shards(kept)
         if shards is None:  # rows from here and there: gathered into one array
-            shards = [_ragged(shelf.token_rows(kept), specs[tap].channels)]
+            shards = [ragged(shelf.token_rows(kept), specs[tap].channels)]
         out[tap] = TokenFeatures(ids, [(shelf.values(k), shelf.offsets(k)) for k in shards]
                                  if isinstance(shards[0], int) else shards, manifest)
         feature_store.remember(usage(source, data, side, encoder.name, shelf.directory, feature_store), keys)
@@ -179,12 +179,12 @@ def _extract_missing(encoder: Encoder, items: Sequence[Item], keys: list[str], s
             key_of = {item.id: key for key, item in chunk}
             for tap in lacking:
                 tokens = [t for batch in batches for t in batch[tap]]
-                values, offsets = _ragged(tokens, encoder.taps()[tap].channels)
+                values, offsets = ragged(tokens, encoder.taps()[tap].channels)
                 shelves[tap].commit([key_of[i] for i in ids], values, {key_of[i]: r for i, r in skipped},
                                     offsets=offsets)
 
 
-def _ragged(tokens: list[np.ndarray], channels: int) -> tuple[np.ndarray, np.ndarray]:
+def ragged(tokens: list[np.ndarray], channels: int) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.zeros(len(tokens) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(t) for t in tokens])
     values = np.concatenate(tokens) if tokens else np.zeros((0, channels), dtype=np.float32)
