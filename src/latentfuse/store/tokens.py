@@ -147,11 +147,10 @@ def get_tokens(source: Source, data: SplitData, side: str, encoder: Encoder, tap
         ids, kept, skipped = split_bad(shelf, items, keys, skip_bad)
         manifest = {"complete": True, "encoder": encoder.name, "tap": tap, "tokens": specs[tap].tokens,
                     "grid": grid, "dim": specs[tap].channels, "skipped": skipped}
-        shards = shelf.whole_shards(kept)
-        if shards is None:  # rows from here and there: gathered into one array
-            shards = [ragged(shelf.token_rows(kept), specs[tap].channels)]
-        out[tap] = TokenFeatures(ids, [(shelf.values(k), shelf.offsets(k)) for k in shards]
-                                 if isinstance(shards[0], int) else shards, manifest)
+        whole = shelf.whole_shards(kept)
+        shards = ([(shelf.values(k), shelf.offsets(k)) for k in whole] if whole is not None  # memory-mapped as stored
+                  else [ragged(shelf.token_rows(kept), specs[tap].channels)])  # rows from here and there: gathered
+        out[tap] = TokenFeatures(ids, shards, manifest)
         feature_store.remember(usage(source, data, side, encoder.name, shelf.directory, feature_store), keys)
     return out
 
