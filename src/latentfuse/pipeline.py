@@ -48,16 +48,20 @@ def split_features(source: Source, split: str, encoders: dict[str, Encoder], sto
 
 def training_source(config: RunConfig) -> Source:
     """The run's data; with no splits of its own (one split, e.g. a table without a split column), cut by
-    image into train / val / test (``data.split_shares``, ``data.split_seed``), saying so once."""
+    image into train / val / test (``data.split_shares``, ``data.split_seed``; ``announce_cut`` says so)."""
     source = build_source(config.data.spec(), skip_bad=config.data.skip_bad)
     data = config.data
     if not needs_holdout(source, [data.train_split, data.val_split, data.test_split]):
         return source
-    cut = HeldOut(source, data.split_shares, data.split_seed)
-    log.info("%s has no train / val / test splits: its %s are cut %s %% by a digest of each (data.split_shares, "
-             "data.split_seed %d); the test split is never trained on", public(source.spec),
-             f"{source.sides[0].name}s", "/".join(f"{s:g}" for s in data.split_shares), data.split_seed)
-    return cut
+    return HeldOut(source, data.split_shares, data.split_seed)
+
+
+def announce_cut(source: Source) -> None:
+    """One log line when the run's data is a held-out cut: which shares, which seed."""
+    if isinstance(source, HeldOut):
+        log.info("%s has no train / val / test splits: its %s are cut %s %% by a digest of each (data.split_shares, "
+                 "data.split_seed %d); the test split is never trained on", public(source.spec),
+                 f"{source.sides[0].name}s", "/".join(f"{s:g}" for s in source.shares), source.seed)
 
 
 def method_taps(name: str, options: dict[str, Any], source: Source) -> dict[str, list[str]]:
@@ -200,6 +204,7 @@ class PairsJob:
         """Under torchrun every rank trains; only rank 0 extracts first, fits the closed-form baselines and
         yields (the runner banks, reports and saves)."""
         config, source = self.config, self.source
+        announce_cut(source)  # here, not in prepare: a refusal of the output folder stays the only line
         encoders = side_encoders(source, config.encoders, rt)
         main = distributed.is_main()
         cache: dict[tuple[str, str], PairedFeatures] = {}
