@@ -140,6 +140,8 @@ def _image_ref(image: Any, number: int) -> tuple[str, bytes | None]:
     import numpy as np
     from PIL import Image
 
+    from .encoders.images import array_image
+
     if isinstance(image, dict) and (image.get("bytes") or image.get("path")):  # an encoded image column
         if not image.get("bytes"):
             return _image_ref(image["path"], number)
@@ -148,10 +150,7 @@ def _image_ref(image: Any, number: int) -> tuple[str, bytes | None]:
         if isinstance(image, Image.Image):
             picture = image
         else:
-            pixels = np.asarray(image)
-            if pixels.dtype.kind in "iu" and pixels.size and 0 <= pixels.min() and pixels.max() <= 255:
-                pixels = pixels.astype(np.uint8)  # nested lists of 0..255 (a table's image column)
-            picture = Image.fromarray(pixels)
+            picture = array_image(np.asarray(image))
     except (TypeError, ValueError, OSError) as exc:
         raise DataError(f"fit: row {number}: not an image path, PIL image, array or encoded image ({exc})") from None
     buffer = io.BytesIO()

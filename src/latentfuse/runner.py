@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Protocol
 
-from .config import HubnessConfig, TrainConfig, run_identity
+from .config import HubnessConfig, TrainConfig, check_fields, run_identity
 from .encoders import Encoder
 from .eval.report import package, split_report
 from .model import JointModel
@@ -64,6 +64,7 @@ def run_job(job: Job, *, resume: bool = False, overwrite: bool = False, progress
     but this same run is refused unless ``overwrite``, which swaps the finished run in, or ``resume``); → the
     test reports, main model first (``[]`` on torchrun ranks other than 0)."""
     config = job.config
+    check_fields(config, type(config).__name__)  # a config built in Python skipped from_dict's range checks
     check_extras(config)  # before the runtime, the output folder and any extraction
     rt = distributed.init_from_env(runtime(config.runtime.device, config.runtime.precision, config.runtime.backend))
     job.prepare(rt)

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .errors import ConfigError, TrainingError
+from .errors import ConfigError, DataError, TrainingError
 from .methods import Method
 from .config import TrainConfig
 from .store.paired import PairedFeatures
@@ -112,6 +112,8 @@ class Trainer:
               resume: bool, progress: bool, started: float) -> TrainResult:
         cfg, method = self.config, self.method
         distributed.check_batch(cfg.batch_size)
+        if len(train) < 2:  # a batch of one has nothing to contrast, and batch norm cannot train on it
+            raise DataError(f"training needs at least 2 rows; the training data has {len(train)}")
         method.to(self.runtime.torch_device)
         distributed.broadcast_module(method)  # every rank starts from rank 0's weights
         train = train.placed(self.runtime.torch_device)

@@ -321,6 +321,13 @@ def test_fit_refuses_rows_it_cannot_use(tmp_path):
     with pytest.raises(DataError, match="some rows name a split and some do not"):
         latentfuse.fit([(np.zeros((8, 8, 3), np.uint8), "x", "train"), (np.ones((8, 8, 3), np.uint8), "y")],
                        out=tmp_path / "m", config={"store": {"root": str(tmp_path / "s")}})
+    with pytest.raises(DataError, match=r"row 1: .*expected a uint8 array, got float32 \(scale floats to 0..255"):
+        latentfuse.fit([(np.full((8, 8, 3), 0.5, np.float32), "x")], out=tmp_path / "m")  # 0..1 or 0..255: no guess
+    rows = [(np.full((4, 4), k, np.uint8), f"a {k}", "train") for k in range(1)] + [
+        (np.full((4, 4), 9, np.int64), "nine", "test"), (np.full((4, 4), 8, np.uint8), "eight", "test")]
+    with pytest.raises(DataError, match="^training needs at least 2 rows; the training data has 1$"):
+        latentfuse.fit(rows, out=tmp_path / "m", encoders={"image": "pixels:16", "text": "fake-text:8"},
+                       config={"store": {"root": str(tmp_path / "s")}}, method="fusemix")
     one = [(np.full((8, 8, 3), i, np.uint8), f"grey {i}") for i in range(3)]  # too few images to cut
     with pytest.raises(DataError, match=r"cutting its 3 images 80/10/10 % left no (val|test) image"):
         latentfuse.fit(one, out=tmp_path / "m", encoders={"image": "pixels:16", "text": "fake-text:8"},

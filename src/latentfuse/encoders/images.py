@@ -123,7 +123,7 @@ def load_image(item: Any, index: int = 0) -> Image.Image:
             strict_load(item)
             return _rgb(item)
         if isinstance(item, np.ndarray):
-            return _rgb(_from_array(item))
+            return _rgb(array_image(item))
         if isinstance(item, (bytes, bytearray, memoryview)):
             source: Any = io.BytesIO(item)
         elif isinstance(item, (str, os.PathLike)):
@@ -169,7 +169,12 @@ def _rgb(image: Image.Image, copy: bool = False) -> Image.Image:
     return image.convert("RGB")
 
 
-def _from_array(array: np.ndarray) -> Image.Image:
+def array_image(array: np.ndarray) -> Image.Image:
+    """The one rule for pixels held in an array (encoding, ``fit`` rows): uint8 HxW, HxWx1, HxWx3 or HxWx4, or
+    whole numbers in 0..255 of another integer type (a table's image column of nested lists). Floats are
+    refused rather than guessed: 0..1 and 0..255 conventions both exist, and a wrong guess is a silent error."""
+    if array.dtype.kind in "iu" and array.size and 0 <= array.min() and array.max() <= 255:
+        array = array.astype(np.uint8)
     if array.dtype != np.uint8:
         raise TypeError(f"expected a uint8 array, got {array.dtype} (scale floats to 0..255 first)")
     if array.ndim == 3 and array.shape[2] == 1:

@@ -24,7 +24,7 @@ class Classification(Task):
                  context: Context) -> dict[str, Any]:
         if model.method.embeds:
             raise ConfigError(f"task classification scores pair classifiers (dynmm); this model is a "
-                              f"{model.method.name} joint embedding: use retrieval")
+                              f"joint embedding ({model.method.name}): use retrieval")
         data = source.load(split)
         if not data.tag_names:
             raise ConfigError(f"task classification needs labelled pairs; {source.spec} has none (use "

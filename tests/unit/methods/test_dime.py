@@ -198,6 +198,12 @@ def test_distill_refuses_a_paired_data_source_and_a_pool_without_the_modality(tm
                            out=str(tmp_path / "student"), store=StoreConfig(root=str(shapes["store"])))
     with pytest.raises(DataError, match="--images lines:.*holds no images"):
         distill(config, progress=False)
+    from latentfuse.errors import ConfigError
+
+    config.images = [f"images:{shapes['images']}"]  # a config built in Python gets the CLI's range checks
+    config.train = TrainConfig(batch_size=1)
+    with pytest.raises(ConfigError, match=r"^DistillConfig: train.batch_size: expected a number >= 2, got 1$"):
+        distill(config, progress=False)
 
 
 def test_distill_cli_end_to_end_with_a_truncated_backbone(tmp_path, shapes):
