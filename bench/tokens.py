@@ -49,6 +49,9 @@ ROWS: dict[str, MethodSpec] = {  # in the order they run: the comparisons the is
     **{f"lightcrl tokens ({op})": MethodSpec("lightcrl", {"inputs": "tokens", "fusion": op, "width": 256})
        for op in FUSIONS},
     "mmfuser all taps, deformable": MethodSpec("mmfuser", {**MMFUSER, "taps": ALL_TAPS, "attention": "deformable"}),
+    "mmfuser all taps, shallow-only keys/values (official set)": MethodSpec(
+        "mmfuser", {**MMFUSER, "taps": ALL_TAPS, "kv_levels": "shallow"}),
+    "mmfuser paper preset (official block)": MethodSpec("mmfuser", {"width": 256, "taps": ALL_TAPS, "preset": "paper"}),
     "mmfuser all taps, no level / position embeddings (official TODO)": MethodSpec(
         "mmfuser", {**MMFUSER, "taps": ALL_TAPS, "level_embed": False, "pos_embed": False}),
     "fusemix `paper` preset": MethodSpec("fusemix", {"preset": "paper"}),

@@ -1,34 +1,44 @@
 """MMFuser (Cao et al., 2024): fuse several layers of a frozen vision encoder — the deepest tap's tokens are
-the queries, every tap's tokens (each projected to a common width) the keys/values — then pool into the joint
+the queries, the taps' tokens (each projected to a common width) the keys/values — then pool into the joint
 space and train with the contrastive objective every method here shares.
 
 Follows the official projector, ``llava/model/multimodal_projector/ms_cross_attn.py`` (``MSCrossAttnBlock``):
 
-    attn  = CrossAttn(LN_q(query), LN_kv(concat of all levels))
+    attn  = CrossAttn(LN_q(query), LN_kv(concat of the key/value levels))
     attn  = attn + γ2 · SelfAttn(LN_1(attn))
     out   = query + γ1 · attn                 γ1, γ2: per-channel, initialised to 0
 
 so the block starts as the identity on the deep tokens.
 
-Deviations, each with its reason:
+``method.options.preset: paper`` is the official block: deformable attention (16 heads, 4 points), the deepest
+tap querying only the shallower ones (``kv_levels: shallow``; ``builder.py``'s ``select_layer=range(4)``,
+``query_layer=-1`` over the scripts' layers ``-22,-17,-12,-7,-2``), γ = 0, no position or level embedding
+(``pos = None``), no mixup. ``tests/unit/methods/test_mmfuser_paper.py`` checks it against a transcription of
+``MSCrossAttnBlock.forward`` and Deformable-DETR's ``ms_deform_attn_core_pytorch`` on the same weights. What
+the official code has no counterpart for stays ours under the preset: the per-tap projections, the pooling and
+the text adapter (below).
 
-* Key/value levels: here every tap, the query's own included, is a key/value level. In the official builder
-  the deepest selected layer is the query and only the shallower ones are keys/values (``builder.py``:
-  ``select_layer=range(4)`` over the script's layers ``-22,-17,-12,-7,-2``). The shallow-only set is not yet
-  configurable, so no option reproduces the official block exactly, and there is no ``paper`` preset.
-* Mixup on the pooled embeddings and FuseMix's objective come with the config it extends (``mixup_alpha``
-  and the rest); the official training feeds the tokens to an LLM and has neither.
+Deviations of the defaults, each with its reason:
+
+* Key/value levels: every tap, the query's own included (``kv_levels: all``); officially only the shallower
+  ones. With all, the deep tokens can also attend among themselves in the cross-attention. Both sets are rows
+  of ``bench/tokens.py`` ("mmfuser all taps", "… shallow-only keys/values"); until that measurement is in
+  docs/results.md the default is the earlier one, not one chosen by it.
+* Standard multi-head attention (``attention: standard``; every query sees every key) instead of deformable
+  attention: on a convnet's small grids (7×7 to 28×28 tokens) it costs little and needs no sampling.
+* Mixup on the pooled inputs and FuseMix's objective come with the config it extends (``mixup_alpha`` and the
+  rest); the official training feeds the tokens to an LLM and has neither (the preset sets ``mixup_alpha: 0``).
 
 * Taps of different widths (a convnet's stages: 40 … 1280 channels) are each projected to ``width`` by
   their own LayerNorm + Linear; the official levels are ViT layers of one width and need no projection.
 * Position and level: the official code leaves both as ``TODO`` (``pos = None``). Here every token gets a
   fixed 2-D sine-cosine embedding of its grid position (MAE-style: parameter-free, any square grid) and
-  a learned per-tap level embedding, added to the keys/values and the queries (``level_embed``,
-  ``pos_embed`` turn them off, so their effect can be measured).
-* Attention: standard multi-head attention (``attention: standard``, the default; every query sees every
-  key). ``attention: deformable`` is the paper's multi-scale deformable attention — sampling points per
-  head per level around a reference point, offsets and weights predicted from the query — in pure PyTorch
-  with ``grid_sample`` (no compiled op), as in Deformable-DETR's ``ms_deform_attn_core_pytorch``.
+  a learned per-tap level embedding (``level_embed``, ``pos_embed`` turn them off, so their effect can be
+  measured). Positions go to the queries and keys of standard attention, and to the queries of deformable
+  attention (which reads the keys' positions from its sampling grid, as Deformable-DETR's encoder does).
+* ``attention: deformable`` is the paper's multi-scale deformable attention — sampling points per head per
+  level around a reference point, offsets and weights predicted from the query — in pure PyTorch with
+  ``grid_sample`` (no compiled op), as Deformable-DETR's ``ms_deform_attn_core_pytorch``.
 * After the block: the tokens are pooled into one vector — attention pooling with one learned query
   (``pool: attention``) or the masked mean (``pool: mean``) — then LayerNorm + Linear to ``dim``. MMFuser
   feeds its tokens to an LLM instead; a joint embedding space needs one vector.
@@ -56,11 +66,19 @@ Tokens = dict[str, tuple[torch.Tensor, torch.Tensor]]  # tap → (tokens (B, T, 
 
 @dataclass
 class MMFuserConfig(FuseMixConfig):
-    presets: ClassVar[dict[str, dict[str, Any]]] = {}  # FuseMix's `paper` preset is FuseMix's, not MMFuser's
+    presets: ClassVar[dict[str, dict[str, Any]]] = {  # not FuseMix's: MMFuser's config extends FuseMix's
+        # ms_cross_attn.py MSCrossAttnBlock(d_model, n_levels=4, n_heads=16, n_points=4, init_values=0.) with
+        # builder.py's select_layer=range(4), query_layer=-1: deformable attention of the deepest layer over
+        # the shallower ones only, pos = None (no position or level embedding), no mixup.
+        "paper": {"attention": "deformable", "kv_levels": "shallow", "heads": 16, "points": 4, "gamma_init": 0.0,
+                  "level_embed": False, "pos_embed": False, "mixup_alpha": 0.0},
+    }
     taps: list[str] = field(default_factory=lambda: ["stride8", "stride16", "stride32", "head"])
-    """The image side's taps, shallow to deep: the last one's tokens are the queries, all of them (the
-    query's own included; officially only the shallower ones) are the keys/values (`latentfuse info` lists an
-    encoder's taps)."""
+    """The image side's taps, shallow to deep: the last one's tokens are the queries; which are the
+    keys/values is ``kv_levels`` (`latentfuse info` lists an encoder's taps)."""
+    kv_levels: Annotated[str, OneOf(("all", "shallow"))] = "all"
+    """Keys/values of the cross-attention: every tap, the query's own included (all), or only the taps before
+    the last (shallow; official: the deepest layer queries the shallower ones)."""
     width: Positive = 256
     """Common width every tap is projected to, and the attention's model width."""
     heads: Positive = 8
@@ -84,6 +102,9 @@ class MMFuserConfig(FuseMixConfig):
             raise ConfigError(f"mmfuser: taps {self.taps} name a tap twice")
         if self.width % self.heads:
             raise ConfigError(f"mmfuser: heads={self.heads} must divide width={self.width}")
+        if self.kv_levels == "shallow" and len(self.taps) < 2:
+            raise ConfigError(f"mmfuser: kv_levels: shallow needs at least 2 taps (the last queries the others); "
+                              f"taps: {self.taps}")
 
 
 def sincos_2d(tokens: int, width: int) -> torch.Tensor:
@@ -110,6 +131,8 @@ class FusionBlock(nn.Module):
         super().__init__()
         d = cfg.width
         self.deformable = cfg.attention == "deformable"
+        self.shallow_only = cfg.kv_levels == "shallow"
+        levels -= self.shallow_only  # the query level is no key/value level
         self.query_norm, self.feat_norm, self.norm1 = (nn.LayerNorm(d, eps=1e-6) for _ in range(3))
         if self.deformable:
             self.cross_attn = MultiScaleDeformableAttention(d, levels, cfg.heads, cfg.points)
@@ -122,24 +145,30 @@ class FusionBlock(nn.Module):
 
     def cross(self, levels: list[torch.Tensor], masks: list[torch.Tensor], pos: list[torch.Tensor] | None,
               need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The deepest level's tokens (the last) cross-attending to every level: (attn, weights or None).
+        """The deepest level's tokens (the last) cross-attending to the key/value levels (every level, or those
+        before the last with ``kv_levels: shallow``): (attn, weights or None).
 
-        ``pos``: one (tokens, width) position embedding per level, added to the queries and keys (DETR's
-        way), or None. Weights (B, queries, keys) exist for standard attention only."""
+        ``pos``: one (tokens, width) position embedding per level, added to the queries and, with standard
+        attention, the keys (DETR's way: deformable attention reads positions from its sampling grid and adds
+        them to the queries only), or None. Weights (B, queries, keys) exist for standard attention only."""
         q = self.query_norm(levels[-1])
-        feat = self.feat_norm(torch.cat(levels, dim=1))
+        if pos is not None:
+            q = q + pos[-1]
+        kv = slice(0, len(levels) - 1) if self.shallow_only else slice(0, len(levels))
+        feat = self.feat_norm(torch.cat(levels[kv], dim=1))
         if self.deformable:
-            return self.cross_attn(q, feat, [lv.shape[1] for lv in levels]), None
-        keys = feat + torch.cat(pos, dim=0) if pos is not None else feat
-        return self.cross_attn(q + pos[-1] if pos is not None else q, keys, feat,
-                               key_padding_mask=~torch.cat(masks, dim=1), need_weights=need_weights)
+            return self.cross_attn(q, feat, [lv.shape[1] for lv in levels[kv]]), None
+        keys = feat + torch.cat(pos[kv], dim=0) if pos is not None else feat
+        return self.cross_attn(q, keys, feat, key_padding_mask=~torch.cat(masks[kv], dim=1),
+                               need_weights=need_weights)
 
     def forward(self, levels: list[torch.Tensor], masks: list[torch.Tensor],
                 pos: list[torch.Tensor] | None) -> torch.Tensor:
         attn, _ = self.cross(levels, masks, pos)
         attn1 = self.norm1(attn)
         if self.deformable:
-            attn2 = self.self_attn(attn1, attn1, [attn1.shape[1]])
+            positioned = attn1 + pos[-1] if pos is not None else attn1
+            attn2 = self.self_attn(positioned, attn1, [attn1.shape[1]])
         else:
             positioned = attn1 + pos[-1] if pos is not None else attn1
             attn2, _ = self.self_attn(positioned, positioned, attn1, key_padding_mask=~masks[-1],
@@ -194,8 +223,9 @@ class ImageFuser(nn.Module):
         levels, masks, pos = self.levels(x)
         _, weights = self.block.cross(levels, masks, pos, need_weights=True)
         per_key = weights.mean(dim=(0, 1))  # (keys,), averaged over batch and queries (heads averaged by torch)
-        bounds = torch.cumsum(torch.tensor([0] + [lv.shape[1] for lv in levels]), 0)
-        return {tap: float(per_key[bounds[i]:bounds[i + 1]].sum()) for i, tap in enumerate(self.taps)}
+        taps = self.taps[:-1] if self.block.shallow_only else self.taps
+        bounds = torch.cumsum(torch.tensor([0] + [lv.shape[1] for lv in levels[:len(taps)]]), 0)
+        return {tap: float(per_key[bounds[i]:bounds[i + 1]].sum()) for i, tap in enumerate(taps)}
 
     def gammas(self) -> dict[str, float]:
         """Mean |γ1| (cross-attention branch) and |γ2| (self-attention branch): 0 = the branch is unused."""

@@ -186,14 +186,3 @@ def test_level_attention_shares_sum_to_one_and_gammas_start_at_their_init():
     assert list(shares) == ["shallow", "mid", "deep"] and sum(shares.values()) == pytest.approx(1.0, abs=1e-5)
     assert all(0 < v < 1 for v in shares.values())
     assert image.gammas() == {"gamma1": pytest.approx(0.25), "gamma2": pytest.approx(0.25)}
-
-
-def test_fusemixs_paper_preset_is_not_silently_mmfusers():
-    """MMFuser's config inherits FuseMix's fields, and used to inherit its `paper` preset too: `preset: paper` on
-    mmfuser applied FuseMix's official adapter settings and said nothing (issue 27)."""
-    from latentfuse.errors import ConfigError
-    from latentfuse.methods import make_config
-
-    with pytest.raises(ConfigError, match="method 'mmfuser': unknown preset 'paper'; presets: none"):
-        make_config("mmfuser", {"preset": "paper"})
-    assert make_config("fusemix", {"preset": "paper"}).n_blocks == 4
