@@ -150,6 +150,9 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 distributed.average_gradients(method)
+                if method.max_grad_norm > 0:  # on the true gradients: a scaled one is unscaled first
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(method.parameters(), method.max_grad_norm)
                 scaler.step(optimizer)
                 scaler.update()
                 method.after_step()

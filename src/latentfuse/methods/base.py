@@ -72,6 +72,9 @@ class Method(nn.Module):
     ``predict`` and ``data_options`` below — the only place that knows what kind of thing it learns."""
     default_select: ClassVar[str] = "rsum"
     """The validation metric that picks the best checkpoint when ``train.select`` is empty."""
+    max_grad_norm: ClassVar[float] = 0.0
+    """The trainer clips the gradient norm to this before each step (0 = no clipping); a method whose official
+    recipe clips (DynMM's ``grad_clip``) says so here."""
 
     # ---------------------------------------------------------------- what the method is scored by
     def validate(self, data: PairedFeatures) -> dict[str, Any]:

@@ -16,7 +16,17 @@ temperature schedule, the budget and the depth experts, ``FusionDynMM/train.py``
   ``E[cost] = mean_batch Σ_k w_k · cost_k``;
 * ``freeze`` (the official ``--freeze``, off by default as there): the gate phase trains the gate only.
 
-Deviations, each with its reason:
+``method.options.preset: paper`` is ``imdb_dyn.py``'s ``DynMMNet`` at its argparse defaults, trained as
+MultiBench's ``train()`` does: two experts (``text``; ``fusion`` as MaxOut_MLP late fusion + one Linear), text
+and gate heads as MultiBench ``MLP``s without input norm, τ = 1 fixed and soft in training, the resource term
+λ = 0.1 times the fusion branch's mean gate weight (``resource_units: above-cheapest``), the gradient norm
+clipped at 8 and the best epoch chosen by macro-F1. ``tests/unit/methods/test_dynmm_paper.py`` checks its loss
+against a transcription of ``DynMMNet.forward`` and the MultiBench modules on the same weights, and the clipping
+and selection in a real run. Left to the run: the budget (official: 50 epochs, batch 128, AdamW lr 1e-4, weight
+decay 1e-2, early stop after 7 epochs without a better macro-F1). FusionDynMM's switch to the hard gate after
+``--epoch-hard`` epochs, with τ decaying over them, is ``hard_from``.
+
+Deviations of the defaults, each with its reason:
 
 * The gate reads the cheap side's frozen feature only (``text``), never the costly one: the official gate
   reads both (``MLP(4396, 128, 2)`` on text + VGG features), which means running the image encoder for
@@ -24,8 +34,19 @@ Deviations, each with its reason:
 * ``cost_k`` is measured, not hand-entered: FLOPs per item (counted by torch's ``FlopCounterMode``) of the
   encoder work the expert needs — the cheap side always (the gate reads it), the costly encoder only for
   experts that read it, and only up to the tap it reads — plus the gate's and the expert's head FLOPs.
-  In the loss it is divided by the most expensive expert's cost, so λ and ``budget`` are in units of
-  "the full model": ``budget: 0.4`` = at most 40 % of the most expensive expert on average.
+  In the loss it is divided by the most expensive expert's cost (``resource_units: full-model``), so λ and
+  ``budget`` are in units of "the full model": ``budget: 0.4`` = at most 40 % of the most expensive expert on
+  average. The official term is λ · the costly branch's mean weight; its gradient is 1/(1 − min/max) times
+  ours (×1.47 for MiniLM-L6 text vs lite0 + MiniLM fusion: 0.36 vs 1.13 GFLOPs per item, counted by
+  ``latentfuse.cost.encoder_flops``), so λ values from the paper do not transfer unless
+  ``resource_units: above-cheapest`` (exactly the official term for two experts).
+* Three experts (``text``, ``image``, ``fusion``); the official code discards the image-only branch "due to
+  poor performance" on MM-IMDb. Experts are our LayerNorm-first MLPs (``unimodal_head: ours``,
+  ``fusion_head: late``), not MultiBench's ``MLP`` / ``MaxOut_MLP`` (``official`` / ``maxout``).
+* No gradient clipping and the best epoch by micro-F1 (``grad_clip: 0``, ``select: f1/micro``): micro-F1 is
+  the score latentfuse's reports lead with; the official script selects by macro-F1 and clips at 8. Neither
+  default has been measured against the official choice on val yet (issue 27's DynMM benchmark).
+* ``gumbel`` (off by default) adds Gumbel noise to the gate logits in training; not in the official code.
 * The official modality-level code loads experts pre-trained by separate scripts; here the experts are
   trained first, inside the same run (``expert_epochs``: each expert on its own loss, summed), and their
   epochs are never chosen as the best checkpoint (the gate is untrained then).
@@ -49,7 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import NonNegativeFloat, OneOf, Positive, PositiveFloat, Rate
+from ..config import NonNegative, NonNegativeFloat, OneOf, Positive, PositiveFloat, Rate
 from ..errors import ConfigError
 from ..specs import part
 from ..store.paired import PairedFeatures
@@ -67,9 +88,17 @@ class DynMMConfig(MethodConfig):
     experts: list[str] = field(default_factory=lambda: ["text", "image", "fusion"])
     """The experts, cheapest first: `text` (cheap side only), `image` (costly side only), `fusion` (both,
     late fusion); `image@TAP` / `fusion@TAP` read the costly encoder only up to tap TAP (depth level)."""
-    fusion_head: Annotated[str, OneOf(("late", "fusemix"))] = "late"
-    """The fusion experts' head: `late` (an MLP per side, concatenated, as the official code) or `fusemix`
-    (FuseMix's adapters into a joint space, then [a, b, a⊙b] of the normalised embeddings)."""
+    fusion_head: Annotated[str, OneOf(("late", "maxout", "fusemix"))] = "late"
+    """The fusion experts' head: `late` (our MLP per side, concatenated, one Linear), `maxout` (the official
+    late fusion: MultiBench's MaxOut_MLP per side — BatchNorm, two maxout layers with BatchNorm and dropout 0.3,
+    widths hidden/hidden for the cheap side and 2·hidden/hidden for the costly one — concatenated, one Linear)
+    or `fusemix` (FuseMix's adapters into a joint space, then [a, b, a⊙b] of the normalised embeddings)."""
+    unimodal_head: Annotated[str, OneOf(("ours", "official"))] = "ours"
+    """text / image experts: ours (LayerNorm → Linear → GELU → dropout → Linear → GELU, then dropout → Linear) or
+    the official MultiBench pair MLP(d, h, hidden) → MLP(hidden, hidden, labels) (Linear → ReLU → Linear each,
+    no norm or dropout; h = hidden for the cheap side, 2·hidden for the costly one)."""
+    input_norm: bool = True
+    """LayerNorm on the cheap side's feature before the gate (the official gate MLP has none)."""
     cheap: str = "text"
     """The side every sample runs (the gate reads it)."""
     costly: str = "image"
@@ -92,8 +121,21 @@ class DynMMConfig(MethodConfig):
     """Add Gumbel noise to the gate logits in training (exploration)."""
     resource_weight: NonNegativeFloat = 0.1
     """λ of the resource loss λ·max(0, E[cost] − budget) (official --reg / --loss-ratio)."""
+    resource_units: Annotated[str, OneOf(("full-model", "above-cheapest"))] = "full-model"
+    """What a cost of 1 is in the resource loss: the most expensive expert (full-model: cost_k / max cost), or
+    the step from the cheapest to the most expensive (above-cheapest: (cost_k − min) / (max − min)). With two
+    experts above-cheapest is the official modality-level term, λ · the mean gate weight of the costly branch,
+    so λ values from the paper transfer; full-model's gradient is (1 − min/max) times that."""
     budget: NonNegativeFloat = 0.0
-    """Cost allowed for free, as a fraction of the most expensive expert (official --flop-budget)."""
+    """Cost allowed for free, in resource_units (official --flop-budget)."""
+    hard_from: NonNegative = 0
+    """Gate-phase epochs after which the gate is hard (straight-through one-hot) in training and τ's decay ends
+    its schedule there (FusionDynMM's --epoch-hard with ExpDecayTemp over it); 0 = never (hard decides)."""
+    grad_clip: NonNegativeFloat = 0.0
+    """Clip the gradient norm to this before each step (official clip_val: 8); 0 = no clipping."""
+    select: Annotated[str, OneOf(("f1/micro", "f1/macro"))] = "f1/micro"
+    """The validation F1 that picks the best checkpoint (official: macro for multi-label), unless train.select
+    names another metric."""
     freeze: bool = False
     """Gate phase trains the gate only (official --freeze, off by default there too); false = the experts
     are fine-tuned with the gate."""
@@ -101,6 +143,16 @@ class DynMMConfig(MethodConfig):
     """Epochs that train the experts (each on its own loss) before the gate; train.epochs must be larger."""
     encoder_flops: dict[str, float] = field(default_factory=dict)
     """FLOPs per item of each encoder input: `text`, `image`, `image@TAP` (measured when training starts)."""
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        # ModalityDynMM/multimedia/imdb_dyn.py (DynMMNet, defaults of its argparse) + MultiBench's train(): two
+        # branches (text; late fusion of MaxOut_MLPs + Linear), gate MLP(·, 128, 2), DiffSoftmax at τ = 1, soft
+        # in training, loss BCE + 0.1 · mean weight of the fusion branch, clip_val 8, best epoch by macro-F1.
+        "paper": {"experts": ["text", "fusion"], "fusion_head": "maxout", "unimodal_head": "official",
+                  "input_norm": False, "hidden": 512, "gate_hidden": 128, "tau_start": 1.0, "anneal": "fixed",
+                  "hard": False, "gumbel": False, "resource_weight": 0.1, "resource_units": "above-cheapest",
+                  "budget": 0.0, "freeze": False, "grad_clip": 8.0, "select": "f1/macro"},
+    }
 
 
 def diff_softmax(logits: torch.Tensor, tau: float = 1.0, hard: bool = False, dim: int = -1) -> torch.Tensor:
@@ -140,6 +192,29 @@ def mlp(dim_in: int, hidden: int, dropout: float) -> nn.Sequential:
                          nn.Linear(hidden, hidden), nn.GELU())
 
 
+def multibench_mlp(dim_in: int, hidden: int, dim_out: int) -> nn.Sequential:
+    """MultiBench's ``MLP(indim, hiddim, outdim)``: Linear → ReLU → Linear (its dropout is off by default)."""
+    return nn.Sequential(nn.Linear(dim_in, hidden), nn.ReLU(), nn.Linear(hidden, dim_out))
+
+
+class Maxout(nn.Module):
+    """MultiBench's ``Maxout(d, m, k)``: a Linear to m·k values, the max over each group of k."""
+
+    def __init__(self, dim_in: int, dim_out: int, pool: int = 2) -> None:
+        super().__init__()
+        self.dim_out, self.pool = dim_out, pool
+        self.lin = nn.Linear(dim_in, dim_out * pool)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x).view(*x.shape[:-1], self.dim_out, self.pool).max(dim=-1).values
+
+
+def maxout_mlp(dim_in: int, first: int, second: int) -> nn.Sequential:
+    """MultiBench's ``MaxOut_MLP(·, first, dim_in, second, linear_layer=False)``."""
+    return nn.Sequential(nn.BatchNorm1d(dim_in, eps=1e-4), Maxout(dim_in, first), nn.BatchNorm1d(first),
+                         nn.Dropout(0.3), Maxout(first, second), nn.BatchNorm1d(second), nn.Dropout(0.3))
+
+
 class Expert(nn.Module):
     """One expert: an MLP per side it reads, concatenated (late fusion), then a Linear to the labels; with
     ``fusion_head: fusemix`` a fusion expert maps both sides into a joint space with FuseMix's adapters and
@@ -151,16 +226,27 @@ class Expert(nn.Module):
         reads = {"text": [cfg.cheap], "image": [cfg.costly], "fusion": [cfg.cheap, cfg.costly]}[kind]
         self.in_dims = {side: dims[side] for side in reads}
         self.joint = kind == "fusion" and cfg.fusion_head == "fusemix"
+        first = {side: cfg.hidden if side == cfg.cheap else 2 * cfg.hidden for side in reads}  # official widths
+        labels = len(cfg.labels)
         if self.joint:
             adapter_cfg = FuseMixConfig(dim=cfg.hidden)
             self.branches = nn.ModuleDict({side: Adapter(dims[side], adapter_cfg) for side in reads})
+        elif kind == "fusion" and cfg.fusion_head == "maxout":
+            self.branches = nn.ModuleDict({side: maxout_mlp(dims[side], first[side], cfg.hidden) for side in reads})
+            self.head = nn.Linear(cfg.hidden * len(reads), labels)
+            return
+        elif kind != "fusion" and cfg.unimodal_head == "official":
+            self.branches = nn.ModuleDict({side: multibench_mlp(dims[side], first[side], cfg.hidden)
+                                           for side in reads})
+            self.head = multibench_mlp(cfg.hidden, cfg.hidden, labels)
+            return
         else:
             self.branches = nn.ModuleDict({side: mlp(dims[side], cfg.hidden, cfg.dropout) for side in reads})
         width = cfg.hidden * (3 if self.joint else len(reads))
         # unit-norm embeddings have tiny coordinates: the joint head standardises them, or its logits stay near 0
         # (measured: 34.1 micro-F1 without, every label under-predicted)
         norm = [nn.LayerNorm(width)] if self.joint else []
-        self.head = nn.Sequential(*norm, nn.Dropout(cfg.dropout), nn.Linear(width, len(cfg.labels)))
+        self.head = nn.Sequential(*norm, nn.Dropout(cfg.dropout), nn.Linear(width, labels))
 
     @property
     def reads(self) -> list[str]:
@@ -181,8 +267,6 @@ class DynMM(Method):
     name = "dynmm"
     config_cls = DynMMConfig
     embeds: ClassVar[bool] = False
-    default_select: ClassVar[str] = "f1/micro"
-
     def __init__(self, dims: dict[str, Any], config: DynMMConfig) -> None:
         super().__init__(dims, config)
         if not config.labels:
@@ -204,16 +288,26 @@ class DynMM(Method):
             Expert(kind, {config.cheap: cheap} if kind == "text" else
                    {config.cheap: cheap, config.costly: _width(dims[config.costly], tap)}, config)
             for kind, tap in self.specs)
-        self.gate = nn.Sequential(nn.LayerNorm(cheap), nn.Linear(cheap, config.gate_hidden), nn.ReLU(),
+        self.gate = nn.Sequential(nn.LayerNorm(cheap) if config.input_norm else nn.Identity(),
+                                  nn.Linear(cheap, config.gate_hidden), nn.ReLU(),
                                   nn.Linear(config.gate_hidden, len(self.specs)))
         self.generator: torch.Generator | None = None
         self.tau = config.tau_start
+        self.hard_now = config.hard  # the gate's training form this epoch (hard_from switches it on)
         self.phase = "gate"
         self.flops = self._expert_flops()
 
     @property
     def out_dim(self) -> int:
         return len(self.config.labels)
+
+    @property  # type: ignore[override]
+    def default_select(self) -> str:
+        return self.config.select
+
+    @property  # type: ignore[override]
+    def max_grad_norm(self) -> float:
+        return self.config.grad_clip
 
     # ------------------------------------------------------------------ what it is scored by (dynmm_scoring)
     def validate(self, data: PairedFeatures) -> dict[str, Any]:
@@ -268,7 +362,7 @@ class DynMM(Method):
     def _expert_flops(self) -> list[float]:
         """FLOPs per item of each expert: the cheap encoder + the gate + its costly input (up to its tap) + its head."""
         enc = self.config.encoder_flops
-        gate = _count_flops(self.gate, torch.zeros(1, self.gate[0].normalized_shape[0]))
+        gate = _count_flops(self.gate, torch.zeros(1, self.gate[1].in_features))
         out = []
         for (kind, tap), expert in zip(self.specs, self.experts):
             sample = {side: torch.zeros(1, width) for side, width in expert.in_dims.items()}
@@ -278,7 +372,11 @@ class DynMM(Method):
         return out
 
     def relative_costs(self, like: torch.Tensor) -> torch.Tensor:
+        """Each expert's cost in ``resource_units``: of the full model (cost / max), or of the step from the
+        cheapest expert to the full model ((cost − min) / (max − min))."""
         costs = torch.tensor(self.flops, dtype=like.dtype, device=like.device)
+        if self.config.resource_units == "above-cheapest":
+            return (costs - costs.min()) / (costs.max() - costs.min()).clamp(min=1e-12)
         return costs / costs.max().clamp(min=1e-12)
 
     # ------------------------------------------------------------------ phases
@@ -290,9 +388,11 @@ class DynMM(Method):
         self.phase = "gate"
         for expert in self.experts:
             expert.requires_grad_(not cfg.freeze)
-        gate_epochs = max(1, epochs - cfg.expert_epochs)
-        step = (epoch - cfg.expert_epochs - 1) / max(1, gate_epochs - 1)
-        self.tau = cfg.tau_start if cfg.anneal == "fixed" else cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** step
+        done = epoch - cfg.expert_epochs - 1  # gate-phase epochs finished (FusionDynMM's 0-based epoch)
+        span = cfg.hard_from or max(1, epochs - cfg.expert_epochs - 1)  # ExpDecayTemp's time_len
+        self.tau = cfg.tau_start if cfg.anneal == "fixed" else cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** (
+            done / span)
+        self.hard_now = cfg.hard or bool(cfg.hard_from and done >= cfg.hard_from)
 
     @property
     def selectable(self) -> bool:
@@ -335,7 +435,7 @@ class DynMM(Method):
         gate = self.gate_logits(batch[self.config.cheap])
         if self.config.gumbel:
             gate = gate + gumbel_noise(gate, self.generator)
-        weights = diff_softmax(gate, self.tau, hard=self.config.hard)
+        weights = diff_softmax(gate, self.tau, hard=self.hard_now)
         output = (weights.unsqueeze(-1) * torch.stack(logits, 1)).sum(1)
         task = F.binary_cross_entropy_with_logits(output, labels)
         penalty, expected = resource_loss(weights, self.relative_costs(weights), self.config.budget)
