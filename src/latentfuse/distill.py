@@ -52,16 +52,26 @@ class Student:
     encoders: dict[str, str]
 
 
-def parse_student(spec: str, teacher: JointModel) -> Student:
-    """``image=truncated:stride16,text=glove-transformer`` → dime options + side encoders (see DistillConfig)."""
+# A tower --student does not name follows the dime options' kind for it (a preset may set it): the kind → its spec.
+IMAGE_DEFAULTS = {"attention": "truncated:stride16", "conv": "pixels", "teacher": "teacher"}
+TEXT_DEFAULTS = {"transformer": "glove-transformer", "mlp": "glove-bag", "teacher": "teacher"}
+
+
+def parse_student(spec: str, teacher: JointModel, options: dict[str, Any] | None = None) -> Student:
+    """``image=truncated:stride16,text=glove-transformer`` → dime options + side encoders (see DistillConfig).
+    A tower the spec leaves out follows ``options`` (the user's dime options, a preset resolved): their
+    ``image_student`` / ``text_student`` kind, e.g. ``preset: paper`` keeps the teacher's text tower."""
     image, text = teacher.side_for("image", purpose="distill"), teacher.side_for("text", purpose="distill")
     parts = dict(_key_value(item, spec) for item in spec.split(",") if item.strip())
     unknown = sorted(set(parts) - {"image", "text"})
     if unknown:
         raise ConfigError(f"--student {spec!r}: unknown tower {unknown[0]!r}; write image=KIND,text=KIND")
+    wanted = make_config("dime", dict(options or {}))
+    parts.setdefault("image", IMAGE_DEFAULTS.get(wanted.image_student, "truncated:stride16"))
+    parts.setdefault("text", TEXT_DEFAULTS[wanted.text_student])
     options: dict[str, Any] = {"image_side": image, "text_side": text, "dim": teacher.dim}
     encoders = {}
-    kind, _, arg = parts.get("image", "truncated:stride16").partition(":")
+    kind, _, arg = parts["image"].partition(":")
     if kind == "truncated":
         tap, _, size = arg.partition(":")
         options.update(image_student="attention", image_tap=tap or "stride16")
@@ -80,7 +90,7 @@ def parse_student(spec: str, teacher: JointModel) -> Student:
         encoders[image] = teacher.sides[image].encoder
     else:
         raise ConfigError(f"--student: image={parts['image']!r}; expected truncated[:TAP[:SIZE]], pixels[:SIZE] or teacher")
-    kind, _, arg = parts.get("text", "glove-transformer").partition(":")
+    kind, _, arg = parts["text"].partition(":")
     if kind == "glove-transformer":
         options.update(text_student="transformer", text_tap="words", layers=_whole(arg or "1", "text layers"))
         encoders[text] = GLOVE
@@ -231,8 +241,8 @@ class PoolsJob:
         if not config.teacher:
             raise ConfigError("distill needs -m/--model TEACHER (a trained JointModel folder)")
         self.teacher = JointModel.load(config.teacher, device=rt.device, precision=rt.precision, backend=rt.backend)
-        self.student = parse_student(config.student, self.teacher)
-        self.options = {**self.student.options, **config.options}
+        self.student = parse_student(config.student, self.teacher, config.method.options)
+        self.options = {**self.student.options, **config.method.options}
         if make_config("dime", self.options).logit_scale == 0:  # typos fail here, before any extraction
             self.options["logit_scale"] = teacher_scale(self.teacher)
 

@@ -212,7 +212,7 @@ DISTILL_OPTIONS = st.dictionaries(st.sampled_from(["width", "heads", "layers", "
        batch=st.sampled_from([32, 3, 2, 1]))
 def test_any_pools_and_student_options_distill_or_give_one_line_error(tmp_path_factory, teacher, n_images, lines,
                                                                       student, options, batch):
-    from latentfuse.config import DistillConfig, TrainConfig
+    from latentfuse.config import DistillConfig, StudentMethod, TrainConfig
     from latentfuse.distill import distill
 
     root = tmp_path_factory.mktemp("distill")
@@ -223,7 +223,7 @@ def test_any_pools_and_student_options_distill_or_give_one_line_error(tmp_path_f
     texts = root / "captions.txt"
     texts.write_text("\n".join(lines) + "\n", encoding="utf-8")
     config = DistillConfig(teacher=str(teacher), images=[f"images:{folder}"], texts=[f"lines:{texts}"],
-                           student=student, out=str(root / "student"), options=options,
+                           student=student, out=str(root / "student"), method=StudentMethod(options),
                            store=StoreConfig(root=str(root / "store")),
                            train=TrainConfig(epochs=1, batch_size=batch, threads=1))
     try:

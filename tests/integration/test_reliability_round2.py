@@ -162,14 +162,14 @@ def test_frozen_encoders_of_different_widths_are_refused_by_cross_side_tasks(tmp
 
 
 def test_distill_with_heads_that_do_not_divide_the_width_is_one_line(shapes, tmp_path):
-    """`distill --set options.heads=3` was torch's AssertionError from inside the attention layer."""
+    """`distill --set method.options.heads=3` was torch's AssertionError from inside the attention layer."""
     from click.testing import CliRunner
 
     from latentfuse.cli import app
 
     result = CliRunner().invoke(app, ["distill", "-m", str(shapes["model"]), "--images", f"images:{shapes['images']}",
                                       "--texts", f"images:{shapes['images']}", "--out", str(tmp_path / "student"),
-                                      "--set", "options.heads=3"])
+                                      "--set", "method.options.heads=3"])
     assert isinstance(result.exception, ConfigError), result.exception
     assert "dime: heads=3 must divide width=256" in str(result.exception)
     assert not (tmp_path / "student").exists()

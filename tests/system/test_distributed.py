@@ -167,7 +167,7 @@ def test_cli_distill_with_nproc_2_trains_and_saves_one_student(tmp_path, shapes)
         "--images", f"images:{shapes['images']}", "--texts", f"lines:{captions}",
         "--student", "image=truncated:stride16,text=glove-transformer", "--out", str(out), "--epochs", "4",
         "--store", str(tmp_path / "store"), "--set", "train.batch_size=32", "--set", "train.threads=1",
-        "--set", "options.width=64", "--device", "cpu", "--nproc", "2"], capture_output=True, text=True, timeout=600)
+        "--set", "method.options.width=64", "--device", "cpu", "--nproc", "2"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2, 3, 4]  # one log, rank 0's

@@ -300,6 +300,14 @@ class RunConfig(FeatureConfig):
 
 
 @dataclass
+class StudentMethod:
+    """The method ``distill`` trains is always ``dime``; its options sit where ``train``'s do (method.options)."""
+
+    options: dict[str, Any] = field(default_factory=dict)
+    """`dime` method options (w_pvl, t_vl, width, preset: paper, ...; `latentfuse info --config` lists them)."""
+
+
+@dataclass
 class DistillConfig:
     """``latentfuse distill``: a trained JointModel (the teacher) → small student towers, from unpaired pools."""
 
@@ -310,11 +318,12 @@ class DistillConfig:
     only their images are read."""
     texts: Annotated[list[str], Flag("--texts")] = field(default_factory=list)
     """Sentence pools (e.g. lines:FILE, flickr8k:DIR, sts-b); only their sentences are read, shuffled."""
-    student: Annotated[str, Flag("--student")] = "image=truncated:stride16,text=glove-transformer"
+    student: Annotated[str, Flag("--student")] = ""
     """Student towers, IMAGE,TEXT: image=truncated[:TAP[:SIZE]] | pixels[:SIZE] | teacher and
-    text=glove-transformer[:LAYERS] | glove-bag | teacher."""
-    options: dict[str, Any] = field(default_factory=dict)
-    """More `dime` method options (w_pvl, t_vl, width, ...; `latentfuse info --config` lists them)."""
+    text=glove-transformer[:LAYERS] | glove-bag | teacher. A tower not named follows the dime options
+    (image_student, text_student): truncated:stride16 and glove-transformer by default, the teacher's text tower
+    under `preset: paper`."""
+    method: StudentMethod = field(default_factory=StudentMethod)
     val: Annotated[str, Flag("--val")] = ""
     """A paired source whose val split picks the best checkpoint by retrieval ('' = the lowest loss)."""
     val_split: str = "val"

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from latentfuse.cli import app
-from latentfuse.config import TrainConfig
+from latentfuse.config import StudentMethod, TrainConfig
 from latentfuse.distill import unpaired
 from latentfuse.eval.retrieval import retrieval_metrics
 from latentfuse.losses import distill_kl
@@ -98,11 +98,51 @@ def test_the_total_is_the_weighted_sum_and_terms_switch_off():
     assert "cross" not in without
 
 
+def released_get_loss(student_img_feat, teacher_img_feat, teacher_text_feat, t_vl=1.0, t_pvl=3.0, w_vl=0.7,
+                      w_pvl=0.3):
+    """Training/utils/utils.py ``get_loss`` with --use_pvl_loss (udist off) and split_network's ``create_logits``
+    (scale 100, L2-normalised), KLDivLoss(reduction="batchmean") of ``compute_kl_loss``; the student's text
+    features are the teacher's."""
+    import torch.nn.functional as F
+
+    kl_loss = torch.nn.KLDivLoss(reduction="batchmean")
+
+    def create_logits(x1, x2, logit_scale=100):
+        x1, x2 = x1 / x1.norm(dim=-1, keepdim=True), x2 / x2.norm(dim=-1, keepdim=True)
+        return logit_scale * x1 @ x2.t(), logit_scale * x2 @ x1.t()
+
+    def compute_kl_loss(teacher_logits, student_logits, temp):
+        return kl_loss(F.log_softmax(student_logits / temp, dim=1), F.softmax(teacher_logits / temp, dim=1))
+
+    student_text_feat = teacher_text_feat
+    teacher_img_logits, _ = create_logits(teacher_img_feat, teacher_img_feat)
+    student_img_logits, _ = create_logits(student_img_feat, teacher_img_feat)
+    pvl_loss = 2 * compute_kl_loss(teacher_img_logits, student_img_logits, t_pvl)
+    teacher_img_text_logits, teacher_text_img_logits = create_logits(teacher_img_feat, teacher_text_feat)
+    student_img_text_logits, student_text_img_logits = create_logits(student_img_feat, student_text_feat)
+    vl_loss = compute_kl_loss(teacher_img_text_logits, student_img_text_logits, t_vl) + compute_kl_loss(
+        teacher_text_img_logits, student_text_img_logits, t_vl)
+    return w_vl * vl_loss + w_pvl * pvl_loss
+
+
 def test_the_paper_preset_is_the_released_loss():
     paper = make_config("dime", {"preset": "paper"})
     assert (paper.logit_scale, paper.w_cross, paper.w_vl, paper.w_pvl, paper.w_udist) == (100.0, 0.0, 0.7, 0.3, 0.0)
-    assert (paper.t_vl, paper.t_pvl, paper.t_udist) == (1.0, 3.0, 7.0)
+    assert (paper.t_vl, paper.t_pvl, paper.text_student) == (1.0, 3.0, "teacher")
     assert make_config("dime", {}).logit_scale == 0.0  # resolved to the teacher's own scale by `distill`
+    teacher = build_method("fusemix", {"image": 12, "text": 9}, {"dim": 16, "hidden": 32})
+    spec = {"method": "fusemix", "method_config": teacher.config_dict(), "dims": teacher.dims}
+    method = build_method("dime", {"image": 20, "text": 9}, {"preset": "paper", "image_student": "mlp", "dim": 16,
+                                                            "width": 32, "teacher": spec}).eval()
+    gen = torch.Generator().manual_seed(0)
+    batch = {"image": torch.randn(8, 20, generator=gen), "text": torch.randn(8, 9, generator=gen),
+             "targets": {"image": torch.randn(8, 16, generator=gen), "text": torch.randn(8, 16, generator=gen)}}
+    with torch.no_grad():
+        ours, parts = method.loss(batch)
+        theirs = released_get_loss(method.project("image", batch["image"]), batch["targets"]["image"],
+                                   batch["targets"]["text"])
+    assert set(parts) == {"image_vl", "image_pvl", "image_udist"} and float(ours) > 0.1
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
 
 
 def test_a_teacher_tower_is_frozen_and_adds_no_terms():
@@ -219,7 +259,7 @@ def test_distill_cli_end_to_end_with_a_truncated_backbone(tmp_path, shapes):
         "-q", "distill", "--teacher", str(shapes["model"]), "--images", f"images:{shapes['images']}",
         "--texts", f"lines:{captions}", "--student", "image=truncated:stride16,text=glove-transformer",
         "--out", str(out), "--epochs", "60", "--store", str(shapes["store"]),
-        "--set", "train.batch_size=32", "--set", "train.threads=1", "--set", "options.width=64",
+        "--set", "train.batch_size=32", "--set", "train.threads=1", "--set", "method.options.width=64",
         "--val", f"pairs:{shapes['pairs']}", "--set", "val_split=all", "--set", "test_split=all"])
     assert result.exit_code == 0, result.output
     student = latentfuse.load(out, backend="torch")  # torch forward hooks show which blocks run
@@ -291,7 +331,7 @@ def test_resume_with_another_teacher_in_the_same_folder_is_refused(tmp_path, sha
     config = DistillConfig(teacher=str(teacher), images=[f"images:{shapes['images']}"],
                            texts=[f"lines:{captions}"], student="image=truncated:stride16",
                            out=str(tmp_path / "student"), store=StoreConfig(root=str(shapes["store"])),
-                           train=TrainConfig(epochs=1, batch_size=32, threads=1), options={"width": 32})
+                           train=TrainConfig(epochs=1, batch_size=32, threads=1), method=StudentMethod({"width": 32}))
     distill(config, progress=False)
     other = latentfuse.load(teacher)
     with torch.no_grad():

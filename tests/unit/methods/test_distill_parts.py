@@ -108,6 +108,27 @@ def test_student_grammar_errors_say_what_is_expected(shapes):
     assert kept.encoders["text"] == "minilm-l6" and kept.options["teacher"]["method"] == "fusemix"
 
 
+def test_towers_the_student_spec_leaves_out_follow_the_dime_options_so_the_paper_preset_is_one_flag(shapes):
+    """`distill --set method.options.preset=paper` distilled a GloVe text tower too (the --student default named
+    it): the released configuration distils the image tower alone."""
+    import latentfuse
+    from latentfuse.config import DistillConfig
+    from latentfuse.config.recipes import load_recipe
+    from latentfuse.distill import parse_student
+
+    teacher = latentfuse.load(shapes["model"])
+    default = parse_student("", teacher)
+    assert default.encoders == {"image": "efficientnet-lite0", "text": "glove-6b-50d"}
+    assert (default.options["image_student"], default.options["text_student"]) == ("attention", "transformer")
+    paper = parse_student("", teacher, {"preset": "paper"})
+    assert paper.encoders["text"] == "minilm-l6" and paper.options["text_student"] == "teacher"
+    assert paper.options["image_student"] == "attention"
+    assert parse_student("text=glove-bag", teacher, {"preset": "paper"}).options["text_student"] == "mlp"  # named
+    assert parse_student("", teacher, {"image_student": "conv"}).encoders["image"] == "pixels:96"
+    recipe = load_recipe("dime-paper", DistillConfig)
+    assert recipe.method.options == {"preset": "paper"} and recipe.student == ""
+
+
 def test_a_truncated_student_of_an_ensemble_teacher_runs_its_first_member_alone(shapes):
     import dataclasses
 
