@@ -16,7 +16,12 @@ Deviations, each with its reason:
 * Block: a Dropout also after the block's second Linear (official: only after the GELU).
 * Mixup: each pair is mixed with a shuffled partner (one permutation, one λ ~ Beta(α, α) for both sides),
   so the batch keeps its size; the official forward mixes the batch's first half with its second half
-  (halving it) and keeps the permutation form commented out. Every pair stays a contrastive negative.
+  (halving it) and keeps the permutation form commented out (``mixup_pairs: halves``). With a shuffled
+  partner every mixed row shares a component with another row of the batch (row i mixes x_i with x_π(i),
+  row π⁻¹(i) mixes x_π⁻¹(i) with x_i): a negative that is partly the positive, which the halves have not. ``bench/mixup_pairs.py`` measures both on the shipped default (docs/results.md, "Mixup partners").
+* Not implemented, no-ops at the paper's configuration: the official α schedulers (``mixup.py``; the run
+  config's ``cosine_mixup_alpha`` goes from ``init_mixup_alpha`` 1.0 to ``max_mixup_alpha`` 1.0, a constant
+  α = 1) and the datasets' feature noise (``noise_std: 0`` for every dataset of the run config).
 * Temperature: learned as a log logit scale, τ clamped to [``temperature_min`` = 0.01, 1]; the official
   code learns τ itself (init 0.07) clamped to [0.001, 0.5]. CLIP's clamp, for a stable logit scale.
 * Multi-positive targets (``multi_positive``, off by default): an addition, not in the official code, which
