@@ -45,6 +45,22 @@ def test_the_site_builds_strict_and_its_registry_reference_lists_everything(site
     assert "fonts.googleapis" not in (site / "index.html").read_text()  # builds and reads offline
 
 
+def test_the_methods_page_renders_each_papers_docstring_and_every_method_has_a_paper_preset(site):
+    """The deviation lists live in the modules' docstrings; the docs render them, so the two cannot disagree."""
+    import re
+
+    from latentfuse.methods import METHODS, method_class
+
+    page = re.sub(r"<[^>]+>", "", html.unescape((site / "reference" / "methods" / "index.html").read_text()))
+    for name in ("fusemix", "lightcrl", "mmfuser", "dime", "dynmm"):
+        module = __import__(method_class(name).__module__, fromlist=["_"])
+        first_line = module.__doc__.strip().splitlines()[0]
+        assert first_line in page, name
+        assert "paper" in method_class(name).config_cls.presets, name
+        assert "Deviations" in module.__doc__ and "preset: paper" in module.__doc__, name
+    assert set(METHODS.names()) >= {"fusemix", "lightcrl", "mmfuser", "dime", "dynmm"}
+
+
 def test_the_readme_is_a_front_door():
     lines = README.read_text().splitlines()
     assert len(lines) <= 250
