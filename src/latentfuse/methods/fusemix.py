@@ -33,7 +33,9 @@ Deviations, each with its reason:
 
 ``method.options.preset: paper`` reproduces the official adapter and objective exactly — blocks at the
 encoder's width (``project_input: false``), no input norm/dropout, no dropout after a block, τ clamped to
-[0.001, 0.5], mixup on half-batches — so each deviation above can be measured against it. The training
+[0.001, 0.5], mixup on half-batches — so each deviation above can be measured against it.
+``tests/unit/methods/test_fusemix_paper.py`` checks its loss against a transcription of the official
+``MLPContrastiveFusion.forward`` on the same weights and λ. The training
 budget (batch, epochs, warm-up) stays the run's ``train`` config: the paper's batch of 40,960 is larger
 than most datasets this runs on (Flickr8k train has 30,000 pairs). τ stays parameterised as a log scale.
 """

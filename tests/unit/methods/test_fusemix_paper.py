@@ -58,3 +58,41 @@ def test_the_paper_preset_trains_far_above_chance(tmp_path):
     Trainer(method, TrainConfig(epochs=6, batch_size=128, lr=1e-3, threads=1), tmp_path, validate).fit(
         train, val, progress=False)
     assert validate(method, val)["b2a"]["R@5"] > 10 * 100 * 5 / 200
+
+
+def official_forward(method, vis_embed, text_embed, lam):
+    """MLPContrastiveFusion.forward (lavis/models/fusion_models/mlp_contrastive_fusion.py) with mixup_alpha > 0 and
+    the λ np.random.beta drew, on our adapters' weights: Block = x + fn(ln(x)), then LayerNorm + Linear."""
+    import torch.nn.functional as F
+
+    def proj(adapter, x):
+        layers = list(adapter.net)[3:]  # past the preset's no-op input norm, dropout and projection
+        *blocks, norm, linear = layers
+        for block in blocks:
+            ln, fc1, gelu, drop, fc2, _ = block.mlp
+            x = x + fc2(drop(gelu(fc1(ln(x)))))
+        return linear(norm(x))
+
+    vis_embed1, vis_embed2 = vis_embed.chunk(2)
+    text_embed1, text_embed2 = text_embed.chunk(2)
+    vis_embed = lam * vis_embed1 + (1 - lam) * vis_embed2
+    text_embed = lam * text_embed1 + (1 - lam) * text_embed2
+    temp = torch.tensor(1.0 / float(method.logit_scale())).clamp(0.001, 0.5)
+    v = F.normalize(proj(method.adapters["image"], vis_embed), dim=-1)
+    t = F.normalize(proj(method.adapters["text"], text_embed), dim=-1)
+    label = torch.arange(len(v))
+    return (F.cross_entropy(v @ t.T / temp, label) + F.cross_entropy(t @ v.T / temp, label)) / 2
+
+
+def test_the_paper_preset_loss_is_the_official_forward_on_the_same_weights():
+    method = build_method("fusemix", {"image": 24, "text": 16}, {"preset": "paper", "n_blocks": 2}).eval()
+    method.generator = torch.Generator().manual_seed(3)
+    gen = torch.Generator().manual_seed(0)
+    batch = {"image": torch.randn(10, 24, generator=gen), "text": torch.randn(10, 16, generator=gen)}
+    with torch.no_grad():
+        for parameter in method.parameters():  # off the init, so every weight counts
+            parameter.add_(0.1 * torch.randn(parameter.shape, generator=gen))
+        ours, extras = method.loss(batch)
+        theirs = official_forward(method, batch["image"], batch["text"], extras["lambda"])
+    assert 0 < extras["lambda"] < 1
+    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-5)
