@@ -1,5 +1,6 @@
-"""Token features on Flickr8k: MMFuser (2, 3 and all taps; standard and deformable attention), the last tap
-alone, LightCRL pooled and on tokens (six ops), FuseMix default and its `paper` preset — same cached
+"""Token features on Flickr8k: MMFuser (2, 3 and all taps; standard and deformable attention; the official
+key/value set and its `paper` preset), the last tap alone, LightCRL pooled and on tokens (six ops, ours and the
+official form: its `paper` preset), FuseMix default and its `paper` preset — same cached
 features, same split and protocol as bench.flickr8k, the same training budget for every row.
 
     python -m bench.tokens              # every row not finished yet, each in its own process
@@ -55,6 +56,7 @@ ROWS: dict[str, MethodSpec] = {  # in the order they run: the comparisons the is
     "mmfuser all taps, no level / position embeddings (official TODO)": MethodSpec(
         "mmfuser", {**MMFUSER, "taps": ALL_TAPS, "level_embed": False, "pos_embed": False}),
     "fusemix `paper` preset": MethodSpec("fusemix", {"preset": "paper"}),
+    **{f"lightcrl paper preset ({op})": MethodSpec("lightcrl", {"preset": "paper", "fusion": op}) for op in FUSIONS},
 }
 EVAL_JOBS = [Job("zeroshot", "fashion-mnist"), Job("linear-probe", "fashion-mnist")]
 HEADER = ["method", "t2i R@1/5/10", "i2t R@1/5/10", "FMNIST 0-shot top-1", "FMNIST probe acc",
