@@ -3,7 +3,7 @@ against each static expert, at the modality level (text / image / fusion) and th
 the image encoder stopped after stage k).
 
     python -m bench.dynmm            # every row not finished yet (rows are cached under runs/bench/dynmm/)
-    python -m bench.dynmm --only "static,dynmm two"   # the rows whose label starts with one of these
+    python -m bench.dynmm --only "static text,static fusion,dynmm two*"   # these rows (* ends a prefix)
     python -m bench.dynmm --report   # table + plot of the finished rows
 
 Every row trains on the cached frozen features of the train split (efficientnet-lite0 + minilm-l6, the
@@ -148,7 +148,8 @@ def main() -> None:
     results = []
     for label, options in rows().items():
         done = RESULTS / "dynmm" / slug(label) / "row.json"
-        if (report_only or (only and not label.startswith(tuple(only)))) and not done.exists():
+        named = any(label == o or (o.endswith("*") and label.startswith(o[:-1])) for o in only)
+        if (report_only or (only and not named)) and not done.exists():
             continue
         print(f"── {label}", flush=True)
         results.append(run_row(label, options, data))
