@@ -6,8 +6,9 @@ temperature schedule, the budget and the depth experts, ``FusionDynMM/train.py``
 (``ExpDecayTemp``) and ``src/models/model_skip_mod_globalgate.py``:
 
 * experts: ``text`` (the cheap side alone), ``image`` (the costly side alone), ``fusion`` (late fusion: one
-  MLP per side, concatenated, one Linear — the official ``MMDL(..., Concat(), Linear)``); a multi-label
-  head each (``BCEWithLogitsLoss``, as the official ``task="multilabel"``);
+  encoder per side, concatenated, one Linear — the shape of the official ``MMDL(encoders, Concat(), Linear)``,
+  whose encoders are MaxOut_MLPs: ``fusion_head: maxout``); a multi-label head each (``BCEWithLogitsLoss``, as
+  the official ``task="multilabel"``);
 * ``DiffSoftmax``: ``softmax(logits / τ)``, with a straight-through one-hot when hard; soft in training
   unless ``hard`` (the official ``--hard``), always hard at inference; output ``Σ_k w_k · E_k``;
 * τ decays exponentially from ``tau_start`` (1) to ``tau_end`` (0.001) as ``ExpDecayTemp`` does, or stays
