@@ -10,14 +10,16 @@ Every row trains on the cached frozen features of the train split (efficientnet-
 default encoders), picks its checkpoint on val micro-F1 and reports the test split: micro / macro F1, the
 share of test samples that ran the image encoder, and the mean MFLOPs per sample (counted by torch's
 FlopCounterMode: the text encoder + gate for every sample, the image encoder up to the tap an expert
-reads, the heads). A static expert is DynMM with that one expert. λ is chosen on **val**: the largest λ
-whose val micro-F1 is within 1 point of the best static expert's val micro-F1; the table marks it.
+reads, the heads). A static expert is DynMM with that one expert. Each group's configuration is chosen on
+**val**: among its rows within 1 val micro-F1 point of the best static expert, the one that runs the image
+encoder on the fewest val samples; the table marks it.
 
 The paper's claim, tested in kind: the configuration chosen on val runs the image encoder on ≤ 60 % of test
 samples with test micro-F1 within 1 point of the best static expert's. Besides the three-expert sweeps, the
 "two-expert" group is the official modality-level shape — text and fusion (here FuseMix's head, the best static
 fusion expert), the official resource term (``resource_units: above-cheapest``: λ · the fusion branch's mean
-weight) — over a finer λ grid. ``docs/benchmarks/dynmm.json`` holds the table and that verdict.
+weight) — over a finer λ grid, and with a budget (free below it, λ = 1 above). ``docs/benchmarks/dynmm.json``
+holds the table and that verdict.
 """
 from __future__ import annotations
 
@@ -34,12 +36,13 @@ from latentfuse.data import build_source
 from latentfuse.config import StoreConfig
 from latentfuse.utils import atomic
 
-from .common import bench_config, RESULTS, flickr8k_dir, fmt, markdown, publish, scatter_plot
+from .common import PUBLISHED, RESULTS, bench_config, flickr8k_dir, fmt, markdown, publish, scatter_plot
 from .flickr8k import cached_run
 
 EPOCHS, EXPERT_EPOCHS = 6, 2  # measured at 12 / 4: late fusion on the pooled feature overfits after epoch 3 (val micro-F1 70.1 → 64.0)
 LAMBDAS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
-FINE_LAMBDAS = (0.003, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+FINE_LAMBDAS = (0.003, 0.005, 0.007, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+BUDGETS = (0.3, 0.5)
 TWO_EXPERTS = {"experts": ["text", "fusion"], "fusion_head": "fusemix", "resource_units": "above-cheapest"}
 DEPTH = ["stride16", "stride32", "head"]
 MODALITY = ["text", "image", "fusion"]
@@ -58,6 +61,8 @@ def rows() -> dict[str, dict[str, Any]]:
         out[f"dynmm depth λ={lam:g}"] = {"experts": DEPTH_EXPERTS, "resource_weight": lam}
     for lam in FINE_LAMBDAS:
         out[f"dynmm two-expert λ={lam:g}"] = {**TWO_EXPERTS, "resource_weight": lam}
+    for budget in BUDGETS:  # free below the budget, a steep price above it
+        out[f"dynmm two-expert budget={budget:g} λ=1"] = {**TWO_EXPERTS, "resource_weight": 1.0, "budget": budget}
     return out
 
 
@@ -91,14 +96,16 @@ def val_metrics(config: RunConfig, out: Path) -> dict[str, Any]:
 
 
 def chosen_lambdas(results: list[dict[str, Any]]) -> set[str]:
-    """Per level, the label of the largest λ whose val micro-F1 is within 1 point of the best static expert's."""
+    """Per level, among the rows whose val micro-F1 is within 1 point of the best static expert's, the one that
+    runs the image encoder on the fewest val samples (ties: the larger λ) — all read on val."""
     best_static = max(r["val"]["f1"]["micro"] for r in results if r["label"].startswith("static"))
     chosen = set()
     for level in ("modality", "depth", "two-expert"):
         ok = [r for r in results if r["label"].startswith(f"dynmm {level}")
               and r["val"]["f1"]["micro"] >= best_static - 1.0]
         if ok:
-            chosen.add(max(ok, key=lambda r: r["options"]["resource_weight"])["label"])
+            chosen.add(min(ok, key=lambda r: (r["val"]["costly_encoder_fraction"],
+                                              -r["options"]["resource_weight"]))["label"])
     return chosen
 
 
@@ -115,11 +122,11 @@ def table(results: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
-    marker = {"static": "s", "dynmm modality": "o", "dynmm depth": "^"}
+    marker = {"static": "s", "dynmm modality": "o", "dynmm depth": "^", "dynmm two-expert": "D"}
     points = [(r["test"]["mflops_per_sample"], r["test"]["f1"]["micro"], r["label"],
                next(m for prefix, m in marker.items() if r["label"].startswith(prefix))) for r in results]
     scatter_plot(points, path, "mean MFLOPs per sample (test)", "Flickr8k-Tags test micro-F1",
-                 "DynMM: λ sweep vs static experts (■ static, ● modality, ▲ depth)")
+                 "DynMM: λ sweep vs static experts (■ static, ● modality, ▲ depth, ◆ two-expert)")
 
 
 def verdict(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -157,7 +164,7 @@ def main() -> None:
     print(text)
     atomic.write_json(RESULTS / "dynmm.json", results)
     atomic.write_text(RESULTS / "dynmm.md", text + "\n")
-    plot(results, RESULTS / "dynmm.png")
+    plot(results, PUBLISHED / "dynmm.png")
     publish("dynmm", "python -m bench.dynmm", HEADER, table(results), rows=results, verdict=verdict(results),
             encoders="efficientnet-lite0 + minilm-l6", epochs=EPOCHS, expert_epochs=EXPERT_EPOCHS)
 
