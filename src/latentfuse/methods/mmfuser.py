@@ -264,3 +264,12 @@ class MMFuser(ContrastiveMethod):
 
     def project(self, side: str, x: Any) -> torch.Tensor:
         return self.heads[side](x)
+
+    def loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The shared contrastive loss; the γ gates' opening (mean |γ1|, |γ2|) rides along in the step's
+        extras, so ``metrics.jsonl`` records how far the block opened epoch by epoch."""
+        loss, extras = super().loss(batch)
+        for head in self.heads.values():
+            if isinstance(head, ImageFuser):
+                extras.update(head.gammas())
+        return loss, extras

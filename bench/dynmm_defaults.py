@@ -1,0 +1,81 @@
+"""What `latentfuse train --data flickr8k-tags:DIR --method dynmm` gives with nothing else set — the shipped
+recipe's encoders (three EfficientNet-Lites + MiniLM) and training budget — for candidate DynMM defaults,
+chosen on val, test reported once beside it.
+
+    python -m bench.dynmm_defaults      # one run per candidate (~2 min each on 2 cores, features cached)
+
+Candidates: the defaults before this benchmark, the static experts they are measured against, and the
+two-expert shape of ``bench.dynmm`` (text + FuseMix-head fusion, the official resource term) at its λ.
+The default is the candidate with the best val micro-F1 among those that run the image encoder on ≤ 60 % of
+val samples (else the best val micro-F1). Results: ``docs/benchmarks/dynmm-defaults.json``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from latentfuse.config import RunConfig
+from latentfuse.config.recipes import load_recipe
+from latentfuse.data import build_source
+from latentfuse.methods.dynmm_scoring import classification_metrics
+from latentfuse.model import JointModel
+from latentfuse.pipeline import side_encoders, split_features
+
+from .common import RESULTS, flickr8k_dir, fmt, publish
+from .flickr8k import cached_run
+
+TWO = {"experts": ["text", "fusion"], "fusion_head": "fusemix", "resource_units": "above-cheapest"}
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "defaults before (text, image, late fusion; λ = 0.1)": {},
+    "static text": {"experts": ["text"]},
+    "static fusion (late)": {"experts": ["fusion"]},
+    "static fusion (fusemix head)": {"experts": ["fusion"], "fusion_head": "fusemix"},
+    "two experts, fusemix head, official term λ = 0.003": {**TWO, "resource_weight": 0.003},
+    "two experts, fusemix head, official term λ = 0.005": {**TWO, "resource_weight": 0.005},
+}
+
+
+def config(data: Path, label: str, options: dict[str, Any]) -> RunConfig:
+    shipped = load_recipe("default", RunConfig)
+    shipped.data.source = f"flickr8k-tags:{data}"
+    shipped.method = dataclasses.replace(shipped.method, name="dynmm", options=options)
+    slug = "".join(c if c.isalnum() else "-" for c in label).strip("-")[:60]
+    return dataclasses.replace(shipped, baselines=[], out=str(RESULTS / "dynmm-defaults" / slug))
+
+
+def val_metrics(cfg: RunConfig) -> dict[str, Any]:
+    model = JointModel.load(cfg.out)
+    source = build_source(cfg.data.source)
+    features = split_features(source, cfg.data.val_split, side_encoders(source, cfg.encoders), cfg.store,
+                              progress=False)
+    return classification_metrics(model.method, features)
+
+
+def main() -> None:
+    data = flickr8k_dir()
+    if data is None:
+        return
+    rows = []
+    for label, options in CANDIDATES.items():
+        cfg = config(data, label, options)
+        test = cached_run(cfg)[0]
+        val = val_metrics(cfg)
+        rows.append({"label": label, "options": options, "val": val, "test": test["metrics"],
+                     "train_seconds": test.get("train_seconds")})
+        print(f"{label}: val micro-F1 {val['f1']['micro']:.1f} ({100 * val['costly_encoder_fraction']:.0f} % image), "
+              f"test {test['metrics']['f1']['micro']:.1f}", flush=True)
+    thrifty = [r for r in rows if r["val"]["costly_encoder_fraction"] <= 0.6]
+    chosen = max(thrifty or rows, key=lambda r: r["val"]["f1"]["micro"])["label"]
+    header = ["candidate", "val micro-F1", "val image runs", "test micro-F1", "test macro-F1", "test image runs",
+              "train s"]
+    cells = [[r["label"] + (" ← chosen on val" if r["label"] == chosen else ""), fmt(r["val"]["f1"]["micro"]),
+              f"{100 * r['val']['costly_encoder_fraction']:.0f} %", fmt(r["test"]["f1"]["micro"]),
+              fmt(r["test"]["f1"]["macro"]), f"{100 * r['test']['costly_encoder_fraction']:.0f} %",
+              fmt(r["train_seconds"])] for r in rows]
+    publish("dynmm-defaults", "python -m bench.dynmm_defaults", header, cells, rows=rows, chosen=chosen)
+    print(chosen)
+
+
+if __name__ == "__main__":
+    main()
