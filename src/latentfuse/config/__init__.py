@@ -17,7 +17,7 @@ import typing
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import yaml
 
@@ -324,6 +324,7 @@ class DistillConfig:
     (image_student, text_student): truncated:stride16 and glove-transformer by default, the teacher's text tower
     under `preset: paper`."""
     method: StudentMethod = field(default_factory=StudentMethod)
+    moved_keys: ClassVar[dict[str, str]] = {"options": "method.options"}  # where keys of older configs went
     val: Annotated[str, Flag("--val")] = ""
     """A paired source whose val split picks the best checkpoint by retrieval ('' = the lowest loss)."""
     val_split: str = "val"
@@ -434,8 +435,11 @@ def from_dict(cls: type, data: Any, where: str = "config", prefix: str = "") -> 
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
+        moved = [f"{prefix + k} is now {prefix + getattr(cls, 'moved_keys')[k]}" for k in unknown
+                 if k in getattr(cls, "moved_keys", {})]  # a key a release moved: say where it went
         raise ConfigError(f"{where}: unknown key(s) {', '.join(prefix + k for k in unknown)}; "
-                          f"valid keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(sorted(known))}")
+                          f"valid keys{' under ' + prefix.rstrip('.') if prefix else ''}: {', '.join(sorted(known))}"
+                          + (f" ({'; '.join(moved)})" if moved else ""))
     values = {key: _coerce(hints[key], value, where, prefix + key) for key, value in data.items()}
     return cls(**values)
 

@@ -40,3 +40,15 @@ def test_errors_say_what_is_expected(call, message):
 def test_did_you_mean():
     assert specs.did_you_mean("minilm-l7", ["minilm-l6", "e5-small"]) == " Did you mean 'minilm-l6'?"
     assert specs.did_you_mean("zzz", ["minilm-l6"]) == ""
+
+
+def test_a_key_a_release_moved_says_where_it_went():
+    """distill's dime options moved from `options` to `method.options` (as train's); the old key names the new."""
+    import pytest
+
+    from latentfuse.config import DistillConfig, apply_overrides
+    from latentfuse.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) options; .*\(options is now method.options\)$"):
+        apply_overrides(DistillConfig(), ["options.width=64"])
+    assert apply_overrides(DistillConfig(), ["method.options.width=64"]).method.options == {"width": 64}
