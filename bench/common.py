@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from latentfuse.config import RunConfig, public_values
 from latentfuse.config.recipes import load_recipe
@@ -32,6 +32,39 @@ def bench_config(**fields) -> RunConfig:
     predate the ensemble default measured for their tables in docs/results.md), with ``fields`` replaced. The shipped
     default moved on; ``bench/quality.py`` measures it."""
     return dataclasses.replace(load_recipe("bench-classic", RunConfig), **fields)
+
+
+def saved_run_on(config: RunConfig, split: str) -> tuple[Any, Any, Any]:
+    """(the run's saved model, the features of ``split`` of its data through its encoders and the taps its method
+    reads, the source): how a benchmark scores a finished run on a split the run did not report (val, where
+    its choices are made)."""
+    from latentfuse.data import build_source
+    from latentfuse.model import JointModel
+    from latentfuse.pipeline import side_encoders, split_features
+
+    model = JointModel.load(config.out)
+    source = build_source(config.data.source)
+    taps = {side: model.method.side_taps(side) for side in model.sides if model.method.side_taps(side)}
+    features = split_features(source, split, side_encoders(source, config.encoders), config.store, progress=False,
+                              taps=taps or None)
+    return model, features, source
+
+
+def candidates_on_val(candidates: dict[str, dict[str, Any]], config_of: Callable[[str, dict[str, Any]], RunConfig],
+                      val_of: Callable[[RunConfig], dict[str, Any]],
+                      test_of: Callable[[dict[str, Any]], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Train (or reuse) one run per candidate (label → method options) and read each on val — where a choice is
+    made — and on test from its own report, once: rows of label, options, val, test, train_seconds."""
+    from .flickr8k import cached_run  # bench.flickr8k imports this module
+
+    rows = []
+    for label, options in candidates.items():
+        config = config_of(label, options)
+        report = cached_run(config)[0]
+        rows.append({"label": label, "options": options, "val": val_of(config), "test": test_of(report),
+                     "train_seconds": report.get("train_seconds")})
+        print(f"{label}: done", flush=True)
+    return rows
 
 
 def flickr8k_dir() -> Path | None:

@@ -30,13 +30,9 @@ from typing import Any
 
 from latentfuse.config import DataConfig, MethodSpec, RunConfig, TrainConfig
 from latentfuse.methods.dynmm_scoring import classification_metrics
-from latentfuse.model import JointModel
-from latentfuse.pipeline import side_encoders, split_features
-from latentfuse.data import build_source
-from latentfuse.config import StoreConfig
 from latentfuse.utils import atomic
 
-from .common import PUBLISHED, RESULTS, bench_config, flickr8k_dir, fmt, markdown, publish, scatter_plot
+from .common import PUBLISHED, RESULTS, bench_config, flickr8k_dir, fmt, markdown, publish, saved_run_on, scatter_plot
 from .flickr8k import cached_run
 
 EPOCHS, EXPERT_EPOCHS = 6, 2  # measured at 12 / 4: late fusion on the pooled feature overfits after epoch 3 (val micro-F1 70.1 → 64.0)
@@ -87,11 +83,7 @@ def run_row(label: str, options: dict[str, Any], data: Path) -> dict[str, Any]:
 
 def val_metrics(config: RunConfig, out: Path) -> dict[str, Any]:
     """The saved model's metrics on val (what λ is chosen by), from the cached features."""
-    model = JointModel.load(out)
-    source = build_source(config.data.source)
-    taps = {side: model.method.side_taps(side) for side in model.sides if model.method.side_taps(side)}
-    features = split_features(source, config.data.val_split, side_encoders(source, config.encoders), StoreConfig(),
-                              progress=False, taps=taps)
+    model, features, _ = saved_run_on(config, config.data.val_split)
     return classification_metrics(model.method, features)
 
 

@@ -17,13 +17,9 @@ from typing import Any
 
 from latentfuse.config import RunConfig
 from latentfuse.config.recipes import load_recipe
-from latentfuse.data import build_source
 from latentfuse.methods.dynmm_scoring import classification_metrics
-from latentfuse.model import JointModel
-from latentfuse.pipeline import side_encoders, split_features
 
-from .common import RESULTS, flickr8k_dir, fmt, publish
-from .flickr8k import cached_run
+from .common import RESULTS, candidates_on_val, flickr8k_dir, fmt, publish, saved_run_on
 
 TWO = {"experts": ["text", "fusion"], "fusion_head": "fusemix", "resource_units": "above-cheapest"}
 CANDIDATES: dict[str, dict[str, Any]] = {
@@ -45,10 +41,7 @@ def config(data: Path, label: str, options: dict[str, Any]) -> RunConfig:
 
 
 def val_metrics(cfg: RunConfig) -> dict[str, Any]:
-    model = JointModel.load(cfg.out)
-    source = build_source(cfg.data.source)
-    features = split_features(source, cfg.data.val_split, side_encoders(source, cfg.encoders), cfg.store,
-                              progress=False)
+    model, features, _ = saved_run_on(cfg, cfg.data.val_split)
     return classification_metrics(model.method, features)
 
 
@@ -56,15 +49,8 @@ def main() -> None:
     data = flickr8k_dir()
     if data is None:
         return
-    rows = []
-    for label, options in CANDIDATES.items():
-        cfg = config(data, label, options)
-        test = cached_run(cfg)[0]
-        val = val_metrics(cfg)
-        rows.append({"label": label, "options": options, "val": val, "test": test["metrics"],
-                     "train_seconds": test.get("train_seconds")})
-        print(f"{label}: val micro-F1 {val['f1']['micro']:.1f} ({100 * val['costly_encoder_fraction']:.0f} % image), "
-              f"test {test['metrics']['f1']['micro']:.1f}", flush=True)
+    rows = candidates_on_val(CANDIDATES, lambda label, options: config(data, label, options), val_metrics,
+                             lambda report: report["metrics"])
     thrifty = [r for r in rows if r["val"]["costly_encoder_fraction"] <= 0.6]
     chosen = max(thrifty or rows, key=lambda r: r["val"]["f1"]["micro"])["label"]
     header = ["candidate", "val micro-F1", "val image runs", "test micro-F1", "test macro-F1", "test image runs",

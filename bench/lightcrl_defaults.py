@@ -15,13 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from latentfuse.config import DataConfig, MethodSpec, RunConfig
-from latentfuse.data import build_source
 from latentfuse.eval.report import split_report
-from latentfuse.model import JointModel
-from latentfuse.pipeline import side_encoders, split_features
 
-from .common import RESULTS, bench_config, flickr8k_dir, publish, recalls
-from .flickr8k import cached_run
+from .common import RESULTS, bench_config, candidates_on_val, flickr8k_dir, publish, recalls, saved_run_on
 
 OFFICIAL_SCALE = {"temperature_init": math.exp(-0.07), "temperature_min": math.exp(-20.0),
                   "temperature_max": math.exp(-0.01)}
@@ -42,24 +38,17 @@ def config(data: Path, label: str, options: dict[str, Any]) -> RunConfig:
 
 
 def on_val(cfg: RunConfig) -> dict[str, Any]:
-    model = JointModel.load(cfg.out)
-    source = build_source(cfg.data.source)
-    features = split_features(source, "val", side_encoders(source, cfg.encoders), cfg.store, progress=False)
-    return split_report(model, features, source.spec, "val")
+    model, features, source = saved_run_on(cfg, "val")
+    report = split_report(model, features, source.spec, "val")
+    return {"t2i": report["t2i"], "i2t": report["i2t"]}
 
 
 def main() -> None:
     data = flickr8k_dir()
     if data is None:
         return
-    rows = []
-    for label, options in ROWS.items():
-        cfg = config(data, label, options)
-        test = cached_run(cfg)[0]
-        val = on_val(cfg)
-        rows.append({"label": label, "options": options, "val": {"t2i": val["t2i"], "i2t": val["i2t"]},
-                     "test": {"t2i": test["t2i"], "i2t": test["i2t"]}, "train_seconds": test["train_seconds"]})
-        print(f"{label}: val t2i R@5 {val['t2i']['R@5']:.1f}, test {test['t2i']['R@5']:.1f}", flush=True)
+    rows = candidates_on_val(ROWS, lambda label, options: config(data, label, options), on_val,
+                             lambda report: {"t2i": report["t2i"], "i2t": report["i2t"]})
     header = ["lightcrl (pooled)", "val t2i R@1 / 5 / 10", "val i2t R@1 / 5 / 10", "test t2i R@1 / 5 / 10",
               "test i2t R@1 / 5 / 10", "train s"]
     cells = [[r["label"], recalls(r["val"]["t2i"]), recalls(r["val"]["i2t"]), recalls(r["test"]["t2i"]),

@@ -18,13 +18,10 @@ from typing import Any
 
 from latentfuse.config import RunConfig
 from latentfuse.config.recipes import load_recipe
-from latentfuse.data import build_source
 from latentfuse.eval.report import split_report
-from latentfuse.model import JointModel
-from latentfuse.pipeline import side_encoders, split_features
 from latentfuse.utils import atomic
 
-from .common import RESULTS, flickr8k_dir, markdown, publish, recalls
+from .common import RESULTS, flickr8k_dir, markdown, publish, recalls, saved_run_on
 from .flickr8k import cached_run
 
 SCHEMES = ("shuffle", "halves")
@@ -41,9 +38,7 @@ def config(data: Path, scheme: str, seed: int) -> RunConfig:
 
 def scored(cfg: RunConfig, split: str) -> dict[str, Any]:
     """The saved model's report on ``split`` under its own QB-Norm (what the run reports for test)."""
-    model = JointModel.load(cfg.out)
-    source = build_source(cfg.data.source)
-    features = split_features(source, split, side_encoders(source, cfg.encoders), cfg.store, progress=False)
+    model, features, source = saved_run_on(cfg, split)
     return split_report(model, features, source.spec, split)
 
 
