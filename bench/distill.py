@@ -44,6 +44,8 @@ ROWS: dict[str, tuple[str, str, dict[str, Any]]] = {
         "distill", TRUNCATED, CLIP100),
     "truncated stride16 @160px, the released configuration (preset: paper, teacher's text tower)": (
         "distill", "image=truncated:stride16:160", {"preset": "paper"}),
+    "truncated stride16 @160px, the released configuration + 2 augmented views per image": (
+        "distill", "image=truncated:stride16:160", {"preset": "paper", "augment": 2}),
     "truncated stride16 @160px + GloVe-Transformer, trained on pairs": ("pairs", TRUNCATED, {}),
     "truncated stride16 @160px, image tower only (teacher's text), distilled": (
         "distill", "image=truncated:stride16:160,text=teacher", CLIP100),
@@ -92,7 +94,9 @@ def train_row(label: str, data: Path) -> Path:
         if options.get("logit_scale") == "teacher":  # the scale the teacher itself learned (FuseMix: 1/τ)
             scale = float(JointModel.load(OUT / "teacher").method.logit_scale().detach())
             options = {**options, "logit_scale": round(scale, 3)}
-        distill(DistillConfig(teacher=str(OUT / "teacher"), images=[f"flickr8k:{data}@train"],
+        options = dict(options)
+        augment = options.pop("augment", 0)  # a distill setting, not a dime option
+        distill(DistillConfig(teacher=str(OUT / "teacher"), images=[f"flickr8k:{data}@train"], augment=augment,
                               texts=[f"flickr8k:{data}@train"], student=student, method=StudentMethod(options),
                               val=f"flickr8k:{data}", train=TrainConfig(epochs=EPOCHS, **STUDENT_TRAIN),
                               out=str(out)), overwrite=True, progress=False)

@@ -27,6 +27,7 @@ import torch
 from .config import DistillConfig
 from .data import Source, SplitData, build_source
 from .encoders import Encoder, build_encoder
+from .encoders.augment import AugmentedEncoder
 from .encoders.ensemble import member_specs
 from .errors import ConfigError, DataError
 from .specs import key_value, part, public
@@ -158,10 +159,16 @@ def read_pools(specs: list[str], modality: str, side: str, teacher: JointModel, 
             have = ", ".join(f"{s.name} ({s.modality}, {len(data.items[s.name])} items)" for s in data.sides)
             raise DataError(f"{option} {spec}: holds no {modality}s (its sides: {have}); {option} takes a source "
                             f"of {modality}s")
+        views = config.augment if modality == "image" else 0
         for data_side in names:
             ids, inputs, targets = _pool_side(source, data, data_side, side, teacher, student, tap, config, progress)
             parts.append(([f"{number}:{i}" for i in ids], inputs, targets))
-            counts[spec] = counts.get(spec, 0) + len(ids)
+            for view in range(1, views + 1):  # the same images seen through the student transform, same targets
+                augmented = AugmentedEncoder(student, view, config.train.seed)
+                view_ids, view_inputs, view_targets = _pool_side(source, data, data_side, side, teacher, augmented,
+                                                                 tap, config, progress)
+                parts.append(([f"{number}:{i}#view{view}" for i in view_ids], view_inputs, view_targets))
+            counts[spec] = counts.get(spec, 0) + sum(len(p[0]) for p in parts[-1 - views:])
     ids = [i for part in parts for i in part[0]]
     inputs = (TokenFeatures.concat([p[1] for p in parts]) if tap else np.concatenate([p[1] for p in parts]))
     return Pool(ids, inputs, np.concatenate([p[2] for p in parts]), counts)
@@ -243,6 +250,9 @@ class PoolsJob:
         self.teacher = JointModel.load(config.teacher, device=rt.device, precision=rt.precision, backend=rt.backend)
         self.student = parse_student(config.student, self.teacher, config.method.options)
         self.options = {**self.student.options, **config.method.options}
+        if config.augment and make_config("dime", self.options).image_student == "teacher":
+            raise ConfigError(f"distill: augment={config.augment} gives a distilled image tower augmented views; this "
+                              "student keeps the teacher's image tower (--student image=truncated… or pixels…)")
         if make_config("dime", self.options).logit_scale == 0:  # typos fail here, before any extraction
             self.options["logit_scale"] = teacher_scale(self.teacher)
 

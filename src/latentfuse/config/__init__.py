@@ -334,6 +334,10 @@ class DistillConfig:
     '' = no report."""
     skip_bad: Annotated[bool, SKIP_BAD] = False
     """Skip unreadable images / empty sentences of the pools (recorded) instead of failing."""
+    augment: NonNegative = 0
+    """Augmented views per pool image, beside the image itself (DIME-FM's student transform: random resized
+    crop + flip), each encoded once by the student's encoder and distilled toward the teacher's embedding of the
+    whole image; 0 = none. Needs a distilled image tower."""
     store: StoreConfig = field(default_factory=StoreConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)

@@ -27,14 +27,15 @@ from __future__ import annotations
 import hashlib
 import io
 import string
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image, ImageFilter
 
 from ..errors import ConfigError
-from .base import Encoder, Tap
+from .base import Encoder
 from .images import load_image
+from .transformed import TransformedEncoder
 
 IMAGE_SEVERITY = {"gaussian-noise": (10.0, 25.0, 50.0), "blur": (1.0, 2.0, 4.0), "jpeg": (30, 15, 5),
                   "low-resolution": (2, 4, 8)}
@@ -112,7 +113,7 @@ def check(kind: str, severity: int) -> None:
         raise ConfigError(f"corruption severity must be one of {SEVERITIES}, got {severity}")
 
 
-class CorruptedEncoder(Encoder):
+class CorruptedEncoder(TransformedEncoder):
     """``base`` run on corrupted inputs; cached apart from clean features by its fingerprint."""
 
     def __init__(self, base: Encoder, kind: str, severity: int, seed: int) -> None:
@@ -120,32 +121,12 @@ class CorruptedEncoder(Encoder):
         if MODALITY_OF.get(kind) != base.modality:
             raise ConfigError(f"corruption {kind!r} is for {MODALITY_OF.get(kind, 'features')} inputs; "
                               f"{base.name} encodes {base.modality}")
-        self.base, self.kind, self.severity, self.seed = base, kind, severity, seed
-        self.name, self.modality, self.dim = base.name, base.modality, base.dim
-        self.uses_runtime, self.runtime = base.uses_runtime, base.runtime  # it runs the base encoder
-
-    @property
-    def fingerprint(self) -> str:
-        """A digest of the base fingerprint and the corruption (the store keys folders by a prefix of it)."""
-        spec = f"{self.base.fingerprint}+{self.kind}-s{self.severity}-seed{self.seed}"
-        return hashlib.blake2b(spec.encode(), digest_size=8).hexdigest()
-
-    def corrupt(self, batch: Sequence[Any]) -> list[Any]:
+        self.kind, self.severity, self.seed = kind, severity, seed
         apply: Callable[[Any], Any]
-        if self.modality == "image":
+        if base.modality == "image":
             def apply(item: Any) -> Any:
-                rng = item_rng(self.seed, item)
-                return corrupt_image(load_image(item), self.kind, self.severity, rng)
+                return corrupt_image(load_image(item), kind, severity, item_rng(seed, item))
         else:
             def apply(item: Any) -> Any:
-                return corrupt_text(str(item), self.kind, self.severity, item_rng(self.seed, item))
-        return [apply(item) for item in batch]
-
-    def encode(self, batch: Sequence[Any]) -> np.ndarray:
-        return self.base.encode(self.corrupt(batch))
-
-    def taps(self) -> dict[str, Tap]:
-        return self.base.taps()
-
-    def encode_taps(self, batch: Sequence[Any], taps: Sequence[str]) -> dict[str, list[np.ndarray]]:
-        return self.base.encode_taps(self.corrupt(batch), taps)
+                return corrupt_text(str(item), kind, severity, item_rng(seed, item))
+        super().__init__(base, f"{kind}-s{severity}-seed{seed}", apply)

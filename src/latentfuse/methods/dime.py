@@ -14,8 +14,8 @@ image/text embeddings of a batch of B images and B *unrelated* sentences, T = te
 The student's embeddings live in the teacher's joint space (same ``dim``), so a distilled image tower
 works with the teacher's text tower and vice versa.
 
-``method.options.preset: paper`` (``distill --set method.options.preset=paper``) is the released
-configuration: the image tower alone (``text_student: teacher``, so ``distill`` keeps the teacher's text
+``method.options.preset: paper`` (``distill --set method.options.preset=paper``; the ``dime-paper`` recipe adds
+the augmented views) is the released configuration: the image tower alone (``text_student: teacher``, so ``distill`` keeps the teacher's text
 tower unless ``--student`` names another), VL + PVL at their official weights and temperatures, no udist, no
 cross term, s = 100·cos. ``tests/unit/methods/test_dime.py`` checks its loss against a transcription of the
 released ``get_loss`` on the same features. The training budget stays the run's.
@@ -39,10 +39,12 @@ Deviations, each with its reason:
   nearly one-hot over a batch of unrelated items. The default (``logit_scale: 0``) is therefore the
   teacher's own scale, which ``distill`` fills in: on Flickr8k it moved the student's t2i R@5 from 28.4 to
   31.9 on test (val 28.0 → 31.1; docs/results.md). ``preset: paper`` restores 100.
-* **Augmentation.** The released student sees each image through RandomResizedCrop + horizontal flip, every
-  epoch anew; here the student's inputs are cached once (a frozen backbone's tap, or pixels), so it sees each
-  image as it is. Not yet available, also not under the preset: caching a few augmented views per image is
-  the planned way (issue 27).
+* **Augmentation.** The released student sees each image through RandomResizedCrop + horizontal flip, a fresh
+  draw every epoch; here the student's inputs are cached, so ``distill --set augment=K`` adds K fixed views per
+  pool image (the released transform, ``encoders/augment.py``), each encoded once and distilled toward the
+  teacher's embedding of the whole image, as the released loader pairs them. Off by default (each view is
+  another pass of the student's encoder over the pool); the ``dime-paper`` recipe sets 2. Its effect on
+  Flickr8k is a row of ``bench/distill.py`` not measured yet.
 * **Unpaired batches.** Officially images and texts come from two loaders. Here the trainer's one loop
   walks fixed random (image, sentence) partners (``distill.unpaired``); every loss term compares all B
   images with all B sentences, so which sentence shares a row with which image plays no role.

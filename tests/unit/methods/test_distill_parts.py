@@ -126,7 +126,7 @@ def test_towers_the_student_spec_leaves_out_follow_the_dime_options_so_the_paper
     assert parse_student("text=glove-bag", teacher, {"preset": "paper"}).options["text_student"] == "mlp"  # named
     assert parse_student("", teacher, {"image_student": "conv"}).encoders["image"] == "pixels:96"
     recipe = load_recipe("dime-paper", DistillConfig)
-    assert recipe.method.options == {"preset": "paper"} and recipe.student == ""
+    assert recipe.method.options == {"preset": "paper"} and recipe.student == "" and recipe.augment == 2
 
 
 def test_a_truncated_student_of_an_ensemble_teacher_runs_its_first_member_alone(shapes):
@@ -143,3 +143,63 @@ def test_a_truncated_student_of_an_ensemble_teacher_runs_its_first_member_alone(
     assert small.encoders["image"] == "efficientnet-lite0:size=160"
     assert parse_student("image=teacher,text=glove-bag", teacher).encoders["image"] == \
         "efficientnet-lite0+efficientnet-lite2"
+
+
+def test_augmented_views_are_the_released_transform_drawn_once_per_view():
+    """DIME-FM's student sees RandomResizedCrop(224, scale 0.08–1, ratio 3/4–4/3) + flip of the resized image;
+    view k of an item is the same pixels in every run, another view is another draw."""
+    from PIL import Image
+
+    from latentfuse.encoders.augment import SIZE, augmented_view, crop_box
+    from latentfuse.encoders.corrupt import item_rng
+
+    rng = np.random.default_rng(0)
+    for width, height in ((300, 200), (40, 900), (256, 256), (1, 1)):
+        for _ in range(50):
+            left, top, w, h = crop_box(width, height, rng)
+            assert 0 <= left and 0 <= top and 0 < w and 0 < h and left + w <= width and top + h <= height
+            if (width, height) == (256, 256):
+                assert 0.08 * 256 * 256 - 256 <= w * h <= 256 * 256 and 3 / 4 - 0.02 <= w / h <= 4 / 3 + 0.02
+    pixels = np.random.default_rng(1).integers(0, 256, (120, 180, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    once = augmented_view(image, item_rng(1, pixels))
+    assert once.shape == (SIZE, SIZE, 3) and once.dtype == np.uint8
+    assert np.array_equal(once, augmented_view(image, item_rng(1, pixels)))
+    assert not np.array_equal(once, augmented_view(image, item_rng(2, pixels)))
+    gradient = Image.fromarray(np.tile(np.arange(256, dtype=np.uint8), (256, 1))[..., None].repeat(3, 2))
+    flipped = [augmented_view(gradient, np.random.default_rng(seed)) for seed in range(40)]
+    falling = sum(int(v[0, 0, 0]) > int(v[0, -1, 0]) for v in flipped)  # a flipped left-to-right ramp falls
+    assert 8 <= falling <= 32
+
+
+def test_distill_with_augmented_views_distils_each_view_toward_the_whole_images_target(tmp_path, shapes):
+    import dataclasses
+
+    import latentfuse
+    from latentfuse.config import DistillConfig, StoreConfig, StudentMethod, TrainConfig
+    from latentfuse.distill import distill
+
+    captions = tmp_path / "captions.txt"
+    captions.write_text("a red circle\na blue square\na green triangle\n")
+    n_images = len(list(shapes["images"].rglob("*.png")))
+    config = DistillConfig(teacher=str(shapes["model"]), images=[f"images:{shapes['images']}"],
+                           texts=[f"lines:{captions}"], student="image=pixels:32,text=teacher", augment=2,
+                           out=str(tmp_path / "student"), store=StoreConfig(root=str(tmp_path / "store")),
+                           train=TrainConfig(epochs=1, batch_size=32, threads=1), method=StudentMethod({}))
+    distill(config, progress=False)
+    student = latentfuse.load(tmp_path / "student")
+    assert list(student.meta["pools"]["image"].values()) == [3 * n_images]  # each image and its 2 views
+    views = list((tmp_path / "store").glob("v2/*"))
+    assert len([p for p in views if p.name.startswith("pixels")]) == 3  # the clean images and 2 views, apart
+    from latentfuse.distill import read_pools
+    from latentfuse.encoders import build_encoder
+
+    pool = read_pools(config.images, "image", "image", latentfuse.load(shapes["model"]), build_encoder("pixels:32"),
+                      None, config, False)
+    n = n_images
+    assert pool.ids[n].endswith("#view1") and pool.ids[n].split("#")[0] == pool.ids[0]
+    np.testing.assert_array_equal(pool.targets[n:2 * n], pool.targets[:n])  # a view's target: the whole image's
+    assert not np.allclose(pool.inputs[n:2 * n], pool.inputs[:n])  # its input: the view's pixels
+    with pytest.raises(ConfigError, match="augment=2 gives a distilled image tower augmented views"):
+        distill(dataclasses.replace(config, student="image=teacher,text=glove-bag", out=str(tmp_path / "s2")),
+                progress=False)
