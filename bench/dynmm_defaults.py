@@ -29,6 +29,16 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "static fusion (fusemix head)": {"experts": ["fusion"], "fusion_head": "fusemix"},
     "two experts, fusemix head, official term λ = 0.003": {**TWO, "resource_weight": 0.003},
     "two experts, fusemix head, official term λ = 0.005": {**TWO, "resource_weight": 0.005},
+    # the fusion experts overfit the 3,968-d ensemble within the 5 expert epochs: fewer, then the gate
+    "static fusion (fusemix head), 2 expert epochs": {"experts": ["fusion"], "fusion_head": "fusemix",
+                                                      "expert_epochs": 2},
+    "two experts, official term λ = 0.005, 2 expert epochs": {**TWO, "resource_weight": 0.005, "expert_epochs": 2},
+    "two experts, official term λ = 0.01, 2 expert epochs": {**TWO, "resource_weight": 0.01, "expert_epochs": 2},
+    # the gate phase fine-tunes the experts too (freeze: false) and they overfit again: train the gate alone
+    "two experts, official term λ = 0.005, 2 expert epochs, frozen experts": {
+        **TWO, "resource_weight": 0.005, "expert_epochs": 2, "freeze": True},
+    "two experts, official term λ = 0.01, 2 expert epochs, frozen experts": {
+        **TWO, "resource_weight": 0.01, "expert_epochs": 2, "freeze": True},
 }
 
 
