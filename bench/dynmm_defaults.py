@@ -2,7 +2,7 @@
 recipe's encoders (three EfficientNet-Lites + MiniLM) and training budget — for candidate DynMM defaults,
 chosen on val, test reported once beside it.
 
-    python -m bench.dynmm_defaults      # one run per candidate (~2 min each on 2 cores, features cached)
+    python -m bench.dynmm_defaults      # one run per candidate (4–5 min each alone on 2 cores, features cached)
 
 Candidates: the defaults before this benchmark, the static experts they are measured against, and the
 two-expert shape of ``bench.dynmm`` (text + FuseMix-head fusion, the official resource term) at its λ.

@@ -1,7 +1,7 @@
 """LightCRL's defaults against the official values, one at a time, on Flickr8k (pooled form, `add` unless the row
 says otherwise): each deviation the module docstring lists, measured on val, test reported once beside it.
 
-    python -m bench.lightcrl_defaults     # ~1 min a row on 2 cores (lite0 + MiniLM features cached)
+    python -m bench.lightcrl_defaults     # a few minutes a row on 2 cores (lite0 + MiniLM features cached)
 
 Rows: our defaults; dropout 0.1 (official) instead of 0.6; the official logit scale (exp(t), t₀ = 0.07,
 clamped to [0.01, 20]) instead of CLIP's (1/0.07, clamped to [1, 100]); width 256 (official projection_dim)
