@@ -159,24 +159,24 @@ def read_pools(specs: list[str], modality: str, side: str, teacher: JointModel, 
             have = ", ".join(f"{s.name} ({s.modality}, {len(data.items[s.name])} items)" for s in data.sides)
             raise DataError(f"{option} {spec}: holds no {modality}s (its sides: {have}); {option} takes a source "
                             f"of {modality}s")
-        views = config.augment if modality == "image" else 0
+        # augmented views: the same images through the student transform, distilled toward the same targets
+        views = [AugmentedEncoder(student, view, config.train.seed)
+                 for view in range(1, (config.augment if modality == "image" else 0) + 1)]
         for data_side in names:
-            ids, inputs, targets = _pool_side(source, data, data_side, side, teacher, student, tap, config, progress)
-            parts.append(([f"{number}:{i}" for i in ids], inputs, targets))
-            for view in range(1, views + 1):  # the same images seen through the student transform, same targets
-                augmented = AugmentedEncoder(student, view, config.train.seed)
-                view_ids, view_inputs, view_targets = _pool_side(source, data, data_side, side, teacher, augmented,
-                                                                 tap, config, progress)
-                parts.append(([f"{number}:{i}#view{view}" for i in view_ids], view_inputs, view_targets))
-            counts[spec] = counts.get(spec, 0) + sum(len(p[0]) for p in parts[-1 - views:])
+            sides = _pool_side(source, data, data_side, side, teacher, [student, *views], tap, config, progress)
+            for view, (ids, inputs, targets) in enumerate(sides):
+                parts.append(([f"{number}:{i}" + (f"#view{view}" if view else "") for i in ids], inputs, targets))
+                counts[spec] = counts.get(spec, 0) + len(ids)
     ids = [i for part in parts for i in part[0]]
     inputs = (TokenFeatures.concat([p[1] for p in parts]) if tap else np.concatenate([p[1] for p in parts]))
     return Pool(ids, inputs, np.concatenate([p[2] for p in parts]), counts)
 
 
 def _pool_side(source: Source, data: SplitData, data_side: str, side: str, teacher: JointModel,
-               student: Encoder, tap: str | None, config: DistillConfig, progress: bool) -> tuple[list[str], Any, np.ndarray]:
-    """One data side of one pool: (ids, student inputs, teacher embeddings), the same rows in the same order."""
+               students: list[Encoder], tap: str | None, config: DistillConfig,
+               progress: bool) -> list[tuple[list[str], Any, np.ndarray]]:
+    """One data side of one pool, per student encoder (the student's, then each augmented view's): (ids, student
+    inputs, teacher embeddings), the same rows in the same order. The teacher embeds the items once for all."""
     store, skip = config.store, config.skip_bad
     teacher_taps = teacher.method.side_taps(side)
     encoder = teacher.encoder(side)
@@ -187,20 +187,25 @@ def _pool_side(source: Source, data: SplitData, data_side: str, side: str, teach
     else:
         features = get_features(source, data, data_side, encoder, store, skip_bad=skip, progress=progress)
         teacher_inputs, teacher_ids = features.array, features.ids
-    targets = teacher.encode_features(side, teacher_inputs)
-    if tap:
-        inputs: Any = get_tokens(source, data, data_side, student, [tap], store, skip_bad=skip, progress=progress)[tap]
-        ids = inputs.ids
-    else:
-        features = get_features(source, data, data_side, student, store, skip_bad=skip, progress=progress)
-        inputs, ids = np.asarray(features.array, dtype=np.float32), features.ids
-    if ids != teacher_ids:  # only with --skip-bad, when the two encoders dropped different items
-        row = {item_id: r for r, item_id in enumerate(teacher_ids)}
-        if tap or any(i not in row for i in ids):
-            raise DataError(f"{source.spec} {data.split}/{data_side}: the teacher's and the student's encoders "
-                            "skipped different items; re-extract both with the same --skip-bad setting")
-        targets = targets[[row[i] for i in ids]]
-    return ids, inputs, targets
+    all_targets = teacher.encode_features(side, teacher_inputs)
+    out = []
+    for student in students:
+        if tap:
+            inputs: Any = get_tokens(source, data, data_side, student, [tap], store, skip_bad=skip,
+                                     progress=progress)[tap]
+            ids = inputs.ids
+        else:
+            features = get_features(source, data, data_side, student, store, skip_bad=skip, progress=progress)
+            inputs, ids = np.asarray(features.array, dtype=np.float32), features.ids
+        targets = all_targets
+        if ids != teacher_ids:  # only with --skip-bad, when the two encoders dropped different items
+            row = {item_id: r for r, item_id in enumerate(teacher_ids)}
+            if tap or any(i not in row for i in ids):
+                raise DataError(f"{source.spec} {data.split}/{data_side}: the teacher's and the student's encoders "
+                                "skipped different items; re-extract both with the same --skip-bad setting")
+            targets = all_targets[[row[i] for i in ids]]
+        out.append((ids, inputs, targets))
+    return out
 
 
 def unpaired(n_images: int, n_texts: int, seed: int) -> np.ndarray:
