@@ -50,7 +50,7 @@ def one_step(job: dict[str, Any]) -> dict[str, Any]:
     loss, _ = method.loss(train.batch(distributed.local_part(job["positions"])))
     loss.backward()
     distributed.average_gradients(method)
-    return {"loss": float(loss), "grads": {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}}
+    return {"loss": float(loss.detach()), "grads": {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}}
 
 
 def fit(job: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ between phases, which a DDP wrapper built once cannot follow.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import datetime
@@ -69,7 +70,15 @@ def init_from_env(rt: Runtime) -> Runtime:
     if not dist.is_initialized():
         minutes = float(os.environ.get("LATENTFUSE_DIST_TIMEOUT_MIN", "180"))  # rank 0 may be extracting
         dist.init_process_group("nccl" if rt.is_cuda else "gloo", timeout=datetime.timedelta(minutes=minutes))
+        atexit.register(_leave_group)
     return rt
+
+
+def _leave_group() -> None:
+    """Tear the process group down before the interpreter does: a gloo group left to interpreter shutdown
+    can abort the process ("terminate called without an active exception", exit -6) after a finished run."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def check_batch(batch_size: int, processes: int | None = None) -> None:
