@@ -17,8 +17,10 @@ from typing import Union
 import numpy as np
 
 from ..errors import DataError
+from ..utils.blobs import Blob
 
-Payload = Union[str, Path, np.ndarray]  # a text string, the path of an image file, or a uint8 image array
+Payload = Union[str, Path, np.ndarray, Blob]  # a text, an image file's path, a uint8 image array, or image bytes
+# inside another file (``utils.blobs``: a tar shard's member), read when encoded
 
 
 @dataclass(frozen=True)

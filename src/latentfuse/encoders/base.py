@@ -14,6 +14,7 @@ from typing import Any, Callable, Generic, Sequence, TypeVar
 import numpy as np
 
 from ..errors import ConfigError, DataError, LatentfuseError
+from ..utils.blobs import is_blob
 from ..utils.hashing import digest
 from ..utils.runtime import CPU, Runtime
 
@@ -157,8 +158,8 @@ def check_texts(batch: Sequence[Any]) -> list[str]:
 
 def describe_item(item: Any, index: int) -> str:
     """How an error names an item: a path as itself, anything else by position and type."""
-    if isinstance(item, (str, os.PathLike)):
-        text = os.fspath(item).encode("utf-8", "backslashreplace").decode("utf-8")  # printable, always
+    if isinstance(item, (str, os.PathLike)) or is_blob(item):  # a blob by the file and member it names
+        text = (str(item) if is_blob(item) else os.fspath(item)).encode("utf-8", "backslashreplace").decode("utf-8")
         return text if len(text) <= 120 else text[:117] + "..."
     return f"item {index} ({type(item).__name__})"
 

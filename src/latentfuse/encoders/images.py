@@ -22,12 +22,13 @@ from typing import Any, Iterator, Sequence, Union
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from ..utils.blobs import Blob, is_blob
 from ..utils.hashing import not_regular
 from ..utils.runtime import inference
 from .base import BadItemError, Encoder, Lazy, Placed, empty, init_torch, make_fingerprint
 from .onnx_backend import GraphSpec, OnnxSession, Sessions, wrap
 
-ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageInput = Union[str, os.PathLike, bytes, Blob, Image.Image, np.ndarray]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -126,13 +127,15 @@ def load_image(item: Any, index: int = 0) -> Image.Image:
             return _rgb(array_image(item))
         if isinstance(item, (bytes, bytearray, memoryview)):
             source: Any = io.BytesIO(item)
+        elif is_blob(item):  # a tar member or a dataset cell: its bytes, read now
+            source = io.BytesIO(item.read_bytes())
         elif isinstance(item, (str, os.PathLike)):
             kind = not_regular(os.stat(item).st_mode)  # a FIFO would block Image.open, a device never end
             if kind:
                 raise BadItemError(index, item, f"cannot decode image (not a file): is {kind}")
             source = item
         else:
-            raise TypeError(f"expected an image path, bytes, PIL image or uint8 array, got {type(item).__name__}")
+            raise TypeError(f"expected an image path, bytes, a blob, PIL image or uint8 array, got {type(item).__name__}")
         with Image.open(source) as image:
             strict_load(image)
             return _rgb(image, copy=True)

@@ -18,6 +18,7 @@ pool, so the event loop keeps accepting requests. Limits (body size, k, text len
 from __future__ import annotations
 
 import io
+import mimetypes
 import time
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -34,6 +35,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..version import __version__
 from ..errors import LatentfuseError
+from ..utils.blobs import is_blob
 from .bodies import SearchForm, SearchJSON, openapi
 from ..index import Index
 from .batcher import Batcher
@@ -171,6 +173,12 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
             if not Path(payload).is_file():
                 raise HTTPException(404, f"item {row} ({index.records[row].id}): {payload} is gone")
             return FileResponse(payload)
+        if is_blob(payload):  # a tar shard's member (webdataset:): its own bytes, read now
+            try:
+                data = await run_in_threadpool(payload.read_bytes)
+            except OSError as exc:
+                raise HTTPException(404, f"item {row} ({index.records[row].id}) can no longer be read: {exc}") from None
+            return Response(data, media_type=mimetypes.guess_type(str(payload))[0] or "application/octet-stream")
         return Response(await run_in_threadpool(png_bytes, payload), media_type="image/png")
 
     add_clip_routes(app, index, config, batcher.submit)

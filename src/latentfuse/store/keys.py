@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..utils.blobs import is_blob
 from ..utils.digests import file_digests
 
 KEY_LENGTH = 16  # hex characters: 64 bits, a collision chance of ~3e-8 among a million items
@@ -37,6 +38,8 @@ def content_keys(payloads: Sequence[Any], modality: str) -> list[str]:
             files[i] = Path(payload)
         elif isinstance(payload, str):
             keys[i] = "t" + _hash(payload.encode("utf-8"))[1:]
+        elif is_blob(payload):
+            keys[i] = _blob_key(payload)
         else:
             keys[i] = _array_key(payload)
     if files:
@@ -45,6 +48,15 @@ def content_keys(payloads: Sequence[Any], modality: str) -> list[str]:
         for i, path in files.items():
             keys[i] = "f" + digests[path][1:] if i in readable else "m" + _hash(os.fsencode(path.absolute()))[1:]
     return keys  # type: ignore[return-value]
+
+
+def _blob_key(blob: Any) -> str:
+    """Image bytes inside another file (``utils.blobs``): the key its bytes would have as a file of their own, so
+    a photo shared by a tar shard and a folder is encoded once; an unreadable one is keyed by what it names."""
+    try:
+        return "f" + _hash(blob.read_bytes())[1:]
+    except OSError:
+        return "m" + _hash(str(blob).encode("utf-8", "surrogateescape"))[1:]
 
 
 def _array_key(payload: Any) -> str:
