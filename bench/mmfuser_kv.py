@@ -1,0 +1,113 @@
+"""MMFuser's claim — shallow layers add information — on Flickr8k: the official key/value set (the deeper taps
+query only the shallower ones), ours (every tap, the query's own included) and the last tap alone, at equal
+epochs and at equal training time, with the γ gates' opening over training plotted.
+
+    python -m bench.mmfuser_kv     # 3 configurations × 2 budgets, a few minutes a run on 2 cores (runs reused)
+    BENCH_MMFUSER_EPOCHS=5 (default)
+
+Same cached features (``bench-classic``: efficientnet-lite0 taps stride8 … head + minilm-l6), seed and recipe for
+every row; each run picks its checkpoint on val and reports test once. Equal time: the slowest configuration's
+training seconds at equal epochs is the budget; every other configuration gets as many epochs as that budget
+buys at its own measured seconds per epoch (the whole cosine schedule, not a cut-off one). Results:
+``docs/benchmarks/mmfuser-kv.json`` and ``docs/benchmarks/mmfuser-gates.png`` (rendered in docs/results.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from latentfuse.config import DataConfig, MethodSpec, RunConfig, TrainConfig
+from latentfuse.eval.report import split_report
+from latentfuse.utils import atomic
+
+from .common import PUBLISHED, RESULTS, bench_config, flickr8k_dir, publish, recalls, saved_run_on
+from .flickr8k import cached_run
+
+EPOCHS = int(os.environ.get("BENCH_MMFUSER_EPOCHS", "5"))
+TAPS = ["stride8", "stride16", "stride32", "head"]
+BLOCK = {"width": 256, "heads": 8}
+CONFIGS: dict[str, dict[str, Any]] = {
+    "official key/value set (shallow taps only)": {**BLOCK, "taps": TAPS, "kv_levels": "shallow"},
+    "ours (every tap as keys/values)": {**BLOCK, "taps": TAPS, "kv_levels": "all"},
+    "last tap only (head)": {**BLOCK, "taps": ["head"]},
+}
+
+
+def config(data: Path, label: str, epochs: int) -> RunConfig:
+    slug = "".join(c if c.isalnum() else "-" for c in label).strip("-")[:50]
+    return bench_config(data=DataConfig(source=f"flickr8k:{data}"), method=MethodSpec("mmfuser", CONFIGS[label]),
+                        baselines=[], train=TrainConfig(epochs=epochs),
+                        out=str(RESULTS / "mmfuser-kv" / f"{slug}-{epochs}ep"))
+
+
+def measured(cfg: RunConfig, label: str, budget: str) -> dict[str, Any]:
+    """Train (or reuse) ``cfg``; its val report (under its own QB-Norm, as the run reports test), its test report."""
+    report = cached_run(cfg)[0]
+    model, features, source = saved_run_on(cfg, "val")
+    val = split_report(model, features, source.spec, "val")
+    row = {"label": label, "budget": budget, "epochs": cfg.train.epochs, "out": Path(cfg.out).name,
+           "val": {d: val[d] for d in ("t2i", "i2t")}, "test": {d: report[d] for d in ("t2i", "i2t")},
+           "train_seconds": report["train_seconds"]}
+    print(f"{label}, {budget} ({cfg.train.epochs} epochs): val t2i R@5 {val['t2i']['R@5']:.2f}", flush=True)
+    return row
+
+
+def gates(row: dict[str, Any]) -> list[dict[str, float]]:
+    """Epoch, mean |γ1| (cross-attention) and |γ2| (self-attention) from the run's metrics.jsonl."""
+    log = RESULTS / "mmfuser-kv" / row["out"] / "metrics.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return [{k: r[k] for k in ("epoch", "gamma1", "gamma2")} for r in records if "gamma1" in r]
+
+
+def plot_gates(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row in rows:
+        if row["gates"]:
+            epochs = [g["epoch"] for g in row["gates"]]
+            line, = ax.plot(epochs, [g["gamma1"] for g in row["gates"]], marker="o",
+                            label=f"{row['label']}, {row['epochs']} ep: γ1")
+            ax.plot(epochs, [g["gamma2"] for g in row["gates"]], linestyle="--", color=line.get_color())
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean |γ| (solid γ1 cross-attention, dashed γ2 self-attention)")
+    ax.set_title("MMFuser: how far the block opens onto the other taps (Flickr8k)")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=130)
+    plt.close(fig)
+
+
+def main() -> None:
+    data = flickr8k_dir()
+    if data is None:
+        return
+    rows = [measured(config(data, label, EPOCHS), label, "equal epochs") for label in CONFIGS]
+    budget = max(r["train_seconds"] for r in rows)
+    for row in list(rows):
+        epochs = max(1, round(budget / (row["train_seconds"] / EPOCHS)))
+        if epochs != EPOCHS:
+            rows.append(measured(config(data, row["label"], epochs), row["label"], f"equal time ({budget:.0f} s)"))
+    for row in rows:
+        row["gates"] = gates(row)
+    header = ["key/value set", "budget", "epochs", "val t2i R@1 / 5 / 10", "val i2t R@1 / 5 / 10",
+              "test t2i R@1 / 5 / 10", "test i2t R@1 / 5 / 10", "train s", "final |γ1| / |γ2|"]
+    cells = [[r["label"], r["budget"], str(r["epochs"]), recalls(r["val"]["t2i"]), recalls(r["val"]["i2t"]),
+              recalls(r["test"]["t2i"]), recalls(r["test"]["i2t"]), f"{r['train_seconds']:.0f}",
+              f"{r['gates'][-1]['gamma1']:.3f} / {r['gates'][-1]['gamma2']:.3f}" if r["gates"] else "—"]
+             for r in rows]
+    plot_gates(rows, PUBLISHED / "mmfuser-gates.png")
+    publish("mmfuser-kv", "python -m bench.mmfuser_kv", header, cells,
+            rows=[{k: v for k, v in r.items() if k != "out"} for r in rows])
+    print("\n".join(" | ".join(c) for c in cells))
+
+
+if __name__ == "__main__":
+    main()
