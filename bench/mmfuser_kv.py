@@ -13,7 +13,6 @@ buys at its own measured seconds per epoch (the whole cosine schedule, not a cut
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path

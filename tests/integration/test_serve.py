@@ -300,3 +300,28 @@ def test_similar_items_use_the_stored_embedding(client):
     assert all(is_match(r["id"], "blue", "square") for r in similar["results"])
     assert client.get("/items/40/similar").status_code == 404
     assert "between 1 and 50" in client.get("/items/0/similar", params={"k": 99}).json()["detail"]
+
+
+def test_an_index_of_tar_shards_serves_each_image_from_its_shard(shapes, tmp_path):
+    """webdataset: items have no file of their own: search finds them, /image answers the member's own bytes
+    with its media type, /thumbnail decodes it — all from the shard, after a reopen too."""
+    import tarfile
+
+    files = sorted((shapes["images"] / "red").glob("*.png"))[:4]
+    with tarfile.open(tmp_path / "00000.tar", "w") as archive:
+        for number, path in enumerate(files):
+            archive.add(path, arcname=f"{number:05d}.png")
+            text = tarfile.TarInfo(f"{number:05d}.txt")
+            caption = f"a red {path.stem.split('-')[0]}".encode()
+            text.size = len(caption)
+            archive.addfile(text, io.BytesIO(caption))
+    saved_index(shapes, tmp_path / "ix", f"webdataset:{tmp_path / '00000.tar'}", store=tmp_path / "store")
+    with TestClient(create_app(open_index(tmp_path / "ix"))) as c:
+        hits = c.post("/search", json={"text": "a red circle", "k": 4}).json()["results"]
+        assert len(hits) == 4
+        row = hits[0]["row"]
+        image = c.get(f"/items/{row}/image")
+        number = int(hits[0]["id"])  # the sample's key: its position in the shard
+        assert image.status_code == 200 and image.headers["content-type"] == "image/png", image.text
+        assert image.content == files[number].read_bytes()
+        assert c.get(f"/items/{row}/thumbnail").status_code == 200

@@ -24,7 +24,8 @@ unfinished generation, which the next save removes).
 
 Items are keyed by (source spec, item id): adding a source again embeds only the ids the index lacks.
 ``payload`` is an image path or a text; items whose payload is in memory (Fashion-MNIST arrays) store
-``null`` and are fetched back from their source on demand (``Index.payload``).
+``null`` and are fetched back from their source on demand (``Index.payload``), as are images inside another
+file (a tar shard's member, a dataset's cell: ``utils.blobs``).
 """
 from __future__ import annotations
 
@@ -363,7 +364,8 @@ class Index:
         key = (record.source, record.split)
         if key not in self._payloads:
             data = build_source(record.source).load(record.split)
-            self._payloads[key] = {item.id: item.payload for side in data.items.values() for item in side}
+            side = data.side_for(self.modality, preferred=self.side)  # ids may repeat across sides (webdataset:)
+            self._payloads[key] = {item.id: item.payload for item in data.items[side]}
         return self._payloads[key].get(record.id)
 
 

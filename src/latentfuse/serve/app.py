@@ -18,7 +18,6 @@ pool, so the event loop keeps accepting requests. Limits (body size, k, text len
 from __future__ import annotations
 
 import io
-import mimetypes
 import time
 from contextlib import asynccontextmanager
 from functools import lru_cache
@@ -173,12 +172,12 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
             if not Path(payload).is_file():
                 raise HTTPException(404, f"item {row} ({index.records[row].id}): {payload} is gone")
             return FileResponse(payload)
-        if is_blob(payload):  # a tar shard's member (webdataset:): its own bytes, read now
+        if is_blob(payload):  # a tar shard's member (webdataset:), a dataset's cell (hf:): its own bytes
             try:
                 data = await run_in_threadpool(payload.read_bytes)
             except OSError as exc:
                 raise HTTPException(404, f"item {row} ({index.records[row].id}) can no longer be read: {exc}") from None
-            return Response(data, media_type=mimetypes.guess_type(str(payload))[0] or "application/octet-stream")
+            return Response(data, media_type=image_type(data))
         return Response(await run_in_threadpool(png_bytes, payload), media_type="image/png")
 
     add_clip_routes(app, index, config, batcher.submit)
@@ -234,6 +233,17 @@ def make_thumbnail(payload: Any, size: int) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)
     return buffer.getvalue()
+
+
+def image_type(data: bytes) -> str:
+    """The media type of encoded image bytes, from their header (Pillow reads no pixels for it)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return Image.MIME.get(image.format or "", "application/octet-stream")
+    except (UnidentifiedImageError, OSError):
+        return "application/octet-stream"
 
 
 def png_bytes(payload: Any) -> bytes:

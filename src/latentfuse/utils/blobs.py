@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -42,3 +43,49 @@ class TarMember:
 
     def __str__(self) -> str:  # error messages and skip reports name the shard and the member
         return f"{self.archive}:{self.name}"
+
+
+@dataclass(frozen=True)
+class TableCell:
+    """Image bytes in one cell of a columnar file — a Hugging Face dataset's Arrow file (``save_to_disk``, the
+    ``load_dataset`` cache) or a parquet file — found by row group and row; the group is read when asked for
+    (and kept for the next rows: an encoder reads rows in order)."""
+
+    file: str
+    column: str
+    group: int
+    row: int
+
+    def read_bytes(self) -> bytes:
+        value = _group(self.file, self.column, self.group)[self.row].as_py()
+        data = value.get("bytes") if isinstance(value, dict) else value
+        if not isinstance(data, (bytes, bytearray)):
+            raise OSError(f"no image bytes in column {self.column!r} row {self.row} of group {self.group}")
+        return bytes(data)
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.column}[{self.group}:{self.row}]"
+
+
+@lru_cache(maxsize=4)
+def _group(file: str, column: str, group: int) -> Any:
+    """One row group's column: parquet by its row group; an Arrow IPC file by its record batch."""
+    import pyarrow.parquet as pq
+
+    if file.endswith(".parquet"):
+        return pq.ParquetFile(file).read_row_group(group, columns=[column]).column(column)
+    return arrow_batches(file)[group].column(column)
+
+
+@lru_cache(maxsize=8)
+def arrow_batches(file: str) -> tuple[Any, ...]:
+    """The record batches of an Arrow IPC file, memory-mapped (zero-copy; the map stays open while they are
+    referenced): the stream format ``datasets`` writes, or the file format."""
+    import pyarrow as pa
+
+    source = pa.memory_map(file)
+    try:
+        return tuple(pa.ipc.open_stream(source))
+    except pa.ArrowInvalid:
+        reader = pa.ipc.open_file(source)
+        return tuple(reader.get_batch(i) for i in range(reader.num_record_batches))
