@@ -2,9 +2,10 @@
 
 An image file's key is the digest of its bytes (remembered by path, size and mtime in the SQLite table of
 ``utils.digests``, so a re-run costs a ``stat`` per file, not a read); a text's is the digest of its UTF-8;
-an in-memory image's the digest of its pixels, shape and dtype. Neither the path, the row, the split nor
-the source is part of a key: renaming a folder, editing another caption, or listing the same photos from
-another source finds the rows already there.
+an in-memory image's the digest of its pixels, shape and dtype; image bytes inside a tar shard or a dataset
+file (``utils.blobs``) the key they would have as a file, remembered under the shard's stat like a file's.
+Neither the path, the row, the split nor the source is part of a key: renaming a folder, editing another
+caption, or listing the same photos from another source finds the rows already there.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..utils.blobs import is_blob
-from ..utils.digests import file_digests
+from ..utils.digests import blob_digests, file_digests
 
 KEY_LENGTH = 16  # hex characters: 64 bits, a collision chance of ~3e-8 among a million items
 
@@ -33,13 +34,14 @@ def content_keys(payloads: Sequence[Any], modality: str) -> list[str]:
     reported or skipped like any bad item; the key changes once the file is there)."""
     keys: list[str | None] = [None] * len(payloads)
     files: dict[int, Path] = {}
+    blobs: dict[int, Any] = {}
     for i, payload in enumerate(payloads):
         if modality == "image" and isinstance(payload, (str, os.PathLike)):
             files[i] = Path(payload)
         elif isinstance(payload, str):
             keys[i] = "t" + _hash(payload.encode("utf-8"))[1:]
         elif is_blob(payload):
-            keys[i] = _blob_key(payload)
+            blobs[i] = payload
         else:
             keys[i] = _array_key(payload)
     if files:
@@ -47,16 +49,11 @@ def content_keys(payloads: Sequence[Any], modality: str) -> list[str]:
         digests = file_digests(list(dict.fromkeys(readable.values())))
         for i, path in files.items():
             keys[i] = "f" + digests[path][1:] if i in readable else "m" + _hash(os.fsencode(path.absolute()))[1:]
+    if blobs:  # a blob's key is its bytes' key as a file of their own; an unreadable one, what it names
+        known = blob_digests(list(dict.fromkeys(blobs.values())))
+        for i, blob in blobs.items():
+            keys[i] = "f" + known[blob][1:] if blob in known else "m" + _hash(str(blob).encode("utf-8", "replace"))[1:]
     return keys  # type: ignore[return-value]
-
-
-def _blob_key(blob: Any) -> str:
-    """Image bytes inside another file (``utils.blobs``): the key its bytes would have as a file of their own, so
-    a photo shared by a tar shard and a folder is encoded once; an unreadable one is keyed by what it names."""
-    try:
-        return "f" + _hash(blob.read_bytes())[1:]
-    except OSError:
-        return "m" + _hash(str(blob).encode("utf-8", "surrogateescape"))[1:]
 
 
 def _array_key(payload: Any) -> str:

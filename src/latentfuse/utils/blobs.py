@@ -15,6 +15,11 @@ from typing import Any, Protocol, runtime_checkable
 
 @runtime_checkable
 class Blob(Protocol):
+    """Bytes of one image inside the file ``container``, which ``member`` names."""
+
+    container: str
+    member: str
+
     def read_bytes(self) -> bytes: ...
 
 
@@ -32,6 +37,14 @@ class TarMember:
     name: str
     offset: int
     size: int
+
+    @property
+    def container(self) -> str:
+        return self.archive
+
+    @property
+    def member(self) -> str:
+        return f"{self.name}@{self.offset}"
 
     def read_bytes(self) -> bytes:
         with open(self.archive, "rb") as handle:
@@ -55,6 +68,14 @@ class TableCell:
     column: str
     group: int
     row: int
+
+    @property
+    def container(self) -> str:
+        return self.file
+
+    @property
+    def member(self) -> str:
+        return f"{self.column}[{self.group}:{self.row}]"
 
     def read_bytes(self) -> bytes:
         value = _group(self.file, self.column, self.group)[self.row].as_py()

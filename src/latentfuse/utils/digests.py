@@ -15,6 +15,7 @@ import hashlib
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from .hashing import file_digest, not_regular
 
@@ -71,6 +72,48 @@ def _look_up_or_hash(misses: dict[Path, tuple[str, os.stat_result]]) -> dict[Pat
             out[path] = file_digest(path)
             fresh.append((key, st.st_size, st.st_mtime_ns, out[path]))
         _SEEN[key] = (st.st_size, st.st_mtime_ns, out[path])
+    if connection is not None:
+        with connection:
+            connection.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", fresh)
+        connection.close()
+    return out
+
+
+def blob_digests(blobs: list[Any], length: int = 16) -> dict[Any, str]:
+    """Content digest of image bytes inside other files (``utils.blobs``: each names its ``container`` file),
+    remembered like a file's under ``CONTAINER::MEMBER`` with the container's (size, mtime_ns): a re-run over
+    unchanged shards costs a stat per shard, not a read per image. An unreadable blob is left out."""
+    stats: dict[str, os.stat_result | None] = {}
+    for blob in blobs:
+        if blob.container not in stats:
+            try:
+                stats[blob.container] = os.stat(blob.container)
+            except OSError:
+                stats[blob.container] = None
+    keys = {blob: f"{os.path.abspath(blob.container)}::{blob.member}" for blob in blobs
+            if stats[blob.container] is not None}
+    connection = _connect()
+    known: dict[str, tuple[int, int, str]] = {}
+    if connection is not None:
+        names = list(keys.values())
+        for start in range(0, len(names), _QUERY_CHUNK):
+            chunk = names[start:start + _QUERY_CHUNK]
+            rows = connection.execute(f"SELECT path, size, mtime_ns, digest FROM files WHERE path IN "
+                                      f"({','.join('?' * len(chunk))})", chunk).fetchall()
+            known.update({path: (size, mtime, digest) for path, size, mtime, digest in rows})
+    out: dict[Any, str] = {}
+    fresh: list[tuple[str, int, int, str]] = []
+    for blob, key in keys.items():
+        st = stats[blob.container]
+        cached = known.get(key)
+        if cached is not None and cached[:2] == (st.st_size, st.st_mtime_ns):
+            out[blob] = cached[2]
+            continue
+        try:
+            out[blob] = hashlib.sha256(blob.read_bytes()).hexdigest()[:length]
+        except OSError:
+            continue
+        fresh.append((key, st.st_size, st.st_mtime_ns, out[blob]))
     if connection is not None:
         with connection:
             connection.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", fresh)

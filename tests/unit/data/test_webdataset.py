@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -142,3 +143,20 @@ def test_a_truncated_shard_is_a_bad_item_at_encode_time(same_photos):
         handle.truncate(data.items["image"][-1].payload.offset + 10)
     with pytest.raises(DataError, match=r"00000\.tar:000002\.jpg"):
         build_encoder("pixels:16").encode([item.payload for item in data.items["image"]])
+
+
+def test_a_rerun_over_unchanged_shards_reads_no_image_for_its_keys(same_photos, monkeypatch):
+    """Content keys of shard members are remembered under the shard's (size, mtime), as a file's are: a second
+    listing of the same shards costs a stat per shard, not a read per image; a rewritten shard is read again."""
+    from latentfuse.utils import blobs
+
+    _, folder = same_photos
+    payloads = [item.payload for item in build_source(f"webdataset:{folder}").load("all").items["image"]]
+    first = content_keys(payloads, "image")
+    monkeypatch.setattr(blobs.TarMember, "read_bytes", lambda self: (_ for _ in ()).throw(AssertionError("read")))
+    assert content_keys(payloads, "image") == first
+    shard = folder / "00000.tar"
+    shard.write_bytes(shard.read_bytes())  # same bytes, new mtime: read again (and here, refused)
+    os.utime(shard, ns=(1, 1))
+    with pytest.raises(AssertionError, match="read"):
+        content_keys(payloads, "image")
