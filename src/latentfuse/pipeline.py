@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterator
 
-from .data import Source, build_source
+from .data import Source, SplitData, build_source
 from .data.heldout import HeldOut, needs_holdout
 from .encoders import Encoder, build_encoder
 from .errors import ConfigError
@@ -16,6 +16,7 @@ from .runner import Trained, run_job, training_meta
 from .methods import Method, build_method, make_config, method_class
 from .model import JointModel, SideSpec
 from .store import PairedFeatures, get_features, get_tokens, paired_features
+from .store.streamed import available_memory
 from .config import RunConfig, StoreConfig, TrainConfig, load_yaml, run_identity
 from .train import Trainer, seed_everything
 from .utils import distributed
@@ -37,13 +38,29 @@ def side_encoders(source: Source, encoders: dict[str, str], rt: Runtime = CPU) -
 
 def split_features(source: Source, split: str, encoders: dict[str, Encoder], store: StoreConfig,
                    skip_bad: bool = False, progress: bool = True, limit: int = 0,
-                   taps: dict[str, list[str]] | None = None) -> PairedFeatures:
+                   taps: dict[str, list[str]] | None = None, stream: str = "off") -> PairedFeatures:
     """Cached features of both sides of a split (or its first ``limit`` items), joined by pairs; the sides
     named in ``taps`` as those token taps. Features are filed by content, so the items a split shares with
-    another (a cut of a table, a subset, another source over the same files) are encoded once."""
-    full = source.load(split)
-    return paired_features(source, full.head(limit), encoders, store, skip_bad=skip_bad, progress=progress,
-                           taps=taps)
+    another (a cut of a table, a subset, another source over the same files) are encoded once. ``stream``
+    (``train.stream``: on | off | auto) leaves pooled features in the store's shards."""
+    data = source.load(split).head(limit)
+    streamed = should_stream(stream, data, encoders, taps or {})
+    return paired_features(source, data, encoders, store, skip_bad=skip_bad, progress=progress, taps=taps,
+                           stream=streamed)
+
+
+def should_stream(stream: str, data: SplitData, encoders: dict[str, Encoder], taps: dict[str, list[str]]) -> bool:
+    """``train.stream`` for one split: on, off, or (auto) whether its pooled features as float32 would take
+    more than half of the memory available now — then said in a log line."""
+    if stream != "auto":
+        return stream == "on"
+    pooled = [side for side in encoders if not taps.get(side)]
+    size = sum(len(data.items[side]) * encoders[side].dim * 4 for side in pooled)
+    if size <= available_memory() // 2 or any(encoders[side].parts for side in pooled):
+        return False
+    log.info("the %s split's features (%.1f GB as float32) exceed half of the available memory: training reads "
+             "them from the feature store's shards a batch at a time (train.stream auto)", data.split, size / 1e9)
+    return True
 
 
 def training_source(config: RunConfig) -> Source:
@@ -216,8 +233,9 @@ class PairsJob:
             if split and key not in cache:
                 limit = 0 if split == config.data.test_split else config.data.limit
                 with distributed.main_first() if every_rank else contextlib.nullcontext():
+                    stream = config.train.stream if split == config.data.train_split else "off"
                     cache[key] = split_features(source, split, encoders, config.store, config.data.skip_bad,
-                                                progress, limit, taps)
+                                                progress, limit, taps, stream)
             return cache.get(key)
 
         names = [config.method.name] + [b for b in config.baselines if b != config.method.name]
@@ -231,6 +249,13 @@ class PairsJob:
             if progress:
                 log.info("── %s", name)
             taps = wanted[name]
+            if not method_class(name).trainable and feats(config.data.train_split, taps).streamed:
+                if name == config.method.name:
+                    raise ConfigError(f"method {name!r} fits in closed form on features held in memory; training "
+                                      "would stream them (train.stream): set train.stream off")
+                log.info("baseline %s skipped: its closed-form fit needs the training features in memory, and "
+                         "training streams them (train.stream)", name)
+                continue
             options = data_options(name, options, feats(config.data.train_split, taps), encoders)
             method, seconds = train_method(name, options, feats(config.data.train_split, taps),
                                            feats(config.data.val_split, taps), config.train, work, resume,

@@ -29,6 +29,7 @@ from .errors import ConfigError, DataError, TrainingError
 from .methods import Method
 from .config import TrainConfig
 from .store.paired import PairedFeatures
+from .store.streamed import chunked_order, read_ahead
 from .utils.extras import require
 from .utils import atomic, distributed
 from .utils.nested import flatten
@@ -138,12 +139,16 @@ class Trainer:
             method.begin_epoch(epoch, cfg.epochs)
             if distributed.active():  # dropout differs between ranks; seeded per epoch, so resume is exact
                 torch.manual_seed(cfg.seed + 1_000_003 * distributed.rank() + epoch)
-            order = torch.randperm(len(train), generator=generator)
+            order = epoch_order(len(train), generator, cfg.shuffle, train.streamed)
+
+            def batch_at(step: int, order: torch.Tensor = order) -> dict[str, Any]:
+                return train.batch(distributed.local_part(order[step * cfg.batch_size:(step + 1) * cfg.batch_size]))
+
+            batches = read_ahead(batch_at, steps_per_epoch) if train.streamed else map(batch_at, range(steps_per_epoch))
             losses = []
-            for step in range(steps_per_epoch):
-                positions = distributed.local_part(order[step * cfg.batch_size:(step + 1) * cfg.batch_size])
+            for step, batch in enumerate(batches):
                 with self.runtime.autocast():
-                    loss, extras = method.loss(self.runtime.to(train.batch(positions)))
+                    loss, extras = method.loss(self.runtime.to(batch))
                 value = float(loss.detach())  # the step's one device sync: checked here, logged below
                 if not math.isfinite(value):
                     raise self._diverged(epoch, step + 1, steps_per_epoch, value, state["best_epoch"])
@@ -246,6 +251,14 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
         return torch.load(path, weights_only=True, map_location="cpu")
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise TrainingError(f"{path}: not a readable checkpoint ({exc}); train again without --resume") from None
+
+
+def epoch_order(n: int, generator: torch.Generator, shuffle: str, streamed: bool) -> torch.Tensor:
+    """The order of the training pairs for one epoch (``train.shuffle``): a random permutation, or the chunked
+    shuffle that reads streamed features forward (``store.streamed.chunked_order``)."""
+    if shuffle == "chunked" or (shuffle == "auto" and streamed):
+        return chunked_order(n, generator)
+    return torch.randperm(n, generator=generator)
 
 
 def _param_groups(method: Method, weight_decay: float) -> list[dict[str, Any]]:

@@ -233,6 +233,14 @@ class TrainConfig:
     the default as its own metric, f1/micro."""
     threads: NonNegative = 0
     """Torch threads (0 = all cores)."""
+    stream: Annotated[str, OneOf(("auto", "on", "off"))] = "auto"
+    """Read the training features from the store's memory-mapped shards a batch at a time (read ahead on a
+    thread) instead of loading them: on | off | auto (on when they would take more than half of the memory
+    available). Streaming shuffles chunk-wise (`shuffle`) and skips the closed-form baselines."""
+    shuffle: Annotated[str, OneOf(("auto", "full", "chunked"))] = "auto"
+    """The order of the training pairs each epoch: full (a random permutation) | chunked (contiguous chunks in a
+    random order, the rows of every 16 chunks shuffled together: reads the disk forward) | auto (chunked when
+    streaming, else full)."""
     tensorboard: bool = False
     """Also write TensorBoard scalars (needs the [tensorboard] extra)."""
 

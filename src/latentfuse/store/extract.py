@@ -18,9 +18,10 @@ from ..utils.logs import bars_off
 from ..data import Item, Source, SplitData
 from ..encoders import Encoder
 from ..encoders.base import BadItemError
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .feature_store import Features, FeatureStore
 from .keys import content_keys
+from .streamed import StreamedRows
 
 T = TypeVar("T")
 DEFAULT_SHARD_SIZE = 2048
@@ -70,16 +71,20 @@ def encode_batches(encode: Callable[[list[Any]], T], items: Sequence[Item], batc
 
 
 def get_features(source: Source, data: SplitData, side: str, encoder: Encoder, store: StoreConfig, *,
-                 skip_bad: bool = False, progress: bool = True) -> Features:
+                 skip_bad: bool = False, progress: bool = True, stream: bool = False) -> Features:
     """Features of one side of ``data`` (a split, or a named subset of one), from the cache when possible.
 
     Rows are filed by item content (``store.keys``), so whatever any earlier run encoded with this encoder —
     another split, another source over the same photos, a table before one caption was edited, a killed run —
-    is read, and only the rest is encoded, shard by shard.
+    is read, and only the rest is encoded, shard by shard. ``stream``: the rows stay in their memory-mapped
+    shards (``streamed.StreamedRows``), for training on more features than fit in memory.
     """
     check_modality(source, data, side, encoder)
-    if encoder.parts:
+    if encoder.parts and not stream:
         return _joined(source, data, side, encoder, store, skip_bad=skip_bad, progress=progress)
+    if encoder.parts:
+        raise ConfigError(f"{encoder.name}: an ensemble's features are joined in memory; train.stream needs a "
+                          "single encoder per side (or train.stream off)")
     items = data.items[side]
     keys = content_keys([item.payload for item in items], encoder.modality)
     feature_store = FeatureStore(store.root)
@@ -92,10 +97,13 @@ def get_features(source: Source, data: SplitData, side: str, encoder: Encoder, s
     elif todo:
         _encode_into(shelf, encoder, todo, store, skip_bad, progress, f"{encoder.name} {data.split}/{side}")
     ids, kept, skipped = split_bad(shelf, items, keys, skip_bad)
-    array = shelf.rows(kept) if kept else np.zeros((0, encoder.dim), dtype=np.float16)
+    if stream:
+        array: Any = StreamedRows(shelf, kept)
+    else:
+        array = shelf.rows(kept) if kept else np.zeros((0, encoder.dim), dtype=np.float16)
     feature_store.remember(usage(source, data, side, encoder.name, shelf.directory, feature_store), keys)
     manifest = {"complete": True, "encoder": encoder.name, "encoder_fingerprint": encoder.fingerprint,
-                "dim": int(array.shape[1]), "skipped": skipped}
+                "dim": int(array.shape[1]) if len(array) else encoder.dim, "skipped": skipped}
     return Features(ids, array, manifest)
 
 

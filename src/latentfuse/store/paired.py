@@ -1,6 +1,7 @@
 """Join a split's pairs with the cached features of both sides, for training and validation.
 
-A side's inputs are either a pooled feature matrix (a float32 tensor, in memory) or token taps
+A side's inputs are either a pooled feature matrix (a float32 tensor, in memory; or, with ``train.stream``,
+``StreamedRows`` read from the store's shards a batch at a time) or token taps
 (``TapInputs``: memory-mapped, padded per batch with a mask). ``take``/``rows_of`` hide which, so the trainer
 and the evaluators slice both the same way, and a method receives, per side, a tensor or
 ``{tap: (tokens, mask)}``.
@@ -27,9 +28,10 @@ from ..encoders import Encoder
 from ..errors import DataError
 from .extract import get_features
 from .feature_store import Features
+from .streamed import StreamedRows
 from .tokens import TapInputs, get_tokens
 
-SideInputs = Union[torch.Tensor, TapInputs]
+SideInputs = Union[torch.Tensor, TapInputs, StreamedRows]
 
 
 @dataclass
@@ -64,7 +66,8 @@ class PairedFeatures:
         pairs = np.array([(rows_a[i], rows_b[j]) for i, j in kept], dtype=np.int64).reshape(-1, 2)
         if len(pairs) == 0:
             raise DataError(f"split {data.split!r} has no usable pairs between {a!r} and {b!r}")
-        x = {s: features[s] if isinstance(features[s], TapInputs)
+        x = {s: features[s] if isinstance(features[s], TapInputs) else features[s].array
+             if isinstance(features[s].array, StreamedRows)
              else torch.from_numpy(np.asarray(features[s].array, dtype=np.float32)) for s in (a, b)}
         labels = multi_hot([data.tags.get(pair, ()) for pair in kept], data.tag_names) if data.tag_names else None
         return cls(sides=(a, b), x=x, ids={s: features[s].ids for s in (a, b)}, pairs=pairs, labels=labels,
@@ -87,6 +90,11 @@ class PairedFeatures:
             self, x={s: place(x) if isinstance(x, torch.Tensor) else x for s, x in self.x.items()},
             targets={s: place(t) for s, t in self.targets.items()},
             labels=None if self.labels is None else place(self.labels))
+
+    @property
+    def streamed(self) -> bool:
+        """Whether a side's rows are read from the store's shards a batch at a time (``train.stream``)."""
+        return any(isinstance(x, StreamedRows) for x in self.x.values())
 
     def dims(self) -> dict[str, Any]:
         """Per side: the pooled width, or {tap: channels} for token inputs."""
@@ -146,9 +154,10 @@ def _index(ids: Sequence[str]) -> dict[str, int]:
 
 def paired_features(source: Source, data: SplitData, encoders: dict[str, Encoder], store: StoreConfig, *,
                     skip_bad: bool = False, progress: bool = True,
-                    taps: dict[str, list[str]] | None = None) -> PairedFeatures:
+                    taps: dict[str, list[str]] | None = None, stream: bool = False) -> PairedFeatures:
     """Both sides of ``data`` (data side → encoder), joined by the split's pairs: pooled features through
-    ``get_features``, or, for a side named in ``taps``, those token taps through ``get_tokens``."""
+    ``get_features`` (left in the store's shards with ``stream``), or, for a side named in ``taps``, those token
+    taps through ``get_tokens``."""
     taps = taps or {}
     features: dict[str, Features | TapInputs] = {}
     for side, encoder in encoders.items():
@@ -157,5 +166,5 @@ def paired_features(source: Source, data: SplitData, encoders: dict[str, Encoder
                                                   skip_bad=skip_bad, progress=progress))
         else:
             features[side] = get_features(source, data, side, encoder, store, skip_bad=skip_bad,
-                                          progress=progress)
+                                          progress=progress, stream=stream)
     return PairedFeatures.build(data, features)
