@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from . import (distill, dynmm, dynmm_defaults, encoders, flickr8k, index, lightcrl, lightcrl_defaults, mixup_pairs,
-               qbnorm_bank, quality, robustness, scale, serve_load, threads, tokens)
+               mmfuser_kv, qbnorm_bank, quality, robustness, scale, scale_curves, serve_load, threads, tokens)
 
 
 def main() -> None:
     for bench in (encoders, threads, flickr8k, quality, qbnorm_bank, mixup_pairs, lightcrl, lightcrl_defaults, tokens,
-                  distill, dynmm, dynmm_defaults, robustness, scale, index, serve_load):
+                  mmfuser_kv, distill, dynmm, dynmm_defaults, robustness, scale, scale_curves, index, serve_load):
         print(f"\n=== {bench.__name__}", flush=True)
         bench.main()
 
