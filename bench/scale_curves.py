@@ -8,13 +8,15 @@ Per N: store write rate (rows/s, both sides, float16 shards of 65,536 rows), rea
 bytes on disk per pair, training samples/s of the first 100 steps of a FuseMix epoch over all N pairs, through
 the real trainer (batch 512, validation included) — features loaded in memory (where N fits) and streamed from
 the shards (``train.stream on``: chunked shuffle, read-ahead) — the val t2i R@5 those steps reached (the planted alignment is learnable: chance is 0.5 %), and each process's peak
-RSS. The target: streamed throughput at 3M ≥ 80 % of in-memory throughput at 100k. The page cache is not
+RSS; and a WebDataset of the Flickr8k test images (img2dataset's layout) encoded by efficientnet-lite0 against the
+same photos read by ``flickr8k:`` (target: bit-identical). The target: streamed throughput at 3M ≥ 80 % of in-memory throughput at 100k. The page cache is not
 dropped between runs (no root here): at 3M the 6 GB of shards fit in this machine's 24 GB, so "streamed" reads
 come from memory-mapped pages, not always the disk. Results: ``docs/benchmarks/scale-curves.json`` and
 ``docs/benchmarks/scale-curves.png`` (log–log), rendered in docs/results.md.
 """
 from __future__ import annotations
 
+import io
 import json
 import resource
 import shutil
@@ -158,6 +160,49 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def webdataset_check() -> dict[str, Any] | None:
+    """The Flickr8k test images written as img2dataset-style shards (1,000 per shard … here 250) and encoded by
+    efficientnet-lite0 through ``webdataset:`` and through ``flickr8k:``, each into its own empty store."""
+    import tarfile
+
+    from latentfuse.config import StoreConfig
+    from latentfuse.data import build_source
+    from latentfuse.encoders import build_encoder
+    from latentfuse.store import get_features
+
+    from .common import flickr8k_dir
+
+    data = flickr8k_dir()
+    if data is None:
+        return None
+    source = build_source(f"flickr8k:{data}")
+    split = source.load("test")
+    captions = {}
+    for image_id, text_id in split.pairs:
+        captions.setdefault(image_id, next(i.payload for i in split.items["text"] if i.id == text_id))
+    encoder = build_encoder("efficientnet-lite0")
+    with tempfile.TemporaryDirectory(prefix="scale-wds-") as tmp:
+        images = split.items["image"]
+        for number, start in enumerate(range(0, len(images), 250)):
+            with tarfile.open(Path(tmp) / f"{number:05d}.tar", "w") as archive:
+                for item in images[start:start + 250]:
+                    key = Path(item.id).stem
+                    archive.add(str(item.payload), arcname=f"{key}.jpg")
+                    text = captions[item.id].encode()
+                    info = tarfile.TarInfo(f"{key}.txt")
+                    info.size = len(text)
+                    archive.addfile(info, io.BytesIO(text))
+        shards = build_source(f"webdataset:{tmp}/{{00000..{number:05d}}}.tar")
+        started = time.perf_counter()
+        from_tars = get_features(shards, shards.load("all"), "image", encoder,
+                                 StoreConfig(root=f"{tmp}/store-a"), progress=False)
+        seconds = time.perf_counter() - started
+        from_files = get_features(source, split, "image", encoder, StoreConfig(root=f"{tmp}/store-b"), progress=False)
+    by_id = dict(zip(from_files.ids, from_files.array))
+    same = all(np.array_equal(row, by_id[f"{key}.jpg"]) for key, row in zip(from_tars.ids, from_tars.array))
+    return {"images": len(from_tars.ids), "bit_identical": bool(same), "images_per_s": len(from_tars.ids) / seconds}
+
+
 def main() -> None:
     if "--one" in sys.argv:
         at = sys.argv.index("--one")
@@ -183,8 +228,13 @@ def main() -> None:
         cells.append([f"{r['n']:,}", what, f"{rate:,.0f}", ratio, f"{r.get('val_t2i_r5', float('nan')):.1f}"
                       if "val_t2i_r5" in r else "—", f"{r['bytes_per_pair']:,.0f}" if "bytes_per_pair" in r else "—",
                       f"{r['peak_rss_gb']:.2f}"])
+    check = webdataset_check()
+    if check is not None:
+        cells.append(["1,000 (Flickr8k test)", "webdataset: shards vs flickr8k: files, efficientnet-lite0",
+                      f"{check['images_per_s']:,.1f}", "—", "—", "—",
+                      "bit-identical" if check["bit_identical"] else "DIFFERENT"])
     plot(rows, PUBLISHED / "scale-curves.png")
-    publish("scale-curves", "python -m bench.scale_curves", header, cells, rows=rows)
+    publish("scale-curves", "python -m bench.scale_curves", header, cells, rows=rows, webdataset=check)
     print("\n".join(" | ".join(c) for c in cells))
 
 
