@@ -152,3 +152,31 @@ def test_an_unreachable_cluster_and_gpus_that_do_not_exist_are_errors_not_hangs(
     engine = StoreConfig(root=str(tmp_path / "ray"), engine="ray", workers=1, gpus_per_worker=1)
     with pytest.raises(ConfigError, match="--gpus-per-worker 1: the Ray cluster has 0 GPUs"):
         get_features(source, source.load("train"), "text_a", build_encoder("glove-6b-50d"), engine, progress=False)
+
+
+def test_tar_shard_members_are_read_in_the_ray_tasks(tmp_path, local_ray):
+    """webdataset: items are references to shard members: Ray's decode tasks read their bytes (nothing but the
+    reference travels) and get local extraction's features."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    with tarfile.open(tmp_path / "00000.tar", "w") as archive:
+        for number in range(6):
+            buffer = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(buffer, format="PNG")
+            for name, data in ((f"{number:05d}.png", buffer.getvalue()), (f"{number:05d}.txt", b"a photo")):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+    source = build_source(f"webdataset:{tmp_path / '00000.tar'}")
+    data, encoder = source.load("all"), build_encoder("efficientnet-lite0")
+    local = get_features(source, data, "image", encoder, StoreConfig(root=str(tmp_path / "local"), shard_size=4),
+                         progress=False)
+    on_ray = get_features(source, data, "image", encoder, StoreConfig(root=str(tmp_path / "ray"), shard_size=4,
+                                                                     engine="ray", workers=1), progress=False)
+    assert on_ray.ids == local.ids and len(on_ray.ids) == 6
+    np.testing.assert_allclose(np.asarray(on_ray.array, np.float32), np.asarray(local.array, np.float32),
+                               rtol=1e-3, atol=1e-3)
