@@ -108,3 +108,26 @@ def scatter_plot(points: Sequence[tuple[float, float, str, str]], path: Path, xl
     with atomic.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=130)
     plt.close(fig)
+
+
+def gate_plot(curves: Sequence[tuple[str, list[dict[str, Any]]]], path: Path, title: str) -> None:
+    """MMFuser's γ gates epoch by epoch — mean |γ1| (cross-attention, solid) and |γ2| (self-attention, dashed) —
+    one colour per (label, metrics.jsonl records) curve, written atomically as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, records in curves:
+        epochs = [r["epoch"] for r in records]
+        line, = ax.plot(epochs, [r["gamma1"] for r in records], marker="o", label=f"{label}: γ1")
+        ax.plot(epochs, [r["gamma2"] for r in records], linestyle="--", color=line.get_color())
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("mean |γ| (solid: γ1 cross-attention, dashed: γ2 self-attention)")
+    ax.set_title(title)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=130)
+    plt.close(fig)

@@ -20,9 +20,8 @@ from typing import Any
 
 from latentfuse.config import DataConfig, MethodSpec, RunConfig, TrainConfig
 from latentfuse.eval.report import split_report
-from latentfuse.utils import atomic
 
-from .common import PUBLISHED, RESULTS, bench_config, flickr8k_dir, publish, recalls, saved_run_on
+from .common import PUBLISHED, RESULTS, bench_config, flickr8k_dir, gate_plot, publish, recalls, saved_run_on
 from .flickr8k import cached_run
 
 EPOCHS = int(os.environ.get("BENCH_MMFUSER_EPOCHS", "5"))
@@ -61,29 +60,6 @@ def gates(row: dict[str, Any]) -> list[dict[str, float]]:
     return [{k: r[k] for k in ("epoch", "gamma1", "gamma2")} for r in records if "gamma1" in r]
 
 
-def plot_gates(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for row in rows:
-        if row["gates"]:
-            epochs = [g["epoch"] for g in row["gates"]]
-            line, = ax.plot(epochs, [g["gamma1"] for g in row["gates"]], marker="o",
-                            label=f"{row['label']}, {row['epochs']} ep: γ1")
-            ax.plot(epochs, [g["gamma2"] for g in row["gates"]], linestyle="--", color=line.get_color())
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("mean |γ| (solid γ1 cross-attention, dashed γ2 self-attention)")
-    ax.set_title("MMFuser: how far the block opens onto the other taps (Flickr8k)")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130)
-    plt.close(fig)
-
-
 def main() -> None:
     data = flickr8k_dir()
     if data is None:
@@ -102,7 +78,8 @@ def main() -> None:
               recalls(r["test"]["t2i"]), recalls(r["test"]["i2t"]), f"{r['train_seconds']:.0f}",
               f"{r['gates'][-1]['gamma1']:.3f} / {r['gates'][-1]['gamma2']:.3f}" if r["gates"] else "—"]
              for r in rows]
-    plot_gates(rows, PUBLISHED / "mmfuser-gates.png")
+    gate_plot([(f"{r['label']}, {r['epochs']} ep", r["gates"]) for r in rows if r["gates"]],
+              PUBLISHED / "mmfuser-gates.png", "MMFuser: how far the block opens onto the other taps (Flickr8k)")
     publish("mmfuser-kv", "python -m bench.mmfuser_kv", header, cells,
             rows=[{k: v for k, v in r.items() if k != "out"} for r in rows])
     print("\n".join(" | ".join(c) for c in cells))

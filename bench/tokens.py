@@ -33,7 +33,7 @@ from latentfuse.model import JointModel
 from latentfuse.store import TapInputs, get_tokens
 from latentfuse.utils import atomic
 
-from .common import bench_config, RESULTS, flickr8k_dir, fmt, markdown, recalls, scatter_plot
+from .common import bench_config, RESULTS, flickr8k_dir, fmt, gate_plot, markdown, recalls, scatter_plot
 from .flickr8k import cached_run
 from .lightcrl import cached_eval, metric
 
@@ -140,31 +140,16 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def plot_gates(path: Path) -> None:
-    """MMFuser's γ gates (mean |γ1| cross-attention, |γ2| self-attention) epoch by epoch, from each finished
-    MMFuser row's metrics.jsonl: how far the block opens onto the shallow taps over training."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    """MMFuser's γ gates epoch by epoch, from each finished MMFuser row's metrics.jsonl: how far the block opens
+    onto the shallow taps over training."""
+    curves = []
     for label, spec in ROWS.items():
         log = row_dir(label) / "metrics.jsonl"
-        if spec.name != "mmfuser" or not log.exists():
-            continue
-        records = [r for r in map(json.loads, log.read_text().splitlines()) if "gamma1" in r]
-        if records:
-            epochs = [r["epoch"] for r in records]
-            line, = ax.plot(epochs, [r["gamma1"] for r in records], label=f"{label}: γ1")
-            ax.plot(epochs, [r["gamma2"] for r in records], linestyle="--", color=line.get_color())
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("mean |γ| (solid: γ1 cross-attention, dashed: γ2 self-attention)")
-    ax.set_title("MMFuser: how far the block opens onto the other taps")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    with atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=130)
-    plt.close(fig)
+        if spec.name == "mmfuser" and log.exists():
+            records = [r for r in map(json.loads, log.read_text().splitlines()) if "gamma1" in r]
+            if records:
+                curves.append((label, records))
+    gate_plot(curves, path, "MMFuser: how far the block opens onto the other taps")
 
 
 def main() -> None:

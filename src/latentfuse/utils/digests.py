@@ -51,14 +51,7 @@ def file_digests(paths: list[Path]) -> dict[Path, str]:
 def _look_up_or_hash(misses: dict[Path, tuple[str, os.stat_result]]) -> dict[Path, str]:
     """Digests from the SQLite table where its (size, mtime_ns) match, else by reading the file."""
     connection = _connect()
-    known: dict[str, tuple[int, int, str]] = {}
-    if connection is not None:
-        keys = [key for key, _ in misses.values()]
-        for start in range(0, len(keys), _QUERY_CHUNK):
-            chunk = keys[start:start + _QUERY_CHUNK]
-            rows = connection.execute(f"SELECT path, size, mtime_ns, digest FROM files WHERE path IN "
-                                      f"({','.join('?' * len(chunk))})", chunk).fetchall()
-            known.update({path: (size, mtime, digest) for path, size, mtime, digest in rows})
+    known = _remembered(connection, [key for key, _ in misses.values()])
     out: dict[Path, str] = {}
     fresh: list[tuple[str, int, int, str]] = []
     for path, (key, st) in misses.items():
@@ -72,11 +65,28 @@ def _look_up_or_hash(misses: dict[Path, tuple[str, os.stat_result]]) -> dict[Pat
             out[path] = file_digest(path)
             fresh.append((key, st.st_size, st.st_mtime_ns, out[path]))
         _SEEN[key] = (st.st_size, st.st_mtime_ns, out[path])
+    _remember(connection, fresh)
+    return out
+
+
+def _remembered(connection: sqlite3.Connection | None, names: list[str]) -> dict[str, tuple[int, int, str]]:
+    """name → (size, mtime_ns, digest) of the names the table holds."""
+    known: dict[str, tuple[int, int, str]] = {}
+    if connection is None:
+        return known
+    for start in range(0, len(names), _QUERY_CHUNK):
+        chunk = names[start:start + _QUERY_CHUNK]
+        rows = connection.execute(f"SELECT path, size, mtime_ns, digest FROM files WHERE path IN "
+                                  f"({','.join('?' * len(chunk))})", chunk).fetchall()
+        known.update({path: (size, mtime, digest) for path, size, mtime, digest in rows})
+    return known
+
+
+def _remember(connection: sqlite3.Connection | None, fresh: list[tuple[str, int, int, str]]) -> None:
     if connection is not None:
         with connection:
             connection.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", fresh)
         connection.close()
-    return out
 
 
 def blob_digests(blobs: list[Any], length: int = 16) -> dict[Any, str]:
@@ -93,14 +103,7 @@ def blob_digests(blobs: list[Any], length: int = 16) -> dict[Any, str]:
     keys = {blob: f"{os.path.abspath(blob.container)}::{blob.member}" for blob in blobs
             if stats[blob.container] is not None}
     connection = _connect()
-    known: dict[str, tuple[int, int, str]] = {}
-    if connection is not None:
-        names = list(keys.values())
-        for start in range(0, len(names), _QUERY_CHUNK):
-            chunk = names[start:start + _QUERY_CHUNK]
-            rows = connection.execute(f"SELECT path, size, mtime_ns, digest FROM files WHERE path IN "
-                                      f"({','.join('?' * len(chunk))})", chunk).fetchall()
-            known.update({path: (size, mtime, digest) for path, size, mtime, digest in rows})
+    known = _remembered(connection, list(keys.values()))
     out: dict[Any, str] = {}
     fresh: list[tuple[str, int, int, str]] = []
     for blob, key in keys.items():
@@ -114,10 +117,7 @@ def blob_digests(blobs: list[Any], length: int = 16) -> dict[Any, str]:
         except OSError:
             continue
         fresh.append((key, st.st_size, st.st_mtime_ns, out[blob]))
-    if connection is not None:
-        with connection:
-            connection.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", fresh)
-        connection.close()
+    _remember(connection, fresh)
     return out
 
 
