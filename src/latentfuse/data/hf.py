@@ -93,10 +93,11 @@ class HFDatasetSource(Source):
         position = 0
         for file in self.files[split]:
             image_column, text_column = self._columns(file)
+            file_row = 0
             for group, batch in enumerate(batches(file, [image_column, text_column])):
                 for row, (cell, text) in enumerate(zip(_cells(batch, 0), batch.column(1).to_pylist())):
-                    item_id, where = str(position), f"{file.path} row {position}"
-                    position += 1
+                    item_id, where = str(position), f"{file.path} row {file_row}"
+                    position, file_row = position + 1, file_row + 1
                     payload = image_payload(cell, file, image_column, group, row)
                     captions = [t.strip() for t in (text if isinstance(text, list) else [text])
                                 if isinstance(t, str) and t.strip()]
@@ -116,8 +117,8 @@ class HFDatasetSource(Source):
         """(image column, text column) of a data file: as named, else found by type and usual names."""
         schema = file_schema(file)
         names = list(schema.names)
-        image = self.columns.get("image") or next(
-            (n for n in names if is_image_type(schema.field(n).type)), None) or next((n for n in IMAGE_NAMES if n in names), None)
+        typed = next((n for n in names if is_image_type(schema.field(n).type)), None)
+        image = self.columns.get("image") or typed or next((n for n in IMAGE_NAMES if n in names), None)
         text = self.columns.get("text") or next((n for n in TEXT_NAMES if n in names), None)
         for role, column in (("image", image), ("text", text)):
             if column is None or column not in names:
