@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from typing import Any
 from pathlib import Path
 
 import yaml
@@ -38,13 +39,28 @@ def cached_run(config: RunConfig) -> list[dict]:
     return run(config, progress=False, overwrite=True)
 
 
+def newer_settings_at_default(saved: Any, wanted: Any, default: Any) -> Any:
+    """``saved`` with every setting it lacks that ``wanted`` has at its default value filled in from ``wanted``: a
+    setting added to latentfuse after a run was saved, left at its default, changes nothing about that run."""
+    if not (isinstance(saved, dict) and isinstance(wanted, dict) and isinstance(default, dict)):
+        return saved
+    filled = dict(saved)
+    for key, value in wanted.items():
+        if key not in saved and key in default and value == default[key]:
+            filled[key] = value
+        elif key in saved:
+            filled[key] = newer_settings_at_default(saved[key], value, default.get(key))
+    return filled
+
+
 def same_resolved_run(out: Path, config: RunConfig) -> bool:
-    """Whether the run in ``out`` trained exactly ``config`` although its run.yaml names other method options: every
-    other setting is the same and every option of the method resolves to the value the saved model records
-    (config.json's ``method_config``). A benchmark that pins a method's former defaults explicitly, after the
-    defaults changed, reuses the runs they produced instead of training them again."""
-    saved = yaml.safe_load((out / "run.yaml").read_text())
+    """Whether the run in ``out`` trained exactly ``config`` although its run.yaml reads otherwise: every setting is
+    the same (settings added since it was saved count at their defaults) and every option of the method resolves
+    to the value the saved model records (config.json's ``method_config``). A benchmark that pins a method's former
+    defaults explicitly, after the defaults changed, reuses the runs they produced instead of training them again."""
     wanted = yaml.safe_load(saved_yaml(config))
+    saved = newer_settings_at_default(yaml.safe_load((out / "run.yaml").read_text()), wanted,
+                                      yaml.safe_load(saved_yaml(type(config)())))
     if saved["method"]["name"] != wanted["method"]["name"] or not (out / "config.json").exists():
         return False
     saved["method"]["options"] = wanted["method"]["options"] = None

@@ -359,9 +359,15 @@ class DistillConfig:
 def run_identity(config: Any) -> dict[str, Any]:
     """What makes two runs (train or distill) the same run: every setting except where the output and the
     cache live and which device does the work (a run started on a CPU may resume on a GPU); a precision
-    other than fp32, and the int8 encoder backend, are part of it. Paths are named by their last component
-    (where the data lies is no part of a run: the job adds what its data *is*, e.g. the source's fingerprint)."""
+    other than fp32, and the int8 encoder backend, are part of it; whether training streams its features is not
+    (``train.stream``), nor ``train.shuffle`` left at auto. Paths are named by their last component (where the
+    data lies is no part of a run: the job adds what its data *is*, e.g. the source's fingerprint)."""
     identity = {k: v for k, v in public_settings(config).items() if k not in ("store", "runtime")}
+    train = identity.get("train")
+    if isinstance(train, dict):  # how the features are read is no part of a run, as the device is not;
+        train.pop("stream", None)  # the order is, once chosen (auto: as a run without the setting had)
+        if train.get("shuffle") == "auto":
+            train.pop("shuffle")
     if config.runtime.precision != "fp32":
         identity["precision"] = config.runtime.precision
     if config.runtime.backend == "onnx-int8":  # other features: another run (onnx and torch agree, tested)

@@ -98,3 +98,20 @@ def test_a_closed_form_method_refuses_to_stream(tmp_path):
     config.method.name, config.method.options = "procrustes", {}
     with pytest.raises(ConfigError, match="fits in closed form on features held in memory.*train.stream off"):
         run(config, progress=False)
+
+
+def test_streaming_is_no_part_of_a_runs_identity_but_a_chosen_order_is():
+    """A run may be resumed streamed or in memory (as on another device); a shuffle chosen explicitly is part of
+    the run, and a run saved before these settings existed is the same run at their defaults."""
+    import dataclasses
+
+    from latentfuse.config import run_identity
+
+    base = RunConfig()
+
+    def with_train(**changes):
+        return dataclasses.replace(base, train=dataclasses.replace(base.train, **changes))
+
+    assert run_identity(with_train(stream="on")) == run_identity(with_train(stream="off")) == run_identity(base)
+    assert "stream" not in run_identity(base)["train"] and "shuffle" not in run_identity(base)["train"]
+    assert run_identity(with_train(shuffle="chunked")) != run_identity(base)
