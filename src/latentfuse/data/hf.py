@@ -63,7 +63,8 @@ class HFDatasetSource(Source):
         base, given = options(target or "")
         if not base.strip():
             raise DataError("hf needs a dataset: write it as 'hf:PATH' (save_to_disk folder or parquet) or 'hf:NAME'")
-        self.target = base.strip()
+        local = Path(base.strip()).expanduser()
+        self.target = str(local.absolute()) if local.exists() else base.strip()  # a path as every spec has it
         self.columns = {name.strip(): value.strip() for name, value in given}
         unknown = sorted(name for name, value in self.columns.items() if name not in ("image", "text") or not value)
         if unknown:

@@ -51,7 +51,8 @@ class WebDatasetSource(Source):
         if not pattern or not pattern.strip():
             raise DataError("webdataset needs shards: write it as 'webdataset:PATTERN', e.g. "
                             "webdataset:shards/{00000..00009}.tar")
-        self.pattern = pattern.strip()
+        # absolute, as every source's spec is (an index rebuilds its sources from it, from any folder)
+        self.pattern = "::".join(str(Path(part.strip()).expanduser().absolute()) for part in pattern.split("::"))
         self.shards = shard_paths(self.pattern)
 
     @property

@@ -59,10 +59,6 @@ class StreamedRows:
             rows = rows.cpu().numpy()
         return torch.from_numpy(self.gather(np.asarray(rows)))
 
-    def nbytes(self) -> int:
-        """What the rows would take in memory as float32."""
-        return self.shape[0] * self.shape[1] * 4
-
 
 def chunked_order(n: int, generator: torch.Generator, chunk: int = 0, window: int = 0) -> torch.Tensor:
     """A permutation of ``range(n)``: chunks of ``chunk`` (default ``CHUNK``) consecutive positions in a random

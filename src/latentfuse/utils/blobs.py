@@ -85,7 +85,7 @@ class TableCell:
         return bytes(data)
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.column}[{self.group}:{self.row}]"
+        return f"{self.container}:{self.member}"
 
 
 @lru_cache(maxsize=4)

@@ -160,3 +160,13 @@ def test_a_rerun_over_unchanged_shards_reads_no_image_for_its_keys(same_photos, 
     os.utime(shard, ns=(1, 1))
     with pytest.raises(AssertionError, match="read"):
         content_keys(payloads, "image")
+
+
+def test_a_relative_pattern_is_named_absolutely(same_photos, monkeypatch):
+    """The spec rebuilds the source from any folder (an index reopens its sources by spec)."""
+    _, folder = same_photos
+    monkeypatch.chdir(folder.parent)
+    source = build_source("webdataset:shards/{00000..00002}.tar")
+    assert source.spec == f"webdataset:{folder}/{{00000..00002}}.tar"
+    monkeypatch.chdir("/")
+    assert len(build_source(source.spec).load("all").items["image"]) == 7
