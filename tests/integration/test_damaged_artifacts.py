@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -110,50 +109,34 @@ def test_a_model_path_that_is_a_file_is_named(tmp_path):
         JointModel.load(tmp_path / "weights.bin")
 
 
-def _items(change: Callable[[list[str]], list[str]]) -> Callable[[Path], None]:
-    def damage(folder: Path) -> None:
-        path = next(folder.glob("items-*.jsonl"))
-        path.write_text("\n".join(change(path.read_text().splitlines())) + "\n")
-    return damage
+def _table(damage: Callable[[Path], None]) -> Callable[[Path], None]:
+    return lambda folder: damage(folder / "items.lance")
 
 
-def _embeddings(array: Callable[[np.ndarray], np.ndarray]) -> Callable[[Path], None]:
-    def damage(folder: Path) -> None:
-        path = next(folder.glob("embeddings-*.npy"))
-        np.save(path, array(np.load(path)), allow_pickle=True)
-    return damage
-
-
-def _embeddings_bytes(change: Callable[[bytes], bytes]) -> Callable[[Path], None]:
-    def damage(folder: Path) -> None:
-        path = next(folder.glob("embeddings-*.npy"))
-        path.write_bytes(change(path.read_bytes()))
-    return damage
+def _data_files(change: Callable[[bytes], bytes]) -> Callable[[Path], None]:
+    def damage(table: Path) -> None:
+        for path in (table / "data").glob("*.lance"):
+            path.write_bytes(change(path.read_bytes()))
+    return _table(damage)
 
 
 INDEX_CASES = {
     "index.json not JSON": (_write("index.json", b"{\"format\""), "index.json: not valid JSON"),
     "index.json a list": (_write("index.json", b"[]"), "index.json: format 'list', expected"),
     "index.json empty": (_write("index.json", b""), "index.json: not valid JSON"),
-    "index.json no count": (_edit_json("index.json", lambda m: {k: v for k, v in m.items() if k != "count"}),
-                            "field 'count' must be int"),
-    "index.json count wrong": (_edit_json("index.json", lambda m: {**m, "count": m["count"] + 1}),
-                               "damaged index \\(.* items listed"),
-    "index.json path escape": (_edit_json("index.json", lambda m: {**m, "files": {**m["files"],
-                                                                               "items": "../../etc/passwd"}}),
-                               "points outside the index folder"),
+    "index.json no side": (_edit_json("index.json", lambda m: {k: v for k, v in m.items() if k != "side"}),
+                           "field 'side' must be str"),
     "index.json bad backend": (_edit_json("index.json", lambda m: {**m, "backend": {"kind": "magic"}}),
-                               "damaged backend settings"),
-    "embeddings truncated": (_embeddings_bytes(lambda b: b[:len(b) // 2]), "damaged embeddings file"),
-    "embeddings empty": (_embeddings_bytes(lambda b: b""), "damaged embeddings file"),
-    "embeddings garbage": (_embeddings_bytes(lambda b: b"\x93NUMPY garbage"), "damaged embeddings file"),
-    "embeddings pickled": (_embeddings(lambda x: np.array([object()] * 3, dtype=object)),
-                           "damaged embeddings file"),
-    "embeddings NaN": (_embeddings(lambda x: np.full_like(x, np.nan)), "holds NaN/inf rows"),
-    "embeddings 1-D": (_embeddings(lambda x: x.ravel()), "expected a float \\(count, dim\\) array"),
-    "items broken line": (_items(lambda lines: lines[:-1] + ['{"id": "half']), "items-.*jsonl:\\d+: damaged item row"),
-    "items a number": (_items(lambda lines: ["7"] + lines[1:]), "items-.*jsonl:1: damaged item row"),
-    "items missing": (lambda f: next(f.glob("items-*.jsonl")).unlink(), "cannot read the item rows"),
+                               "damaged index settings"),
+    "index.json says float16": (_edit_json("index.json", lambda m: {**m, "backend": {**m["backend"],
+                                                                                   "dtype": "float16"}}),
+                                "says float16 embeddings, the table holds float32"),
+    "table missing": (_table(shutil.rmtree), "its item table items.lance is missing"),
+    "table versions gone": (_table(lambda t: shutil.rmtree(t / "_versions")), "cannot open its item table"),
+    "table data truncated": (_data_files(lambda b: b[:len(b) // 2]), "cannot read the index's item table"),
+    "table data garbage": (_data_files(lambda b: b"garbage" * 10), "cannot read the index's item table"),
+    "table data gone": (_table(lambda t: [p.unlink() for p in (t / "data").glob("*.lance")]),
+                        "cannot read the index's item table"),
 }
 
 
@@ -163,29 +146,19 @@ def test_damaged_indexes_are_refused_by_name(shapes, tmp_path, case):
     damage, message = INDEX_CASES[case]
     damage(folder)
     with pytest.raises(LatentfuseError, match=message):
-        open_index(folder)
-
-
-def test_a_damaged_faiss_file_is_rebuilt_from_the_embeddings(shapes, tmp_path):
-    pytest.importorskip("faiss")
-    folder = tmp_path / "ix"
-    result = runner.invoke(app, ["index", "--model", str(shapes["model"]), "--data", f"images:{shapes['images']}",
-                                 "--out", str(folder), "--store", str(shapes["store"]), "--index-kind", "hnsw"])
-    assert result.exit_code == 0, result.output
-    expected = [h.id for h in open_index(folder).search(text="a red circle", k=5)]
-    next(folder.glob("faiss-*.index")).write_bytes(b"garbage")
-    assert [h.id for h in open_index(folder).search(text="a red circle", k=5)] == expected
+        open_index(folder).search(text="a red circle", k=3)
 
 
 def test_the_cli_prints_one_line_for_a_damaged_index(shapes, tmp_path):
     from helpers.cli import run_cli
 
     folder = _index_copy(shapes, tmp_path)
-    next(folder.glob("embeddings-*.npy")).write_bytes(b"")
+    for path in (folder / "items.lance" / "data").glob("*.lance"):
+        path.write_bytes(b"")
     done = run_cli("search", "a red circle", "--index", str(folder))
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error: ") and len(done.stderr.strip().splitlines()) == 1
-    assert "damaged embeddings file" in done.stderr and "Traceback" not in done.stderr
+    assert "cannot read the index's item table" in done.stderr and "Traceback" not in done.stderr
 
 
 _INDEX: dict[str, Path] = {}

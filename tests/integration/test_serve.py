@@ -270,7 +270,7 @@ def test_a_file_deleted_after_indexing_is_a_404_not_a_500(shapes, tmp_path):
     folder = tmp_path / "photos"
     shutil.copytree(shapes["images"] / "red", folder / "red")
     index = saved_index(shapes, tmp_path / "ix", f"images:{folder}", store=tmp_path / "store")
-    row = [r.id for r in index.records].index("red/circle-0.png")
+    row = index.row_of("red/circle-0.png")
     (folder / "red" / "circle-0.png").unlink()
     with TestClient(create_app(index)) as c:
         thumb = c.get(f"/items/{row}/thumbnail")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import logging
 import sys
 from typing import TYPE_CHECKING
@@ -124,10 +125,13 @@ def index(cfg: IndexConfig) -> None:
     OUT must be new, empty, or an index; a folder holding anything else needs --overwrite."""
     from ..index.build import build_index
 
+    if not (cfg.data or cfg.delete or cfg.delete_where) and not (Path(cfg.out) / "index.json").exists():
+        raise ConfigError("give --data SOURCE (the items to index), or --delete / --delete-where on an index")
     built, added = build_index(cfg.model or None, cfg.data, cfg.out, splits=cfg.split, side=cfg.side,
                                kind=cfg.index_kind or None, nprobe=cfg.nprobe or None, store=cfg.store,
                                skip_bad=cfg.skip_bad, rebuild=cfg.rebuild, overwrite=cfg.overwrite,
-                               runtime=cfg.runtime)
+                               update=cfg.update, delete=cfg.delete, delete_where=cfg.delete_where,
+                               dtype=cfg.index_dtype or None, runtime=cfg.runtime)
     skipped = f", {len(built.skipped)} skipped: see index.json" if built.skipped else ""
     click.echo(f"{cfg.out}: {len(built)} {built.modality} items ({added} added{skipped}), index kind "
                f"{built.backend_config.kind}, model {built.model.fingerprint}")
@@ -142,9 +146,10 @@ def search(cfg: SearchConfig) -> None:
         raise ConfigError("give a text QUERY, --image PATH, or both")
     opened = open_index(cfg.index, cfg.model or None, runtime=cfg.runtime)
     opened.hubness = cfg.hubness
-    hits = opened.search(text=cfg.query or None, image=cfg.image or None, k=cfg.top_k)
+    hits = opened.search(text=cfg.query or None, image=cfg.image or None, k=cfg.top_k, where=cfg.where or None)
     if cfg.json:
         click.echo(json.dumps({"query": cfg.query or None, "image": cfg.image or None, "k": cfg.top_k,
+                               **({"where": cfg.where} if cfg.where else {}),
                                "results": [h.to_dict() for h in hits]}, indent=2, ensure_ascii=False))
         return
     from rich.console import Console

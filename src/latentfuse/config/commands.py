@@ -81,9 +81,9 @@ class EvalConfig(ReadsCache):
 
 @dataclass
 class IndexConfig(ReadsCache):
-    """``latentfuse index``: embed a collection into a search index, or grow an existing one."""
+    """``latentfuse index``: embed a collection into a search index, or grow, update, prune or convert one."""
 
-    data: Annotated[str, Flag("-d", "--data", required=True)] = ""
+    data: Annotated[str, Flag("-d", "--data")] = ""
     """Data source spec, e.g. flickr8k:DIR or pairs:FILE; for index, the collection whose items are added."""
     out: Annotated[str, Flag("-o", "--out", required=True)] = ""
     """Index folder (created, or grown when it exists)."""
@@ -95,11 +95,19 @@ class IndexConfig(ReadsCache):
     side: Annotated[str, SIDE] = ""
     """Model side to index ('' = the image side, else the first)."""
     index_kind: Annotated[str, OneOf(("", *INDEX_KINDS)), Flag("--index-kind")] = ""
-    """Search structure: exact | ivf | hnsw (faiss); '' = exact for a new index, else the index's own."""
+    """Search structure: exact | ivf | ivf-pq | hnsw (LanceDB's); '' = exact for a new index, else the index's own."""
     nprobe: Annotated[int, Range(0), Flag("--nprobe")] = 0
-    """ivf: cells searched per query (0 = the index's own)."""
+    """ivf, ivf-pq, hnsw: cells searched per query (0 = the index's own)."""
+    index_dtype: Annotated[str, OneOf(("", "float32", "float16")), Flag("--index-dtype")] = ""
+    """How a new index stores embeddings: float32 | float16 (half the disk); '' = float32, or the index's own."""
     rebuild: Annotated[bool, Flag("--rebuild")] = False
-    """Retrain the ivf/hnsw structure on all items."""
+    """Retrain the ANN structure on all items."""
+    update: Annotated[bool, Flag("--update")] = False
+    """Re-embed every item of --data, replacing the rows of ids the index has (an upsert), adding the others."""
+    delete: Annotated[list[str], Flag("--delete")] = field(default_factory=list)
+    """Remove the items with this id (repeatable), from any source, before adding."""
+    delete_where: Annotated[str, Flag("--delete-where")] = ""
+    """Remove the items this filter keeps (LanceDB SQL over id, source, split, label, payload), before adding."""
 
 
 @dataclass
@@ -120,6 +128,9 @@ class SearchConfig:
     """Print JSON instead of a table."""
     hubness: HubnessOverride = ""
     """Query-bank normalisation (QB-Norm) of retrieval scores: '' = the model's own setting | none | is | dis."""
+    where: Annotated[str, Flag("--where")] = ""
+    """Only items this filter keeps, e.g. "source = 'photos:/data/x'" or "label IN ('dog', 'cat')" (LanceDB SQL
+    over id, source, split, label, payload)."""
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
 

@@ -1,42 +1,38 @@
-"""A searchable collection: joint embeddings of one model side, the items they came from, and a backend.
+"""A searchable collection: joint embeddings of one model side, the items they came from, and how to search them.
 
 On disk (``INDEX/``)::
 
-    index.json                  format, model path + fingerprint, side, dim, count, backend, sources, files
-    embeddings-000003.npy       float32 (count, dim), L2-normalised rows
-    items-000003.jsonl          one line per row: {"id", "source", "split", "payload", "label"}
+    index.json      format, model path + fingerprint, side, dim, index kind and its settings, what --skip-bad left out
+    items.lance/    the rows: a LanceDB table (``table.py``) of row, id, source, split, label, payload, embedding
+                    and each item's QB-Norm hub penalty per query side — versioned by Lance
+    hubness.npz     QB-Norm statistics per bank query (``bankstats.py``), tagged with the table version
 
-    faiss-000003.index          the ivf / hnsw structure (only with those backends)
-    hubness-000003.npz          QB-Norm statistics of the items under the model's query banks (``hubness.py``):
-                                per query side, each item's hub penalty and each bank query's best match
+Growing an index appends rows as new Lance versions (a chunk at a time, so a killed run keeps every chunk it
+committed, and adding 1,000 items writes about 1,000 rows, never the whole index); ``delete`` and ``upsert`` by
+id are commits too. An open index reads the version it opened, whatever a writer commits meanwhile.
 
-The model's hubness setting (or ``Index.hubness``) decides whether a query is ranked by QB-Norm: a text
-(or image) query is normalised against the bank of its own side; a text+image query ranks by cosine. Hits
-always report the cosine score. The exact backend rescores every item; a faiss one rescores its top
-``RERANK`` candidates.
+The model's hubness setting (or ``Index.hubness``) decides whether a query is ranked by QB-Norm: a text (or
+image) query is normalised against the bank of its own side; a text+image query ranks by cosine. Hits always
+report the cosine score. The exact kind rescores every item; an ANN kind rescores its top ``RERANK``
+candidates (their stored vectors and penalties come back with them: nothing is held for all items).
 
-The embeddings are the source of truth: a missing or mismatched faiss file is rebuilt from them.
-
-Every change writes a new *generation* of the data files (each atomically), then ``index.json`` naming
-them (atomically), then removes the previous generation. A reader therefore always sees one complete
-generation, and a run killed mid-way leaves the last committed index intact (at worst, orphan files of an
-unfinished generation, which the next save removes).
+``where``: a filter in LanceDB's SQL dialect over the item columns (``source = 'photos:/x'``,
+``label = 'dog'``, ``split IN ('val', 'test')``), applied before ranking.
 
 Items are keyed by (source spec, item id): adding a source again embeds only the ids the index lacks.
 ``payload`` is an image path or a text; items whose payload is in memory (Fashion-MNIST arrays) store
 ``null`` and are fetched back from their source on demand (``Index.payload``), as are images inside another
-file (a tar shard's member, a dataset's cell: ``utils.blobs``).
+file (a tar shard's member, a dataset's cell: ``utils.blobs``). An index written by latentfuse before 0.9
+(format 1: embeddings-*.npy + items-*.jsonl generations) is converted in place by ``latentfuse index --out DIR``
+(``legacy.py``); searching or serving it says so.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import zipfile
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -52,12 +48,15 @@ from ..specs import public
 from ..utils import atomic
 from ..utils.hashing import digest
 from ..version import __version__
-from .backends import Backend, BackendConfig, ExactBackend, FaissBackend, build_backend
+from . import bankstats
+from .backends import MIN_ANN_ROWS, REINDEX_FRACTION, BackendConfig, ExactBackend, vector_index
+from .table import RECORD_COLUMNS, TABLE, ItemTable, penalty_column, quote, vectors_of
 
-FORMAT = "latentfuse.index/1"
+FORMAT = "latentfuse.index/2"
+LEGACY_FORMAT = "latentfuse.index/1"
 META = "index.json"
-GENERATION_FILE = re.compile(r"(embeddings-\d{6}\.npy|items-\d{6}\.jsonl|faiss-\d{6}\.index|hubness-\d{6}\.npz)")
-RERANK = 200  # faiss candidates per query rescored by QB-Norm (exact rescores all)
+RERANK = 200  # ANN candidates per query rescored by QB-Norm (exact rescores all)
+CHUNK = 65536  # rows per commit while growing: what a killed run can lose at most
 
 
 class BadIndexError(LatentfuseError):
@@ -83,7 +82,7 @@ class Hit:
 
 @dataclass
 class Record:
-    """One indexed item (a line of items-*.jsonl)."""
+    """One indexed item (a row of the item table, less its vectors)."""
 
     id: str
     source: str
@@ -93,31 +92,44 @@ class Record:
 
 
 @dataclass
+class InMemory:
+    """Every row of one table version in memory: what the exact kind searches (and ``embeddings`` shows)."""
+
+    version: int
+    rows: np.ndarray  # (n,) int64 row numbers, in table order
+    vectors: np.ndarray  # (n, dim) float32
+    penalties: dict[str, np.ndarray]  # query side → (n,) float32
+
+    def positions(self, rows: np.ndarray) -> np.ndarray:
+        """Positions of row numbers (-1 where absent)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(self.rows):
+            return np.full(len(rows), -1, dtype=np.int64)
+        order = np.argsort(self.rows, kind="stable")
+        at = np.searchsorted(self.rows[order], rows).clip(0, len(order) - 1)
+        return np.where(self.rows[order][at] == rows, order[at], -1).astype(np.int64)
+
+
+@dataclass
 class Index:
     directory: Path
     model: JointModel
     model_path: str
     side: str
     backend_config: BackendConfig = field(default_factory=BackendConfig)
-    embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
-    records: list[Record] = field(default_factory=list)
-    generation: int = 0
-    backend: Backend | None = field(default=None, repr=False)
+    table: ItemTable | None = field(default=None, repr=False)
     skipped: list[dict[str, str]] = field(default_factory=list)  # what --skip-bad left out, and why
     hubness: str = ""
     """Query-bank normalisation of searches: '' = the model's setting | none | is | dis."""
-    norms: dict[str, GalleryNorm] = field(default_factory=dict, repr=False)
-    """QB-Norm statistics of the current items per query side (saved with each generation)."""
     encoded_with: str = ""
     """What the rows' encoders ran as (``Runtime.cache_tag``: '' = fp32 on torch or ONNX Runtime, else bf16,
     fp16 or onnx-int8): rows of another kind differ by more than a ranking tolerates, so growth keeps to it."""
 
     def __post_init__(self) -> None:
-        if self.embeddings.size == 0:
-            self.embeddings = np.zeros((0, self.model.dim), dtype=np.float32)
-        if self.backend is None:
-            self.backend = build_backend(self.embeddings, self.backend_config)
         self._payloads: dict[tuple[str, str], dict[str, Any]] = {}
+        self._memory: InMemory | None = None
+        self._bests: dict[str, bankstats.BankBest] | None = None
+        self._count: int | None = None
 
     # ---------------------------------------------------------------- create / open
     @classmethod
@@ -133,8 +145,8 @@ class Index:
     @classmethod
     def open(cls, directory: str | Path, model: str | Path | None = None,
              runtime: RuntimeConfig | None = None) -> "Index":
-        """Open a saved index; ``model`` overrides the recorded model path, and must be the same model; its
-        encoders and heads run on ``runtime`` (default: every entry point's default)."""
+        """Open a saved index at its newest version; ``model`` overrides the recorded model path, and must be the
+        same model; its encoders and heads run on ``runtime`` (default: every entry point's default)."""
         runtime = runtime or RuntimeConfig()
         directory = Path(directory)
         meta = read_meta(directory)
@@ -150,40 +162,98 @@ class Index:
                 f"({meta['model']['path']}), but {model_path} has fingerprint {joint.fingerprint}: its "
                 "embeddings would not be comparable. Rebuild the index with "
                 f"`latentfuse index --model {model_path} --data ... --out NEW_INDEX`")
-        embeddings = read_embeddings(directory / meta["files"]["embeddings"])
-        records = read_records(directory / meta["files"]["items"])
-        if not (len(records) == len(embeddings) == meta["count"]) or embeddings.shape[1:] != (joint.dim,):
-            raise BadIndexError(f"{directory}: damaged index ({meta['count']} items listed, "
-                                f"{len(records)} item rows, embeddings {embeddings.shape})")
         try:
             config = BackendConfig(**meta["backend"])
         except (TypeError, LatentfuseError) as exc:
-            raise BadIndexError(f"{directory / META}: damaged backend settings ({exc})") from None
-        return cls(directory, joint, model_path, meta["side"], config, embeddings, records, meta["generation"],
-                   saved_backend(directory, meta, config), list(meta.get("skipped", [])),
-                   norms=saved_norms(directory, meta, joint), encoded_with=str(meta.get("encoded_with", "")))
+            raise BadIndexError(f"{directory / META}: damaged index settings ({exc}); rebuild the index with "
+                                "--overwrite") from None
+        table = None
+        if meta.get("table") and not ItemTable.exists(directory):
+            raise BadIndexError(f"{directory}: its item table {meta['table']} is missing; rebuild the index with "
+                                "--overwrite")
+        if ItemTable.exists(directory):
+            try:
+                table = ItemTable.open(directory)
+            except LatentfuseError as exc:
+                raise BadIndexError(f"{exc}; rebuild the index with --overwrite") from None
+            table.pin()
+            check_table(directory, table, joint.dim, config)
+        return cls(directory, joint, model_path, meta["side"], config, table, list(meta.get("skipped", [])),
+                   encoded_with=str(meta.get("encoded_with", "")))
 
     # ---------------------------------------------------------------- properties
     @property
     def modality(self) -> str:
         return self.model.sides[self.side].modality
 
-    def __len__(self) -> int:
-        return len(self.records)
+    @property
+    def version(self) -> int:
+        """The table version this index reads (0: no rows yet)."""
+        return self.table.version if self.table is not None else 0
 
-    def keys(self) -> set[tuple[str, str]]:
-        return {(r.source, r.id) for r in self.records}
+    def __len__(self) -> int:
+        if self._count is None:
+            self._count = self.table.count() if self.table is not None else 0
+        return self._count
+
+    def ids_of(self, spec: str) -> set[str]:
+        """The ids this index holds from source ``spec``."""
+        if self.table is None:
+            return set()
+        return {i for batch in self.table.scan(["id"], f"source = {quote(spec)}")
+                for i in batch.column("id").to_pylist()}
+
+    def record(self, row: int) -> Record:
+        """Item ``row``'s record; KeyError when the index has no such row."""
+        found = self.records_of([row])
+        if row not in found:
+            raise KeyError(row)
+        return found[row]
+
+    def records_of(self, rows: Sequence[int]) -> dict[int, Record]:
+        if self.table is None or not len(rows):
+            return {}
+        listed = ", ".join(str(int(r)) for r in rows)
+        table = self.table.read(RECORD_COLUMNS, f"row IN ({listed})")
+        return {int(r["row"]): Record(r["id"], r["source"], r["split"], r["payload"], r["label"])
+                for r in table.to_pylist()}
+
+    def row_of(self, item_id: str, source: str | None = None) -> int:
+        """The row number of item ``item_id`` (of ``source``, when ids repeat across sources); KeyError if absent."""
+        where = f"id = {quote(item_id)}" + (f" AND source = {quote(source)}" if source is not None else "")
+        rows = self.table.read(["row"], where).column("row").to_pylist() if self.table is not None else []
+        if not rows:
+            raise KeyError(item_id)
+        return int(rows[0])
+
+    def vector(self, row: int) -> np.ndarray:
+        """Item ``row``'s stored embedding (float32); KeyError when the index has no such row."""
+        table = self.table.read(["vector"], f"row = {int(row)}") if self.table is not None else None
+        if table is None or table.num_rows == 0:
+            raise KeyError(row)
+        return vectors_of(table)[0]
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """Every row's embedding (float32, table order) — all in memory: for small indexes and checks."""
+        return self.in_memory().vectors
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Every row number, in the order of ``embeddings``."""
+        return self.in_memory().rows
 
     # ---------------------------------------------------------------- adding
     def add_source(self, source: Source, split: str | None = None, store: StoreConfig | None = None, *,
-                   skip_bad: bool = False, progress: bool = True) -> int:
-        """Embed the items of ``source``'s split that the index lacks; returns how many were added.
+                   skip_bad: bool = False, progress: bool = True, update: bool = False) -> int:
+        """Embed the items of ``source``'s split that the index lacks (``update``: every item, replacing the rows of
+        the ids it has — an upsert); returns how many rows were written.
 
         Features come through the feature store, filed by content, so growing a collection never re-encodes
         what is already indexed. Rows are added only on the runtime the index's rows were embedded on.
         """
         tag = self.model.runtime.cache_tag
-        if self.records and tag != self.encoded_with:
+        if len(self) and tag != self.encoded_with:
             raise LatentfuseError(f"{self.directory}: its rows were embedded with {self.encoded_with or 'fp32'} encoders; "
                                   f"adding rows embedded with {tag or 'fp32'} ones would mix the two in one ranking. "
                                   "Grow it with the same --backend / --precision, or rebuild it with --overwrite")
@@ -192,8 +262,8 @@ class Index:
         source.check_split(split)
         data = source.load(split)
         side = data.side_for(self.modality, preferred=self.side, where=f"{source.spec} (nothing to index)")
-        known = {item_id for spec, item_id in self.keys() if spec == source.spec}
         items = data.items[side]
+        known = set() if update else self.ids_of(source.spec)
         new = [item for item in items if item.id not in known]
         if not new:
             return 0
@@ -205,8 +275,8 @@ class Index:
                          progress=progress)
         by_id = {item.id: item for item in new}
         self.record_skipped(source.spec, split, embedded.skipped)
-        self.append(embedded.x, [record_of(by_id[i], source.spec, split, data.labels.get(i))
-                                 for i in embedded.ids])
+        records = [record_of(by_id[i], source.spec, split, data.labels.get(i)) for i in embedded.ids]
+        (self.upsert if update else self.append)(embedded.x, records)
         return len(embedded.ids)
 
     def record_skipped(self, spec: str, split: str, skipped: list[tuple[str, str]]) -> None:
@@ -217,65 +287,170 @@ class Index:
                          for item_id, reason in skipped if (spec, item_id) not in seen]
 
     def append(self, embeddings: np.ndarray, records: list[Record]) -> None:
-        """Add rows (already joint embeddings of this index's side) in memory; ``save`` commits them."""
+        """Add rows (joint embeddings of this index's side), ``CHUNK`` rows a commit."""
         if len(embeddings) != len(records):
             raise ValueError("one record per embedding row")
-        self.embeddings = np.concatenate([np.asarray(self.embeddings, dtype=np.float32),
-                                          np.asarray(embeddings, dtype=np.float32)])
-        self.records += records
-        if isinstance(self.backend, FaissBackend) and self.backend.count == len(self.records) - len(records):
-            self.backend.add(embeddings)  # grow the trained structure; no retraining
+        for start in range(0, len(records), CHUNK):
+            self._write(np.asarray(embeddings[start:start + CHUNK]), records[start:start + CHUNK], upsert=False)
+
+    def upsert(self, embeddings: np.ndarray, records: list[Record]) -> None:
+        """Replace the rows of the same (source, id) — each keeps its row number — and add the others."""
+        if len(embeddings) != len(records):
+            raise ValueError("one record per embedding row")
+        for start in range(0, len(records), CHUNK):
+            self._write(np.asarray(embeddings[start:start + CHUNK]), records[start:start + CHUNK], upsert=True)
+
+    def delete(self, ids: Iterable[str] = (), where: str | None = None) -> int:
+        """Remove the rows of these ids (of any source) and/or those ``where`` keeps, in one commit; → how many."""
+        clauses = [f"id IN ({', '.join(quote(i) for i in ids)})"] if list(ids) else []
+        clauses += [f"({where})"] if where else []
+        if not clauses or self.table is None:
+            return 0
+        condition = " OR ".join(clauses)
+        gone = self._rows_where(condition)
+        if not len(gone):
+            return 0
+        self.table.refresh()
+        self.table.delete(condition)
+        self._committed()
+        bests = self.bank_bests()
+        for side, best in bests.items():
+            lost = np.flatnonzero(np.isin(best.best_row, gone))
+            if len(lost):
+                bankstats.recompute(self.table, self.model.query_bank[side], self.model.hubness.beta, only=lost,
+                                    start=best)
+        bankstats.save(self.directory, self.version, self.model.hubness.beta, bests)
+        return len(gone)
+
+    def _rows_where(self, where: str) -> np.ndarray:
+        return np.concatenate([b.column("row").to_numpy() for b in self.table.scan(["row"], where)] or
+                              [np.zeros(0, dtype=np.int64)])
+
+    def _write(self, embeddings: np.ndarray, records: Sequence[Record], upsert: bool) -> None:
+        table = self._writable_table()
+        vectors = stored(embeddings, table.dtype)
+        rows = self._row_numbers(records, upsert)
+        bests = self.bank_bests()
+        penalties = {side: bests[side].grow(bank, vectors, rows, self.model.hubness.beta)
+                     for side, bank in self.model.query_bank.items()}
+        dicts = [asdict(r) for r in records]
+        (table.upsert if upsert else table.add)(rows, dicts, vectors, penalties)
+        self._committed()
+        if upsert:  # a replaced row may have been some bank query's best under its old vector
+            self._bests = None
+            bests = self.bank_bests()
+        bankstats.save(self.directory, self.version, self.model.hubness.beta, bests)
+
+    def _row_numbers(self, records: Sequence[Record], upsert: bool) -> np.ndarray:
+        existing: dict[tuple[str, str], int] = {}
+        if upsert and len(self):
+            keys = {(r.source, r.id) for r in records}
+            for spec in {s for s, _ in keys}:
+                ids = [i for s, i in keys if s == spec]
+                where = f"source = {quote(spec)} AND id IN ({', '.join(quote(i) for i in ids)})"
+                for batch in self.table.scan(["row", "id"], where):
+                    existing.update({(spec, i): int(r) for i, r in zip(batch.column("id").to_pylist(),
+                                                                        batch.column("row").to_pylist())})
+        start = self._next_row()
+        fresh = iter(range(start, start + len(records)))
+        rows = np.array([existing.get((r.source, r.id), -1) for r in records], dtype=np.int64)
+        rows[rows < 0] = [next(fresh) for _ in range(int((rows < 0).sum()))]
+        self._next = start + int((rows >= start).sum())
+        return rows
+
+    def _next_row(self) -> int:
+        if getattr(self, "_next", None) is None or self._next_version != self.version:
+            self._next = (self.table.max_row() + 1) if self.table is not None and len(self) else 0
+            self._next_version = self.version
+        return self._next
+
+    def _writable_table(self) -> ItemTable:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if self.table is None:
+            self.table = ItemTable.create(self.directory, self.model.dim, self.backend_config.dtype,
+                                          list(self.model.query_bank))
         else:
-            self.backend = build_backend(self.embeddings, self.backend_config)
-        new = torch.as_tensor(np.asarray(embeddings, dtype=np.float32))
-        self.norms = {side: norm.grown(self.model.query_bank[side], new) for side, norm in self.norms.items()
-                      if len(norm.penalty) + len(new) == len(self.records)}
+            self.table.refresh()
+        return self.table
+
+    def _committed(self) -> None:
+        """After a commit: read the new version; drop what described the old one."""
+        self._memory, self._count = None, None
+        self._next_version = self.version
 
     def use_backend(self, config: BackendConfig) -> None:
-        """Switch backend; query-time knobs of the same faiss structure (nprobe, ef_search) apply in place."""
-        same_structure = (config.kind, config.m) == (self.backend_config.kind, self.backend_config.m)
+        """Switch index kind or its query-time knobs (nprobe, ef_search, refine); ``save`` builds a new structure."""
+        if config.dtype != self.backend_config.dtype and self.table is not None:
+            raise ConfigError(f"{self.directory} stores {self.backend_config.dtype} embeddings; another dtype "
+                              "needs a new index (--overwrite)")
         self.backend_config = config
-        if same_structure and isinstance(self.backend, FaissBackend):
-            self.backend.tune(config)
-        elif not same_structure:
-            self.backend = build_backend(self.embeddings, config)
 
     # ---------------------------------------------------------------- saving
-    def save(self) -> Path:
-        """Commit the current rows as a new generation (atomic; see the module docstring)."""
+    def save(self, rebuild: bool = False) -> Path:
+        """Bring the ANN structure up to date (trained once there are enough rows; new rows folded in once they
+        are ``REINDEX_FRACTION`` of it; ``rebuild``: retrained on everything), then write index.json (atomic)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        generation = max(self.generation, _newest_generation(self.directory)) + 1
-        files = {"embeddings": f"embeddings-{generation:06d}.npy", "items": f"items-{generation:06d}.jsonl"}
-        with atomic.atomic_path(self.directory / files["embeddings"]) as tmp:
-            with open(tmp, "wb") as handle:
-                np.save(handle, np.ascontiguousarray(self.embeddings, dtype=np.float32))
-        atomic.write_text(self.directory / files["items"],
-                          "".join(json.dumps(asdict(r), ensure_ascii=False) + "\n" for r in self.records))
-        if isinstance(self.backend, FaissBackend):
-            files["faiss"] = f"faiss-{generation:06d}.index"
-            with atomic.atomic_path(self.directory / files["faiss"]) as tmp:
-                self.backend.write(tmp)
-        norms = {side: self.norm_stats(side) for side in self.model.query_bank}
-        if norms:
-            files["hubness"] = f"hubness-{generation:06d}.npz"
-            with atomic.atomic_path(self.directory / files["hubness"]) as tmp:
-                with open(tmp, "wb") as handle:
-                    np.savez(handle, **{f"{side}.{name}": getattr(norm, name).numpy()
-                                        for side, norm in norms.items() for name in NORM_ARRAYS},
-                             beta=np.float64(self.model.hubness.beta))
+        if self.table is not None and self.backend_config.kind != "exact":
+            self.table.refresh()
+            self._update_structure(rebuild)
         atomic.write_json(self.directory / META, {
             "format": FORMAT, "latentfuse_version": __version__,
             "model": {"path": _relative(self.model_path, self.directory), "fingerprint": self.model.fingerprint,
                       "method": self.model.method.name},
-            "side": self.side, "modality": self.modality, "dim": self.model.dim, "count": len(self.records),
-            "generation": generation, "backend": self.backend_config.to_dict(), "encoded_with": self.encoded_with,
-            "sources": sources_summary(self.records), "skipped": self.skipped, "files": files})
-        self.generation = generation
-        for stale in self.directory.iterdir():
-            if GENERATION_FILE.fullmatch(stale.name) and stale.name not in files.values():
-                # the previous generation, or orphans of a killed save: only names this class writes
-                stale.unlink(missing_ok=True)
+            "side": self.side, "modality": self.modality, "dim": self.model.dim,
+            "backend": self.backend_config.to_dict(), "encoded_with": self.encoded_with, "skipped": self.skipped,
+            "table": f"{TABLE}.lance" if self.table is not None else None})
         return self.directory
+
+    def _update_structure(self, rebuild: bool) -> None:
+        table, count = self.table, self.table.count()
+        current = table.vector_index()
+        built_kind = current.index_type if current is not None else None
+        wanted = {"ivf": "IvfFlat", "ivf-pq": "IvfPq", "hnsw": "IvfHnswSq"}[self.backend_config.kind]
+        if count < MIN_ANN_ROWS:
+            return  # LanceDB's scan of so few rows is exact and as fast
+        if rebuild or built_kind != wanted:
+            table.table.create_index("vector", config=vector_index(self.backend_config, count, self.model.dim),
+                                     replace=True)
+        elif table.unindexed_rows() > REINDEX_FRACTION * count:
+            table.table.optimize()
+        self._committed()
+
+    # ---------------------------------------------------------------- QB-Norm statistics
+    def bank_bests(self) -> dict[str, bankstats.BankBest]:
+        """Per query side: each bank query's best row (read from hubness.npz, else recomputed from the rows)."""
+        if self._bests is None:
+            banks, beta = self.model.query_bank, self.model.hubness.beta
+            loaded = bankstats.load(self.directory, self.version, beta, banks) if self.table is not None else {}
+            if loaded and not self._rows_exist(np.concatenate([b.best_row for b in loaded.values()])):
+                loaded = {}  # names rows this version does not hold: damaged, recomputed
+            self._bests = {side: loaded.get(side) or (
+                bankstats.recompute(self.table, bank, beta) if self.table is not None and len(self)
+                else bankstats.BankBest.empty(len(bank))) for side, bank in banks.items()}
+        return self._bests
+
+    def _rows_exist(self, rows: np.ndarray) -> bool:
+        wanted = np.unique(rows[rows >= 0])
+        if not len(wanted):
+            return True
+        return self.table.count(f"row IN ({', '.join(str(int(r)) for r in wanted)})") == len(wanted)
+
+    def in_memory(self) -> InMemory:
+        """Every row of this version in memory (the exact kind's search; built once per version)."""
+        if self._memory is None or self._memory.version != self.version:
+            sides = [s for s in self.model.query_bank if self.table is not None
+                     and penalty_column(s) in self.table.columns]
+            rows, vectors, penalties = [], [], {s: [] for s in sides}
+            for batch in (self.table.scan(["row", "vector", *map(penalty_column, sides)])
+                          if self.table is not None else []):
+                rows.append(batch.column("row").to_numpy())
+                vectors.append(vectors_of(batch))
+                for s in sides:
+                    penalties[s].append(batch.column(penalty_column(s)).to_numpy())
+            self._memory = InMemory(self.version, np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64),
+                                    np.concatenate(vectors) if vectors else np.zeros((0, self.model.dim), np.float32),
+                                    {s: np.concatenate(p).astype(np.float32) for s, p in penalties.items() if p})
+        return self._memory
 
     # ---------------------------------------------------------------- searching
     def query_vector(self, text: str | None = None, image: Any = None,
@@ -296,9 +471,10 @@ class Index:
         """Joint embeddings of several queries of one modality in one encoder call (the server batches)."""
         return self.model.encode(self.model.side_for(modality, other_than=self.side, purpose="query"), payloads)
 
-    def search(self, text: str | None = None, image: Any = None, k: int = 10) -> list[Hit]:
-        """The ``k`` items closest to the query, best first."""
-        return self.search_vectors(self.query_vector(text, image)[None, :], k, self.query_side(text, image))[0]
+    def search(self, text: str | None = None, image: Any = None, k: int = 10, where: str | None = None) -> list[Hit]:
+        """The ``k`` items closest to the query (of those ``where`` keeps), best first."""
+        return self.search_vectors(self.query_vector(text, image)[None, :], k, self.query_side(text, image),
+                                   where)[0]
 
     def query_side(self, text: str | None = None, image: Any = None) -> str | None:
         """The model side a text-only or image-only query is embedded by (whose query bank normalises its
@@ -308,57 +484,99 @@ class Index:
             return None
         return self.model.side_for("text" if has_text else "image", other_than=self.side, purpose="query")
 
-    def search_vectors(self, queries: np.ndarray, k: int, query_side: str | None = None) -> list[list[Hit]]:
+    def search_vectors(self, queries: np.ndarray, k: int, query_side: str | None = None,
+                       where: str | None = None) -> list[list[Hit]]:
         """Hits for each query vector; ``query_side``: the model side that embedded them, so the model's query
         bank of that side can normalise the scores (None: rank by cosine)."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise LatentfuseError(f"k must be a whole number of at least 1, got {k!r}")
-        if not len(self.records):
-            return [[] for _ in queries]
         queries = np.asarray(queries, dtype=np.float32)
-        norm = self.active_norm(query_side)
-        if norm is None:
-            scores, rows = self.backend.search(queries, min(k, len(self.records)))
-            cosines = scores
+        normalise = self.active_norm(query_side) is not None
+        if not len(self):
+            return [[] for _ in queries]
+        if self.backend_config.kind == "exact":
+            ranked = self._exact(queries, k, query_side if normalise else None, where)
         else:
-            scores, cosines, rows = self._normalised_search(queries, k, norm)
-        return [[self.hit(rank, int(row), float(score), float(cosine))
-                 for rank, (row, score, cosine) in enumerate(((r, s, c) for r, s, c in zip(rs, ss, cs) if r >= 0),
-                                                             start=1)]
-                for rs, ss, cs in zip(rows, scores, cosines)]
+            ranked = [self._approximate(q, k, query_side if normalise else None, where) for q in queries]
+        records = self.records_of(sorted({int(r) for rows, _, _ in ranked for r in rows}))
+        return [[Hit(rank, int(row), records[int(row)].id, float(score), self.modality, records[int(row)].payload,
+                     records[int(row)].source, records[int(row)].label, float(cosine))
+                 for rank, (row, score, cosine) in enumerate(zip(rows, scores, cosines), start=1)
+                 if int(row) in records]
+                for rows, scores, cosines in ranked]
 
-    def active_norm(self, query_side: str | None) -> GalleryNorm | None:
-        """The QB-Norm that ranks queries of ``query_side`` under the current setting, or None."""
+    def active_norm(self, query_side: str | None) -> str | None:
+        """The QB-Norm (is | dis) that ranks queries of ``query_side`` under the current setting, or None."""
         norm = self.model.hub_norm(self.hubness)
         if query_side is not None:
             self.model.require_bank(query_side, self.hubness)
         if norm == "none" or query_side is None or query_side not in self.model.query_bank:
             return None
-        return dataclasses.replace(self.norm_stats(query_side), dynamic=norm == "dis")
+        return norm
 
-    def norm_stats(self, query_side: str) -> GalleryNorm:
-        """QB-Norm statistics of the items for queries of ``query_side`` (computed once, kept up to date)."""
-        if query_side not in self.norms:
-            self.norms[query_side] = self.model.gallery_norm(query_side, self.embeddings, "dis")
-        return self.norms[query_side]
+    def gallery_norm(self, query_side: str, memory: InMemory, keep: np.ndarray | None = None) -> GalleryNorm:
+        """QB-Norm statistics of the rows in memory (``keep``: of those positions only) for ``query_side``."""
+        best = self.bank_bests()[query_side]
+        penalty = memory.penalties.get(query_side)
+        if penalty is None:  # a bank the model gained after these rows were written: computed here
+            penalty = self.model.gallery_norm(query_side, memory.vectors, "is").penalty.numpy()
+        at = memory.positions(best.best_row)
+        if keep is not None:  # positions among the kept rows; a best row filtered out activates nothing
+            penalty, within = penalty[keep], np.searchsorted(keep, at).clip(0, max(len(keep) - 1, 0))
+            at = np.where((at >= 0) & (len(keep) > 0) & (keep[within] == at), within, -1) if len(keep) else at * 0 - 1
+        return GalleryNorm(torch.from_numpy(np.ascontiguousarray(penalty, dtype=np.float32)),
+                           torch.from_numpy(best.best_score), torch.from_numpy(np.asarray(at, dtype=np.int64)),
+                           self.model.hubness.beta, dynamic=self.active_norm(query_side) == "dis")
 
-    def _normalised_search(self, queries: np.ndarray, k: int,
-                           norm: GalleryNorm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(QB-Norm scores, cosines, rows), ranked by the former (``metrics.Retriever``, as evaluation ranks):
-        all items (exact), or the backend's top candidates."""
-        n = len(self.records)
-        candidates = None if isinstance(self.backend, ExactBackend) else \
-            self.backend.search(queries, min(n, max(k, RERANK)))
-        return Retriever(self.embeddings, norm).top_k(queries, min(k, n), candidates)
+    def _allowed(self, memory: InMemory, where: str | None) -> np.ndarray | None:
+        """Positions (sorted) of the rows ``where`` keeps; None = all."""
+        if not where:
+            return None
+        return np.flatnonzero(np.isin(memory.rows, self._rows_where(where)))
 
-    def hit(self, rank: int, row: int, score: float, cosine: float | None = None) -> Hit:
-        record = self.records[row]
-        return Hit(rank, row, record.id, score, self.modality, record.payload, record.source, record.label,
-                   score if cosine is None else cosine)
+    def _exact(self, queries: np.ndarray, k: int, query_side: str | None, where: str | None
+               ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        memory = self.in_memory()
+        keep = self._allowed(memory, where)
+        vectors = memory.vectors if keep is None else memory.vectors[keep]
+        if not len(vectors):
+            return [(np.zeros(0, np.int64), np.zeros(0), np.zeros(0)) for _ in queries]
+        if query_side is None:
+            scores, at = ExactBackend(vectors).search(queries, min(k, len(vectors)))
+            cosines = scores
+        else:
+            norm = self.gallery_norm(query_side, memory, keep)
+            scores, cosines, at = Retriever(vectors, norm).top_k(queries, min(k, len(vectors)))
+        positions = at if keep is None else np.where(at >= 0, keep[np.clip(at, 0, None)], -1)
+        return [(memory.rows[p[p >= 0]], s[p >= 0], c[p >= 0]) for p, s, c in zip(positions, scores, cosines)]
+
+    def _approximate(self, query: np.ndarray, k: int, query_side: str | None, where: str | None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """LanceDB's ANN candidates (their stored vectors re-scored exactly), QB-Norm over the candidates."""
+        penalty = penalty_column(query_side) if query_side is not None else None
+        columns = ["row", "vector", *([penalty] if penalty in self.table.columns else [])]
+        config = self.backend_config
+        limit = max(k, RERANK) if query_side else k
+        refine = -(-config.refine * k // limit)  # refine × k re-ranked on stored vectors, whatever the limit
+        found = self.table.ann_search(query, limit, columns, where, config.nprobe, refine,
+                                      max(config.ef_search, limit * refine))
+        rows, vectors = found.column("row").to_numpy(), vectors_of(found)
+        cosines = vectors @ query
+        order = np.lexsort((rows, -cosines))
+        rows, vectors, cosines = rows[order], vectors[order], cosines[order]
+        if query_side is None or not len(rows):
+            return rows[:k], cosines[:k], cosines[:k]
+        memory = InMemory(self.version, rows, vectors,
+                          {query_side: found.column(penalty).to_numpy()[order]} if penalty in columns else {})
+        norm = self.gallery_norm(query_side, memory)
+        scores, raw, at = Retriever(vectors, norm).top_k(query[None, :], min(k, len(rows)),
+                                                          (cosines[None, :].astype(np.float32), np.arange(len(rows))[None, :]))
+        picked = at[0][at[0] >= 0]
+        return rows[picked], scores[0][:len(picked)], raw[0][:len(picked)]
 
     def payload(self, row: int) -> Any:
         """What item ``row`` is: its stored path / text, or (in-memory images) re-read from its source."""
-        record = self.records[row]
+        record = self.record(row)
         if record.payload is not None:
             return record.payload
         key = (record.source, record.split)
@@ -367,6 +585,28 @@ class Index:
             side = data.side_for(self.modality, preferred=self.side)  # ids may repeat across sides (webdataset:)
             self._payloads[key] = {item.id: item.payload for item in data.items[side]}
         return self._payloads[key].get(record.id)
+
+
+def stored(embeddings: np.ndarray, dtype: str) -> np.ndarray:
+    """The embeddings as the table stores them (float16 rounds), in float32: what QB-Norm must meet."""
+    x = np.asarray(embeddings, dtype=np.float32)
+    return x.astype(np.float16).astype(np.float32) if dtype == "float16" else x
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def check_table(directory: Path, table: ItemTable, dim: int, config: BackendConfig) -> None:
+    names = set(table.columns)
+    missing = [c for c in (*RECORD_COLUMNS, "vector") if c not in names]
+    width = table.table.schema.field("vector").type.list_size if "vector" in names else None
+    if missing or width != dim:
+        raise BadIndexError(f"{directory}: damaged item table (missing columns {missing}, embedding width {width}, "
+                            f"the model's {dim}); rebuild the index with --overwrite")
+    if table.dtype != config.dtype:
+        raise BadIndexError(f"{directory / META}: says {config.dtype} embeddings, the table holds {table.dtype}; "
+                            "the index is damaged, rebuild it with --overwrite")
 
 
 def combine(parts: list[np.ndarray]) -> np.ndarray:
@@ -396,13 +636,6 @@ def record_of(item: Item, spec: str, split: str, label: str | None) -> Record:
     return Record(item.id, spec, split, payload, label)
 
 
-def sources_summary(records: Iterable[Record]) -> list[dict[str, Any]]:
-    counts: dict[tuple[str, str], int] = {}
-    for r in records:
-        counts[(r.source, r.split)] = counts.get((r.source, r.split), 0) + 1
-    return [{"source": public(s), "split": split, "count": n} for (s, split), n in counts.items()]
-
-
 def _relative(model_path: str, directory: Path) -> str:
     """The model's folder as index.json records it: relative to the index (no path of this machine), so an
     index and its model can move together; absolute only where no relative path exists (another drive)."""
@@ -417,106 +650,33 @@ def recorded_model(meta: dict[str, Any], directory: Path) -> str:
     return str((Path(directory) / meta["model"]["path"]).resolve())
 
 
-def read_embeddings(path: Path) -> np.ndarray:
-    try:
-        embeddings = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise BadIndexError(f"{path}: damaged embeddings file ({exc}); rebuild the index with --overwrite") from None
-    if embeddings.ndim != 2 or not np.issubdtype(embeddings.dtype, np.floating):
-        raise BadIndexError(f"{path}: expected a float (count, dim) array, got {embeddings.dtype} "
-                            f"{embeddings.shape}; rebuild the index with --overwrite")
-    if not np.isfinite(embeddings).all():
-        raise BadIndexError(f"{path}: holds NaN/inf rows; rebuild the index with --overwrite")
-    return embeddings
-
-
-def read_records(path: Path) -> list[Record]:
-    records = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadIndexError(f"{path}: cannot read the item rows ({exc}); rebuild the index with --overwrite") from None
-    for number, line in enumerate(lines, start=1):
-        try:
-            row = json.loads(line)
-            records.append(Record(**row))
-        except (ValueError, TypeError) as exc:
-            raise BadIndexError(f"{path}:{number}: damaged item row ({exc})") from None
-        if not isinstance(row.get("id"), str) or not isinstance(row.get("source"), str):
-            raise BadIndexError(f"{path}:{number}: damaged item row (id and source must be strings)")
-    return records
-
-
-def saved_backend(directory: Path, meta: dict[str, Any], config: BackendConfig) -> Backend | None:
-    """The saved faiss structure of this generation, when it is there and complete (else None: rebuild)."""
-    name = meta["files"].get("faiss")
-    if not name or config.kind == "exact" or not (directory / name).exists():
-        return None
-    try:
-        backend = FaissBackend.read(directory / name, config)
-    except (RuntimeError, OSError):  # a damaged structure file: rebuilt from the embeddings (the truth)
-        return None
-    return backend if backend.count == meta["count"] else None
-
-
-NORM_ARRAYS = ("penalty", "best_score", "best_row")
-
-
-def saved_norms(directory: Path, meta: dict[str, Any], model: JointModel) -> dict[str, GalleryNorm]:
-    """The saved QB-Norm statistics of this generation, per query side whose bank the model still has with
-    the same β; anything missing, damaged or stale is recomputed on first use instead."""
-    name = meta["files"].get("hubness")
-    if not name or not (directory / name).is_file():
-        return {}
-    try:
-        with np.load(directory / name, allow_pickle=False) as saved:
-            arrays = {key: saved[key] for key in saved.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # damaged: recomputed from the embeddings
-        return {}
-    if float(arrays.get("beta", np.nan)) != model.hubness.beta:
-        return {}
-    norms = {}
-    for side, bank in model.query_bank.items():
-        parts = [arrays.get(f"{side}.{key}") for key in NORM_ARRAYS]
-        if any(p is None for p in parts) or len(parts[0]) != meta["count"] or len(parts[1]) != len(bank) \
-                or not all(np.isfinite(p).all() for p in parts[:2]) or not (0 <= parts[2]).all() \
-                or not (parts[2] < max(1, meta["count"])).all():
-            continue  # damaged or of another index: recomputed from the embeddings
-        norms[side] = GalleryNorm(*(torch.from_numpy(np.asarray(p)) for p in parts), beta=model.hubness.beta)
-    return norms
-
-
 def read_meta(directory: Path) -> dict[str, Any]:
     path = directory / META
     if not path.exists():
         raise BadIndexError(f"{directory}: not a latentfuse index ({META} is missing); "
-                          "build one with `latentfuse index --model MODEL --data SOURCE --out DIR`")
+                            "build one with `latentfuse index --model MODEL --data SOURCE --out DIR`")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise BadIndexError(f"{path}: not valid JSON ({exc}); the index is damaged, rebuild it with --overwrite") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+    found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+    if found == LEGACY_FORMAT:
+        raise LegacyIndexError(f"{directory} is an index of an older latentfuse (format {LEGACY_FORMAT}); convert it "
+                               f"once, keeping every row, with `latentfuse index --out {directory}`")
+    if found != FORMAT:
         raise BadIndexError(f"{path}: format {found!r}, expected {FORMAT!r}")
     for key, kind in META_FIELDS.items():
-        parts, value = key.split("."), meta
-        for part in parts:
+        value: Any = meta
+        for part in key.split("."):
             value = value.get(part) if isinstance(value, dict) else None
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise BadIndexError(f"{path}: field {key!r} must be {kind.__name__ if isinstance(kind, type) else 'set'}, "
-                                f"got {value!r:.60}; the index is damaged, rebuild it with --overwrite")
-    files = meta["files"]
-    for name in (files["embeddings"], files["items"], files.get("faiss") or "x", files.get("hubness") or "x"):
-        if not isinstance(name, str) or Path(name).name != name:  # a file of this folder, nothing else
-            raise BadIndexError(f"{path}: file name {name!r} points outside the index folder")
+            raise BadIndexError(f"{path}: field {key!r} must be {kind.__name__}, got {value!r:.60}; the index is "
+                                "damaged, rebuild it with --overwrite")
     return meta
 
 
-META_FIELDS: dict[str, Any] = {"model.path": str, "model.fingerprint": str, "side": str, "count": int,
-                               "generation": int, "backend": dict, "files.embeddings": str, "files.items": str}
+class LegacyIndexError(BadIndexError):
+    """An index written by latentfuse before the LanceDB table (format 1): convertible (``legacy.py``)."""
 
 
-def _newest_generation(directory: Path) -> int:
-    numbers = [int(p.stem.split("-")[-1]) for p in directory.glob("embeddings-*.npy")
-               if p.stem.split("-")[-1].isdigit()]
-    return max(numbers, default=0)
+META_FIELDS: dict[str, Any] = {"model.path": str, "model.fingerprint": str, "side": str, "backend": dict}

@@ -151,7 +151,7 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
         """More like this: the indexed item's own embedding as the query (no encoder call)."""
         check_row(index, row)
         started, count = time.perf_counter(), check_k(k, config.max_k)
-        query = np.asarray(index.embeddings[row], dtype=np.float32)[None, :]
+        query = np.asarray(index.vector(row), dtype=np.float32)[None, :]
         hits = (await run_in_threadpool(index.search_vectors, query, count, index.side))[0]
         return search_response(None, False, count, started, hits)
 
@@ -161,7 +161,7 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
         try:
             data = await run_in_threadpool(thumbnail, row)
         except (LatentfuseError, OSError, ValueError) as exc:
-            raise HTTPException(404, f"item {row} ({index.records[row].id}) can no longer be read: {exc}") from None
+            raise HTTPException(404, f"item {row} ({index.record(row).id}) can no longer be read: {exc}") from None
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
 
     @app.get("/items/{row}/image", responses={200: {"content": {"image/*": {}}}})
@@ -170,13 +170,13 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
         payload = index.payload(row)
         if isinstance(payload, (str, Path)):
             if not Path(payload).is_file():
-                raise HTTPException(404, f"item {row} ({index.records[row].id}): {payload} is gone")
+                raise HTTPException(404, f"item {row} ({index.record(row).id}): {payload} is gone")
             return FileResponse(payload)
         if is_blob(payload):  # a tar shard's member (webdataset:), a dataset's cell (hf:): its own bytes
             try:
                 data = await run_in_threadpool(payload.read_bytes)
             except OSError as exc:
-                raise HTTPException(404, f"item {row} ({index.records[row].id}) can no longer be read: {exc}") from None
+                raise HTTPException(404, f"item {row} ({index.record(row).id}) can no longer be read: {exc}") from None
             return Response(data, media_type=image_type(data))
         return Response(await run_in_threadpool(png_bytes, payload), media_type="image/png")
 
@@ -221,8 +221,11 @@ def check_image_row(index: Index, row: int) -> None:
 
 
 def check_row(index: Index, row: int) -> None:
-    if not 0 <= row < len(index):
-        raise HTTPException(404, f"no item {row}; the index has items 0–{len(index) - 1}")
+    try:
+        index.record(row)
+    except KeyError:
+        raise HTTPException(404, f"no item {row}; this index has {len(index)} items, numbered from 0 as they "
+                                 "were added (deleted ones leave gaps)") from None
 
 
 def make_thumbnail(payload: Any, size: int) -> bytes:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import ConfigError
 
-EXTRAS: dict[str, tuple[str, ...]] = {"tensorboard": ("tensorboard",), "dist": ("ray",), "index": ("faiss",),
+EXTRAS: dict[str, tuple[str, ...]] = {"tensorboard": ("tensorboard",), "dist": ("ray",),
                                       "serve": ("fastapi", "uvicorn"), "data": ("pyarrow", "datasets")}
 """Extra (as in ``pip install 'latentfuse[EXTRA]'``) → the modules it provides."""
 

@@ -121,12 +121,12 @@ def test_the_query_bank_and_its_setting_survive_save_and_load(tmp_path):
 
 
 def brute_force(index, query: np.ndarray, side: str, norm: str, k: int) -> list[int]:
-    """Rows ranked by the reference formula over every item (no backend, no candidates)."""
+    """Row numbers ranked by the reference formula over every item (no backend, no candidates)."""
     bank = index.model.query_bank[side].double().numpy()
     raw = (query[None, :].astype(np.float64) @ index.embeddings.T.astype(np.float64))
     scored = reference_qb_norm(bank @ index.embeddings.T.astype(np.float64), raw, index.model.hubness.beta,
                                dynamic=norm == "dis")[0]
-    return np.argsort(-scored, kind="stable")[:k].tolist()
+    return index.rows[np.argsort(-scored, kind="stable")[:k]].tolist()
 
 
 @pytest.mark.parametrize("norm", ["is", "dis"])
@@ -134,51 +134,55 @@ def test_index_search_under_the_norm_matches_the_reference(shapes, tmp_path, nor
     index = open_index(saved_index(shapes, tmp_path / "index").directory)
     assert set(index.model.query_bank) == {"image", "text"}
     index.hubness = norm
+    at = {int(row): position for position, row in enumerate(index.rows)}
     for text in ("a red circle", "a blue square", "something green"):
         hits = index.search(text=text, k=8)
         vector = index.query_vector(text=text)
         assert [h.row for h in hits] == brute_force(index, vector, "text", norm, 8)
         raw = vector @ index.embeddings.T
-        assert [h.cosine for h in hits] == pytest.approx([float(raw[h.row]) for h in hits], abs=1e-5)
+        assert [h.cosine for h in hits] == pytest.approx([float(raw[at[h.row]]) for h in hits], abs=1e-5)
         ranked = index.model.retriever("text", index.embeddings, norm).ranked(vector[None, :])[0]
-        assert [h.score for h in hits] == pytest.approx([float(ranked[h.row]) for h in hits], abs=1e-4)
+        assert [h.score for h in hits] == pytest.approx([float(ranked[at[h.row]]) for h in hits], abs=1e-4)
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)  # the score ranked by
 
 
-def test_faiss_reranks_its_candidates_like_exact(shapes, tmp_path):
-    pytest.importorskip("faiss")
+@pytest.mark.parametrize("kind", ["ivf-pq", "hnsw"])
+def test_an_ann_kind_reranks_its_candidates_like_exact(shapes, tmp_path, kind):
     exact = open_index(saved_index(shapes, tmp_path / "index").directory)
     exact.hubness = "dis"
-    hnsw = open_index(saved_index(shapes, tmp_path / "index").directory)
-    hnsw.hubness = "dis"
-    hnsw.use_backend(BackendConfig(kind="hnsw"))
+    approximate = open_index(exact.directory)
+    approximate.hubness = "dis"
+    approximate.use_backend(BackendConfig(kind=kind))  # its candidates from LanceDB, QB-Norm on their penalties
     for text in ("a red circle", "a yellow triangle"):
-        assert [h.row for h in hnsw.search(text=text, k=5)] == [h.row for h in exact.search(text=text, k=5)]
+        assert [h.row for h in approximate.search(text=text, k=5)] == [h.row for h in exact.search(text=text, k=5)]
+        assert [h.score for h in approximate.search(text=text, k=5)] == pytest.approx(
+            [h.score for h in exact.search(text=text, k=5)], abs=1e-4)
 
 
 def test_index_saves_its_statistics_and_keeps_them_current_as_it_grows(shapes, tmp_path, monkeypatch):
     import latentfuse.model.bank as model_module  # where the query bank builds gallery statistics
+    from latentfuse.index import Index
+    from latentfuse.index.table import penalty_column
 
     folder = saved_index(shapes, tmp_path / "index").directory
-    meta = (folder / "index.json").read_text()
-    assert '"hubness": "hubness-' in meta
+    assert (folder / "hubness.npz").is_file()
     calls = []
     real = model_module.gallery_norm
     monkeypatch.setattr(model_module, "gallery_norm", lambda *a, **k: calls.append(1) or real(*a, **k))
     index = open_index(folder)
     index.hubness = "dis"
     index.search(text="a red circle", k=3)
-    assert calls == []  # read from the generation's file, not recomputed
-    first, rest = index.embeddings[:10].copy(), index.embeddings[10:].copy()
-    records = list(index.records)
-    index.embeddings, index.records, index.norms = first, records[:10], {}
-    index.backend = None
-    index.__post_init__()
-    assert len(index.norm_stats("text").penalty) == 10
-    index.append(rest, records[10:])  # grows the statistics: the new rows against the bank only
-    whole = real(index.model.query_bank["text"], torch.from_numpy(index.embeddings), index.model.hubness.beta)
-    torch.testing.assert_close(index.norms["text"].penalty, whole.penalty)
-    assert index.norms["text"].best_row.tolist() == whole.best_row.tolist()
+    assert calls == []  # penalties from the table, bank bests from hubness.npz: nothing recomputed
+    vectors, records = index.embeddings.copy(), list(index.records_of(index.rows.tolist()).values())
+    grown = Index.create(tmp_path / "grown", shapes["model"])
+    grown.append(vectors[:10], records[:10])
+    grown.append(vectors[10:], records[10:])  # grows the statistics: the new rows against the bank only
+    grown.save()
+    reopened = open_index(tmp_path / "grown")
+    whole = real(index.model.query_bank["text"], torch.from_numpy(reopened.embeddings), index.model.hubness.beta)
+    saved = reopened.table.read([penalty_column("text")]).column(0).to_numpy()
+    np.testing.assert_allclose(saved, whole.penalty.numpy(), rtol=1e-5, atol=1e-5)
+    assert reopened.bank_bests()["text"].best_row.tolist() == reopened.rows[whole.best_row.numpy()].tolist()
 
 
 def test_eval_retrieval_applies_the_norm_it_reports(shapes, monkeypatch):

@@ -1,0 +1,238 @@
+"""The index on its LanceDB table: filters, delete / upsert by id, growth that writes only the new rows, a kill -9
+during growth, a reader during a write, ANN kinds against exact, conversion of an old-format index."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from latentfuse.cli import app
+from latentfuse.errors import LatentfuseError
+from latentfuse.index import BackendConfig, Index, open_index
+from latentfuse.index.bankstats import recompute
+from latentfuse.index.collection import LegacyIndexError, Record
+from helpers.shapes import COLORS, SHAPES, VARIANTS, is_match, saved_index
+
+runner = CliRunner()
+
+
+def unit(rng: np.random.Generator, n: int, dim: int, centers: np.ndarray | None = None) -> np.ndarray:
+    x = rng.standard_normal((n, dim)) if centers is None else \
+        centers[rng.integers(0, len(centers), n)] + 0.3 * rng.standard_normal((n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def synthetic(n: int, start: int = 0, label: str = "a") -> list[Record]:
+    return [Record(f"item-{i}", "synthetic", "all", None, label) for i in range(start, start + n)]
+
+
+def assert_bests_current(index: Index) -> None:
+    """The saved QB-Norm statistics equal a recomputation from the rows."""
+    for side, bank in index.model.query_bank.items():
+        fresh = recompute(index.table, bank, index.model.hubness.beta)
+        assert index.bank_bests()[side].best_row.tolist() == fresh.best_row.tolist(), side
+
+
+def test_where_filters_before_ranking(shapes, tmp_path):
+    index = open_index(saved_index(shapes, tmp_path / "ix").directory)
+    hits = index.search(text="a red circle", k=50, where="id LIKE 'blue/%'")
+    assert len(hits) == len(SHAPES) * VARIANTS and all(h.id.startswith("blue/") for h in hits)
+    assert is_match(hits[0].id, "blue", "circle")  # among the blue ones, the circle still ranks first
+    for kind in ("exact", "ivf-pq"):
+        index.use_backend(BackendConfig(kind=kind))
+        assert [h.id for h in index.search(text="a red circle", k=3, where="id LIKE 'green/%'")] == \
+            [h.id for h in index.search(text="a red circle", k=100) if h.id.startswith("green/")][:3]
+        with pytest.raises(LatentfuseError, match="where 'colour = 1': not a filter over the index's columns"):
+            index.search(text="a red circle", where="colour = 1")
+    result = runner.invoke(app, ["search", "--index", str(tmp_path / "ix"), "a square", "--where",
+                                 "id LIKE 'yellow/%'", "--json", "-k", "100"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)["results"]
+    assert len(found) == len(SHAPES) * VARIANTS and all(r["id"].startswith("yellow/") for r in found)
+
+
+def test_delete_and_upsert_by_id(shapes, tmp_path):
+    index = saved_index(shapes, tmp_path / "ix")
+    total = len(index)
+    gone = [f"red/circle-{v}.png" for v in range(VARIANTS)]
+    assert index.delete(gone) == VARIANTS
+    reopened = open_index(tmp_path / "ix")
+    assert len(reopened) == total - VARIANTS and not set(gone) & reopened.ids_of(f"images:{shapes['images']}")
+    assert not any(h.id in gone for h in reopened.search(text="a red circle", k=total))
+    assert_bests_current(reopened)
+    assert reopened.delete(where="id LIKE 'red/%'") == (len(SHAPES) - 1) * VARIANTS
+    with pytest.raises(LatentfuseError, match="not a filter over the index's columns"):
+        reopened.delete(where="nonsense ===")
+
+    # upsert: the blue items again, with other vectors; each keeps its row number, nothing is added
+    blue = {h.id: h.row for h in reopened.search(text="blue", k=total, where="id LIKE 'blue/%'")}
+    rng = np.random.default_rng(0)
+    vectors = unit(rng, len(blue), reopened.model.dim)
+    records = [Record(i, f"images:{shapes['images']}", "all", None) for i in blue]
+    count = len(reopened)
+    reopened.upsert(vectors, records)
+    again = open_index(tmp_path / "ix")
+    assert len(again) == count
+    for (item_id, row), vector in zip(blue.items(), vectors):
+        assert again.record(row).id == item_id
+        np.testing.assert_allclose(again.vector(row), vector, atol=1e-6)
+    assert_bests_current(again)
+    result = runner.invoke(app, ["index", "--out", str(tmp_path / "ix"), "--delete", "blue/square-0.png"])
+    assert result.exit_code == 0, result.output
+    assert len(open_index(tmp_path / "ix")) == count - 1
+    updated = runner.invoke(app, ["index", "--out", str(tmp_path / "ix"), "--data", f"images:{shapes['images']}",
+                                  "--store", str(shapes["store"]), "--update"])
+    assert updated.exit_code == 0, updated.output
+    assert len(open_index(tmp_path / "ix")) == total  # the deleted ones back, the others replaced in place
+
+
+def test_growth_writes_only_the_new_rows(shapes, tmp_path):
+    index = Index.create(tmp_path / "ix", shapes["model"])
+    rng = np.random.default_rng(1)
+    dim = index.model.dim
+    index.append(unit(rng, 20_000, dim), synthetic(20_000))
+    index.save()
+    table = tmp_path / "ix" / "items.lance"
+    before = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in table.rglob("*") if p.is_file()}
+    index.append(unit(rng, 1000, dim), synthetic(1000, start=20_000))
+    index.save()
+    after = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in table.rglob("*") if p.is_file()}
+    rewritten = [p.name for p, stat in before.items() if after.get(p) != stat]
+    assert rewritten == ["latest_version_hint.json"]  # a 13-byte pointer; no data file is rewritten
+    written = sum(size for p, (size, _) in after.items() if p not in before)
+    row_bytes = dim * 4 + 4 * len(index.model.query_bank) + 40
+    assert written < 2 * 1000 * row_bytes + 65536, (written, row_bytes)
+    assert len(open_index(tmp_path / "ix")) == 21_000
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from latentfuse.index import Index
+    from latentfuse.index.collection import Record
+    index = Index.create(sys.argv[1], sys.argv[2])
+    index.save()
+    rng = np.random.default_rng(0)
+    for i in range(10_000):
+        x = rng.standard_normal((50, index.model.dim))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        index.append(x, [Record(f"{i}-{j}", "synthetic", "all", None) for j in range(50)])
+        print(len(index), flush=True)
+""")
+
+
+def test_a_reader_during_growth_and_a_kill_9_lose_nothing_committed(shapes, tmp_path):
+    folder = tmp_path / "ix"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(folder), str(shapes["model"])],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    committed, seen = 0, []
+    try:
+        while committed < 600 or len(seen) < 4:
+            line = writer.stdout.readline()
+            assert line, "the writer stopped"
+            committed = int(line)
+            if committed >= 150 and len(seen) < 4:  # a reader opening while the writer commits
+                reader = open_index(folder)
+                count = len(reader)
+                assert count % 50 == 0 and len(set(reader.rows.tolist())) == count
+                assert len(reader.search_vectors(reader.embeddings[:1], 3, "text")[0]) == 3
+                seen.append(count)
+                time.sleep(0.05)
+                assert len(reader) == count and len(reader.embeddings) == count  # still its own version
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    index = open_index(folder)
+    assert len(seen) == 4 and len(index) >= max(committed, *seen) and len(index) % 50 == 0
+    assert sorted(index.rows.tolist()) == list(range(len(index)))
+    assert_bests_current(index)  # recomputed when hubness.npz describes another version
+    index.append(unit(np.random.default_rng(3), 50, index.model.dim), synthetic(50, label="after"))
+    assert len(open_index(folder)) == len(index)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "ivf-pq", "hnsw"])
+def test_ann_kinds_find_what_exact_finds_and_fold_in_new_rows(shapes, tmp_path, kind):
+    index = Index.create(tmp_path / "ix", shapes["model"], backend=BackendConfig(kind=kind))
+    rng = np.random.default_rng(2)
+    dim = index.model.dim
+    centers = rng.standard_normal((30, dim))
+    index.append(unit(rng, 6000, dim, centers), synthetic(6000))
+    index.save()
+    assert index.table.vector_index() is not None
+    queries = unit(rng, 40, dim, centers)
+    approximate = open_index(tmp_path / "ix")
+    exact = open_index(tmp_path / "ix")
+    exact.use_backend(BackendConfig(kind="exact"))
+    found = approximate.search_vectors(queries, 10)
+    truth = exact.search_vectors(queries, 10)
+    recall = np.mean([len({h.row for h in a} & {h.row for h in b}) / 10 for a, b in zip(found, truth)])
+    assert recall >= 0.9, recall
+    new = unit(rng, 1000, dim, centers)
+    approximate.append(new, synthetic(1000, start=6000, label="new"))
+    assert approximate.search_vectors(new[:5], 1)[0][0].id == "item-6000"  # found by the scan of new rows
+    approximate.save()  # 1000 new rows > 10 % of the structure: folded in
+    assert approximate.table.unindexed_rows() == 0
+    assert [h[0].id for h in open_index(tmp_path / "ix").search_vectors(new[:3], 1)] == \
+        ["item-6000", "item-6001", "item-6002"]
+
+
+def legacy_copy(index: Index, folder: Path) -> None:
+    """What latentfuse before 0.9 wrote for ``index``: one generation of .npy + .jsonl, index.json format 1."""
+    folder.mkdir()
+    np.save(folder / "embeddings-000001.npy", index.embeddings)
+    records = index.records_of(index.rows.tolist())
+    (folder / "items-000001.jsonl").write_text("".join(
+        json.dumps({"id": r.id, "source": r.source, "split": r.split, "payload": r.payload, "label": r.label}) + "\n"
+        for r in (records[int(row)] for row in index.rows)))
+    (folder / "index.json").write_text(json.dumps({
+        "format": "latentfuse.index/1", "model": {"path": os.path.relpath(index.model_path, folder),
+                                                  "fingerprint": index.model.fingerprint},
+        "side": index.side, "count": len(index), "generation": 1, "skipped": [],
+        "backend": {"kind": "exact", "nprobe": 16, "m": 32, "ef_search": 128},
+        "files": {"embeddings": "embeddings-000001.npy", "items": "items-000001.jsonl"}}))
+
+
+def test_an_old_format_index_is_refused_by_search_and_converted_by_index(shapes, tmp_path):
+    current = open_index(saved_index(shapes, tmp_path / "new").directory)
+    legacy_copy(current, tmp_path / "old")
+    with pytest.raises(LegacyIndexError, match=r"older latentfuse .*latentfuse index --out .*old"):
+        open_index(tmp_path / "old")
+    refused = runner.invoke(app, ["search", "--index", str(tmp_path / "old"), "a red circle"])
+    assert refused.exit_code != 0 and "convert it once" in str(refused.exception)
+    converted = runner.invoke(app, ["index", "--out", str(tmp_path / "old")])
+    assert converted.exit_code == 0, converted.output
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == [
+        ".latentfuse-output.json", "hubness.npz", "index.json", "items.lance"]  # the generation files gone
+    old = open_index(tmp_path / "old")
+    for text in ("a red circle", "a yellow triangle"):
+        assert [(h.id, round(h.score, 5)) for h in old.search(text=text, k=5)] == \
+            [(h.id, round(h.score, 5)) for h in current.search(text=text, k=5)]
+
+
+def test_a_damaged_table_is_named(shapes, tmp_path):
+    saved_index(shapes, tmp_path / "ix")
+    shutil.rmtree(tmp_path / "ix" / "items.lance" / "_versions")
+    with pytest.raises(LatentfuseError, match="cannot open its item table items.lance"):
+        open_index(tmp_path / "ix")
+
+
+def test_penalties_are_stored_with_the_rows_they_describe(shapes, tmp_path):
+    index = saved_index(shapes, tmp_path / "ix")
+    from latentfuse.hubness import gallery_norm
+    from latentfuse.index.table import penalty_column
+
+    whole = gallery_norm(index.model.query_bank["image"], torch.from_numpy(index.embeddings), index.model.hubness.beta)
+    stored = index.table.read([penalty_column("image")]).column(0).to_numpy()
+    np.testing.assert_allclose(stored, whole.penalty.numpy(), rtol=1e-5, atol=1e-5)
+    assert len(COLORS) * len(SHAPES) * VARIANTS == len(index)
