@@ -1,13 +1,14 @@
 """`make bench`: every benchmark, one after the other. Each prints ratios measured side by side."""
 from __future__ import annotations
 
-from . import (distill, dynmm, dynmm_defaults, encoders, flickr8k, index, lightcrl, lightcrl_defaults, mixup_pairs,
-               mmfuser_kv, qbnorm_bank, quality, robustness, scale, scale_curves, serve_load, threads, tokens)
+from . import (distill, dynmm, dynmm_defaults, encoders, flickr8k, index_scale, lightcrl, lightcrl_defaults,
+               lightcrl_paper, mixup_pairs, mmfuser_kv, qbnorm_bank, quality, robustness, scale, scale_curves, serve_load, threads, tokens)
 
 
 def main() -> None:
-    for bench in (encoders, threads, flickr8k, quality, qbnorm_bank, mixup_pairs, lightcrl, lightcrl_defaults, tokens,
-                  mmfuser_kv, distill, dynmm, dynmm_defaults, robustness, scale, scale_curves, index, serve_load):
+    for bench in (encoders, threads, flickr8k, quality, qbnorm_bank, mixup_pairs, lightcrl, lightcrl_defaults, lightcrl_paper, tokens,
+                  mmfuser_kv, distill, dynmm, dynmm_defaults, robustness, scale, scale_curves, index_scale,
+                  serve_load):
         print(f"\n=== {bench.__name__}", flush=True)
         bench.main()
 

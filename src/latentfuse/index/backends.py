@@ -42,6 +42,11 @@ class BackendConfig:
     refine: Positive = 20
     """ivf-pq: the best refine × k quantised candidates are re-ranked on their stored vectors (10 gave recall@10
     0.74 on clustered synthetic data where 20 gave 1.0: ``test_ann_kinds_find_what_exact_finds``)."""
+    train_iterations: Positive = 20
+    """ivf, ivf-pq, hnsw: k-means iterations when the structure is trained (LanceDB's default: 50)."""
+    train_sample: Positive = 64
+    """ivf, ivf-pq, hnsw: training points per cell (LanceDB's default: 256); ``bench/index_scale.py`` measures
+    LanceDB's defaults beside these at 100k items: build time and recall@10."""
     dtype: Annotated[str, OneOf(DTYPES)] = "float32"
     """How the embeddings are stored: float32, or float16 (half the disk and I/O; rankings move by ~1e-3)."""
 
@@ -88,11 +93,12 @@ def vector_index(config: BackendConfig, count: int, dim: int) -> Any:
     if config.kind not in KINDS or config.kind == "exact":
         raise ConfigError(f"no ANN structure for index kind {config.kind!r}; choose one of {', '.join(KINDS[1:])}")
     partitions = max(1, min(int(math.sqrt(count)), count // MIN_ROWS_PER_PARTITION))
+    training = {"max_iterations": config.train_iterations, "sample_rate": config.train_sample}
     if config.kind == "ivf":
-        return IvfFlat(distance_type="dot", num_partitions=partitions)
+        return IvfFlat(distance_type="dot", num_partitions=partitions, **training)
     if config.kind == "hnsw":
-        return HnswSq(distance_type="dot", num_partitions=max(1, count // 1_000_000), m=config.m)
-    return IvfPq(distance_type="dot", num_partitions=partitions, num_sub_vectors=pq_sub_vectors(dim))
+        return HnswSq(distance_type="dot", num_partitions=max(1, count // 1_000_000), m=config.m, **training)
+    return IvfPq(distance_type="dot", num_partitions=partitions, num_sub_vectors=pq_sub_vectors(dim), **training)
 
 
 def pq_sub_vectors(dim: int) -> int:

@@ -29,6 +29,7 @@ file (a tar shard's member, a dataset's cell: ``utils.blobs``). An index written
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ from . import bankstats
 from .backends import MIN_ANN_ROWS, REINDEX_FRACTION, BackendConfig, ExactBackend, vector_index
 from .table import RECORD_COLUMNS, TABLE, ItemTable, penalty_column, quote, vectors_of
 
+log = logging.getLogger(__name__)
 FORMAT = "latentfuse.index/2"
 LEGACY_FORMAT = "latentfuse.index/1"
 META = "index.json"
@@ -410,9 +412,12 @@ class Index:
         if count < MIN_ANN_ROWS:
             return  # LanceDB's scan of so few rows is exact and as fast
         if rebuild or built_kind != wanted:
+            log.info("training the %s structure on %d rows (minutes at millions of rows)", self.backend_config.kind,
+                     count)
             table.table.create_index("vector", config=vector_index(self.backend_config, count, self.model.dim),
                                      replace=True)
         elif table.unindexed_rows() > REINDEX_FRACTION * count:
+            log.info("folding %d new rows into the %s structure", table.unindexed_rows(), self.backend_config.kind)
             table.table.optimize()
         self._committed()
 

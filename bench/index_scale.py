@@ -1,0 +1,233 @@
+"""The index against collection size (issue 28): synthetic clustered 512-d unit vectors (1,000 clusters, so an ANN
+structure has something to find) appended to a LanceDB index (IVF-PQ, float32 embeddings) at N = 100k, 1M and
+3M, each N built and served in processes of its own.
+
+    python -m bench.index_scale                        # N = 100k, 1M, 3M (~7 GB of temporary disk at 3M)
+    python -m bench.index_scale --sizes 10000000       # 10M: ~21 GB of disk, about an hour to build on 2 cores
+    python -m bench.index_scale --sizes 20000,100000   # a quick look
+
+Per N: build seconds (appending the rows, then training the structure) and bytes on disk per item; then a fresh
+process opens the index (what ``latentfuse serve`` does) and runs 200 queries one at a time: p50 / p99 ms and
+recall@10 against the exact top-10 (computed while the rows were generated, a chunk at a time), and the peak
+RSS of that process; then 1,000 more items are appended: the bytes that writes (new files; nothing else on disk
+changes) and its seconds. The model is the bench's FuseMix model without its query bank (the QB-Norm
+statistics cost O(N × bank) to compute once, measured apart at the end per 1,000 items). Results:
+``docs/benchmarks/index-scale.json`` and ``.png`` (log–log), rendered in docs/results.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from latentfuse.index import BackendConfig, Index, open_index
+from latentfuse.index.collection import Record
+from latentfuse.model import JointModel
+
+from .common import PUBLISHED, RESULTS, flickr8k_dir, publish
+from .serve_load import bench_model
+
+SIZES = (100_000, 1_000_000, 3_000_000)
+DIM, CLUSTERS, CHUNK, QUERIES, K, GROWTH = 512, 1000, 100_000, 200, 10, 1000
+NPROBES = (16, 64, 256)  # cells searched per query: the default first
+KIND = BackendConfig(kind="ivf-pq")  # float16 halves the disk, but Lance trains IVF-PQ on it ~4x slower
+LANCE_DEFAULTS = BackendConfig(kind="ivf-pq", train_iterations=50, train_sample=256)  # one extra row, at the smallest N
+
+
+def centers() -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((CLUSTERS, DIM)).astype(np.float32)
+
+
+def vectors(seed: int, n: int, spread: float = 0.6) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = centers()[rng.integers(0, CLUSTERS, n)] + spread * rng.standard_normal((n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def queries() -> np.ndarray:
+    return vectors(10**9, QUERIES, spread=0.8)  # nearer no single item than the items are to each other
+
+
+def model_without_bank() -> Path:
+    out = RESULTS / "index-scale" / "model"
+    if not (out / "config.json").exists():
+        data = flickr8k_dir()
+        if data is None:
+            raise SystemExit("skip: needs ../shared/data/flickr8k (the bench model)")
+        model = JointModel.load(bench_model(data))
+        model.query_bank = {}
+        model.save(out)
+    return out
+
+
+def folder_bytes(path: Path) -> dict[Path, int]:
+    return {p: p.stat().st_size for p in path.rglob("*") if p.is_file()}
+
+
+def build(n: int, where: Path, config: BackendConfig = KIND) -> dict[str, Any]:
+    """Append N rows a chunk at a time (tracking the exact top-K of each query), train the structure."""
+    shutil.rmtree(where, ignore_errors=True)
+    index = Index.create(where, model_without_bank(), side="image", backend=config)
+    q = torch.from_numpy(queries())
+    best_s, best_r = torch.full((QUERIES, K), -np.inf), torch.full((QUERIES, K), -1, dtype=torch.long)
+    started = time.perf_counter()
+    for start in range(0, n, CHUNK):
+        x = vectors(start, min(CHUNK, n - start))
+        index.append(x, [Record(f"{i}", "synthetic", "all", None) for i in range(start, start + len(x))])
+        s = q @ torch.from_numpy(x).T
+        s, r = torch.cat([best_s, s], 1), torch.cat([best_r, torch.arange(start, start + len(x)).expand(QUERIES, -1)], 1)
+        best_s, at = s.topk(K, dim=1)
+        best_r = torch.take_along_dim(r, at, 1)
+    append_s = time.perf_counter() - started
+    started = time.perf_counter()
+    index.save()
+    structure_s = time.perf_counter() - started
+    total = sum(folder_bytes(where).values())
+    np.save(where.parent / f"truth-{n}.npy", best_r.numpy())
+    return {"n": n, "training": f"{config.train_iterations} iterations, {config.train_sample} points a cell",
+            "append_s": append_s, "structure_s": structure_s, "build_s": append_s + structure_s,
+            "bytes_per_item": total / n, "disk_gb": total / 1e9,
+            "build_peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def serve(n: int, where: Path) -> dict[str, Any]:
+    """A fresh process: open, query one at a time at each ``nprobe`` of NPROBES, then grow by GROWTH items."""
+    index = open_index(where)
+    q = queries()
+    truth = np.load(where.parent / f"truth-{n}.npy")
+    index.search_vectors(q[:5], K)  # warm: the structure's first read
+    sweep = {}
+    for nprobe in NPROBES:
+        index.use_backend(dataclasses.replace(index.backend_config, nprobe=nprobe))
+        times, found = [], []
+        for vector in q:
+            started = time.perf_counter()
+            hits = index.search_vectors(vector[None, :], K)[0]
+            times.append(time.perf_counter() - started)
+            found.append({h.row for h in hits})
+        sweep[nprobe] = {"p50_ms": 1000 * float(np.percentile(times, 50)),
+                         "p99_ms": 1000 * float(np.percentile(times, 99)),
+                         "recall_at_10": float(np.mean([len(f & set(t.tolist())) / K for f, t in zip(found, truth)]))}
+    serving_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    index.use_backend(KIND)
+    before = folder_bytes(where)
+    started = time.perf_counter()
+    index.append(vectors(424242, GROWTH), [Record(f"new-{i}", "synthetic", "all", None) for i in range(GROWTH)])
+    index.save()
+    grow_s = time.perf_counter() - started
+    after = folder_bytes(where)
+    written = sum(size for p, size in after.items() if before.get(p) != size)
+    return {**sweep[KIND.nprobe], "nprobe": sweep, "serving_peak_rss_gb": serving_rss, "grow_bytes": written,
+            "grow_s": grow_s}
+
+
+def in_child(step: str, n: int, where: Path, lance_defaults: bool = False) -> dict[str, Any]:
+    extra = ["--lance-defaults"] if lance_defaults else []
+    done = subprocess.run([sys.executable, "-m", "bench.index_scale", "--one", step, str(n), str(where), *extra],
+                          check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def qbnorm_cost() -> dict[str, float]:
+    """Seconds to meet 1,000 new items with the full bench model's query banks (what each 1,000 rows added cost
+    when the model has a bank), per side."""
+    data = flickr8k_dir()
+    model = JointModel.load(bench_model(data)) if data is not None else None
+    if model is None or not model.query_bank:
+        return {}
+    from latentfuse.hubness import gallery_norm
+
+    x = torch.from_numpy(vectors(7, 1000))
+    out = {}
+    for side, bank in model.query_bank.items():
+        started = time.perf_counter()
+        gallery_norm(bank, x, model.hubness.beta)
+        out[f"{side} bank of {len(bank):,}"] = time.perf_counter() - started
+    return out
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = [r["n"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for key, label in (("build_s", "build s"), ("disk_gb", "disk GB"), ("serving_peak_rss_gb", "serving RSS GB")):
+        axes[0].loglog(n, [r[key] for r in rows], "o-", label=label)
+    for key, label in (("p50_ms", "query p50 ms"), ("p99_ms", "query p99 ms")):
+        axes[1].loglog(n, [r[key] for r in rows], "o-", label=label)
+    for r in rows:  # the trade-off nprobe buys at each N
+        sweep = sorted((int(p), v) for p, v in r["nprobe"].items())
+        axes[2].plot([v["p99_ms"] for _, v in sweep], [v["recall_at_10"] for _, v in sweep], "o-", label=f"N = {r['n']:,}")
+        for p, v in sweep:
+            axes[2].annotate(f"nprobe {p}", (v["p99_ms"], v["recall_at_10"]), fontsize=7)
+    axes[2].set_xlabel("query p99 ms"), axes[2].set_ylabel("recall@10 vs exact")
+    axes[0].set_xlabel("items N"), axes[1].set_xlabel("items N")
+    axes[0].legend(), axes[1].legend(), axes[2].legend()
+    fig.suptitle("LanceDB index (IVF-PQ) against N, 2 cores")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    if "--one" in sys.argv:
+        step, n, where = sys.argv[sys.argv.index("--one") + 1:][:3]
+        config = LANCE_DEFAULTS if "--lance-defaults" in sys.argv else KIND
+        print(json.dumps(build(int(n), Path(where), config) if step == "build" else serve(int(n), Path(where))))
+        return
+    sizes = [int(s) for s in sys.argv[sys.argv.index("--sizes") + 1].split(",")] if "--sizes" in sys.argv else SIZES
+    model_without_bank()
+    rows = []
+    for n, lance_defaults in [(min(sizes), True)] + [(n, False) for n in sizes]:
+        where = Path(tempfile.gettempdir()) / f"latentfuse-index-scale-{n}" / "ix"
+        row = in_child("build", n, where, lance_defaults)
+        row.update(in_child("serve", n, where))
+        rows.append(row)
+        print(row, flush=True)
+        shutil.rmtree(where.parent, ignore_errors=True)
+    compared, rows = rows[0], rows[1:]
+    header = ["N", "structure trained with", "build s (append + structure)", "bytes / item",
+              *[f"nprobe {p}: recall@10 · p50 / p99 ms" for p in NPROBES], "serving peak RSS GB",
+              "bytes written adding 1,000", "seconds adding 1,000"]
+    cells = [[f"{r['n']:,}", r["training"], f"{r['build_s']:,.0f} ({r['append_s']:,.0f} + {r['structure_s']:,.0f})",
+              f"{r['bytes_per_item']:,.0f}",
+              *[f"{s['recall_at_10']:.3f} · {s['p50_ms']:.1f} / {s['p99_ms']:.1f}"
+                for s in (r["nprobe"][str(p)] if str(p) in r["nprobe"] else r["nprobe"][p] for p in NPROBES)],
+              f"{r['serving_peak_rss_gb']:.2f}", f"{r['grow_bytes']:,}", f"{r['grow_s']:.1f}"] for r in [compared, *rows]]
+    plot(rows, PUBLISHED / "index-scale.png")
+    publish("index-scale", "python -m bench.index_scale", header, cells, rows=rows, lance_defaults=compared,
+            qbnorm_seconds_per_1000=qbnorm_cost(),
+            note=verdict(rows))
+    print("\n".join(" | ".join(c) for c in cells))
+    print(verdict(rows))
+
+
+def verdict(rows: list[dict[str, Any]]) -> str:
+    top = max(rows, key=lambda r: r["n"])
+    sweep = {int(p): v for p, v in top["nprobe"].items()}
+    enough = [p for p in sorted(sweep) if sweep[p]["recall_at_10"] >= 0.95]
+    chosen = sweep[enough[0]] if enough else sweep[max(sweep)]
+    top = {**top, **chosen, "at": enough[0] if enough else max(sweep)}
+    met = top["p99_ms"] <= 50 and top["recall_at_10"] >= 0.95 and top["serving_peak_rss_gb"] <= 4
+    slope = np.polyfit(np.log([r["n"] for r in rows]), np.log([r["build_s"] for r in rows]), 1)[0] \
+        if len(rows) > 1 else float("nan")
+    return (f"at {top['n']:,} items, nprobe {top['at']} (the smallest reaching recall 0.95, else the largest): "
+            f"p99 {top['p99_ms']:.1f} ms, recall@10 {top['recall_at_10']:.3f}, serving RSS "
+            f"{top['serving_peak_rss_gb']:.2f} GB (targets ≤ 50 ms, ≥ 0.95, ≤ 4 GB: {'met' if met else 'not met'}); "
+            f"adding 1,000 items wrote {top['grow_bytes'] / 1e6:.2f} MB; build time log–log slope {slope:.2f}")
+
+
+if __name__ == "__main__":
+    main()
