@@ -2,7 +2,9 @@
 with 1 and 2 encoder actors, and FuseMix training steps/s and samples/s for 1 vs 2 torchrun processes at
 the same global batch (the features come from the shared cache; only the heads train).
 
-    python -m bench.scale          # table → runs/bench/scale.md
+    python -m bench.scale            # table → runs/bench/scale.md, then issue 28's targets as measured
+    python -m bench.scale --targets  # only the targets, read from the cost curves' result files
+                                     # (python -m bench.scale_curves, python -m bench.index_scale)
 
 On a 2-core box neither engine can beat one process by much: the point of the numbers is what the engines
 cost here (Ray's actor and transfer overhead, gloo's all-reduce per step) next to what they buy on a cluster.
@@ -26,7 +28,7 @@ from latentfuse.encoders import build_encoder
 from latentfuse.store import get_features
 from latentfuse.utils import atomic
 
-from .common import RESULTS, flickr8k_dir, markdown
+from .common import PUBLISHED, RESULTS, flickr8k_dir, markdown
 
 IMAGES = 512  # Flickr8k train images per extraction run (decode + encode, efficientnet-lite0)
 EPOCHS, BATCH = 2, 512
@@ -91,7 +93,23 @@ def training(data: Path) -> list[list[str]]:
     return rows
 
 
+def targets() -> str:
+    """Issue 28's targets, as the cost-curve benchmarks measured them (their published result files)."""
+    lines = []
+    for name in ("scale-curves", "index-scale"):
+        path = PUBLISHED / f"{name}.json"
+        if path.is_file():
+            result = json.loads(path.read_text())
+            lines.append(f"{result['command']}: {result.get('note', '')}")
+        else:
+            lines.append(f"{name}: not measured yet (python -m bench.{name.replace('-', '_')})")
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if "--targets" in sys.argv:  # what the cost curves measured, without running anything
+        print(targets())
+        return
     data = flickr8k_dir()
     if data is None:
         return
@@ -106,6 +124,7 @@ def main() -> None:
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic.write_text(RESULTS / "scale.md", text + "\n")
+    print(targets())
 
 
 if __name__ == "__main__":

@@ -499,11 +499,12 @@ class Index:
         normalise = self.active_norm(query_side) is not None
         if not len(self):
             return [[] for _ in queries]
+        records: dict[int, Record] = {}
         if self.backend_config.kind == "exact":
             ranked = self._exact(queries, k, query_side if normalise else None, where)
-        else:
-            ranked = [self._approximate(q, k, query_side if normalise else None, where) for q in queries]
-        records = self.records_of(sorted({int(r) for rows, _, _ in ranked for r in rows}))
+            records = self.records_of(sorted({int(r) for rows, _, _ in ranked for r in rows}))
+        else:  # the candidates' records come back with them: no second lookup
+            ranked = [self._approximate(q, k, query_side if normalise else None, where, records) for q in queries]
         return [[Hit(rank, int(row), records[int(row)].id, float(score), self.modality, records[int(row)].payload,
                      records[int(row)].source, records[int(row)].label, float(cosine))
                  for rank, (row, score, cosine) in enumerate(zip(rows, scores, cosines), start=1)
@@ -555,17 +556,22 @@ class Index:
         positions = at if keep is None else np.where(at >= 0, keep[np.clip(at, 0, None)], -1)
         return [(memory.rows[p[p >= 0]], s[p >= 0], c[p >= 0]) for p, s, c in zip(positions, scores, cosines)]
 
-    def _approximate(self, query: np.ndarray, k: int, query_side: str | None, where: str | None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """LanceDB's ANN candidates (their stored vectors re-scored exactly), QB-Norm over the candidates."""
+    def _approximate(self, query: np.ndarray, k: int, query_side: str | None, where: str | None,
+                     records: dict[int, Record]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """LanceDB's ANN candidates (their stored vectors re-scored exactly), QB-Norm over the candidates; the
+        candidates' records are added to ``records``."""
         penalty = penalty_column(query_side) if query_side is not None else None
-        columns = ["row", "vector", *([penalty] if penalty in self.table.columns else [])]
+        columns = [*RECORD_COLUMNS, "vector", *([penalty] if penalty in self.table.columns else [])]
         config = self.backend_config
         limit = max(k, RERANK) if query_side else k
         refine = -(-config.refine * k // limit)  # refine × k re-ranked on stored vectors, whatever the limit
         found = self.table.ann_search(query, limit, columns, where, config.nprobe, refine,
                                       max(config.ef_search, limit * refine))
         rows, vectors = found.column("row").to_numpy(), vectors_of(found)
+        listed = found.select(list(RECORD_COLUMNS)).to_pydict()
+        records.update({int(r): Record(i, src, sp, pay, lab) for r, i, src, sp, lab, pay in
+                        zip(listed["row"], listed["id"], listed["source"], listed["split"], listed["label"],
+                            listed["payload"])})
         cosines = vectors @ query
         order = np.lexsort((rows, -cosines))
         rows, vectors, cosines = rows[order], vectors[order], cosines[order]
