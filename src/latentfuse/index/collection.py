@@ -304,7 +304,8 @@ class Index:
 
     def delete(self, ids: Iterable[str] = (), where: str | None = None) -> int:
         """Remove the rows of these ids (of any source) and/or those ``where`` keeps, in one commit; → how many."""
-        clauses = [f"id IN ({', '.join(quote(i) for i in ids)})"] if list(ids) else []
+        ids = list(ids)
+        clauses = [f"id IN ({', '.join(quote(i) for i in ids)})"] if ids else []
         clauses += [f"({where})"] if where else []
         if not clauses or self.table is None:
             return 0
