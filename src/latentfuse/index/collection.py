@@ -581,8 +581,8 @@ class Index:
         memory = InMemory(self.version, rows, vectors,
                           {query_side: found.column(penalty).to_numpy()[order]} if penalty in columns else {})
         norm = self.gallery_norm(query_side, memory)
-        scores, raw, at = Retriever(vectors, norm).top_k(query[None, :], min(k, len(rows)),
-                                                          (cosines[None, :].astype(np.float32), np.arange(len(rows))[None, :]))
+        candidates = (cosines[None, :].astype(np.float32), np.arange(len(rows))[None, :])  # best raw first
+        scores, raw, at = Retriever(vectors, norm).top_k(query[None, :], min(k, len(rows)), candidates)
         picked = at[0][at[0] >= 0]
         return rows[picked], scores[0][:len(picked)], raw[0][:len(picked)]
 
@@ -603,10 +603,6 @@ def stored(embeddings: np.ndarray, dtype: str) -> np.ndarray:
     """The embeddings as the table stores them (float16 rounds), in float32: what QB-Norm must meet."""
     x = np.asarray(embeddings, dtype=np.float32)
     return x.astype(np.float16).astype(np.float32) if dtype == "float16" else x
-
-
-def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def check_table(directory: Path, table: ItemTable, dim: int, config: BackendConfig) -> None:
