@@ -16,6 +16,7 @@ from ..errors import ConfigError, DataError
 from .base import Source, SplitData
 
 SPLITS = ("train", "val", "test")
+FILL_FROM = 10  # items: below this, a cut that leaves a split empty is an error (too few to hold anything out)
 
 
 class HeldOut(Source):
@@ -48,16 +49,40 @@ class HeldOut(Source):
         if split == self.whole:
             return whole
         first = whole.sides[0].name
-        keep = {item.id for item in whole.items[first] if self.split_of(item.id) == split}
+        cut = self.cut([item.id for item in whole.items[first]])
+        keep = {item_id for item_id, name in cut.items() if name == split}
         if not keep:
             raise DataError(f"{self.spec}: cutting its {len(whole.items[first])} {first}s "
                             f"{'/'.join(f'{s:g}' for s in self.shares)} % left no {split} {first}; add "
                             f"{first}s, give the data a split column, or change data.split_shares")
         return whole.subset(first, keep, f"{split}-heldout{self.tag}")
 
+    def cut(self, ids: list[str]) -> dict[str, str]:
+        """Each item's split (``split_of``); with at least ``FILL_FROM`` items, a split the digests left empty gets
+        the one item whose bucket lies nearest its range, taken from the largest split — 36 photos cut 80/10/10
+        have a 2 % chance of no test photo otherwise, decided by where the files happen to live."""
+        cut = {item_id: self.split_of(item_id) for item_id in ids}
+        if len(cut) < FILL_FROM:
+            return cut
+        for index, name in enumerate(SPLITS):
+            if name in cut.values():
+                continue
+            low = sum(self.shares[:index])
+            high = low + self.shares[index]
+            counts = {n: list(cut.values()).count(n) for n in SPLITS}
+            donor = max(SPLITS, key=lambda n: counts[n])
+            nearest = min((i for i, n in cut.items() if n == donor),
+                          key=lambda i: (min(abs(self.bucket(i) - low), abs(self.bucket(i) - high)), i))
+            cut[nearest] = name
+        return cut
+
+    def bucket(self, item_id: str) -> float:
+        """The item's digest as a position in [0, 100), in steps of 0.01."""
+        return int(hashlib.sha256(f"{self.seed}|{item_id}".encode()).hexdigest()[:8], 16) % 10_000 / 100
+
     def split_of(self, item_id: str) -> str:
         """The split an item falls in: its digest's position in 10,000 buckets, cut at the shares."""
-        bucket = int(hashlib.sha256(f"{self.seed}|{item_id}".encode()).hexdigest()[:8], 16) % 10_000 / 100
+        bucket = self.bucket(item_id)
         edge = 0.0
         for name, share in zip(SPLITS, self.shares):
             edge += share
