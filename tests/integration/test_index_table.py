@@ -236,3 +236,16 @@ def test_penalties_are_stored_with_the_rows_they_describe(shapes, tmp_path):
     stored = index.table.read([penalty_column("image")]).column(0).to_numpy()
     np.testing.assert_allclose(stored, whole.penalty.numpy(), rtol=1e-5, atol=1e-5)
     assert len(COLORS) * len(SHAPES) * VARIANTS == len(index)
+
+
+def test_the_kind_of_a_built_index_changes_without_new_data(shapes, tmp_path):
+    index = Index.create(tmp_path / "ix", shapes["model"])
+    rng = np.random.default_rng(4)
+    index.append(unit(rng, 5000, index.model.dim), synthetic(5000))
+    index.save()
+    assert index.table.vector_index() is None  # exact: nothing to train
+    result = runner.invoke(app, ["index", "--out", str(tmp_path / "ix"), "--index-kind", "ivf-pq"])
+    assert result.exit_code == 0, result.output
+    switched = open_index(tmp_path / "ix")
+    assert switched.backend_config.kind == "ivf-pq" and switched.table.vector_index() is not None
+    assert switched.search_vectors(index.embeddings[:1], 1)[0][0].row == int(index.rows[0])

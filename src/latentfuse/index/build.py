@@ -38,10 +38,15 @@ def build_index(model: str | Path | None, data: str, out: str | Path, *, splits:
     with output_dir(out, "index", None, overwrite=overwrite, known_files=(META,)
                     ) as folder:
         index = _open_or_create(folder, model, side, runtime, dtype)
+        if kind is not None or nprobe is not None:
+            if kind is not None and kind not in KINDS:
+                raise ConfigError(f"--index-kind {kind!r}: choose one of {', '.join(KINDS)}")
+            index.use_backend(dataclasses.replace(index.backend_config, kind=kind or index.backend_config.kind,
+                                                  nprobe=nprobe or index.backend_config.nprobe))
         if delete or delete_where:
             index.delete(delete or [], delete_where or None)
-        if source is None:
-            index.save()
+        if source is None:  # a conversion, a deletion, another kind or --rebuild: nothing to add
+            index.save(rebuild=rebuild)
             index.directory = out
             return index, 0
         if splits:  # train / val / test of the table the model was trained on: the cut it was trained with
@@ -49,11 +54,6 @@ def build_index(model: str | Path | None, data: str, out: str | Path, *, splits:
                                        index.model.meta.get("training", {}).get("held_out_cut"))
         chosen = source.expand_splits(splits) if splits else [None]
         index.model.to(runtime.device, runtime.precision, runtime.backend)
-        if kind is not None or nprobe is not None:
-            if kind is not None and kind not in KINDS:
-                raise ConfigError(f"--index-kind {kind!r}: choose one of {', '.join(KINDS)}")
-            index.use_backend(dataclasses.replace(index.backend_config, kind=kind or index.backend_config.kind,
-                                                  nprobe=nprobe or index.backend_config.nprobe))
         added = sum(index.add_source(source, split, store, skip_bad=skip_bad, progress=progress, update=update)
                     for split in chosen)
         index.save(rebuild=rebuild)  # rebuild: retrain the ANN structure on everything

@@ -51,7 +51,7 @@ from ..utils.hashing import digest
 from ..version import __version__
 from . import bankstats
 from .backends import MIN_ANN_ROWS, REINDEX_FRACTION, BackendConfig, ExactBackend, vector_index
-from .table import RECORD_COLUMNS, TABLE, ItemTable, penalty_column, quote, vectors_of
+from .table import RECORD_COLUMNS, TABLE, ItemTable, first_line, penalty_column, quote, vectors_of
 
 log = logging.getLogger(__name__)
 FORMAT = "latentfuse.index/2"
@@ -412,14 +412,19 @@ class Index:
         wanted = {"ivf": "IvfFlat", "ivf-pq": "IvfPq", "hnsw": "IvfHnswSq"}[self.backend_config.kind]
         if count < MIN_ANN_ROWS:
             return  # LanceDB's scan of so few rows is exact and as fast
-        if rebuild or built_kind != wanted:
-            log.info("training the %s structure on %d rows (minutes at millions of rows)", self.backend_config.kind,
-                     count)
-            table.table.create_index("vector", config=vector_index(self.backend_config, count, self.model.dim),
-                                     replace=True)
-        elif table.unindexed_rows() > REINDEX_FRACTION * count:
-            log.info("folding %d new rows into the %s structure", table.unindexed_rows(), self.backend_config.kind)
-            table.table.optimize()
+        try:
+            if rebuild or built_kind != wanted:
+                log.info("training the %s structure on %d rows (minutes at millions of rows)",
+                         self.backend_config.kind, count)
+                table.table.create_index("vector", config=vector_index(self.backend_config, count, self.model.dim),
+                                         replace=True)
+            elif table.unindexed_rows() > REINDEX_FRACTION * count:
+                log.info("folding %d new rows into the %s structure", table.unindexed_rows(), self.backend_config.kind)
+                table.table.optimize()
+        except (ValueError, RuntimeError, OSError) as exc:  # the rows are committed; only the structure failed
+            raise LatentfuseError(f"{self.directory}: building its {self.backend_config.kind} structure failed "
+                                  f"({first_line(exc)}); the rows are saved — run `latentfuse index --out "
+                                  f"{self.directory} --rebuild` to try again") from None
         self._committed()
 
     # ---------------------------------------------------------------- QB-Norm statistics

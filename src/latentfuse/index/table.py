@@ -51,6 +51,11 @@ def schema(dim: int, dtype: str, sides: Sequence[str]) -> Any:
                       *(pa.field(penalty_column(side), pa.float32()) for side in sides)])
 
 
+def first_line(exc: BaseException) -> str:
+    """Lance's messages can run to a Rust backtrace (RUST_BACKTRACE=1): the first line says what went wrong."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
 class TableReadError(LatentfuseError):
     """LanceDB could not read the table (a damaged or missing data file), or could not parse a filter."""
 
@@ -61,7 +66,7 @@ def reading(uri: str, where: str | None = None) -> Iterator[None]:
     try:
         yield
     except (ValueError, RuntimeError, OSError) as exc:
-        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        line = first_line(exc)
         if where:
             raise TableReadError(f"where {where!r}: not a filter over the index's columns "
                                  f"({', '.join(RECORD_COLUMNS)}), or the table is damaged: {line}") from None
@@ -86,7 +91,8 @@ class ItemTable:
         try:
             return cls(_lancedb().connect(str(directory)).open_table(TABLE))
         except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
-            raise LatentfuseError(f"{directory}: cannot open its item table {TABLE}.lance ({exc})") from None
+            raise LatentfuseError(f"{directory}: cannot open its item table {TABLE}.lance ({first_line(exc)})") \
+                from None
 
     @staticmethod
     def exists(directory: Path) -> bool:
