@@ -35,8 +35,7 @@ def build_index(model: str | Path | None, data: str, out: str | Path, *, splits:
     if not data and (update or splits):
         raise ConfigError("--update and --split need --data SOURCE")
     source = build_source(data, skip_bad=skip_bad) if data else None
-    with output_dir(out, "index", None, overwrite=overwrite, known_files=(META,)
-                    ) as folder:
+    with output_dir(out, "index", None, overwrite=overwrite, known_files=(META,)) as folder:
         index = _open_or_create(folder, model, side, runtime, dtype)
         if kind is not None or nprobe is not None:
             if kind is not None and kind not in KINDS:
