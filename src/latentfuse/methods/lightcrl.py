@@ -56,8 +56,9 @@ Deviations of the defaults, each with its reason:
   test t2i R@5 at the same budget, at 1/30 of the training time. The whole official form (``preset: paper``)
   against these defaults, op by op, on retrieval, zero-shot and STS: ``python -m bench.lightcrl_paper``
   (docs/results.md; 5 epochs each): ``add`` official 18.3 vs ours 48.7 test t2i R@5, Fashion-MNIST zero-shot
-  10.0 vs 15.7 top-1, STS-B ρ 58.9 vs 78.7; ``mul`` 19.6 vs 48.6, 18.4 vs 15.7, 60.4 vs 78.7 — the official
-  logit scale, starting at exp(0.07) ≈ 1.07, is the brake measured below.
+  10.0 vs 15.7 top-1, STS-B ρ 58.9 vs 78.7; ``mul`` 19.6 vs 48.6, 18.4 vs 15.7, 60.4 vs 78.7; ``concat`` 18.0
+  vs 48.7, 9.3 vs 16.3, 57.8 vs 79.2 (the three attention ops not measured yet) — the official logit scale,
+  starting at exp(0.07) ≈ 1.07, is the brake measured below.
 * Context: one learnable ``d``-wide vector per side, used directly; officially a learnable 3-d vector per
   modality goes through a context-encoder MLP (3→64→128→256, LayerNorm). With one vector per side the MLP
   adds parameters but no expressiveness.
