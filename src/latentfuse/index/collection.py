@@ -102,6 +102,11 @@ class InMemory:
     vectors: np.ndarray  # (n, dim) float32
     penalties: dict[str, np.ndarray]  # query side → (n,) float32
 
+    def subset(self, keep: np.ndarray) -> "InMemory":
+        """The rows at positions ``keep`` alone."""
+        return InMemory(self.version, self.rows[keep], self.vectors[keep],
+                        {side: p[keep] for side, p in self.penalties.items()})
+
     def positions(self, rows: np.ndarray) -> np.ndarray:
         """Positions of row numbers (-1 where absent)."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -132,6 +137,8 @@ class Index:
         self._memory: InMemory | None = None
         self._bests: dict[str, bankstats.BankBest] | None = None
         self._count: int | None = None
+        self._next: int | None = None  # the next row number, valid while the table is at _next_version
+        self._next_version = -1
 
     # ---------------------------------------------------------------- create / open
     @classmethod
@@ -362,7 +369,7 @@ class Index:
         return rows
 
     def _next_row(self) -> int:
-        if getattr(self, "_next", None) is None or self._next_version != self.version:
+        if self._next is None or self._next_version != self.version:
             self._next = (self.table.max_row() + 1) if self.table is not None and len(self) else 0
             self._next_version = self.version
         return self._next
@@ -526,16 +533,14 @@ class Index:
             return None
         return norm
 
-    def gallery_norm(self, query_side: str, memory: InMemory, keep: np.ndarray | None = None) -> GalleryNorm:
-        """QB-Norm statistics of the rows in memory (``keep``: of those positions only) for ``query_side``."""
+    def gallery_norm(self, query_side: str, memory: InMemory) -> GalleryNorm:
+        """QB-Norm statistics of the rows in ``memory`` for ``query_side`` (a bank query whose best row is not
+        among them activates nothing)."""
         best = self.bank_bests()[query_side]
         penalty = memory.penalties.get(query_side)
         if penalty is None:  # a bank the model gained after these rows were written: computed here
             penalty = self.model.gallery_norm(query_side, memory.vectors, "is").penalty.numpy()
         at = memory.positions(best.best_row)
-        if keep is not None:  # positions among the kept rows; a best row filtered out activates nothing
-            penalty, within = penalty[keep], np.searchsorted(keep, at).clip(0, max(len(keep) - 1, 0))
-            at = np.where((at >= 0) & (len(keep) > 0) & (keep[within] == at), within, -1) if len(keep) else at * 0 - 1
         return GalleryNorm(torch.from_numpy(np.ascontiguousarray(penalty, dtype=np.float32)),
                            torch.from_numpy(best.best_score), torch.from_numpy(np.asarray(at, dtype=np.int64)),
                            self.model.hubness.beta, dynamic=self.active_norm(query_side) == "dis")
@@ -550,17 +555,18 @@ class Index:
                ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         memory = self.in_memory()
         keep = self._allowed(memory, where)
-        vectors = memory.vectors if keep is None else memory.vectors[keep]
+        if keep is not None:
+            memory = memory.subset(keep)
+        vectors = memory.vectors
         if not len(vectors):
             return [(np.zeros(0, np.int64), np.zeros(0), np.zeros(0)) for _ in queries]
         if query_side is None:
             scores, at = ExactBackend(vectors).search(queries, min(k, len(vectors)))
             cosines = scores
         else:
-            norm = self.gallery_norm(query_side, memory, keep)
+            norm = self.gallery_norm(query_side, memory)
             scores, cosines, at = Retriever(vectors, norm).top_k(queries, min(k, len(vectors)))
-        positions = at if keep is None else np.where(at >= 0, keep[np.clip(at, 0, None)], -1)
-        return [(memory.rows[p[p >= 0]], s[p >= 0], c[p >= 0]) for p, s, c in zip(positions, scores, cosines)]
+        return [(memory.rows[p[p >= 0]], s[p >= 0], c[p >= 0]) for p, s, c in zip(at, scores, cosines)]
 
     def _approximate(self, query: np.ndarray, k: int, query_side: str | None, where: str | None,
                      records: dict[int, Record]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
