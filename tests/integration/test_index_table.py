@@ -249,3 +249,12 @@ def test_the_kind_of_a_built_index_changes_without_new_data(shapes, tmp_path):
     switched = open_index(tmp_path / "ix")
     assert switched.backend_config.kind == "ivf-pq" and switched.table.vector_index() is not None
     assert switched.search_vectors(index.embeddings[:1], 1)[0][0].row == int(index.rows[0])
+
+
+def test_non_finite_embeddings_are_refused_before_anything_is_written(shapes, tmp_path):
+    index = Index.create(tmp_path / "ix", shapes["model"])
+    bad = unit(np.random.default_rng(5), 3, index.model.dim)
+    bad[1, 0] = np.nan
+    with pytest.raises(LatentfuseError, match="embeddings to add hold NaN/inf values; nothing was written"):
+        index.append(bad, synthetic(3))
+    assert len(index) == 0 and not (tmp_path / "ix" / "items.lance").exists()

@@ -337,6 +337,8 @@ class Index:
                               [np.zeros(0, dtype=np.int64)])
 
     def _write(self, embeddings: np.ndarray, records: Sequence[Record], upsert: bool) -> None:
+        if not np.isfinite(embeddings).all():
+            raise LatentfuseError(f"{self.directory}: embeddings to add hold NaN/inf values; nothing was written")
         table = self._writable_table()
         vectors = stored(embeddings, table.dtype)
         rows = self._row_numbers(records, upsert)
