@@ -21,6 +21,7 @@ from latentfuse.eval.tables import groups, markdown, print_reports, table
 from latentfuse.methods import make_config
 from latentfuse.pipeline import run
 from latentfuse.utils import atomic
+from latentfuse.utils.outdir import OutputExistsError
 
 from .common import bench_config, RESULTS, flickr8k_dir, publish
 
@@ -30,12 +31,18 @@ PAPER_SIZE = {"n_blocks": 4, "expansion": 4}
 
 
 def cached_run(config: RunConfig) -> list[dict]:
-    """Reuse a finished run with the identical config (so an interrupted `make bench` resumes); a run of another
-    config in the bench's own folder is replaced (``overwrite``: the bench owns ``runs/bench``)."""
+    """Reuse a finished run with the identical config, and resume an interrupted one from its last epoch (so an
+    interrupted `make bench` loses no finished epoch); a run of another config in the bench's own folder is
+    replaced (``overwrite``: the bench owns ``runs/bench``)."""
     out = Path(config.out)
     if (out / "report.json").exists() and (out / "run.yaml").exists():
         if (out / "run.yaml").read_text() == saved_yaml(config) or same_resolved_run(out, config):
             return json.loads((out / "report.json").read_text())
+    if (out / "checkpoints" / "last.pt").exists() and not (out / "report.json").exists():
+        try:
+            return run(config, progress=False, resume=True)
+        except OutputExistsError:  # another config's unfinished run: replaced below
+            pass
     return run(config, progress=False, overwrite=True)
 
 

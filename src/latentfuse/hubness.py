@@ -34,6 +34,9 @@ class GalleryNorm:
     best_row: torch.Tensor  # (n_bank,) int64: the gallery row of that best match
     beta: float
     dynamic: bool = True
+    query_hub: torch.Tensor | None = None
+    """(n_queries,) bool, DIS only: whether each query's raw top-1 is a hub, decided outside when this gallery is
+    a filtered part of a larger one (the decision is the whole gallery's, so a filter never changes a score)."""
 
     @property
     def active(self) -> torch.Tensor:
@@ -50,8 +53,10 @@ class GalleryNorm:
         adjusted = self.beta * scores - penalty
         if not self.dynamic:
             return adjusted
-        top = rows[:, 0] if rows is not None else scores.argmax(dim=1)
-        hub = self.active[top]
+        if self.query_hub is not None:
+            hub = self.query_hub
+        else:
+            hub = self.active[rows[:, 0] if rows is not None else scores.argmax(dim=1)]
         return torch.where(hub[:, None], adjusted, self.beta * scores)
 
     def grown(self, bank: torch.Tensor, new_gallery: torch.Tensor, chunk: int = 4096) -> "GalleryNorm":

@@ -258,3 +258,27 @@ def test_non_finite_embeddings_are_refused_before_anything_is_written(shapes, tm
     with pytest.raises(LatentfuseError, match="embeddings to add hold NaN/inf values; nothing was written"):
         index.append(bad, synthetic(3))
     assert len(index) == 0 and not (tmp_path / "ix" / "items.lance").exists()
+
+
+@pytest.mark.parametrize("kind", ["exact", "ivf-pq"])
+def test_a_filter_keeps_rows_out_of_the_answer_not_out_of_qb_norm(shapes, tmp_path, kind):
+    """Under DIS a query is normalised when its raw top-1 in the whole index is a hub: a filtered search gives each
+    row it keeps the score (and so the place) the unfiltered search gives it, also for queries whose top-1 the
+    filter removes and whose top-1 among the kept rows has the other hub status."""
+    index = open_index(saved_index(shapes, tmp_path / "ix").directory)
+    index.hubness = "dis"
+    index.use_backend(BackendConfig(kind=kind))
+    hubs = set(index.bank_bests()["text"].best_row.tolist())
+    exercised = 0
+    for color in COLORS:
+        for shape in SHAPES:
+            everything = index.search(text=f"a {color} {shape}", k=len(index))
+            for kept in COLORS:
+                where = f"id LIKE '{kept}/%'"
+                filtered = index.search(text=f"a {color} {shape}", k=len(index), where=where)
+                expected = [(h.id, h.score) for h in everything if h.id.startswith(f"{kept}/")]
+                assert [h.id for h in filtered] == [i for i, _ in expected], (color, shape, kept)
+                np.testing.assert_allclose([h.score for h in filtered], [s for _, s in expected], rtol=1e-5, atol=1e-5)
+                top, top_kept = max(everything, key=lambda h: h.cosine), max(filtered, key=lambda h: h.cosine)
+                exercised += top.row != top_kept.row and (top.row in hubs) != (top_kept.row in hubs)
+    assert exercised > 0  # some query's decision would differ if it were made on the kept rows alone

@@ -17,7 +17,8 @@ report the cosine score. The exact kind rescores every item; an ANN kind rescore
 candidates (their stored vectors and penalties come back with them: nothing is held for all items).
 
 ``where``: a filter in LanceDB's SQL dialect over the item columns (``source = 'photos:/x'``,
-``label = 'dog'``, ``split IN ('val', 'test')``), applied before ranking.
+``label = 'dog'``, ``split IN ('val', 'test')``), applied before ranking; a kept row's score is the one the
+unfiltered search gives it (DIS decides whether to normalise a query by its top-1 in the whole index).
 
 Items are keyed by (source spec, item id): adding a source again embeds only the ids the index lacks.
 ``payload`` is an image path or a text; items whose payload is in memory (Fashion-MNIST arrays) store
@@ -33,7 +34,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -52,6 +53,9 @@ from ..version import __version__
 from . import bankstats
 from .backends import MIN_ANN_ROWS, REINDEX_FRACTION, BackendConfig, ExactBackend, vector_index
 from .table import RECORD_COLUMNS, TABLE, ItemTable, first_line, penalty_column, quote, vectors_of
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 FORMAT = "latentfuse.index/2"
@@ -535,9 +539,10 @@ class Index:
             return None
         return norm
 
-    def gallery_norm(self, query_side: str, memory: InMemory) -> GalleryNorm:
+    def gallery_norm(self, query_side: str, memory: InMemory, query_hub: np.ndarray | None = None) -> GalleryNorm:
         """QB-Norm statistics of the rows in ``memory`` for ``query_side`` (a bank query whose best row is not
-        among them activates nothing)."""
+        among them activates nothing). ``query_hub``: DIS's per-query decision, made on the whole index when
+        ``memory`` holds the rows a filter kept."""
         best = self.bank_bests()[query_side]
         penalty = memory.penalties.get(query_side)
         if penalty is None:  # a bank the model gained after these rows were written: computed here
@@ -545,7 +550,16 @@ class Index:
         at = memory.positions(best.best_row)
         return GalleryNorm(torch.from_numpy(np.ascontiguousarray(penalty, dtype=np.float32)),
                            torch.from_numpy(best.best_score), torch.from_numpy(np.asarray(at, dtype=np.int64)),
-                           self.model.hubness.beta, dynamic=self.active_norm(query_side) == "dis")
+                           self.model.hubness.beta, dynamic=self.active_norm(query_side) == "dis",
+                           query_hub=None if query_hub is None else torch.from_numpy(query_hub))
+
+    def hub_queries(self, query_side: str | None, top_rows: Callable[[], np.ndarray]) -> np.ndarray | None:
+        """For a filtered search under DIS: whether each query's raw top-1 row in the whole index
+        (``top_rows()``) is a hub. A filter keeps rows out of the answer, not out of that decision, so a row's
+        score is the same with or without a filter. None where no such decision is made."""
+        if query_side is None or self.active_norm(query_side) != "dis":
+            return None
+        return np.isin(top_rows(), self.bank_bests()[query_side].best_row)
 
     def _allowed(self, memory: InMemory, where: str | None) -> np.ndarray | None:
         """Positions (sorted) of the rows ``where`` keeps; None = all."""
@@ -557,7 +571,10 @@ class Index:
                ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         memory = self.in_memory()
         keep = self._allowed(memory, where)
+        hub = None
         if keep is not None:
+            whole = memory
+            hub = self.hub_queries(query_side, lambda: whole.rows[np.argmax(queries @ whole.vectors.T, axis=1)])
             memory = memory.subset(keep)
         vectors = memory.vectors
         if not len(vectors):
@@ -566,7 +583,7 @@ class Index:
             scores, at = ExactBackend(vectors).search(queries, min(k, len(vectors)))
             cosines = scores
         else:
-            norm = self.gallery_norm(query_side, memory)
+            norm = self.gallery_norm(query_side, memory, hub)
             scores, cosines, at = Retriever(vectors, norm).top_k(queries, min(k, len(vectors)))
         return [(memory.rows[p[p >= 0]], s[p >= 0], c[p >= 0]) for p, s, c in zip(at, scores, cosines)]
 
@@ -576,11 +593,8 @@ class Index:
         candidates' records are added to ``records``."""
         penalty = penalty_column(query_side) if query_side is not None else None
         columns = [*RECORD_COLUMNS, "vector", *([penalty] if penalty in self.table.columns else [])]
-        config = self.backend_config
         limit = max(k, RERANK) if query_side else k
-        refine = -(-config.refine * k // limit)  # refine × k re-ranked on stored vectors, whatever the limit
-        found = self.table.ann_search(query, limit, columns, where, config.nprobe, refine,
-                                      max(config.ef_search, limit * refine))
+        found = self._ann(query, k, limit, columns, where)
         rows, vectors = found.column("row").to_numpy(), vectors_of(found)
         listed = found.select(list(RECORD_COLUMNS)).to_pydict()
         records.update({int(r): Record(i, src, sp, pay, lab) for r, i, src, sp, lab, pay in
@@ -593,11 +607,25 @@ class Index:
             return rows[:k], cosines[:k], cosines[:k]
         memory = InMemory(self.version, rows, vectors,
                           {query_side: found.column(penalty).to_numpy()[order]} if penalty in columns else {})
-        norm = self.gallery_norm(query_side, memory)
+        norm = self.gallery_norm(query_side, memory, self.hub_queries(
+            query_side, lambda: self._ann_top_row(query, k, limit)) if where else None)
         candidates = (cosines[None, :].astype(np.float32), np.arange(len(rows))[None, :])  # best raw first
         scores, raw, at = Retriever(vectors, norm).top_k(query[None, :], min(k, len(rows)), candidates)
         picked = at[0][at[0] >= 0]
         return rows[picked], scores[0][:len(picked)], raw[0][:len(picked)]
+
+    def _ann(self, query: np.ndarray, k: int, limit: int, columns: list[str], where: str | None) -> pa.Table:
+        """LanceDB's ``limit`` nearest rows by the structure, the best refine × k re-ranked on stored vectors."""
+        config = self.backend_config
+        refine = -(-config.refine * k // limit)  # refine × k, whatever the limit
+        return self.table.ann_search(query, limit, columns, where, config.nprobe, refine,
+                                     max(config.ef_search, limit * refine))
+
+    def _ann_top_row(self, query: np.ndarray, k: int, limit: int) -> np.ndarray:
+        """(1,) the row an unfiltered search of ``query`` ranks first by raw similarity (the same candidates)."""
+        found = self._ann(query, k, limit, ["row", "vector"], None)
+        rows, cosines = found.column("row").to_numpy(), vectors_of(found) @ query
+        return rows[np.lexsort((rows, -cosines))[:1]]
 
     def payload(self, row: int) -> Any:
         """What item ``row`` is: its stored path / text, or (in-memory images) re-read from its source."""
