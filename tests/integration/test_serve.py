@@ -60,7 +60,7 @@ def test_api_docs_are_served_from_the_server_itself(client):
             assert client.get(url).status_code == 200, url
     body = client.get("/openapi.json").json()["paths"]["/search"]["post"]["requestBody"]["content"]
     schema = body["application/json"]["schema"]
-    assert schema["additionalProperties"] is False and set(schema["properties"]) == {"text", "k", "image_base64"}
+    assert schema["additionalProperties"] is False and set(schema["properties"]) == {"text", "k", "image_base64", "filter"}
     knn = client.get("/openapi.json").json()["paths"]["/knn-service"]["post"]["requestBody"]["content"]
     assert set(knn["application/json"]["schema"]["required"]) == {"modality", "num_images", "indice_name"}
 
@@ -325,3 +325,32 @@ def test_an_index_of_tar_shards_serves_each_image_from_its_shard(shapes, tmp_pat
         assert image.status_code == 200 and image.headers["content-type"] == "image/png", image.text
         assert image.content == files[number].read_bytes()
         assert c.get(f"/items/{row}/thumbnail").status_code == 200
+
+
+def test_a_filter_names_values_and_the_server_builds_the_expression(shapes, tmp_path):
+    """GET parameters, form fields and a JSON ``filter`` object give what ``Index.search(where=...)`` gives; a value
+    is a value (quotes inside it are not SQL), bad filters are 422s naming what was expected."""
+    index = saved_index(shapes, tmp_path / "ix", data=f"imagefolder:{shapes['images']}")  # labels: the colours
+    expected = [h.id for h in index.search(text="a red circle", k=50, where="label IN ('blue', 'green')")]
+    assert len(expected) == 4 * VARIANTS and {i.split("/")[0] for i in expected} == {"blue", "green"}
+    with TestClient(create_app(open_index(tmp_path / "ix"), ServeConfig(max_k=50))) as client:
+        via_get = client.get("/search", params={"q": "a red circle", "k": 50, "label": ["blue", "green"]}).json()
+        via_form = client.post("/search", data={"text": "a red circle", "k": "50", "label": ["blue", "green"]}).json()
+        via_json = client.post("/search", json={"text": "a red circle", "k": 50,
+                                                "filter": {"label": ["blue", "green"], "split": "all"}}).json()
+        assert [r["id"] for r in via_get["results"]] == [r["id"] for r in via_form["results"]] == \
+            [r["id"] for r in via_json["results"]] == expected
+        similar = client.get("/items/0/similar", params={"k": 50, "label": "yellow"}).json()["results"]
+        assert len(similar) == 2 * VARIANTS and all(r["id"].startswith("yellow/") for r in similar)
+        injected = client.post("/search", json={"text": "a red circle", "filter": {"label": "x' OR '1'='1"}}).json()
+        assert injected["results"] == []
+        for body, message in [({"filter": {"colour": "red"}}, "filter: no column 'colour'; filter by source, split, label"),
+                              ({"filter": "label = 'red'"}, "filter must be an object"),
+                              ({"filter": {"label": []}}, "filter label: expected a string or a non-empty list"),
+                              ({"filter": {"label": [1]}}, "filter label: expected a string or a non-empty list"),
+                              ({"filter": {"label": ["red"] * 33}}, "filter label: 33 values; at most 32"),
+                              ({"filter": {"label": ""}}, "filter label: values are 1 to 2000 characters")]:
+            response = client.post("/search", json={"text": "a dog", **body})
+            assert response.status_code == 422 and message in response.json()["detail"], response.text
+        response = client.post("/embed", json={"text": "a dog", "filter": {"label": "red"}})
+        assert response.status_code == 422 and "embed takes no filter" in response.json()["detail"]

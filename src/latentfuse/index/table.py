@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -32,6 +32,21 @@ def penalty_column(side: str) -> str:
 def quote(value: str) -> str:
     """A string literal of Lance's SQL filter language."""
     return "'" + str(value).replace("'", "''") + "'"
+
+
+FILTER_COLUMNS = ("source", "split", "label")  # what a structured filter (the server's) may name
+
+
+def equals_filter(values: Mapping[str, Sequence[str]]) -> str | None:
+    """The Lance filter keeping rows whose column holds one of the values listed for it (columns: AND), built
+    here with every value quoted, so an HTTP client never sends SQL (an expression can exhaust the process)."""
+    clauses = []
+    for column, listed in values.items():
+        if column not in FILTER_COLUMNS:
+            raise LatentfuseError(f"filter: no column {column!r}; filter by {', '.join(FILTER_COLUMNS)}")
+        if listed:
+            clauses.append(f"{column} IN ({', '.join(quote(v) for v in listed)})")
+    return " AND ".join(clauses) or None
 
 
 def _lancedb() -> Any:

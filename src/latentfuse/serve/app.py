@@ -1,8 +1,9 @@
 """The HTTP API over an index (FastAPI): search by text and/or image, embed, health, thumbnails, a web page.
 
     GET  /                        the search page (search box, image upload, grid of results)
-    GET  /search?q=TEXT&k=10      text search
-    POST /search                  multipart (text, k, file image) or JSON (text, k, image_base64)
+    GET  /search?q=TEXT&k=10      text search (&label=dog&label=cat, &split=, &source=: only those items)
+    POST /search                  multipart (text, k, file image, label...) or JSON (text, k, image_base64,
+                                  filter: {"label": ["dog", "cat"], "split": "test"})
     POST /embed                   the joint embedding of a text or an image
     GET  /health                  item count, model fingerprint, backend
     GET  /items/{row}/thumbnail   JPEG thumbnail of an image hit; /items/{row}/image the original
@@ -40,7 +41,7 @@ from ..index import Index
 from .batcher import Batcher
 from .clip_compat import add_clip_routes
 from .config import ServeConfig
-from .inputs import Query, check_k, check_text, read_query
+from .inputs import Query, check_filter, check_k, check_text, read_query
 from .limits import BodyLimit
 
 
@@ -85,6 +86,7 @@ class Health(BaseModel):
     encoder_calls: int
 
 
+FILTER_PARAM = "Only items whose {} is one of the values given (repeatable)."
 QUERY_BODY = openapi(("multipart/form-data", SearchForm), ("application/json", SearchJSON))
 
 
@@ -126,11 +128,16 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
 
     @app.get("/search", response_model=SearchResponse)
     async def search_get(q: str = Param(..., description="Text query."),
-                         k: str = Param("10", description=f"Results, 1–{config.max_k}.")) -> SearchResponse:
+                         k: str = Param("10", description=f"Results, 1–{config.max_k}."),
+                         source: list[str] | None = Param(None, description=FILTER_PARAM.format("source")),
+                         split: list[str] | None = Param(None, description=FILTER_PARAM.format("split")),
+                         label: list[str] | None = Param(None, description=FILTER_PARAM.format("label"))
+                         ) -> SearchResponse:
         text = check_text(q, config.max_query_chars)
         if text is None:
             raise HTTPException(422, "q must be a non-empty text")
-        return await run_search(Query(text, None, check_k(k, config.max_k)))
+        where = query_filter(config, source=source, split=split, label=label)
+        return await run_search(Query(text, None, check_k(k, config.max_k), where))
 
     @app.post("/search", response_model=SearchResponse, openapi_extra=QUERY_BODY)
     async def search_post(request: Request) -> SearchResponse:
@@ -146,13 +153,17 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
         return EmbedResponse(modality=modality, dim=len(vector), embedding=[float(v) for v in vector])
 
     @app.get("/items/{row}/similar", response_model=SearchResponse)
-    async def item_similar(row: int, k: str = Param("10", description=f"Results, 1–{config.max_k}.")
+    async def item_similar(row: int, k: str = Param("10", description=f"Results, 1–{config.max_k}."),
+                           source: list[str] | None = Param(None, description=FILTER_PARAM.format("source")),
+                           split: list[str] | None = Param(None, description=FILTER_PARAM.format("split")),
+                           label: list[str] | None = Param(None, description=FILTER_PARAM.format("label"))
                            ) -> SearchResponse:
         """More like this: the indexed item's own embedding as the query (no encoder call)."""
         check_row(index, row)
         started, count = time.perf_counter(), check_k(k, config.max_k)
+        where = query_filter(config, source=source, split=split, label=label)
         query = np.asarray(index.vector(row), dtype=np.float32)[None, :]
-        hits = (await run_in_threadpool(index.search_vectors, query, count, index.side))[0]
+        hits = (await run_in_threadpool(index.search_vectors, query, count, index.side, where))[0]
         return search_response(None, False, count, started, hits)
 
     @app.get("/items/{row}/thumbnail", responses={200: {"content": {"image/jpeg": {}}}})
@@ -186,10 +197,15 @@ def create_app(index: Index, config: ServeConfig | None = None) -> FastAPI:
         started = time.perf_counter()
         vector = await run_in_threadpool(index.query_vector, query.text, query.image, batcher.submit)
         side = index.query_side(query.text, query.image)
-        hits = (await run_in_threadpool(index.search_vectors, vector[None, :], query.k, side))[0]
+        hits = (await run_in_threadpool(index.search_vectors, vector[None, :], query.k, side, query.where))[0]
         return search_response(query.text, query.image is not None, query.k, started, hits)
 
     return app
+
+
+def query_filter(config: ServeConfig, **params: list[str] | None) -> str | None:
+    """The index filter of a GET request's repeatable source / split / label parameters."""
+    return check_filter({column: values for column, values in params.items() if values}, config.max_query_chars)
 
 
 def warm_up(index: Index, batcher: Batcher) -> None:

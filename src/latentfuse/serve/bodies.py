@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 # Values are declared loosely (their schema type only) and checked by ``inputs``, whose messages say what was
 # expected ("k must be an integer between 1 and 50, got 'ten'"); what the models decide is the set of fields.
 STRING, INTEGER = {"type": "string"}, {"type": "integer"}
+FILTER = ("Search only the items whose source / split / label is one of those listed, e.g. "
+          "{\"label\": [\"dog\", \"cat\"], \"split\": \"test\"}.")
 
 
 class SearchJSON(BaseModel):
@@ -23,6 +25,8 @@ class SearchJSON(BaseModel):
     text: Any = Field(None, json_schema_extra=STRING, description="Text query.")
     k: Any = Field(10, json_schema_extra=INTEGER, description="How many results (1..max_k).")
     image_base64: Any = Field(None, json_schema_extra=STRING, description="Image query, base64-encoded.")
+    filter: Any = Field(None, json_schema_extra={"type": "object", "additionalProperties": {
+        "anyOf": [STRING, {"type": "array", "items": STRING}]}}, description=FILTER)
 
 
 class SearchForm(BaseModel):
@@ -33,6 +37,9 @@ class SearchForm(BaseModel):
     q: Any = Field(None, json_schema_extra=STRING, description="Text query (the GET spelling).")
     k: Any = Field(10, json_schema_extra=INTEGER, description="How many results (1..max_k).")
     image: Any = Field(None, json_schema_extra={"type": "string", "format": "binary"}, description="Image file.")
+    source: Any = Field(None, json_schema_extra=STRING, description="Only items of this source (repeatable).")
+    split: Any = Field(None, json_schema_extra=STRING, description="Only items of this split (repeatable).")
+    label: Any = Field(None, json_schema_extra=STRING, description="Only items with this label (repeatable).")
 
 
 class KnnBody(BaseModel):

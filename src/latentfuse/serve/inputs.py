@@ -1,8 +1,10 @@
 """Turn an HTTP request into a checked query — every bad input becomes a 4xx with a message, never a 500.
 
-A query is a text, an image, or both, plus ``k``. It arrives as ``multipart/form-data`` (fields ``text``
-(or ``q``), ``k``, file ``image``: what the web page and ``curl -F`` send) or as ``application/json``
-(``{"text": ..., "k": ..., "image_base64": ...}``).
+A query is a text, an image, or both, plus ``k`` and an optional filter. It arrives as ``multipart/form-data``
+(fields ``text`` (or ``q``), ``k``, file ``image``, repeatable ``source`` / ``split`` / ``label``: what the web page
+and ``curl -F`` send) or as ``application/json`` (``{"text": ..., "k": ..., "image_base64": ..., "filter":
+{"label": ["dog", "cat"]}}``). A filter names values, never SQL: the filter expression is built by the index
+(``equals_filter``), since an arbitrary expression from a client can exhaust the server's memory.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import json
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from fastapi import HTTPException, Request
 from PIL import Image, UnidentifiedImageError
@@ -21,10 +23,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from ..encoders.images import strict_load
+from ..index.table import FILTER_COLUMNS, equals_filter
 from .bodies import SearchForm, SearchJSON, check_fields, validate
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 MAX_PIXELS = 40_000_000  # a decompression bomb (tiny file, huge canvas) is refused before decoding
+
+
+MAX_FILTER_VALUES = 32  # per column
 
 
 @dataclass
@@ -32,15 +38,17 @@ class Query:
     text: str | None
     image: Image.Image | None
     k: int
+    where: str | None = None
+    """The index filter the request's ``filter`` / ``source``, ``split``, ``label`` fields make."""
 
 
 async def read_query(request: Request, max_k: int, max_chars: int, *, need_k: bool = True) -> Query:
     """Parse and check the body of POST /search or /embed."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        text, k, image_bytes = await _from_form(request)
+        text, k, image_bytes, filters = await _from_form(request)
     elif ctype == "application/json":
-        text, k, image_bytes = await _from_json(request)
+        text, k, image_bytes, filters = await _from_json(request)
     else:
         raise HTTPException(415, f"unsupported content type {ctype or '(none)'!r}: send multipart/form-data "
                                  "(fields text, k, file image) or application/json ({\"text\": ..., \"k\": ...})")
@@ -49,12 +57,15 @@ async def read_query(request: Request, max_k: int, max_chars: int, *, need_k: bo
     image = await run_in_threadpool(decode_image, image_bytes) if image_bytes is not None else None
     if text is None and image is None:
         raise HTTPException(422, "a query needs a non-empty text, an image, or both")
-    return Query(text, image, check_k(k, max_k) if need_k else 0)
+    where = check_filter(filters, max_chars)
+    if where is not None and not need_k:
+        raise HTTPException(422, "embed takes no filter: it searches nothing")
+    return Query(text, image, check_k(k, max_k) if need_k else 0, where)
 
 
-async def _from_form(request: Request) -> tuple[Any, Any, bytes | None]:
+async def _from_form(request: Request) -> tuple[Any, Any, bytes | None, dict[str, Any]]:
     try:
-        form = await request.form(max_files=1, max_fields=8)
+        form = await request.form(max_files=1, max_fields=4 + len(FILTER_COLUMNS) * MAX_FILTER_VALUES)
     except HTTPException:
         raise
     except Exception as exc:  # noqa: BLE001 - a malformed multipart body is the client's error
@@ -68,15 +79,49 @@ async def _from_form(request: Request) -> tuple[Any, Any, bytes | None]:
             image_bytes = None  # an empty file control submitted by a browser: no image
     elif upload not in (None, ""):
         raise HTTPException(422, "field 'image' must be a file upload")
-    return form.get("text", form.get("q")), form.get("k", 10), image_bytes
+    filters = {column: form.getlist(column) for column in FILTER_COLUMNS if column in form}
+    return form.get("text", form.get("q")), form.get("k", 10), image_bytes, filters
 
 
-async def _from_json(request: Request) -> tuple[Any, Any, bytes | None]:
+async def _from_json(request: Request) -> tuple[Any, Any, bytes | None, Any]:
     body = parse_json(await request.body())
     if not isinstance(body, dict):
         raise HTTPException(422, "the JSON body must be an object like {\"text\": \"a dog\", \"k\": 10}")
     validate(body, SearchJSON)
-    return body.get("text"), body.get("k", 10), decode_base64(body.get("image_base64"), "image_base64")
+    filters = body.get("filter")
+    filters = {} if filters is None else filters
+    return body.get("text"), body.get("k", 10), decode_base64(body.get("image_base64"), "image_base64"), filters
+
+
+def check_filter(filters: Any, max_chars: int) -> str | None:
+    """``{column: value or [values]}`` (columns: source, split, label) → the index filter, or a 422 naming the
+    part that is wrong."""
+    if not isinstance(filters, Mapping):
+        raise HTTPException(422, 'filter must be an object like {"label": ["dog", "cat"]}, got '
+                                 f"{type(filters).__name__}")
+    unknown = [str(column) for column in filters if column not in FILTER_COLUMNS]
+    if unknown:
+        raise HTTPException(422, f"filter: no column {unknown[0]!r}; filter by {', '.join(FILTER_COLUMNS)}")
+    values = {}
+    for column, given in filters.items():
+        listed = [given] if isinstance(given, str) else given
+        if not isinstance(listed, list) or not listed or not all(isinstance(v, str) for v in listed):
+            raise HTTPException(422, f"filter {column}: expected a string or a non-empty list of strings, got "
+                                     f"{json.dumps(given)[:60]}")
+        if len(listed) > MAX_FILTER_VALUES:
+            raise HTTPException(422, f"filter {column}: {len(listed)} values; at most {MAX_FILTER_VALUES} are accepted")
+        values[column] = [_filter_value(v, column, max_chars) for v in listed]
+    return equals_filter(values)
+
+
+def _filter_value(value: str, column: str, max_chars: int) -> str:
+    if not value or len(value) > max_chars:
+        raise HTTPException(422, f"filter {column}: values are 1 to {max_chars} characters, got {len(value)}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise HTTPException(422, f"filter {column}: a value holds a lone surrogate; send valid Unicode") from None
+    return value
 
 
 def parse_json(raw: bytes) -> Any:
