@@ -15,7 +15,8 @@ HUBNESS_NORMS = ("none", "is", "dis")
 """QB-Norm's score normalisations: none | inverted softmax | dynamic inverted softmax."""
 HUBNESS_OVERRIDES = ("", *HUBNESS_NORMS)
 """A query-time choice of norm; '' = the model's own setting."""
-INDEX_KINDS = ("exact", "ivf", "ivf-pq", "hnsw")
-"""Search structures of an index: exact (brute force in memory) or LanceDB's IVF_FLAT / IVF_PQ / IVF_HNSW_SQ."""
+INDEX_KINDS = ("exact", "ivf", "ivf-pq", "ivf-rq", "hnsw")
+"""Search structures of an index: exact (brute force in memory) or LanceDB's IVF_FLAT / IVF_PQ / IVF_RQ /
+IVF_HNSW_SQ."""
 ENGINES = ("local", "ray")
 """Who runs pooled-feature extraction."""

@@ -128,7 +128,7 @@ def test_unknown_backend_is_an_error(shapes, tmp_path):
     result = runner.invoke(app, ["index", "--model", str(shapes["model"]), "--data", f"images:{shapes['images']}",
                                  "--out", str(tmp_path / "ix"), "--index-kind", "annoy"])
     assert result.exit_code != 0
-    assert "--index-kind: expected one of '', exact, ivf, ivf-pq, hnsw, got 'annoy'" in str(result.exception)
+    assert "--index-kind: expected one of '', exact, ivf, ivf-pq, ivf-rq, hnsw, got 'annoy'" in str(result.exception)
 
 
 def test_text_items_can_be_indexed_and_found(shapes, tmp_path):

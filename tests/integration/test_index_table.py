@@ -161,7 +161,7 @@ def test_a_reader_during_growth_and_a_kill_9_lose_nothing_committed(shapes, tmp_
     assert len(open_index(folder)) == len(index)
 
 
-@pytest.mark.parametrize("kind", ["ivf", "ivf-pq", "hnsw"])
+@pytest.mark.parametrize("kind", ["ivf", "ivf-pq", "ivf-rq", "hnsw"])
 def test_ann_kinds_find_what_exact_finds_and_fold_in_new_rows(shapes, tmp_path, kind):
     index = Index.create(tmp_path / "ix", shapes["model"], backend=BackendConfig(kind=kind))
     rng = np.random.default_rng(2)

@@ -95,9 +95,9 @@ class IndexConfig(ReadsCache):
     side: Annotated[str, SIDE] = ""
     """Model side to index ('' = the image side, else the first)."""
     index_kind: Annotated[str, OneOf(("", *INDEX_KINDS)), Flag("--index-kind")] = ""
-    """Search structure: exact | ivf | ivf-pq | hnsw (LanceDB's); '' = exact for a new index, else the index's own."""
+    """Search structure: exact | ivf | ivf-pq | ivf-rq | hnsw (LanceDB's); '' = exact for a new index, else the index's own."""
     nprobe: Annotated[int, Range(0), Flag("--nprobe")] = 0
-    """ivf, ivf-pq, hnsw: cells searched per query (0 = the index's own)."""
+    """ivf, ivf-pq, ivf-rq, hnsw: cells searched per query (0 = the index's own)."""
     index_dtype: Annotated[str, OneOf(("", "float32", "float16")), Flag("--index-dtype")] = ""
     """How a new index stores embeddings: float32 | float16 (half the disk); '' = float32, or the index's own."""
     rebuild: Annotated[bool, Flag("--rebuild")] = False

@@ -422,7 +422,7 @@ class Index:
         table, count = self.table, self.table.count()
         current = table.vector_index()
         built_kind = current.index_type if current is not None else None
-        wanted = {"ivf": "IvfFlat", "ivf-pq": "IvfPq", "hnsw": "IvfHnswSq"}[self.backend_config.kind]
+        wanted = {"ivf": "IvfFlat", "ivf-pq": "IvfPq", "ivf-rq": "IvfRq", "hnsw": "IvfHnswSq"}[self.backend_config.kind]
         if count < MIN_ANN_ROWS:
             return  # LanceDB's scan of so few rows is exact and as fast
         try:

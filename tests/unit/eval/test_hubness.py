@@ -146,7 +146,7 @@ def test_index_search_under_the_norm_matches_the_reference(shapes, tmp_path, nor
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)  # the score ranked by
 
 
-@pytest.mark.parametrize("kind", ["ivf-pq", "hnsw"])
+@pytest.mark.parametrize("kind", ["ivf-pq", "ivf-rq", "hnsw"])
 def test_an_ann_kind_reranks_its_candidates_like_exact(shapes, tmp_path, kind):
     exact = open_index(saved_index(shapes, tmp_path / "index").directory)
     exact.hubness = "dis"
