@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import DataError
 from ..utils import atomic
 from ..utils.hashing import digest
+from .keyindex import KeyIndex
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def slug(text: str) -> str:
 @dataclass
 class Shard:
     name: str
-    keys: np.ndarray  # str, one per row
+    size: int  # rows
     bad: dict[str, str] = field(default_factory=dict)
 
 
@@ -93,7 +94,7 @@ class Shelf:
         self.directory = directory
         self.tokens = tokens
         self.shards: list[Shard] = []
-        self.where: dict[str, tuple[int, int]] = {}  # key → (shard position, row)
+        self.index = KeyIndex()  # key → (shard position, row)
         self.bad: dict[str, str] = {}
         self.refresh()
 
@@ -101,7 +102,7 @@ class Shelf:
         """Re-read which shards are committed (another process may have added some)."""
         names = sorted(p.name[:-len(KEYS_SUFFIX)] for p in self.directory.glob(f"shard-*{KEYS_SUFFIX}")) \
             if self.directory.is_dir() else []
-        self.shards, self.where, self.bad = [], {}, {}
+        self.shards, self.index, self.bad = [], KeyIndex(), {}
         for name in names:
             try:
                 keys = np.load(self.directory / f"{name}{KEYS_SUFFIX}")
@@ -110,15 +111,32 @@ class Shelf:
             except (OSError, ValueError, EOFError) as exc:
                 raise StoreError(f"{self.directory / name}: damaged shard ({exc}); delete its files, or run "
                                  "`latentfuse cache gc`, to encode those items again") from None
-            position = len(self.shards)
-            self.shards.append(Shard(name, keys, bad))
-            for row, key in enumerate(keys.tolist()):
-                self.where.setdefault(key, (position, row))
+            self.index.add(keys, len(self.shards))
+            self.shards.append(Shard(name, len(keys), bad))
             self.bad.update(bad)
+
+    def __len__(self) -> int:
+        """Distinct keys stored."""
+        return len(self.index)
 
     def missing(self, keys: Sequence[str]) -> list[str]:
         """``keys`` neither stored nor recorded as bad, each once, in order."""
-        return [k for k in dict.fromkeys(keys) if k not in self.where and k not in self.bad]
+        unique = list(dict.fromkeys(keys))
+        stored = self.index.locate(unique)[0] >= 0
+        return [k for k, held in zip(unique, stored) if not held and k not in self.bad]
+
+    def locate(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(shard position, row) of every key; a key not stored is a StoreError naming it."""
+        shard, row = self.index.locate(keys)
+        if len(shard) and shard.min() < 0:
+            key = keys[int(np.argmin(shard))]
+            raise StoreError(f"{self.directory}: no stored features for key {key!r} (the cache changed while it was "
+                             "read?); run again to encode it")
+        return shard, row
+
+    def shard_keys(self, position: int) -> list[str]:
+        """The keys of shard ``position``, row by row (read from its keys file)."""
+        return self._load(self.shards[position].name, KEYS_SUFFIX[1:], mmap=False).tolist()
 
     def commit(self, keys: Sequence[str], values: np.ndarray, bad: dict[str, str],
                offsets: np.ndarray | None = None) -> None:
@@ -135,10 +153,8 @@ class Shelf:
             if bad:
                 atomic.write_text(self.directory / f"{name}.bad.json", json.dumps(bad))
             _save(self.directory / f"{name}{KEYS_SUFFIX}", np.asarray(list(keys), dtype=f"<U{_width(keys)}"))
-        position = len(self.shards)
-        self.shards.append(Shard(name, np.asarray(list(keys)), dict(bad)))
-        for row, key in enumerate(keys):
-            self.where.setdefault(key, (position, row))
+        self.index.add(list(keys), len(self.shards))
+        self.shards.append(Shard(name, len(keys), dict(bad)))
         self.bad.update(bad)
 
     def values(self, position: int) -> np.ndarray:
@@ -157,38 +173,38 @@ class Shelf:
 
     def rows(self, keys: Sequence[str]) -> np.ndarray:
         """float16 (len(keys), dim): every key must be stored. One whole shard in order is its memory map."""
-        whole = self.whole_shards(keys)
+        if not len(keys):
+            return np.zeros((0, self.dim()), dtype=STORE_DTYPE)
+        shard, row = self.locate(keys)
+        whole = self._whole(shard, row)
         if whole is not None and len(whole) == 1:
             return self.values(whole[0])
-        places = [self.where[k] for k in keys]
-        if not places:
-            return np.zeros((0, self.dim()), dtype=STORE_DTYPE)
-        out = np.empty((len(keys), self.values(places[0][0]).shape[1]), dtype=STORE_DTYPE)
-        by_shard: dict[int, list[int]] = {}
-        for i, (position, _) in enumerate(places):
-            by_shard.setdefault(position, []).append(i)
-        for position, at in by_shard.items():
-            out[at] = self.values(position)[[places[i][1] for i in at]]
+        out = np.empty((len(keys), self.values(int(shard[0])).shape[1]), dtype=STORE_DTYPE)
+        for position in np.unique(shard):
+            at = np.flatnonzero(shard == position)
+            out[at] = self.values(int(position))[row[at]]
         return out
 
     def whole_shards(self, keys: Sequence[str]) -> list[int] | None:
         """The positions of the shards ``keys`` are, whole and in order, or None (then rows are gathered)."""
+        return self._whole(*self.locate(keys)) if len(keys) else None
+
+    def _whole(self, shard: np.ndarray, row: np.ndarray) -> list[int] | None:
         positions, at = [], 0
-        while at < len(keys):
-            position, row = self.where[keys[at]]
-            shard = self.shards[position].keys
-            if row != 0 or list(keys[at:at + len(shard)]) != shard.tolist():
+        while at < len(shard):
+            position, size = int(shard[at]), self.shards[int(shard[at])].size
+            if not (np.all(shard[at:at + size] == position) and len(row[at:at + size]) == size
+                    and np.array_equal(row[at:at + size], np.arange(size))):
                 return None
             positions.append(position)
-            at += len(shard)
-        return positions if positions else None
+            at += size
+        return positions or None
 
     def token_rows(self, keys: Sequence[str]) -> list[np.ndarray]:
         """Each key's (length, channels) float16 tokens, views into the memory-mapped shards."""
         cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         out = []
-        for key in keys:
-            position, row = self.where[key]
+        for position, row in zip(*(part.tolist() for part in self.locate(keys))):
             if position not in cache:
                 cache[position] = (self.values(position), self.offsets(position))
             values, offsets = cache[position]

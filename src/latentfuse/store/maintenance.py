@@ -78,7 +78,7 @@ def stats(root: Path) -> CacheStats:
         shelf = Shelf(directory)
         name = directory.relative_to(root / LAYOUT).as_posix()
         wanted = used.get(directory.relative_to(root).as_posix(), set())
-        out.shelves.append(ShelfStats(name, len(shelf.where), len(wanted & set(shelf.where)),
+        out.shelves.append(ShelfStats(name, len(shelf), shelf.index.count_in(wanted),
                                       _size([p for p in directory.iterdir() if p.is_file()])))
     return out
 
@@ -113,7 +113,7 @@ def collect(root: Path, dry_run: bool = False) -> Collected:
 
 def _collect_shelf(shelf: Shelf, wanted: set[str], dry_run: bool, done: Collected) -> None:
     for position, shard in enumerate(list(shelf.shards)):
-        keys = shard.keys.tolist()
+        keys = shelf.shard_keys(position)
         keep = [row for row, key in enumerate(keys) if key in wanted]
         bad = {k: r for k, r in shard.bad.items() if k in wanted}
         if len(keep) == len(keys) and len(bad) == len(shard.bad):

@@ -31,11 +31,9 @@ class StreamedRows:
     """One side's pooled features, left in the store's memory-mapped shards: ``x[rows]`` → float32 tensor."""
 
     def __init__(self, shelf: Any, keys: Sequence[str]) -> None:
-        places = [shelf.where[key] for key in keys]
-        self.shard = np.fromiter((p for p, _ in places), dtype=np.int32, count=len(places))
-        self.row = np.fromiter((r for _, r in places), dtype=np.int64, count=len(places))
+        self.shard, self.row = shelf.locate(keys)
         self._shelf = shelf
-        self.shape = (len(places), shelf.dim() if places else 0)
+        self.shape = (len(keys), shelf.dim() if len(keys) else 0)
 
     def __len__(self) -> int:
         return self.shape[0]
