@@ -18,10 +18,10 @@ from ..utils.logs import bars_off
 from ..data import Item, Source, SplitData
 from ..encoders import Encoder
 from ..encoders.base import BadItemError
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from .feature_store import Features, FeatureStore
 from .keys import content_keys
-from .streamed import StreamedRows
+from .streamed import JoinedRows, StreamedRows
 
 T = TypeVar("T")
 DEFAULT_SHARD_SIZE = 2048
@@ -80,11 +80,8 @@ def get_features(source: Source, data: SplitData, side: str, encoder: Encoder, s
     shards (``streamed.StreamedRows``), for training on more features than fit in memory.
     """
     check_modality(source, data, side, encoder)
-    if encoder.parts and not stream:
-        return _joined(source, data, side, encoder, store, skip_bad=skip_bad, progress=progress)
     if encoder.parts:
-        raise ConfigError(f"{encoder.name}: an ensemble's features are joined in memory; train.stream needs a "
-                          "single encoder per side (or train.stream off)")
+        return _joined(source, data, side, encoder, store, skip_bad=skip_bad, progress=progress, stream=stream)
     items = data.items[side]
     keys = content_keys([item.payload for item in items], encoder.modality)
     feature_store = FeatureStore(store.root)
@@ -158,23 +155,22 @@ def split_bad(shelf: Any, items: Sequence[Item], keys: list[str], skip_bad: bool
 
 
 def _joined(source: Source, data: SplitData, side: str, encoder: Encoder, store: StoreConfig, *,
-            skip_bad: bool, progress: bool) -> Features:
+            skip_bad: bool, progress: bool, stream: bool) -> Features:
     """An ensemble's features: each member's from the store (cached on its own), joined on the items every
-    member has (a ``--skip-bad`` item dropped by one is dropped from the ensemble)."""
-    members = [get_features(source, data, side, part, store, skip_bad=skip_bad, progress=progress)
+    member has (a ``--skip-bad`` item dropped by one is dropped from the ensemble); with ``stream``, joined a
+    batch at a time as training reads them (``streamed.JoinedRows``)."""
+    members = [get_features(source, data, side, part, store, skip_bad=skip_bad, progress=progress, stream=stream)
                for part in encoder.parts]
     common = set.intersection(*(set(m.ids) for m in members))
     ids = [item_id for item_id in members[0].ids if item_id in common]
-    arrays = []
-    for member in members:
-        if member.ids == ids:
-            arrays.append(member.array)
-        else:
-            index = member.index()
-            arrays.append(member.array[np.array([index[i] for i in ids], dtype=np.int64)])
+    positions = [np.arange(len(ids)) if member.ids == ids else
+                 np.array([member.index()[i] for i in ids], dtype=np.int64) for member in members]
     skipped = {entry["id"]: entry for m in members for entry in m.manifest.get("skipped", [])}
     manifest = {"complete": True, "encoder": encoder.name, "encoder_fingerprint": encoder.fingerprint,
                 "members": [m.manifest.get("encoder") for m in members], "skipped": list(skipped.values())}
+    if stream:
+        return Features(ids, JoinedRows([m.array for m in members], positions, encoder.join), manifest)
+    arrays = [m.array if m.ids == ids else m.array[at] for m, at in zip(members, positions)]
     return Features(ids, encoder.join(arrays).astype(np.float16), manifest)
 
 

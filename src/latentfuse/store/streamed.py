@@ -58,6 +58,23 @@ class StreamedRows:
         return torch.from_numpy(self.gather(np.asarray(rows)))
 
 
+class JoinedRows(StreamedRows):
+    """An ensemble's side, streamed: each member's rows gathered from its own shards and joined per batch
+    (``join``: the ensemble encoder's), rounded through float16 as the joined features held in memory are —
+    so streamed and in-memory training see the same numbers."""
+
+    def __init__(self, members: Sequence[StreamedRows], positions: Sequence[np.ndarray],
+                 join: Callable[[Sequence[np.ndarray]], np.ndarray]) -> None:
+        self.members, self.positions, self.join = list(members), [np.asarray(p) for p in positions], join
+        count = len(self.positions[0]) if self.positions else 0
+        self.shape = (count, sum(member.shape[1] for member in self.members) if count else 0)
+
+    def gather(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        parts = [member.gather(at[rows]) for member, at in zip(self.members, self.positions)]
+        return self.join(parts).astype(np.float16).astype(np.float32)
+
+
 def chunked_order(n: int, generator: torch.Generator, chunk: int = 0, window: int = 0) -> torch.Tensor:
     """A permutation of ``range(n)``: chunks of ``chunk`` (default ``CHUNK``) consecutive positions in a random
     order, the positions of each ``window`` (``WINDOW``) consecutive chunks of that order shuffled together."""

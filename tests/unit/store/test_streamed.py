@@ -34,6 +34,22 @@ def test_streamed_rows_are_the_stored_rows_in_any_order(tmp_path):
     assert np.array_equal(streamed.array[10:20].numpy(), held.array[10:20].astype(np.float32))
 
 
+def test_an_ensembles_streamed_rows_are_its_joined_rows(tmp_path):
+    from latentfuse.data import build_source
+    from latentfuse.encoders.ensemble import Ensemble
+
+    source = build_source(f"pairs:{cipher_table(tmp_path / 'p.tsv', 300, 10, 10)}")
+    data = source.load("train")
+    store = StoreConfig(root=str(tmp_path / "store"), shard_size=64)
+    encoder = Ensemble([fakes.FakeTextEncoder("16"), fakes.FakeTextEncoder("8")])
+    held = get_features(source, data, "text_a", encoder, store, progress=False)
+    streamed = get_features(source, data, "text_a", encoder, store, progress=False, stream=True)
+    assert isinstance(streamed.array, StreamedRows) and streamed.ids == held.ids
+    assert streamed.array.shape == held.array.shape == (len(held.ids), 24)
+    rows = np.random.default_rng(1).integers(0, len(held.ids), 400)
+    assert np.array_equal(streamed.array[torch.from_numpy(rows)].numpy(), held.array[rows].astype(np.float32))
+
+
 def test_the_chunked_order_is_a_seeded_permutation_of_contiguous_chunks():
     n, chunk, window = 10_000, 100, 4
     order = chunked_order(n, torch.Generator().manual_seed(3), chunk, window)
@@ -46,11 +62,12 @@ def test_the_chunked_order_is_a_seeded_permutation_of_contiguous_chunks():
     assert len(set((order[:chunk * window] // chunk).tolist())) > 1  # ...mixed, not one chunk after another
 
 
-def trained(tmp_path, name: str, **train) -> dict[str, np.ndarray]:
+def trained(tmp_path, name: str, encoders: dict[str, str] | None = None, **train) -> dict[str, np.ndarray]:
     table = tmp_path / "pairs.tsv"
     if not table.exists():
         cipher_table(table, 600, 100, 60)
     config = load_yaml(write_config(tmp_path, table, epochs=2, **train), RunConfig)
+    config.encoders = encoders or config.encoders
     config.store.shard_size = 128
     config.out = str(tmp_path / name)
     run(config, progress=False)
@@ -71,6 +88,10 @@ def test_a_streamed_run_trains_exactly_as_the_in_memory_run_with_the_same_order(
     assert "baseline procrustes skipped" in caplog.text
     shuffled = trained(tmp_path, "full", stream="off")  # the default order differs: the same check can fail
     assert any(not np.array_equal(in_memory[n], shuffled[n]) for n in in_memory)
+    ensemble = {"text_a": "fake-text:64+fake-text:32", "text_b": "fake-text:64"}  # an ensemble side streams too
+    in_memory = trained(tmp_path, "memory-ensemble", ensemble, stream="off", shuffle="chunked")
+    streamed = trained(tmp_path, "streamed-ensemble", ensemble, stream="on")
+    assert all(np.array_equal(in_memory[name], streamed[name]) for name in in_memory)
 
 
 def test_auto_streams_when_the_features_exceed_half_the_available_memory(monkeypatch, tmp_path, caplog):
