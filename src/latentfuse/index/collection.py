@@ -573,8 +573,9 @@ class Index:
         keep = self._allowed(memory, where)
         hub = None
         if keep is not None:
-            whole = memory
-            hub = self.hub_queries(query_side, lambda: whole.rows[np.argmax(queries @ whole.vectors.T, axis=1)])
+            whole = memory  # DIS decides on the query's raw top-1 among all rows, as the unfiltered search
+            hub = self.hub_queries(query_side,
+                                   lambda: whole.rows[Retriever(whole.vectors).raw(queries).argmax(1).numpy()])
             memory = memory.subset(keep)
         vectors = memory.vectors
         if not len(vectors):
