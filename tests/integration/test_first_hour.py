@@ -103,9 +103,9 @@ def test_the_server_refuses_unknown_fields_instead_of_dropping_them(shapes, tmp_
     with TestClient(create_app(open_index(folder))) as client:
         sent = client.post("/search", json={"text": "a dog", "top_k": 2})
         assert sent.status_code == 422
-        assert sent.json()["detail"].startswith("unknown field(s) top_k; accepted: text, k, image_base64.")
+        assert sent.json()["detail"].startswith("unknown field(s) top_k; accepted: text, k, image_base64, filter.")
         form = client.post("/search", data={"text": "a dog", "kk": "2"})
-        assert form.status_code == 422 and "unknown field(s) kk; accepted: text, q, k, image" in form.json()["detail"]
+        assert form.status_code == 422 and "unknown field(s) kk; accepted: text, q, k, image, source, split, label" in form.json()["detail"]
         assert len(client.post("/search", json={"text": "a dog", "k": 2}).json()["results"]) == 2
 
 
