@@ -282,3 +282,20 @@ def test_a_filter_keeps_rows_out_of_the_answer_not_out_of_qb_norm(shapes, tmp_pa
                 top, top_kept = max(everything, key=lambda h: h.cosine), max(filtered, key=lambda h: h.cosine)
                 exercised += top.row != top_kept.row and (top.row in hubs) != (top_kept.row in hubs)
     assert exercised > 0  # some query's decision would differ if it were made on the kept rows alone
+
+
+def test_saving_a_large_exact_index_advises_an_ann_kind(shapes, tmp_path, monkeypatch, caplog):
+    import logging
+
+    from latentfuse.index import collection
+
+    monkeypatch.setattr(collection, "EXACT_ROWS_ADVISED", 100)
+    index = Index.create(tmp_path / "ix", shapes["model"])
+    index.append(unit(np.random.default_rng(6), 100, index.model.dim), synthetic(100))
+    with caplog.at_level(logging.WARNING, logger="latentfuse"):
+        index.save()
+        assert caplog.text == ""  # not past the advice
+        index.append(unit(np.random.default_rng(7), 1, index.model.dim), synthetic(1, start=100))
+        index.save()
+    assert "an exact index of 101 items holds every embedding in memory" in caplog.text
+    assert "--index-kind ivf-rq" in caplog.text

@@ -65,6 +65,7 @@ KINDS = INDEX_KINDS
 MIN_ROWS_PER_PARTITION = 256  # k-means needs this many training points per cell to place it
 MIN_ANN_ROWS = 4096  # below this an ANN structure saves nothing over LanceDB's exact scan
 REINDEX_FRACTION = 0.1
+EXACT_ROWS_ADVISED = 1_000_000  # past this, saving an exact index advises an ANN kind (its search holds every row)
 
 
 class Backend(Protocol):

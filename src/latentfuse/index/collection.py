@@ -51,7 +51,7 @@ from ..utils import atomic
 from ..utils.hashing import digest
 from ..version import __version__
 from . import bankstats
-from .backends import MIN_ANN_ROWS, REINDEX_FRACTION, BackendConfig, ExactBackend, vector_index
+from .backends import EXACT_ROWS_ADVISED, MIN_ANN_ROWS, REINDEX_FRACTION, BackendConfig, ExactBackend, vector_index
 from .table import RECORD_COLUMNS, TABLE, ItemTable, first_line, penalty_column, quote, vectors_of
 
 if TYPE_CHECKING:
@@ -409,6 +409,10 @@ class Index:
         if self.table is not None and self.backend_config.kind != "exact":
             self.table.refresh()
             self._update_structure(rebuild)
+        elif self.table is not None and len(self) > EXACT_ROWS_ADVISED:
+            log.warning("%s: an exact index of %d items holds every embedding in memory to search (%.1f GB); "
+                        "`latentfuse index --out %s --index-kind ivf-rq` keeps them on disk", self.directory,
+                        len(self), len(self) * self.model.dim * 4 / 1e9, self.directory)
         atomic.write_json(self.directory / META, {
             "format": FORMAT, "latentfuse_version": __version__,
             "model": {"path": _relative(self.model_path, self.directory), "fingerprint": self.model.fingerprint,
