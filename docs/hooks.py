@@ -33,5 +33,5 @@ def benchmark_table(name: str) -> str:
     result = json.loads(path.read_text())
     lines = ["| " + " | ".join(result["columns"]) + " |", "|" + "---|" * len(result["columns"])]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in result["table"]]
-    note = f" {result['note'][0].upper()}{result['note'][1:]}." if result.get("note") else ""
+    note = f" {result['note'][0].upper()}{result['note'][1:].rstrip('.')}." if result.get("note") else ""
     return "\n".join(lines + ["", f"Measured by `{result['command']}` ({result.get('machine', 'see the page')}).{note}"])
