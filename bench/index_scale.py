@@ -254,12 +254,20 @@ def verdict(rows: list[dict[str, Any]]) -> str:
     top = max(rows, key=lambda r: r["n"])
     at, figures = fastest(top)
     met = figures["p99_ms"] <= 50 and figures["recall_at_10"] >= 0.95 and top["serving_peak_rss_gb"] <= 4
-    slope = np.polyfit(np.log([r["n"] for r in rows]), np.log([r["build_s"] for r in rows]), 1)[0] \
-        if len(rows) > 1 else float("nan")
+    curves = {"build time": lambda r: r["build_s"], "disk": lambda r: r["disk_gb"],
+              "serving RSS": lambda r: r["serving_peak_rss_gb"], "p99 at the default nprobe/refine": lambda r: r["p99_ms"]}
+    slopes = ", ".join(f"{name} {slope(rows, value):.2f}" for name, value in curves.items())
     return (f"{top['kind']} at {top['n']:,} items, nprobe/refine {at} (the fastest setting reaching recall 0.95, else "
             f"the best recall): p99 {figures['p99_ms']:.1f} ms, recall@10 {figures['recall_at_10']:.3f}, serving RSS "
             f"{top['serving_peak_rss_gb']:.2f} GB (targets ≤ 50 ms, ≥ 0.95, ≤ 4 GB: {'met' if met else 'not met'}); "
-            f"adding 1,000 items wrote {top['grow_bytes'] / 1e6:.2f} MB; build time log–log slope {slope:.2f}.")
+            f"adding 1,000 items wrote {top['grow_bytes'] / 1e6:.2f} MB; log–log slopes against N (target ≤ 1.1): "
+            f"{slopes}.")
+
+
+def slope(rows: list[dict[str, Any]], value: Any) -> float:
+    if len(rows) < 2:
+        return float("nan")
+    return float(np.polyfit(np.log([r["n"] for r in rows]), np.log([value(r) for r in rows]), 1)[0])
 
 
 if __name__ == "__main__":
