@@ -177,7 +177,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         for key, label in (("build_s", "build s"), ("disk_gb", "disk GB"), ("serving_peak_rss_gb", "serving RSS GB")):
             axes[0].loglog(n, [r[key] for r in mine], style, label=f"{kind}: {label}")
         p99 = [fastest(r)[1]["p99_ms"] for r in mine]
-        axes[1].loglog(n, p99, style, label=f"{kind}: p99 ms at its fastest setting reaching recall 0.95")
+        axes[1].loglog(n, p99, style, label=f"{kind}: p99 ms, fastest setting reaching recall 0.95 (else best recall)")
         for r in mine if kind == "ivf-rq" else [mine[-1]]:  # the trade-off nprobe / refine buy at each N
             sweep = [r["settings"][f"{p}/{f}"] for p, f in SETTINGS]
             axes[2].plot([v["p99_ms"] for v in sweep], [v["recall_at_10"] for v in sweep], style,
