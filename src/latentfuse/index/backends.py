@@ -6,8 +6,8 @@
   searched per query, exact distances inside them. Approximate; nothing but the cells in memory.
 * ``ivf-pq``: LanceDB's IVF_PQ — the cells hold product-quantised vectors (dim/8 bytes a row), and the best
   ``refine`` × k are re-ranked on their stored vectors. What reaches tens of millions of items in a few GB.
-* ``ivf-rq``: LanceDB's IVF_RQ (RaBitQ) — the cells hold one bit per dimension (dim/8 bytes a row, as
-  ``ivf-pq``) whose distance estimates rank closer to exact than PQ's, and the best ``refine`` × k are re-ranked
+* ``ivf-rq``: LanceDB's IVF_RQ (RaBitQ) — the cells hold one bit per dimension from 256 dimensions up (dim/8
+  bytes a row, as ``ivf-pq``; more bits below, ``rq_bits``) whose distance estimates rank closer to exact than PQ's, and the best ``refine`` × k are re-ranked
   on their stored vectors. ``bench/index_scale.py`` measures it beside ``ivf-pq``: faster to train, and higher
   recall at the same nprobe / refine.
 * ``hnsw``: LanceDB's IVF_HNSW_SQ — a graph of ``m`` links per node over scalar-quantised vectors,
@@ -103,10 +103,17 @@ def vector_index(config: BackendConfig, count: int, dim: int) -> Any:
     if config.kind == "ivf":
         return IvfFlat(distance_type="dot", num_partitions=partitions, **training)
     if config.kind == "ivf-rq":
-        return IvfRq(distance_type="dot", num_partitions=partitions, num_bits=1, **training)
+        return IvfRq(distance_type="dot", num_partitions=partitions, num_bits=rq_bits(dim), **training)
     if config.kind == "hnsw":
         return HnswSq(distance_type="dot", num_partitions=max(1, count // 1_000_000), m=config.m, **training)
     return IvfPq(distance_type="dot", num_partitions=partitions, num_sub_vectors=pq_sub_vectors(dim), **training)
+
+
+def rq_bits(dim: int) -> int:
+    """RaBitQ bits a dimension: at least 256 bits a row — one a dimension from 256 dimensions up (what
+    ``bench/index_scale.py`` measures at 512), more below, where one bit a dimension cannot tell an item from its
+    near neighbours (a 64-d space gets 4)."""
+    return min(8, max(1, 256 // dim))
 
 
 def pq_sub_vectors(dim: int) -> int:
