@@ -5,6 +5,7 @@ served in processes of its own.
 
     python -m bench.index_scale                        # ~45 min on 2 cores; ~21 GB of temporary disk at 10M
     python -m bench.index_scale --sizes 20000,100000   # a quick look (both kinds at each N; publishes nothing)
+    python -m bench.index_scale --sizes 10000000 --kinds ivf-rq --rq-bits 2   # one kind, 2-bit RaBitQ (a quick look)
 
 An N whose rows would not fit the free disk (with 20 % to spare) is skipped and the table says so.
 
@@ -141,6 +142,7 @@ def serve(n: int, where: Path) -> dict[str, Any]:
 
 def in_child(step: str, n: int, where: Path, kind: str, lance_defaults: bool = False) -> dict[str, Any]:
     extra = ["--lance-defaults"] if lance_defaults else []
+    extra += ["--rq-bits", sys.argv[sys.argv.index("--rq-bits") + 1]] if "--rq-bits" in sys.argv else []
     done = subprocess.run([sys.executable, "-m", "bench.index_scale", "--one", step, str(n), str(where), kind, *extra],
                           check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -215,13 +217,18 @@ def main() -> None:
     if "--one" in sys.argv:
         step, n, where, kind = sys.argv[sys.argv.index("--one") + 1:][:4]
         config = LANCE_DEFAULTS if "--lance-defaults" in sys.argv else KINDS[kind]
+        if "--rq-bits" in sys.argv:
+            config = dataclasses.replace(config, rq_bits=int(sys.argv[sys.argv.index("--rq-bits") + 1]))
         print(json.dumps(build(int(n), Path(where), config) if step == "build" else serve(int(n), Path(where))))
         return
     chosen = [int(s) for s in sys.argv[sys.argv.index("--sizes") + 1].split(",")] if "--sizes" in sys.argv else None
-    runs = [(kind, n) for kind, sizes in SIZES.items() for n in (chosen or sizes)]
+    kinds = sys.argv[sys.argv.index("--kinds") + 1].split(",") if "--kinds" in sys.argv else list(SIZES)
+    runs = [(kind, n) for kind, sizes in SIZES.items() if kind in kinds for n in (chosen or sizes)]
+    quick = chosen is not None or "--kinds" in sys.argv or "--rq-bits" in sys.argv
     model_without_bank()
     rows, skipped = [], []
-    for kind, n, lance_defaults in [("ivf-pq", min(n for _, n in runs), True)] + [(k, n, False) for k, n in runs]:
+    compare = [] if quick else [("ivf-pq", min(n for _, n in runs), True)]
+    for kind, n, lance_defaults in compare + [(k, n, False) for k, n in runs]:
         if not fits(n):
             skipped.append(f"{kind} at {n:,} (needs ~{1.2 * n * BYTES_PER_ITEM / 1e9:.0f} GB of free disk)")
             continue
@@ -231,7 +238,7 @@ def main() -> None:
         rows.append(row)
         print(row, flush=True)
         shutil.rmtree(where.parent, ignore_errors=True)
-    compared, rows = rows[0], rows[1:]
+    compared, rows = (None, rows) if quick else (rows[0], rows[1:])
     header = ["kind", "N", "structure trained with", "build s (append + structure)", "bytes / item",
               *[f"nprobe {p} / refine {f}: recall@10 · p50 / p99 ms" for p, f in SETTINGS], "serving peak RSS GB",
               "bytes written adding 1,000", "seconds adding 1,000"]
@@ -239,10 +246,11 @@ def main() -> None:
               f"{r['build_s']:,.0f} ({r['append_s']:,.0f} + {r['structure_s']:,.0f})", f"{r['bytes_per_item']:,.0f}",
               *[f"{s['recall_at_10']:.3f} · {s['p50_ms']:.1f} / {s['p99_ms']:.1f}"
                 for s in (r["settings"][f"{p}/{f}"] for p, f in SETTINGS)],
-              f"{r['serving_peak_rss_gb']:.2f}", f"{r['grow_bytes']:,}", f"{r['grow_s']:.1f}"] for r in [compared, *rows]]
+              f"{r['serving_peak_rss_gb']:.2f}", f"{r['grow_bytes']:,}", f"{r['grow_s']:.1f}"]
+             for r in ([compared] if compared else []) + rows]
     note = " ".join(verdict([r for r in rows if r["kind"] == kind]) for kind in SIZES if any(r["kind"] == kind for r in rows))
     note += f" Not run (disk): {', '.join(skipped)}." if skipped else ""
-    if chosen is None:  # a quick look (--sizes) publishes nothing
+    if not quick:  # a quick look (--sizes, --kinds, --rq-bits) publishes nothing
         plot(rows, PUBLISHED / "index-scale.png")
         publish("index-scale", "python -m bench.index_scale", header, cells, rows=rows, lance_defaults=compared,
                 qbnorm_seconds_per_1000=qbnorm_cost(), skipped=skipped, note=note)

@@ -299,3 +299,14 @@ def test_saving_a_large_exact_index_advises_an_ann_kind(shapes, tmp_path, monkey
         index.save()
     assert "an exact index of 101 items holds every embedding in memory" in caplog.text
     assert "--index-kind ivf-rq" in caplog.text
+
+
+def test_ivf_rq_bits_follow_the_dimension_unless_set():
+    from latentfuse.errors import ConfigError
+    from latentfuse.index.backends import vector_index
+
+    assert vector_index(BackendConfig(kind="ivf-rq"), 100_000, 512).num_bits == 1  # what the bench measures
+    assert vector_index(BackendConfig(kind="ivf-rq"), 100_000, 64).num_bits == 4  # ≥ 256 bits a row
+    assert vector_index(BackendConfig(kind="ivf-rq", rq_bits=2), 100_000, 512).num_bits == 2
+    with pytest.raises(ConfigError, match="rq_bits: expected a number"):
+        BackendConfig(kind="ivf-rq", rq_bits=9)

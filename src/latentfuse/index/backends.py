@@ -27,7 +27,7 @@ from typing import Annotated, Any, Protocol
 
 import numpy as np
 
-from ..config import OneOf, Positive, check_fields
+from ..config import OneOf, Positive, Range, check_fields
 from ..choices import INDEX_KINDS
 from ..errors import ConfigError
 from .table import DTYPES
@@ -47,6 +47,9 @@ class BackendConfig:
     """ivf-pq, ivf-rq: the best refine × k quantised candidates are re-ranked on their stored vectors.
     ``bench/index_scale.py`` sweeps nprobe / refine per kind and N (docs/benchmarks/index-scale.json): with ivf-rq
     the default 32 / 100 kept nearly all of the exact top-10 up to 3M items, 16 / 30 most of it, faster."""
+    rq_bits: Annotated[int, Range(0, 8)] = 0
+    """ivf-rq: RaBitQ bits a dimension (more = closer ranking, a bigger structure); 0 = by the dimension
+    (``rq_bits``: at least 256 bits a row)."""
     train_iterations: Positive = 20
     """ivf, ivf-pq, ivf-rq, hnsw: k-means iterations when the structure is trained (LanceDB's default: 50)."""
     train_sample: Positive = 64
@@ -103,7 +106,8 @@ def vector_index(config: BackendConfig, count: int, dim: int) -> Any:
     if config.kind == "ivf":
         return IvfFlat(distance_type="dot", num_partitions=partitions, **training)
     if config.kind == "ivf-rq":
-        return IvfRq(distance_type="dot", num_partitions=partitions, num_bits=rq_bits(dim), **training)
+        return IvfRq(distance_type="dot", num_partitions=partitions, num_bits=config.rq_bits or rq_bits(dim),
+                     **training)
     if config.kind == "hnsw":
         return HnswSq(distance_type="dot", num_partitions=max(1, count // 1_000_000), m=config.m, **training)
     return IvfPq(distance_type="dot", num_partitions=partitions, num_sub_vectors=pq_sub_vectors(dim), **training)
