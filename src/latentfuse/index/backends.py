@@ -7,8 +7,8 @@
 * ``ivf-pq``: LanceDB's IVF_PQ — the cells hold product-quantised vectors (dim/8 bytes a row), and the best
   ``refine`` × k are re-ranked on their stored vectors. What reaches tens of millions of items in a few GB.
 * ``ivf-rq``: LanceDB's IVF_RQ (RaBitQ) — the cells hold one bit per dimension from 256 dimensions up (dim/8
-  bytes a row, as ``ivf-pq``; more bits below, ``rq_bits``) whose distance estimates rank closer to exact than PQ's, and the best ``refine`` × k are re-ranked
-  on their stored vectors. ``bench/index_scale.py`` measures it beside ``ivf-pq``: faster to train, and higher
+  bytes a row, as ``ivf-pq``; more bits below, ``rq_bits``) whose distance estimates rank closer to exact than
+  PQ's, and the best ``refine`` × k are re-ranked on their stored vectors. ``bench/index_scale.py`` measures it beside ``ivf-pq``: faster to train, and higher
   recall at the same nprobe / refine.
 * ``hnsw``: LanceDB's IVF_HNSW_SQ — a graph of ``m`` links per node over scalar-quantised vectors,
   ``ef_search`` candidates per query.

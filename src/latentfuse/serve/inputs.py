@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from ..encoders.images import strict_load
+from ..errors import LatentfuseError
 from ..index.table import FILTER_COLUMNS, equals_filter
 from .bodies import SearchForm, SearchJSON, check_fields, validate
 
@@ -99,9 +100,6 @@ def check_filter(filters: Any, max_chars: int) -> str | None:
     if not isinstance(filters, Mapping):
         raise HTTPException(422, 'filter must be an object like {"label": ["dog", "cat"]}, got '
                                  f"{type(filters).__name__}")
-    unknown = [str(column) for column in filters if column not in FILTER_COLUMNS]
-    if unknown:
-        raise HTTPException(422, f"filter: no column {unknown[0]!r}; filter by {', '.join(FILTER_COLUMNS)}")
     values = {}
     for column, given in filters.items():
         listed = [given] if isinstance(given, str) else given
@@ -111,7 +109,10 @@ def check_filter(filters: Any, max_chars: int) -> str | None:
         if len(listed) > MAX_FILTER_VALUES:
             raise HTTPException(422, f"filter {column}: {len(listed)} values; at most {MAX_FILTER_VALUES} are accepted")
         values[column] = [_filter_value(v, column, max_chars) for v in listed]
-    return equals_filter(values)
+    try:
+        return equals_filter(values)  # which columns a filter may name is decided there
+    except LatentfuseError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 def _filter_value(value: str, column: str, max_chars: int) -> str:

@@ -193,8 +193,7 @@ class Shelf:
         positions, at = [], 0
         while at < len(shard):
             position, size = int(shard[at]), self.shards[int(shard[at])].size
-            if not (np.all(shard[at:at + size] == position) and len(row[at:at + size]) == size
-                    and np.array_equal(row[at:at + size], np.arange(size))):
+            if not (np.array_equal(row[at:at + size], np.arange(size)) and np.all(shard[at:at + size] == position)):
                 return None
             positions.append(position)
             at += size
