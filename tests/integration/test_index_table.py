@@ -260,6 +260,37 @@ def test_non_finite_embeddings_are_refused_before_anything_is_written(shapes, tm
     assert len(index) == 0 and not (tmp_path / "ix" / "items.lance").exists()
 
 
+def test_rows_that_are_not_unit_length_are_refused_before_anything_is_written(shapes, tmp_path):
+    index = Index.create(tmp_path / "ix", shapes["model"])
+    bad = unit(np.random.default_rng(5), 3, index.model.dim)
+    bad[2] *= 3
+    with pytest.raises(LatentfuseError, match="embedding row 2 to add has length 3; an index holds unit-length"):
+        index.append(bad, synthetic(3))
+    assert len(index) == 0 and not (tmp_path / "ix" / "items.lance").exists()
+
+
+def test_structures_are_euclidean_and_an_inner_product_one_is_searched_as_built_then_retrained(shapes, tmp_path):
+    """LanceDB's k-means on inner product split clusters at millions of rows (backends.METRIC): structures are
+    trained in L2; one an earlier version trained on inner product is still searched in its own distance (another
+    would scan every row), and the next save retrains it."""
+    from lancedb.index import IvfRq
+
+    index = Index.create(tmp_path / "ix", shapes["model"], backend=BackendConfig(kind="ivf-rq"))
+    rng = np.random.default_rng(8)
+    x = unit(rng, 6000, index.model.dim, rng.standard_normal((30, index.model.dim)))
+    index.append(x, synthetic(6000))
+    index.save()
+    assert index.table.metric() == "l2"
+    index.table.table.create_index("vector", config=IvfRq(distance_type="dot", num_partitions=16), replace=True)
+    old = open_index(tmp_path / "ix")
+    assert old.table.metric() == "dot"
+    assert [h[0].row for h in old.search_vectors(x[:5], 1)] == [0, 1, 2, 3, 4]
+    old.append(x[:1], synthetic(1, start=6000))  # too few to fold in, yet the save retrains: its cells are stale
+    old.save()
+    assert old.table.metric() == "l2" and open_index(tmp_path / "ix").table.metric() == "l2"
+    assert [h[0].row for h in open_index(tmp_path / "ix").search_vectors(x[5:8], 1)] == [5, 6, 7]
+
+
 @pytest.mark.parametrize("kind", ["exact", "ivf-pq"])
 def test_a_filter_keeps_rows_out_of_the_answer_not_out_of_qb_norm(shapes, tmp_path, kind):
     """Under DIS a query is normalised when its raw top-1 in the whole index is a hub: a filtered search gives each

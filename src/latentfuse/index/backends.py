@@ -18,6 +18,12 @@ which is exact); rows added later are searched by a scan until ``save`` folds th
 happens once they are more than ``REINDEX_FRACTION`` of it (no retraining: new rows join the trained cells;
 ``--rebuild`` retrains). ``bench/index.py`` and ``bench/scale_curves.py`` measure each kind's recall@10 against
 ``exact`` and its query time.
+
+Every structure is trained and searched in Euclidean distance (``METRIC``): on unit vectors it orders rows as the
+inner product does, and its k-means cells follow the data. Trained on inner product, LanceDB's k-means made cells
+that split what lies together once there were more cells than clusters (1M clustered 512-d unit vectors, 1,000
+clusters, 3,162 cells, ivf-rq at nprobe 32 / refine 100: recall@10 0.851 on inner product, 0.998 Euclidean;
+nprobe 512 only reached 0.971). The found rows are scored on their stored vectors either way.
 """
 from __future__ import annotations
 
@@ -67,6 +73,7 @@ class BackendConfig:
 
 KINDS = INDEX_KINDS
 MIN_ROWS_PER_PARTITION = 256  # k-means needs this many training points per cell to place it
+METRIC = "l2"  # how the ANN structures are trained and searched (the module docstring says why)
 MIN_ANN_ROWS = 4096  # below this an ANN structure saves nothing over LanceDB's exact scan
 REINDEX_FRACTION = 0.1
 EXACT_ROWS_ADVISED = 1_000_000  # past this, saving an exact index advises an ANN kind (its search holds every row)
@@ -104,13 +111,13 @@ def vector_index(config: BackendConfig, count: int, dim: int) -> Any:
     partitions = max(1, min(int(math.sqrt(count)), count // MIN_ROWS_PER_PARTITION))
     training = {"max_iterations": config.train_iterations, "sample_rate": config.train_sample}
     if config.kind == "ivf":
-        return IvfFlat(distance_type="dot", num_partitions=partitions, **training)
+        return IvfFlat(distance_type=METRIC, num_partitions=partitions, **training)
     if config.kind == "ivf-rq":
-        return IvfRq(distance_type="dot", num_partitions=partitions, num_bits=config.rq_bits or rq_bits(dim),
+        return IvfRq(distance_type=METRIC, num_partitions=partitions, num_bits=config.rq_bits or rq_bits(dim),
                      **training)
     if config.kind == "hnsw":
-        return HnswSq(distance_type="dot", num_partitions=max(1, count // 1_000_000), m=config.m, **training)
-    return IvfPq(distance_type="dot", num_partitions=partitions, num_sub_vectors=pq_sub_vectors(dim), **training)
+        return HnswSq(distance_type=METRIC, num_partitions=max(1, count // 1_000_000), m=config.m, **training)
+    return IvfPq(distance_type=METRIC, num_partitions=partitions, num_sub_vectors=pq_sub_vectors(dim), **training)
 
 
 def rq_bits(dim: int) -> int:

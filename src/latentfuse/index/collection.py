@@ -51,7 +51,7 @@ from ..utils import atomic
 from ..utils.hashing import digest
 from ..version import __version__
 from . import bankstats
-from .backends import EXACT_ROWS_ADVISED, MIN_ANN_ROWS, REINDEX_FRACTION, BackendConfig, ExactBackend, vector_index
+from .backends import EXACT_ROWS_ADVISED, METRIC, MIN_ANN_ROWS, REINDEX_FRACTION, BackendConfig, ExactBackend, vector_index
 from .table import RECORD_COLUMNS, TABLE, ItemTable, first_line, penalty_column, quote, vectors_of
 
 if TYPE_CHECKING:
@@ -63,6 +63,7 @@ LEGACY_FORMAT = "latentfuse.index/1"
 META = "index.json"
 RERANK = 200  # ANN candidates per query rescored by QB-Norm (exact rescores all)
 CHUNK = 65536  # rows per commit while growing: what a killed run can lose at most
+UNIT_TOLERANCE = 1e-2  # |length − 1| an added embedding may have (half-precision encoders round)
 
 
 class BadIndexError(LatentfuseError):
@@ -343,6 +344,12 @@ class Index:
     def _write(self, embeddings: np.ndarray, records: Sequence[Record], upsert: bool) -> None:
         if not np.isfinite(embeddings).all():
             raise LatentfuseError(f"{self.directory}: embeddings to add hold NaN/inf values; nothing was written")
+        lengths = np.linalg.norm(np.asarray(embeddings, dtype=np.float32), axis=1)
+        off = np.flatnonzero(np.abs(lengths - 1) > UNIT_TOLERANCE)
+        if off.size:  # the structure ranks by distance, the hits by inner product: alike only on unit vectors
+            raise LatentfuseError(f"{self.directory}: embedding row {off[0]} to add has length {lengths[off[0]]:.4g}; "
+                                  "an index holds unit-length joint embeddings (model.encode's default) — normalise "
+                                  "the rows; nothing was written")
         table = self._writable_table()
         vectors = stored(embeddings, table.dtype)
         rows = self._row_numbers(records, upsert)
@@ -430,9 +437,10 @@ class Index:
         if count < MIN_ANN_ROWS:
             return  # LanceDB's scan of so few rows is exact and as fast
         try:
-            if rebuild or built_kind != wanted:
-                log.info("training the %s structure on %d rows (minutes at millions of rows)",
-                         self.backend_config.kind, count)
+            stale = built_kind is not None and table.metric() != METRIC  # an earlier version's inner-product cells
+            if rebuild or built_kind != wanted or stale:
+                log.info("training the %s structure on %d rows (minutes at millions of rows)%s",
+                         self.backend_config.kind, count, "; its cells were trained on inner product" if stale else "")
                 table.table.create_index("vector", config=vector_index(self.backend_config, count, self.model.dim),
                                          replace=True)
             elif table.unindexed_rows() > REINDEX_FRACTION * count:

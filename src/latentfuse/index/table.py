@@ -94,6 +94,7 @@ class ItemTable:
 
     def __init__(self, table: Any) -> None:
         self.table = table
+        self._metric: tuple[int, str] | None = None  # (version, the structure's distance)
 
     @classmethod
     def create(cls, directory: Path, dim: int, dtype: str, sides: Sequence[str]) -> "ItemTable":
@@ -194,7 +195,7 @@ class ItemTable:
     def ann_search(self, vector: np.ndarray, limit: int, columns: Sequence[str], where: str | None,
                    nprobes: int, refine: int, ef: int) -> Any:
         query = (self.table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
-                 .distance_type("dot").limit(limit).select([*columns, "_distance"]).nprobes(nprobes).ef(ef))
+                 .distance_type(self.metric()).limit(limit).select([*columns, "_distance"]).nprobes(nprobes).ef(ef))
         if refine > 1:
             query = query.refine_factor(refine)
         if where:
@@ -207,6 +208,15 @@ class ItemTable:
             if "vector" in config.columns:
                 return config
         return None
+
+    def metric(self) -> str:
+        """The distance the vector structure was trained on (a query in another is a full scan): "l2", or "dot"
+        for a structure an earlier version trained; "dot" without one (a scan, where the two rank alike)."""
+        if self._metric is None or self._metric[0] != self.version:
+            config = self.vector_index()
+            self._metric = (self.version, "dot" if config is None else
+                            str(self.table.index_stats(config.name).distance_type).lower())
+        return self._metric[1]
 
     def unindexed_rows(self) -> int:
         config = self.vector_index()
