@@ -5,7 +5,7 @@ served in processes of its own.
 
     python -m bench.index_scale                        # ~45 min on 2 cores; ~21 GB of temporary disk at 10M
     python -m bench.index_scale --sizes 20000,100000   # a quick look (both kinds at each N; publishes nothing)
-    python -m bench.index_scale --sizes 10000000 --kinds ivf-rq --rq-bits 2   # one kind, 2-bit RaBitQ (a quick look)
+    python -m bench.index_scale --sizes 10000000 --kinds ivf-rq --rq-bits 2 --dtype float16   # a quick look
 
 An N whose rows would not fit the free disk (with 20 % to spare) is skipped and the table says so.
 
@@ -48,6 +48,7 @@ SETTINGS = ((16, 10), (16, 30), (32, 30), (32, 100), (64, 100), (64, 400))  # (n
 # 32/100 is the default (16/20, the first default, kept 0.48 of the exact top-10 at 3M with ivf-pq)
 KINDS = {kind: BackendConfig(kind=kind) for kind in SIZES}  # float32 (float16 halves the disk; not measured here)
 LANCE_DEFAULTS = BackendConfig(kind="ivf-pq", train_iterations=50, train_sample=256)  # one extra row, at the smallest N
+QUICK_FLAGS = {"--rq-bits": ("rq_bits", int), "--dtype": ("dtype", str)}  # BackendConfig fields a quick look sets
 BYTES_PER_ITEM = 2200  # on disk at dim 512, float32 (measured: ~2,130), for the disk check
 
 
@@ -163,7 +164,7 @@ def text_queries(index: Any) -> dict[str, float]:
 
 def in_child(step: str, n: int, where: Path, kind: str, lance_defaults: bool = False) -> dict[str, Any]:
     extra = ["--lance-defaults"] if lance_defaults else []
-    extra += ["--rq-bits", sys.argv[sys.argv.index("--rq-bits") + 1]] if "--rq-bits" in sys.argv else []
+    extra += [arg for flag in QUICK_FLAGS if flag in sys.argv for arg in (flag, sys.argv[sys.argv.index(flag) + 1])]
     done = subprocess.run([sys.executable, "-m", "bench.index_scale", "--one", step, str(n), str(where), kind, *extra],
                           check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -238,14 +239,14 @@ def main() -> None:
     if "--one" in sys.argv:
         step, n, where, kind = sys.argv[sys.argv.index("--one") + 1:][:4]
         config = LANCE_DEFAULTS if "--lance-defaults" in sys.argv else KINDS[kind]
-        if "--rq-bits" in sys.argv:
-            config = dataclasses.replace(config, rq_bits=int(sys.argv[sys.argv.index("--rq-bits") + 1]))
+        config = dataclasses.replace(config, **{field: kind_of(sys.argv[sys.argv.index(flag) + 1])
+                                                for flag, (field, kind_of) in QUICK_FLAGS.items() if flag in sys.argv})
         print(json.dumps(build(int(n), Path(where), config) if step == "build" else serve(int(n), Path(where))))
         return
     chosen = [int(s) for s in sys.argv[sys.argv.index("--sizes") + 1].split(",")] if "--sizes" in sys.argv else None
     kinds = sys.argv[sys.argv.index("--kinds") + 1].split(",") if "--kinds" in sys.argv else list(SIZES)
     runs = [(kind, n) for kind, sizes in SIZES.items() if kind in kinds for n in (chosen or sizes)]
-    quick = chosen is not None or "--kinds" in sys.argv or "--rq-bits" in sys.argv
+    quick = chosen is not None or "--kinds" in sys.argv or any(flag in sys.argv for flag in QUICK_FLAGS)
     model_without_bank()
     rows, skipped = [], []
     compare = [] if quick else [("ivf-pq", min(n for _, n in runs), True)]
@@ -273,7 +274,7 @@ def main() -> None:
              for r in ([compared] if compared else []) + rows]
     note = " ".join(verdict([r for r in rows if r["kind"] == kind]) for kind in SIZES if any(r["kind"] == kind for r in rows))
     note += f" Not run (disk): {', '.join(skipped)}." if skipped else ""
-    if not quick:  # a quick look (--sizes, --kinds, --rq-bits) publishes nothing
+    if not quick:  # a quick look (--sizes, --kinds, --rq-bits, --dtype) publishes nothing
         plot(rows, PUBLISHED / "index-scale.png")
         publish("index-scale", "python -m bench.index_scale", header, cells, rows=rows, lance_defaults=compared,
                 qbnorm_seconds_per_1000=qbnorm_cost(), skipped=skipped, note=note)
