@@ -49,6 +49,23 @@ def test_typing_a_query_shows_the_matching_images(browser, site):
     page.close()
 
 
+def test_the_filter_fields_keep_other_labels_out_of_search_and_similar(browser, shapes, tmp_path):
+    out = saved_index(shapes, tmp_path / "ix", data=f"imagefolder:{shapes['images']}").directory  # labels: colours
+    expected = [h.id for h in open_index(out).search(text="a red circle", k=10, where="label IN ('blue', 'green')")]
+    with live_server(create_app(open_index(out))) as url:
+        page = browser.new_page()
+        page.goto(url + "/")
+        page.fill("#query", "a red circle")
+        page.fill("#f-label", " blue,green ")
+        page.press("#query", "Enter")
+        ids = shown(page)
+        assert ids == expected and {i.split("/")[0] for i in ids} == {"blue", "green"}, ids
+        page.locator(".hit .similar").nth(2).click()  # more like the 3rd result, under the same filter
+        again = shown(page)
+        assert again[0] == ids[2] and {i.split("/")[0] for i in again} <= {"blue", "green"}, again
+        page.close()
+
+
 def test_uploading_an_image_finds_it(browser, site, shapes):
     url, _ = site
     page = browser.new_page()

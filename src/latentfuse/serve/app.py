@@ -1,6 +1,6 @@
 """The HTTP API over an index (FastAPI): search by text and/or image, embed, health, thumbnails, a web page.
 
-    GET  /                        the search page (search box, image upload, grid of results)
+    GET  /                        the search page (search box, image upload, filter fields, grid of results)
     GET  /search?q=TEXT&k=10      text search (&label=dog&label=cat, &split=, &source=: only those items)
     POST /search                  multipart (text, k, file image, label...) or JSON (text, k, image_base64,
                                   filter: {"label": ["dog", "cat"], "split": "test"})
