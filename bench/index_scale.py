@@ -6,6 +6,8 @@ served in processes of its own.
     python -m bench.index_scale                        # ~45 min on 2 cores; ~21 GB of temporary disk at 10M
     python -m bench.index_scale --sizes 20000,100000   # a quick look (both kinds at each N; publishes nothing)
     python -m bench.index_scale --sizes 10000000 --kinds ivf-rq --rq-bits 2 --dtype float16   # a quick look
+    python -m bench.index_scale --sizes 10000000 --kinds ivf-rq --rq-bits 4 --dtype float16 \
+        --publish index-scale-10m-4bit   # ... whose table goes to docs/benchmarks/index-scale-10m-4bit.json
 
 An N whose rows would not fit the free disk (with 20 % to spare) is skipped and the table says so.
 
@@ -36,6 +38,7 @@ import numpy as np
 import torch
 
 from latentfuse.index import BackendConfig, Index, open_index
+from latentfuse.index.backends import pq_sub_vectors, rq_bits
 from latentfuse.index.collection import Record
 from latentfuse.model import JointModel
 
@@ -104,11 +107,18 @@ def build(n: int, where: Path, config: BackendConfig) -> dict[str, Any]:
     structure_s = time.perf_counter() - started
     total = sum(folder_bytes(where).values())
     np.save(where.parent / f"truth-{n}.npy", best_r.numpy())
-    return {"n": n, "kind": config.kind,
+    return {"n": n, "kind": config.kind, "stored": stored_as(config),
             "training": f"{config.train_iterations} iterations, {config.train_sample} points a cell",
             "append_s": append_s, "structure_s": structure_s, "build_s": append_s + structure_s,
             "bytes_per_item": total / n, "disk_gb": total / 1e9,
             "build_peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def stored_as(config: BackendConfig) -> str:
+    """What a row holds: its vector's precision, and the codes the cells hold."""
+    codes = f"RaBitQ {config.rq_bits or rq_bits(DIM)} bit a dim" if config.kind == "ivf-rq" else \
+        f"PQ {pq_sub_vectors(DIM)} bytes" if config.kind == "ivf-pq" else "none"
+    return f"{config.dtype} · {codes}"
 
 
 def serve(n: int, where: Path) -> dict[str, Any]:
@@ -203,11 +213,11 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         p99 = [fastest(r)[1]["p99_ms"] for r in mine]
         axes[1].loglog(n, p99, style, label=f"{kind}: p99 ms, fastest setting reaching recall 0.95 (else best recall)")
         for r in mine if kind == "ivf-rq" else [mine[-1]]:  # the trade-off nprobe / refine buy at each N
-            sweep = [r["settings"][f"{p}/{f}"] for p, f in SETTINGS]
-            axes[2].plot([v["p99_ms"] for v in sweep], [v["recall_at_10"] for v in sweep], style,
-                         label=f"{kind}, N = {r['n']:,}")
-            for (p, f), v in zip(SETTINGS, sweep) if r is mine[-1] else []:
-                axes[2].annotate(f"{p}/{f}", (v["p99_ms"], v["recall_at_10"]), fontsize=7)
+            sweep = [(f"{p}/{f}", r["settings"][f"{p}/{f}"]) for p, f in SETTINGS]
+            axes[2].plot([v["p99_ms"] for _, v in sweep], [v["recall_at_10"] for _, v in sweep], style[0],
+                         label=f"{kind}, N = {r['n']:,}")  # points, not a line: p99 need not grow with the setting
+            for at, v in sweep if r is mine[-1] else []:
+                axes[2].annotate(at, (v["p99_ms"], v["recall_at_10"]), fontsize=7)
     axes[1].axhline(50, color="grey", lw=0.8, ls=":")
     axes[2].axhline(0.95, color="grey", lw=0.8, ls=":")
     axes[2].set_xscale("log")
@@ -261,11 +271,11 @@ def main() -> None:
         print(row, flush=True)
         shutil.rmtree(where.parent, ignore_errors=True)
     compared, rows = (None, rows) if quick else (rows[0], rows[1:])
-    header = ["kind", "N", "structure trained with", "build s (append + structure)", "bytes / item",
+    header = ["kind", "N", "vectors · codes", "structure trained with", "build s (append + structure)", "bytes / item",
               *[f"nprobe {p} / refine {f}: recall@10 · p50 / p99 ms" for p, f in SETTINGS],
               "text query (encode + search) p50 / p99 ms, at the setting judged", "serving peak RSS GB",
               "bytes written adding 1,000", "seconds adding 1,000"]
-    cells = [[r["kind"], f"{r['n']:,}", r["training"],
+    cells = [[r["kind"], f"{r['n']:,}", r["stored"], r["training"],
               f"{r['build_s']:,.0f} ({r['append_s']:,.0f} + {r['structure_s']:,.0f})", f"{r['bytes_per_item']:,.0f}",
               *[f"{s['recall_at_10']:.3f} · {s['p50_ms']:.1f} / {s['p99_ms']:.1f}"
                 for s in (r["settings"][f"{p}/{f}"] for p, f in SETTINGS)],
@@ -274,10 +284,14 @@ def main() -> None:
              for r in ([compared] if compared else []) + rows]
     note = " ".join(verdict([r for r in rows if r["kind"] == kind]) for kind in SIZES if any(r["kind"] == kind for r in rows))
     note += f" Not run (disk): {', '.join(skipped)}." if skipped else ""
-    if not quick:  # a quick look (--sizes, --kinds, --rq-bits, --dtype) publishes nothing
+    if not quick:
         plot(rows, PUBLISHED / "index-scale.png")
         publish("index-scale", "python -m bench.index_scale", header, cells, rows=rows, lance_defaults=compared,
                 qbnorm_seconds_per_1000=qbnorm_cost(), skipped=skipped, note=note)
+    elif "--publish" in sys.argv:  # a quick look (--sizes, --kinds, --rq-bits, --dtype) publishes only when told
+        name = sys.argv[sys.argv.index("--publish") + 1]
+        publish(name, " ".join(["python -m bench.index_scale", *sys.argv[1:]]), header, cells, rows=rows,
+                skipped=skipped, note=note)
     print("\n".join(" | ".join(c) for c in cells))
     print(note)
 
