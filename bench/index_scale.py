@@ -143,7 +143,7 @@ def serve(n: int, where: Path) -> dict[str, Any]:
     nprobe, refine = (int(v) for v in at.split("/"))
     index.use_backend(dataclasses.replace(index.backend_config, nprobe=nprobe, refine=refine))
     text = {"setting": at, **text_queries(index)}
-    default = BackendConfig(kind=index.backend_config.kind)
+    default = dataclasses.replace(index.backend_config, nprobe=BackendConfig.nprobe, refine=BackendConfig.refine)
     index.use_backend(default)
     serving_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     before = folder_bytes(where)
