@@ -51,7 +51,8 @@ from ..utils import atomic
 from ..utils.hashing import digest
 from ..version import __version__
 from . import bankstats
-from .backends import EXACT_ROWS_ADVISED, METRIC, MIN_ANN_ROWS, REINDEX_FRACTION, BackendConfig, ExactBackend, vector_index
+from .backends import (EXACT_ROWS_ADVISED, METRIC, MIN_ANN_ROWS, REINDEX_FRACTION, BackendConfig, ExactBackend,
+                       vector_index)
 from .table import RECORD_COLUMNS, TABLE, ItemTable, first_line, penalty_column, quote, vectors_of
 
 if TYPE_CHECKING:

@@ -210,8 +210,9 @@ class ItemTable:
         return None
 
     def metric(self) -> str:
-        """The distance the vector structure was trained on (a query in another is a full scan): "l2", or "dot"
-        for a structure an earlier version trained; "dot" without one (a scan, where the two rank alike)."""
+        """The distance the vector structure was trained on, which its queries must use (LanceDB answers a query
+        in another distance without the structure): "l2", or "dot" for a structure an earlier version trained;
+        "dot" without one (a scan, where the two rank unit vectors alike)."""
         if self._metric is None or self._metric[0] != self.version:
             config = self.vector_index()
             self._metric = (self.version, "dot" if config is None else
