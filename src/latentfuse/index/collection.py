@@ -302,7 +302,7 @@ class Index:
                          for item_id, reason in skipped if (spec, item_id) not in seen]
 
     def append(self, embeddings: np.ndarray, records: list[Record]) -> None:
-        """Add rows (joint embeddings of this index's side), ``CHUNK`` rows a commit."""
+        """Add rows (unit-length joint embeddings of this index's side), ``CHUNK`` rows a commit."""
         if len(embeddings) != len(records):
             raise ValueError("one record per embedding row")
         for start in range(0, len(records), CHUNK):
