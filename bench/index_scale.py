@@ -3,7 +3,7 @@ structure has something to find) appended to a LanceDB index (float32 embeddings
 with IVF_RQ (``ivf-rq``, RaBitQ), and at N ≤ 3M with IVF_PQ (``ivf-pq``) beside it; each (kind, N) built and
 served in processes of its own.
 
-    python -m bench.index_scale                        # ~45 min on 2 cores; ~21 GB of temporary disk at 10M
+    python -m bench.index_scale                        # ~35 min on 2 cores; ~22 GB of temporary disk at 10M
     python -m bench.index_scale --sizes 20000,100000   # a quick look (both kinds at each N; publishes nothing)
     python -m bench.index_scale --sizes 10000000 --kinds ivf-rq --rq-bits 2 --dtype float16   # a quick look
     python -m bench.index_scale --sizes 10000000 --kinds ivf-rq --rq-bits 4 --dtype float16 \
@@ -47,8 +47,9 @@ from .serve_load import bench_model
 
 SIZES = {"ivf-rq": (100_000, 1_000_000, 3_000_000, 10_000_000), "ivf-pq": (100_000, 1_000_000, 3_000_000)}
 DIM, CLUSTERS, CHUNK, QUERIES, K, GROWTH, TEXT_QUERIES = 512, 1000, 100_000, 200, 10, 1000, 200
-SETTINGS = ((16, 10), (16, 30), (32, 30), (32, 100), (64, 100), (64, 400))  # (nprobe cells searched, refine: × k re-ranked exactly);
-# 32/100 is the default (16/20, the first default, kept 0.48 of the exact top-10 at 3M with ivf-pq)
+SETTINGS = ((16, 10), (16, 30), (32, 30), (32, 100), (64, 100), (64, 400))
+# (nprobe cells searched, refine: × k re-ranked exactly); 32/100 is the default (16/20, the first default, kept
+# 0.48 of the exact top-10 at 3M with ivf-pq)
 KINDS = {kind: BackendConfig(kind=kind) for kind in SIZES}  # float32 (float16 halves the disk; not measured here)
 LANCE_DEFAULTS = BackendConfig(kind="ivf-pq", train_iterations=50, train_sample=256)  # one extra row, at the smallest N
 QUICK_FLAGS = {"--rq-bits": ("rq_bits", int), "--dtype": ("dtype", str)}  # BackendConfig fields a quick look sets
@@ -176,7 +177,9 @@ def in_child(step: str, n: int, where: Path, kind: str, lance_defaults: bool = F
     extra = ["--lance-defaults"] if lance_defaults else []
     extra += [arg for flag in QUICK_FLAGS if flag in sys.argv for arg in (flag, sys.argv[sys.argv.index(flag) + 1])]
     done = subprocess.run([sys.executable, "-m", "bench.index_scale", "--one", step, str(n), str(where), kind, *extra],
-                          check=True, capture_output=True, text=True)
+                          capture_output=True, text=True)
+    if done.returncode:  # the child's own last lines, not only its exit status
+        raise SystemExit(f"{step} of {kind} at {n:,} failed:\n" + "\n".join(done.stderr.strip().splitlines()[-15:]))
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
