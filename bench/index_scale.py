@@ -52,7 +52,7 @@ SETTINGS = ((16, 10), (16, 30), (32, 30), (32, 100), (64, 100), (64, 400))
 # 0.48 of the exact top-10 at 3M with ivf-pq)
 KINDS = {kind: BackendConfig(kind=kind) for kind in SIZES}  # float32 (float16 halves the disk; not measured here)
 LANCE_DEFAULTS = BackendConfig(kind="ivf-pq", train_iterations=50, train_sample=256)  # one extra row, at the smallest N
-QUICK_FLAGS = {"--rq-bits": ("rq_bits", int), "--dtype": ("dtype", str)}  # BackendConfig fields a quick look sets
+QUICK_FLAGS = {"--rq-bits": ("rq_bits", int), "--dtype": ("dtype", str), "--cells": ("cells", int)}  # BackendConfig fields a quick look sets
 BYTES_PER_ITEM = 2200  # on disk at dim 512, float32 (measured: ~2,130), for the disk check
 
 
@@ -109,7 +109,8 @@ def build(n: int, where: Path, config: BackendConfig) -> dict[str, Any]:
     total = sum(folder_bytes(where).values())
     np.save(where.parent / f"truth-{n}.npy", best_r.numpy())
     return {"n": n, "kind": config.kind, "stored": stored_as(config),
-            "training": f"{config.train_iterations} iterations, {config.train_sample} points a cell",
+            "training": f"{config.cells or '√N'} cells, {config.train_iterations} iterations, "
+                        f"{config.train_sample} points a cell",
             "append_s": append_s, "structure_s": structure_s, "build_s": append_s + structure_s,
             "bytes_per_item": total / n, "disk_gb": total / 1e9,
             "build_peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}

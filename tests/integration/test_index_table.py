@@ -341,3 +341,12 @@ def test_ivf_rq_bits_follow_the_dimension_unless_set():
     assert vector_index(BackendConfig(kind="ivf-rq", rq_bits=2), 100_000, 512).num_bits == 2
     with pytest.raises(ConfigError, match="rq_bits: expected a number"):
         BackendConfig(kind="ivf-rq", rq_bits=9)
+
+
+def test_cells_are_the_square_root_of_the_rows_unless_set_and_keep_enough_rows_each():
+    from latentfuse.index.backends import MIN_ROWS_PER_PARTITION, vector_index
+
+    assert vector_index(BackendConfig(kind="ivf-rq"), 1_000_000, 512).num_partitions == 1000
+    assert vector_index(BackendConfig(kind="ivf-pq", cells=3000), 1_000_000, 512).num_partitions == 3000
+    assert vector_index(BackendConfig(kind="ivf", cells=4000), 100_000, 512).num_partitions == \
+        100_000 // MIN_ROWS_PER_PARTITION

@@ -2,8 +2,8 @@
 
 * ``exact`` (default): every row's embedding in memory, one matrix product and a partial sort in numpy — exact,
   and fast up to about a million items on a CPU (4 bytes × dim per item of RAM).
-* ``ivf``: LanceDB's IVF_FLAT — √n coarse cells (at least ``MIN_ROWS_PER_PARTITION`` rows each), ``nprobe``
-  searched per query, exact distances inside them. Approximate; nothing but the cells in memory.
+* ``ivf``: LanceDB's IVF_FLAT — √n coarse cells (``cells`` sets another number; at least
+  ``MIN_ROWS_PER_PARTITION`` rows each), ``nprobe`` searched per query, exact distances inside them. Approximate; nothing but the cells in memory.
 * ``ivf-pq``: LanceDB's IVF_PQ — the cells hold product-quantised vectors (dim/8 bytes a row), and the best
   ``refine`` × k are re-ranked on their stored vectors. What reaches tens of millions of items in a few GB.
 * ``ivf-rq``: LanceDB's IVF_RQ (RaBitQ) — the cells hold one bit per dimension from 256 dimensions up (dim/8
@@ -57,6 +57,9 @@ class BackendConfig:
     rq_bits: Annotated[int, Range(0, 8)] = 0
     """ivf-rq: RaBitQ bits a dimension (more = closer ranking, a bigger structure); 0 = by the dimension
     (``rq_bits``: at least 256 bits a row)."""
+    cells: Annotated[int, Range(0, 10_000_000)] = 0
+    """ivf, ivf-pq, ivf-rq: coarse cells the structure is trained with; 0 = √N. Each keeps at least
+    ``MIN_ROWS_PER_PARTITION`` rows. More cells: fewer rows scanned a query at the same nprobe, longer training."""
     train_iterations: Positive = 20
     """ivf, ivf-pq, ivf-rq, hnsw: k-means iterations when the structure is trained (LanceDB's default: 50)."""
     train_sample: Positive = 64
@@ -109,7 +112,7 @@ def vector_index(config: BackendConfig, count: int, dim: int) -> Any:
 
     if config.kind not in KINDS or config.kind == "exact":
         raise ConfigError(f"no ANN structure for index kind {config.kind!r}; choose one of {', '.join(KINDS[1:])}")
-    partitions = max(1, min(int(math.sqrt(count)), count // MIN_ROWS_PER_PARTITION))
+    partitions = max(1, min(config.cells or int(math.sqrt(count)), count // MIN_ROWS_PER_PARTITION))
     training = {"max_iterations": config.train_iterations, "sample_rate": config.train_sample}
     if config.kind == "ivf":
         return IvfFlat(distance_type=METRIC, num_partitions=partitions, **training)
