@@ -312,8 +312,8 @@ def verdict(rows: list[dict[str, Any]]) -> str:
             f"the best recall): search p99 {figures['p99_ms']:.1f} ms, text query (encode + search) p99 {text:.1f} ms, "
             f"recall@10 {figures['recall_at_10']:.3f}, serving RSS "
             f"{top['serving_peak_rss_gb']:.2f} GB (targets ≤ 50 ms, ≥ 0.95, ≤ 4 GB: {'met' if met else 'not met'}); "
-            f"adding 1,000 items wrote {top['grow_bytes'] / 1e6:.2f} MB; log–log slopes against N (target ≤ 1.1): "
-            f"{slopes}.")
+            f"adding 1,000 items wrote {top['grow_bytes'] / 1e6:.2f} MB"
+            + (f"; log–log slopes against N (target ≤ 1.1): {slopes}." if len(rows) > 1 else "."))
 
 
 def slope(rows: list[dict[str, Any]], value: Any) -> float:
