@@ -305,6 +305,7 @@ class Index:
         """Add rows (unit-length joint embeddings of this index's side), ``CHUNK`` rows a commit."""
         if len(embeddings) != len(records):
             raise ValueError("one record per embedding row")
+        self._check_rows(embeddings)
         for start in range(0, len(records), CHUNK):
             self._write(np.asarray(embeddings[start:start + CHUNK]), records[start:start + CHUNK], upsert=False)
 
@@ -312,6 +313,7 @@ class Index:
         """Replace the rows of the same (source, id) — each keeps its row number — and add the others."""
         if len(embeddings) != len(records):
             raise ValueError("one record per embedding row")
+        self._check_rows(embeddings)
         for start in range(0, len(records), CHUNK):
             self._write(np.asarray(embeddings[start:start + CHUNK]), records[start:start + CHUNK], upsert=True)
 
@@ -342,7 +344,9 @@ class Index:
         return np.concatenate([b.column("row").to_numpy() for b in self.table.scan(["row"], where)] or
                               [np.zeros(0, dtype=np.int64)])
 
-    def _write(self, embeddings: np.ndarray, records: Sequence[Record], upsert: bool) -> None:
+    def _check_rows(self, embeddings: np.ndarray) -> None:
+        """Every row finite and unit length, checked on the whole call before its first commit (so a row number in
+        the message is the caller's, not one within a commit's chunk)."""
         if not np.isfinite(embeddings).all():
             raise LatentfuseError(f"{self.directory}: embeddings to add hold NaN/inf values; nothing was written")
         lengths = np.linalg.norm(np.asarray(embeddings, dtype=np.float32), axis=1)
@@ -351,6 +355,8 @@ class Index:
             raise LatentfuseError(f"{self.directory}: embedding row {off[0]} to add has length {lengths[off[0]]:.4g}; "
                                   "an index holds unit-length joint embeddings (model.encode's default) — normalise "
                                   "the rows; nothing was written")
+
+    def _write(self, embeddings: np.ndarray, records: Sequence[Record], upsert: bool) -> None:
         table = self._writable_table()
         vectors = stored(embeddings, table.dtype)
         rows = self._row_numbers(records, upsert)
