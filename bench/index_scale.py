@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from latentfuse.index import BackendConfig, Index, open_index
-from latentfuse.index.backends import pq_sub_vectors, rq_bits
+from latentfuse.index.backends import cell_count, pq_sub_vectors, rq_bits
 from latentfuse.index.collection import Record
 from latentfuse.model import JointModel
 
@@ -109,7 +109,7 @@ def build(n: int, where: Path, config: BackendConfig) -> dict[str, Any]:
     total = sum(folder_bytes(where).values())
     np.save(where.parent / f"truth-{n}.npy", best_r.numpy())
     return {"n": n, "kind": config.kind, "stored": stored_as(config),
-            "training": f"{config.cells or '√N'} cells, {config.train_iterations} iterations, "
+            "training": f"{cell_count(config, n, DIM):,} cells, {config.train_iterations} iterations, "
                         f"{config.train_sample} points a cell",
             "append_s": append_s, "structure_s": structure_s, "build_s": append_s + structure_s,
             "bytes_per_item": total / n, "disk_gb": total / 1e9,

@@ -344,9 +344,37 @@ def test_ivf_rq_bits_follow_the_dimension_unless_set():
 
 
 def test_cells_are_the_square_root_of_the_rows_unless_set_and_keep_enough_rows_each():
-    from latentfuse.index.backends import MIN_ROWS_PER_PARTITION, vector_index
+    from latentfuse.index.backends import MAX_CELL_VALUES, MIN_ROWS_PER_PARTITION, vector_index
 
     assert vector_index(BackendConfig(kind="ivf-rq"), 1_000_000, 512).num_partitions == 1000
+    assert vector_index(BackendConfig(kind="ivf-rq"), 3_000_000, 512).num_partitions == 1732
+    assert vector_index(BackendConfig(kind="ivf-rq"), 10_000_000, 512).num_partitions == MAX_CELL_VALUES // 512 == 1953
+    assert vector_index(BackendConfig(kind="ivf-rq"), 10_000_000, 64).num_partitions == 3162  # 64-d: √N still
+    assert vector_index(BackendConfig(kind="ivf-rq", cells=3162), 10_000_000, 512).num_partitions == 3162
     assert vector_index(BackendConfig(kind="ivf-pq", cells=3000), 1_000_000, 512).num_partitions == 3000
     assert vector_index(BackendConfig(kind="ivf", cells=4000), 100_000, 512).num_partitions == \
         100_000 // MIN_ROWS_PER_PARTITION
+
+
+TRAIN = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    from latentfuse.index import BackendConfig, Index
+    from latentfuse.index.collection import Record
+    index = Index.create(sys.argv[1], sys.argv[2], backend=BackendConfig(kind="ivf"))
+    x = np.repeat(np.eye(index.model.dim, dtype=np.float32)[:3], 1700, axis=0)  # 3 directions: most cells empty
+    index.append(x, [Record(str(i), "synthetic", "all", None) for i in range(len(x))])
+    index.save()
+    print(os.environ["LANCE_USE_HNSW_SPEEDUP_INDEXING"])
+""")
+
+
+@pytest.mark.parametrize("user", [{}, {"LANCEDB_LOG": "warn", "LANCE_USE_HNSW_SPEEDUP_INDEXING": "enabled"}])
+def test_lance_assigns_rows_to_cells_exactly_and_keeps_its_warnings_to_itself_unless_told(shapes, tmp_path, user):
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("LANCEDB_LOG", "LANCE_USE_HNSW_SPEEDUP_INDEXING")}
+    done = subprocess.run([sys.executable, "-c", TRAIN, str(tmp_path / "ix"), str(shapes["model"])],
+                          capture_output=True, text=True, env={**env, **user, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [user.get("LANCE_USE_HNSW_SPEEDUP_INDEXING", "disabled")]  # a user's choice is kept
+    assert ("KMeans: more than 10% of clusters are empty" in done.stderr) == bool(user), done.stderr

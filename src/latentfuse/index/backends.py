@@ -2,8 +2,9 @@
 
 * ``exact`` (default): every row's embedding in memory, one matrix product and a partial sort in numpy — exact,
   and fast up to about a million items on a CPU (4 bytes × dim per item of RAM).
-* ``ivf``: LanceDB's IVF_FLAT — √n coarse cells (``cells`` sets another number; at least
-  ``MIN_ROWS_PER_PARTITION`` rows each), ``nprobe`` searched per query, exact distances inside them. Approximate; nothing but the cells in memory.
+* ``ivf``: LanceDB's IVF_FLAT — √n coarse cells, at most ``MAX_CELL_VALUES`` / dim (``cells`` sets another
+  number; at least ``MIN_ROWS_PER_PARTITION`` rows each), ``nprobe`` searched per query, exact distances inside
+  them. Approximate; nothing but the cells in memory.
 * ``ivf-pq``: LanceDB's IVF_PQ — the cells hold product-quantised vectors (dim/8 bytes a row), and the best
   ``refine`` × k are re-ranked on their stored vectors. What reaches tens of millions of items in a few GB.
 * ``ivf-rq``: LanceDB's IVF_RQ (RaBitQ) — the cells hold one bit per dimension from 256 dimensions up (dim/8
@@ -25,6 +26,15 @@ that split what lies together once there were thousands of them: ``python -m ben
 of 512-d unit vectors) measured, before → after, ivf-rq at 10M items (3,162 cells) best recall@10 0.871 → 0.987,
 and ivf-pq at 3M (1,732 cells) 0.884 → 0.996 at nprobe 32 / refine 100 (the earlier result file: ``git show
 6967cb8:docs/benchmarks/index-scale.json``). The found rows are scored on their stored vectors either way.
+
+Rows are assigned to their nearest cell exactly. Past a million centroid values (cells × dim) Lance would assign
+them through an approximate HNSW over the centroids; at 10M items and 3,162 cells that left 1,714 cells empty
+and half the rows in a few giant cells that every query scanned (5.4M of the 10M at nprobe 64): recall@10 0.848
+at nprobe 64 / refine 100 in 82 ms p99. ``table.LANCE_ENVIRONMENT`` turns it off. Exact assignment costs
+N × cells × dim, so the default stops at ``MAX_CELL_VALUES`` / dim cells (1,953 at 512-d, from 3.8M items on)
+and training grows linearly past it. Retraining the same 10M rows (``bench/index_scale.py``'s data): 3,162
+cells assigned exactly took 804 s and gave recall 0.990 at 64 / 100; 1,953 cells took 572 s and gave 0.994 in
+37 ms p99; each query now scans about 10,000 coded rows.
 """
 from __future__ import annotations
 
@@ -37,7 +47,7 @@ import numpy as np
 from ..config import OneOf, Positive, Range, check_fields
 from ..choices import INDEX_KINDS
 from ..errors import ConfigError
-from .table import DTYPES
+from .table import DTYPES, lancedb_module
 
 
 @dataclass(frozen=True)
@@ -58,8 +68,8 @@ class BackendConfig:
     """ivf-rq: RaBitQ bits a dimension (more = closer ranking, a bigger structure); 0 = by the dimension
     (``rq_bits``: at least 256 bits a row)."""
     cells: Annotated[int, Range(0, 10_000_000)] = 0
-    """ivf, ivf-pq, ivf-rq: coarse cells the structure is trained with; 0 = √N. Each keeps at least
-    ``MIN_ROWS_PER_PARTITION`` rows. More cells: fewer rows scanned a query at the same nprobe, longer training."""
+    """ivf, ivf-pq, ivf-rq: coarse cells the structure is trained with; 0 = √N, at most ``MAX_CELL_VALUES`` / dim
+    (1,953 at 512-d). Each keeps at least ``MIN_ROWS_PER_PARTITION`` rows. More cells: fewer rows scanned a query at the same nprobe, longer training."""
     train_iterations: Positive = 20
     """ivf, ivf-pq, ivf-rq, hnsw: k-means iterations when the structure is trained (LanceDB's default: 50)."""
     train_sample: Positive = 64
@@ -77,6 +87,7 @@ class BackendConfig:
 
 KINDS = INDEX_KINDS
 MIN_ROWS_PER_PARTITION = 256  # k-means needs this many training points per cell to place it
+MAX_CELL_VALUES = 1_000_000  # cells × dim the default number of cells stops at (the module docstring says why)
 METRIC = "l2"  # how the ANN structures are trained and searched (the module docstring says why)
 MIN_ANN_ROWS = 4096  # below this an ANN structure saves nothing over LanceDB's exact scan
 REINDEX_FRACTION = 0.1
@@ -108,11 +119,12 @@ class ExactBackend:
 
 def vector_index(config: BackendConfig, count: int, dim: int) -> Any:
     """LanceDB's configuration of the ANN structure ``config.kind`` names, for ``count`` rows of ``dim``."""
+    lancedb_module()  # Lance's process settings first (exact cell assignment)
     from lancedb.index import HnswSq, IvfFlat, IvfPq, IvfRq
 
     if config.kind not in KINDS or config.kind == "exact":
         raise ConfigError(f"no ANN structure for index kind {config.kind!r}; choose one of {', '.join(KINDS[1:])}")
-    partitions = max(1, min(config.cells or int(math.sqrt(count)), count // MIN_ROWS_PER_PARTITION))
+    partitions = cell_count(config, count, dim)
     training = {"max_iterations": config.train_iterations, "sample_rate": config.train_sample}
     if config.kind == "ivf":
         return IvfFlat(distance_type=METRIC, num_partitions=partitions, **training)
@@ -122,6 +134,13 @@ def vector_index(config: BackendConfig, count: int, dim: int) -> Any:
     if config.kind == "hnsw":
         return HnswSq(distance_type=METRIC, num_partitions=max(1, count // 1_000_000), m=config.m, **training)
     return IvfPq(distance_type=METRIC, num_partitions=partitions, num_sub_vectors=pq_sub_vectors(dim), **training)
+
+
+def cell_count(config: BackendConfig, count: int, dim: int) -> int:
+    """The coarse cells of a structure over ``count`` rows: ``config.cells``, else √N up to ``MAX_CELL_VALUES`` / dim
+    (1,953 at 512-d, reached at 3.8M rows); at least ``MIN_ROWS_PER_PARTITION`` rows each."""
+    default = min(int(math.sqrt(count)), MAX_CELL_VALUES // dim)
+    return max(1, min(config.cells or default, count // MIN_ROWS_PER_PARTITION))
 
 
 def rq_bits(dim: int) -> int:

@@ -12,6 +12,7 @@ process killed mid-write leaves the last committed version as it was.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Sequence
@@ -49,7 +50,23 @@ def equals_filter(values: Mapping[str, Sequence[str]]) -> str | None:
     return " AND ".join(clauses) or None
 
 
-def _lancedb() -> Any:
+LANCE_ENVIRONMENT = {
+    # Past a million centroid values (cells × dim: 1,954 cells at 512-d), Lance assigns rows to cells through an
+    # approximate HNSW over the centroids. At 10M items (3,162 cells) that left 1,714 cells empty and half the rows
+    # in a few giant cells that every query scanned: recall@10 0.85 at 64 cells / refine 100, p99 82 ms. Assigned
+    # exactly, the same rows gave 0.99 in 43 ms (``python -m bench.index_scale``; backends.py's docstring).
+    "LANCE_USE_HNSW_SPEEDUP_INDEXING": "disabled",
+    # Lance's Rust warnings (a line per empty k-means cell: thousands while a large structure trains) are about its
+    # internals; its errors still reach the user, and latentfuse logs what it does itself.
+    "LANCEDB_LOG": "error",
+}
+
+
+def lancedb_module() -> Any:
+    """LanceDB, imported with ``LANCE_ENVIRONMENT`` set first where the user has not set it (Lance reads each once a
+    process, so every import of LanceDB here goes through this function)."""
+    for name, value in LANCE_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
     import lancedb
 
     return lancedb
@@ -98,14 +115,14 @@ class ItemTable:
 
     @classmethod
     def create(cls, directory: Path, dim: int, dtype: str, sides: Sequence[str]) -> "ItemTable":
-        db = _lancedb().connect(str(directory))
+        db = lancedb_module().connect(str(directory))
         mode = "overwrite" if ItemTable.exists(directory) else "create"  # overwrite: what a killed conversion left
         return cls(db.create_table(TABLE, schema=schema(dim, dtype, sides), mode=mode))
 
     @classmethod
     def open(cls, directory: Path) -> "ItemTable":
         try:
-            return cls(_lancedb().connect(str(directory)).open_table(TABLE))
+            return cls(lancedb_module().connect(str(directory)).open_table(TABLE))
         except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
             raise LatentfuseError(f"{directory}: cannot open its item table {TABLE}.lance ({first_line(exc)})") \
                 from None
