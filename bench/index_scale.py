@@ -8,6 +8,7 @@ served in processes of its own.
     python -m bench.index_scale --sizes 10000000 --kinds ivf-rq --rq-bits 2 --dtype float16   # a quick look
     python -m bench.index_scale --sizes 10000000 --kinds ivf-rq --rq-bits 4 --dtype float16 \
         --publish index-scale-10m-4bit   # ... whose table goes to docs/benchmarks/index-scale-10m-4bit.json
+    python -m bench.index_scale --plot                 # the PNG and the note again from the published result file
 
 An N whose rows would not fit the free disk (with 20 % to spare) is skipped and the table says so.
 
@@ -41,12 +42,14 @@ from latentfuse.index import BackendConfig, Index, open_index
 from latentfuse.index.backends import cell_count, pq_sub_vectors, rq_bits
 from latentfuse.index.collection import Record
 from latentfuse.model import JointModel
+from latentfuse.utils import atomic
 
 from .common import PUBLISHED, RESULTS, flickr8k_dir, publish
 from .serve_load import bench_model
 
 SIZES = {"ivf-rq": (100_000, 1_000_000, 3_000_000, 10_000_000), "ivf-pq": (100_000, 1_000_000, 3_000_000)}
 DIM, CLUSTERS, CHUNK, QUERIES, K, GROWTH, TEXT_QUERIES = 512, 1000, 100_000, 200, 10, 1000, 200
+TARGET_N = 10_000_000  # where the issue's latency, recall and memory targets are set
 SETTINGS = ((16, 10), (16, 30), (32, 30), (32, 100), (64, 100), (64, 400))
 # (nprobe cells searched, refine: × k re-ranked exactly); 32/100 is the default (16/20, the first default, kept
 # 0.48 of the exact top-10 at 3M with ivf-pq)
@@ -247,8 +250,11 @@ def fits(n: int) -> bool:
 
 
 def main() -> None:
-    if "--plot" in sys.argv:  # the PNG again from the published result file
-        plot(json.loads((PUBLISHED / "index-scale.json").read_text())["rows"], PUBLISHED / "index-scale.png")
+    if "--plot" in sys.argv:  # the PNG and the note again from the published result file, by the code as it is now
+        path = PUBLISHED / "index-scale.json"
+        result = json.loads(path.read_text())
+        plot(result["rows"], PUBLISHED / "index-scale.png")
+        atomic.write_json(path, {**result, "note": notes(result["rows"], result.get("skipped", []))})
         return
     if "--one" in sys.argv:
         step, n, where, kind = sys.argv[sys.argv.index("--one") + 1:][:4]
@@ -286,8 +292,7 @@ def main() -> None:
               f"{r['text_query']['p50_ms']:.1f} / {r['text_query']['p99_ms']:.1f} ({r['text_query']['setting']})",
               f"{r['serving_peak_rss_gb']:.2f}", f"{r['grow_bytes']:,}", f"{r['grow_s']:.1f}"]
              for r in ([compared] if compared else []) + rows]
-    note = " ".join(verdict([r for r in rows if r["kind"] == kind]) for kind in SIZES if any(r["kind"] == kind for r in rows))
-    note += f" Not run (disk): {', '.join(skipped)}." if skipped else ""
+    note = notes(rows, skipped)
     if not quick:
         plot(rows, PUBLISHED / "index-scale.png")
         publish("index-scale", "python -m bench.index_scale", header, cells, rows=rows, lance_defaults=compared,
@@ -300,21 +305,30 @@ def main() -> None:
     print(note)
 
 
+def notes(rows: list[dict[str, Any]], skipped: list[str]) -> str:
+    """Each kind's verdict, and what the disk left out."""
+    note = " ".join(verdict([r for r in rows if r["kind"] == kind]) for kind in SIZES if any(r["kind"] == kind for r in rows))
+    return note + (f" Not run (disk): {', '.join(skipped)}." if skipped else "")
+
+
 def verdict(rows: list[dict[str, Any]]) -> str:
     top = max(rows, key=lambda r: r["n"])
     at, figures = fastest(top)
     text = top["text_query"]["p99_ms"]
     met = text <= 50 and figures["recall_at_10"] >= 0.95 and top["serving_peak_rss_gb"] <= 4
+    scope = "" if top["n"] >= TARGET_N else f"; the targets are for {TARGET_N:,} items, this kind was measured to {top['n']:,}"
     curves = {"build time": lambda r: r["build_s"], "disk": lambda r: r["disk_gb"],
               "serving RSS": lambda r: r["serving_peak_rss_gb"], "p99 at the default nprobe/refine": lambda r: r["p99_ms"]}
-    slopes = ", ".join(f"{name} {slope(rows, value):.2f}" for name, value in curves.items())
+    slopes = {name: slope(rows, value) for name, value in curves.items()}
+    rows_written = top["grow_bytes"] / top["bytes_per_item"]
     return (f"{top['kind']} at {top['n']:,} items, nprobe/refine {at} (the fastest setting reaching recall 0.95, else "
             f"the best recall): search p99 {figures['p99_ms']:.1f} ms, text query (encode + search) p99 {text:.1f} ms, "
             f"recall@10 {figures['recall_at_10']:.3f}, serving RSS "
-            f"{top['serving_peak_rss_gb']:.2f} GB (targets ≤ 50 ms, ≥ 0.95, ≤ 4 GB: {'met' if met else 'not met'}); "
-            f"adding 1,000 items wrote {top['grow_bytes'] / 1e6:.2f} MB"
-            + (f"; log–log slopes against N (target ≤ 1.1): {slopes}." if len(rows) > 1 else "."))
-
+            f"{top['serving_peak_rss_gb']:.2f} GB (targets ≤ 50 ms, ≥ 0.95, ≤ 4 GB: {'met' if met else 'not met'}{scope}); "
+            f"adding 1,000 items wrote {top['grow_bytes'] / 1e6:.2f} MB, what {rows_written:,.0f} rows hold (target: "
+            f"O(1,000) rows, not the index: {'met' if rows_written <= 2 * GROWTH else 'not met'})"
+            + (f"; log–log slopes against N (target ≤ 1.1): {', '.join(f'{k} {v:.2f}' for k, v in slopes.items())} "
+               f"({'met' if max(slopes.values()) <= 1.1 else 'not met'})." if len(rows) > 1 else "."))
 
 def slope(rows: list[dict[str, Any]], value: Any) -> float:
     if len(rows) < 2:

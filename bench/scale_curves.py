@@ -3,6 +3,7 @@ feature store, at N = 100k, 1M and 3M pairs, each N in its own process, side by 
 
     python -m bench.scale_curves                       # N = 100k, 1M, 3M (~7 GB of temporary disk)
     python -m bench.scale_curves --sizes 20000,100000  # a quick look
+    python -m bench.scale_curves --plot                # the PNG and the note again from the published result file
 
 Per N: store write rate (rows/s, both sides, float16 shards of 65,536 rows), read rate (one sequential pass),
 bytes on disk per pair, training samples/s of the first 100 steps of a FuseMix epoch over all N pairs, through
@@ -205,6 +206,12 @@ def webdataset_check() -> dict[str, Any] | None:
 
 
 def main() -> None:
+    if "--plot" in sys.argv:  # the PNG and the note again from the published result file, by the code as it is now
+        path = PUBLISHED / "scale-curves.json"
+        result = json.loads(path.read_text())
+        plot(result["rows"], PUBLISHED / "scale-curves.png")
+        atomic.write_json(path, {**result, "note": target(result["rows"], result.get("webdataset"))})
+        return
     if "--one" in sys.argv:
         at = sys.argv.index("--one")
         print(json.dumps(one_size(int(sys.argv[at + 1]), sys.argv[at + 2])))
@@ -236,22 +243,43 @@ def main() -> None:
                       "bit-identical" if check["bit_identical"] else "DIFFERENT"])
     plot(rows, PUBLISHED / "scale-curves.png")
     publish("scale-curves", "python -m bench.scale_curves", header, cells, rows=rows, webdataset=check,
-            note=target(rows))
+            note=target(rows, check))
     print("\n".join(" | ".join(c) for c in cells))
-    print(target(rows))
+    print(target(rows, check))
 
 
-def target(rows: list[dict[str, Any]]) -> str:
-    """The issue's training target read off the rows: streamed at the largest N against in memory at the smallest."""
+def target(rows: list[dict[str, Any]], webdataset: dict[str, Any] | None = None) -> str:
+    """The issue's targets read off the rows: streamed training at the largest N against in memory at the smallest,
+    the log–log slope of each cost against N (≤ 1.1), and the WebDataset check."""
     memory = [r for r in rows if r["mode"] == "memory"]
     streamed = [r for r in rows if r["mode"] == "streamed"]
     if not memory or not streamed:
         return "no training rows"
     low, high = min(memory, key=lambda r: r["n"]), max(streamed, key=lambda r: r["n"])
     ratio = high["samples_per_s"] / low["samples_per_s"]
-    return (f"streamed training at {high['n']:,} pairs runs at {ratio:.2f}× the in-memory throughput at {low['n']:,} "
+    store = [r for r in rows if r["mode"] == "store"]
+    costs = {"store write s": (store, lambda r: r["n"] / r["write_rows_per_s"]),
+             "store read s": (store, lambda r: r["n"] / r["read_rows_per_s"]),
+             "store bytes": (store, lambda r: r["n"] * r["bytes_per_pair"]),
+             "store-writing RSS": (store, lambda r: r["peak_rss_gb"]),
+             "streamed epoch s": (streamed, lambda r: r["n"] / r["samples_per_s"]),
+             "streamed-training RSS": (streamed, lambda r: r["peak_rss_gb"])}
+    slopes = {name: slope(mine, value) for name, (mine, value) in costs.items() if len(mine) > 1}
+    text = (f"streamed training at {high['n']:,} pairs runs at {ratio:.2f}× the in-memory throughput at {low['n']:,} "
             f"(target ≥ 0.80: {'met' if ratio >= 0.8 else 'not met'})")
+    if slopes:
+        text += ("; log–log slopes against N (target ≤ 1.1): " + ", ".join(f"{k} {v:.2f}" for k, v in slopes.items())
+                 + f" ({'met' if max(slopes.values()) <= 1.1 else 'not met'})")
+    if webdataset is not None:
+        text += (f"; a WebDataset of {webdataset['images']:,} Flickr8k test images gives "
+                 f"{'bit-identical' if webdataset['bit_identical'] else 'DIFFERENT'} features to flickr8k: "
+                 f"(target: bit-identical, {'met' if webdataset['bit_identical'] else 'not met'})")
+    return text + "."
 
+
+def slope(rows: list[dict[str, Any]], value: Any) -> float:
+    """The log–log slope of ``value`` against N over ``rows``: 1 is linear."""
+    return float(np.polyfit(np.log([r["n"] for r in rows]), np.log([value(r) for r in rows]), 1)[0])
 
 if __name__ == "__main__":
     main()
