@@ -307,7 +307,8 @@ def main() -> None:
 
 def notes(rows: list[dict[str, Any]], skipped: list[str]) -> str:
     """Each kind's verdict, and what the disk left out."""
-    note = " ".join(verdict([r for r in rows if r["kind"] == kind]) for kind in SIZES if any(r["kind"] == kind for r in rows))
+    note = " ".join(verdict([r for r in rows if r["kind"] == kind]) for kind in SIZES
+                    if any(r["kind"] == kind for r in rows))
     return note + (f" Not run (disk): {', '.join(skipped)}." if skipped else "")
 
 
@@ -316,7 +317,8 @@ def verdict(rows: list[dict[str, Any]]) -> str:
     at, figures = fastest(top)
     text = top["text_query"]["p99_ms"]
     met = text <= 50 and figures["recall_at_10"] >= 0.95 and top["serving_peak_rss_gb"] <= 4
-    scope = "" if top["n"] >= TARGET_N else f"; the targets are for {TARGET_N:,} items, this kind was measured to {top['n']:,}"
+    scope = "" if top["n"] >= TARGET_N else \
+        f"; the targets are for {TARGET_N:,} items, this kind was measured to {top['n']:,}"
     curves = {"build time": lambda r: r["build_s"], "disk": lambda r: r["disk_gb"],
               "serving RSS": lambda r: r["serving_peak_rss_gb"], "p99 at the default nprobe/refine": lambda r: r["p99_ms"]}
     slopes = {name: slope(rows, value) for name, value in curves.items()}
@@ -324,7 +326,8 @@ def verdict(rows: list[dict[str, Any]]) -> str:
     return (f"{top['kind']} at {top['n']:,} items, nprobe/refine {at} (the fastest setting reaching recall 0.95, else "
             f"the best recall): search p99 {figures['p99_ms']:.1f} ms, text query (encode + search) p99 {text:.1f} ms, "
             f"recall@10 {figures['recall_at_10']:.3f}, serving RSS "
-            f"{top['serving_peak_rss_gb']:.2f} GB (targets ≤ 50 ms, ≥ 0.95, ≤ 4 GB: {'met' if met else 'not met'}{scope}); "
+            f"{top['serving_peak_rss_gb']:.2f} GB (targets ≤ 50 ms, ≥ 0.95, ≤ 4 GB: "
+            f"{'met' if met else 'not met'}{scope}); "
             f"adding 1,000 items wrote {top['grow_bytes'] / 1e6:.2f} MB, what {rows_written:,.0f} rows hold (target: "
             f"O(1,000) rows, not the index: {'met' if rows_written <= 2 * GROWTH else 'not met'})"
             + (f"; log–log slopes against N (target ≤ 1.1): {', '.join(f'{k} {v:.2f}' for k, v in slopes.items())} "

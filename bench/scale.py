@@ -99,7 +99,8 @@ def targets() -> str:
     from . import index_scale, scale_curves
 
     lines = []
-    for name in ("scale-curves", "index-scale"):
+    quick_looks = sorted(path.stem for path in PUBLISHED.glob("index-scale-*.json"))  # published with --publish
+    for name in ("scale-curves", "index-scale", *quick_looks):
         path = PUBLISHED / f"{name}.json"
         if not path.is_file():
             lines.append(f"{name}: not measured yet (python -m bench.{name.replace('-', '_')})")

@@ -268,7 +268,8 @@ def target(rows: list[dict[str, Any]], webdataset: dict[str, Any] | None = None)
     text = (f"streamed training at {high['n']:,} pairs runs at {ratio:.2f}× the in-memory throughput at {low['n']:,} "
             f"(target ≥ 0.80: {'met' if ratio >= 0.8 else 'not met'})")
     if slopes:
-        text += ("; log–log slopes against N (target ≤ 1.1): " + ", ".join(f"{k} {v:.2f}" for k, v in slopes.items())
+        text += ("; log–log slopes against N (target ≤ 1.1): "
+                 + ", ".join(f"{k} {v:.2f}" for k, v in slopes.items())
                  + f" ({'met' if max(slopes.values()) <= 1.1 else 'not met'})")
     if webdataset is not None:
         text += (f"; a WebDataset of {webdataset['images']:,} Flickr8k test images gives "

@@ -28,13 +28,13 @@ and ivf-pq at 3M (1,732 cells) 0.884 → 0.996 at nprobe 32 / refine 100 (the ea
 6967cb8:docs/benchmarks/index-scale.json``). The found rows are scored on their stored vectors either way.
 
 Rows are assigned to their nearest cell exactly. Past a million centroid values (cells × dim) Lance would assign
-them through an approximate HNSW over the centroids; at 10M items and 3,162 cells that left 1,714 cells empty
-and half the rows in a few giant cells that every query scanned (5.4M of the 10M at nprobe 64): recall@10 0.848
-at nprobe 64 / refine 100 in 82 ms p99. ``table.LANCE_ENVIRONMENT`` turns it off. Exact assignment costs
-N × cells × dim, so the default stops at ``MAX_CELL_VALUES`` / dim cells (1,953 at 512-d, from 3.8M items on)
-and training grows linearly past it. Retraining the same 10M rows (``bench/index_scale.py``'s data): 3,162
-cells assigned exactly took 804 s and gave recall 0.990 at 64 / 100; 1,953 cells took 572 s and gave 0.994 in
-37 ms p99; each query now scans about 10,000 coded rows.
+them through an approximate HNSW over the centroids; at 10M items and 3,162 cells that left 1,714 cells empty (the
+build's log) and half the rows in a few giant cells near every query (LanceDB's ``analyze_plan``: 5.4M coded rows
+compared at nprobe 64), and the best recall@10 was 0.987, only at refine 400, in 152 ms p99 (``git show
+7ee76c7:docs/benchmarks/index-scale.json``). ``table.LANCE_ENVIRONMENT`` turns that path off. Exact assignment
+costs N × cells × dim, so the default stops at ``MAX_CELL_VALUES`` / dim cells (1,953 at 512-d, from 3.8M items
+on) and training stays linear in N: ``python -m bench.index_scale`` measured, at 10M, recall 0.992 from refine
+100 (p99 48.8 ms at nprobe 64) and a build-time slope of 1.05 from 100k.
 """
 from __future__ import annotations
 
@@ -69,7 +69,8 @@ class BackendConfig:
     (``rq_bits``: at least 256 bits a row)."""
     cells: Annotated[int, Range(0, 10_000_000)] = 0
     """ivf, ivf-pq, ivf-rq: coarse cells the structure is trained with; 0 = √N, at most ``MAX_CELL_VALUES`` / dim
-    (1,953 at 512-d). Each keeps at least ``MIN_ROWS_PER_PARTITION`` rows. More cells: fewer rows scanned a query at the same nprobe, longer training."""
+    (1,953 at 512-d). Each keeps at least ``MIN_ROWS_PER_PARTITION`` rows. More cells: fewer rows scanned a query
+    at the same nprobe, longer training (every row is assigned to its nearest cell: N × cells × dim)."""
     train_iterations: Positive = 20
     """ivf, ivf-pq, ivf-rq, hnsw: k-means iterations when the structure is trained (LanceDB's default: 50)."""
     train_sample: Positive = 64

@@ -52,9 +52,8 @@ def equals_filter(values: Mapping[str, Sequence[str]]) -> str | None:
 
 LANCE_ENVIRONMENT = {
     # Past a million centroid values (cells × dim: 1,954 cells at 512-d), Lance assigns rows to cells through an
-    # approximate HNSW over the centroids. At 10M items (3,162 cells) that left 1,714 cells empty and half the rows
-    # in a few giant cells that every query scanned: recall@10 0.85 at 64 cells / refine 100, p99 82 ms. Assigned
-    # exactly, the same rows gave 0.99 in 43 ms (``python -m bench.index_scale``; backends.py's docstring).
+    # approximate HNSW over the centroids, which at 10M items left half the cells empty and half the rows in a few
+    # giant cells that every query scanned (backends.py's docstring has the measurements). Exact assignment instead.
     "LANCE_USE_HNSW_SPEEDUP_INDEXING": "disabled",
     # Lance's Rust warnings (a line per empty k-means cell: thousands while a large structure trains) are about its
     # internals; its errors still reach the user, and latentfuse logs what it does itself.
