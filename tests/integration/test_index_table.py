@@ -370,7 +370,7 @@ TRAIN = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("user", [{}, {"LANCEDB_LOG": "warn", "LANCE_USE_HNSW_SPEEDUP_INDEXING": "enabled"}])
-def test_lance_assigns_rows_to_cells_exactly_and_keeps_its_warnings_to_itself_unless_told(shapes, tmp_path, user):
+def test_lance_is_told_to_assign_cells_exactly_and_keep_its_warnings_unless_the_user_says(shapes, tmp_path, user):
     env = {name: value for name, value in os.environ.items()
            if name not in ("LANCEDB_LOG", "LANCE_USE_HNSW_SPEEDUP_INDEXING")}
     done = subprocess.run([sys.executable, "-c", TRAIN, str(tmp_path / "ix"), str(shapes["model"])],
