@@ -3,9 +3,12 @@ markdown tables and trade-off plots every benchmark writes."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+import numpy as np
 
 from latentfuse.config import RunConfig, public_values
 from latentfuse.config.recipes import load_recipe
@@ -25,6 +28,23 @@ def publish(name: str, command: str, columns: list[str], table: list[list[str]],
     atomic.write_json(path, public_values({"command": command, "machine": MACHINE, "columns": columns,
                                            "table": table, **data}))
     return path
+
+
+def republish(name: str, plot: Callable[[list[dict[str, Any]], Path], None],
+              note: Callable[[dict[str, Any]], str]) -> None:
+    """The PNG and the note of ``docs/benchmarks/NAME.json`` again from its rows, by the code as it is now (a
+    target added later is judged without measuring again)."""
+    path = PUBLISHED / f"{name}.json"
+    result = json.loads(path.read_text())
+    plot(result["rows"], PUBLISHED / f"{name}.png")
+    atomic.write_json(path, {**result, "note": note(result)})
+
+
+def slope(rows: Sequence[dict[str, Any]], value: Callable[[dict[str, Any]], float]) -> float:
+    """The log–log slope of ``value`` against each row's ``n`` (1 = linear); NaN for fewer than two rows."""
+    if len(rows) < 2:
+        return float("nan")
+    return float(np.polyfit(np.log([r["n"] for r in rows]), np.log([value(r) for r in rows]), 1)[0])
 
 
 def bench_config(**fields) -> RunConfig:

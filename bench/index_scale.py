@@ -42,9 +42,8 @@ from latentfuse.index import BackendConfig, Index, open_index
 from latentfuse.index.backends import cell_count, pq_sub_vectors, rq_bits
 from latentfuse.index.collection import Record
 from latentfuse.model import JointModel
-from latentfuse.utils import atomic
 
-from .common import PUBLISHED, RESULTS, flickr8k_dir, publish
+from .common import PUBLISHED, RESULTS, flickr8k_dir, publish, republish, slope
 from .serve_load import bench_model
 
 SIZES = {"ivf-rq": (100_000, 1_000_000, 3_000_000, 10_000_000), "ivf-pq": (100_000, 1_000_000, 3_000_000)}
@@ -251,10 +250,7 @@ def fits(n: int) -> bool:
 
 def main() -> None:
     if "--plot" in sys.argv:  # the PNG and the note again from the published result file, by the code as it is now
-        path = PUBLISHED / "index-scale.json"
-        result = json.loads(path.read_text())
-        plot(result["rows"], PUBLISHED / "index-scale.png")
-        atomic.write_json(path, {**result, "note": notes(result["rows"], result.get("skipped", []))})
+        republish("index-scale", plot, lambda result: notes(result["rows"], result.get("skipped", [])))
         return
     if "--one" in sys.argv:
         step, n, where, kind = sys.argv[sys.argv.index("--one") + 1:][:4]
@@ -332,11 +328,6 @@ def verdict(rows: list[dict[str, Any]]) -> str:
             f"O(1,000) rows, not the index: {'met' if rows_written <= 2 * GROWTH else 'not met'})"
             + (f"; log–log slopes against N (target ≤ 1.1): {', '.join(f'{k} {v:.2f}' for k, v in slopes.items())} "
                f"({'met' if max(slopes.values()) <= 1.1 else 'not met'})." if len(rows) > 1 else "."))
-
-def slope(rows: list[dict[str, Any]], value: Any) -> float:
-    if len(rows) < 2:
-        return float("nan")
-    return float(np.polyfit(np.log([r["n"] for r in rows]), np.log([value(r) for r in rows]), 1)[0])
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from latentfuse.store.streamed import StreamedRows, chunked_order
 from latentfuse.train import Trainer
 from latentfuse.utils import atomic
 
-from .common import PUBLISHED, publish
+from .common import PUBLISHED, publish, republish, slope
 
 SIZES = (100_000, 1_000_000, 3_000_000)
 DIM, SHARD, BATCH, VAL, STEPS = 512, 65_536, 512, 1_000, 100
@@ -207,10 +207,7 @@ def webdataset_check() -> dict[str, Any] | None:
 
 def main() -> None:
     if "--plot" in sys.argv:  # the PNG and the note again from the published result file, by the code as it is now
-        path = PUBLISHED / "scale-curves.json"
-        result = json.loads(path.read_text())
-        plot(result["rows"], PUBLISHED / "scale-curves.png")
-        atomic.write_json(path, {**result, "note": target(result["rows"], result.get("webdataset"))})
+        republish("scale-curves", plot, lambda result: target(result["rows"], result.get("webdataset")))
         return
     if "--one" in sys.argv:
         at = sys.argv.index("--one")
@@ -278,9 +275,6 @@ def target(rows: list[dict[str, Any]], webdataset: dict[str, Any] | None = None)
     return text + "."
 
 
-def slope(rows: list[dict[str, Any]], value: Any) -> float:
-    """The log–log slope of ``value`` against N over ``rows``: 1 is linear."""
-    return float(np.polyfit(np.log([r["n"] for r in rows]), np.log([value(r) for r in rows]), 1)[0])
 
 if __name__ == "__main__":
     main()

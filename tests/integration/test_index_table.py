@@ -371,8 +371,9 @@ TRAIN = textwrap.dedent("""
 
 @pytest.mark.parametrize("user", [{}, {"LANCEDB_LOG": "warn", "LANCE_USE_HNSW_SPEEDUP_INDEXING": "enabled"}])
 def test_lance_is_told_to_assign_cells_exactly_and_keep_its_warnings_unless_the_user_says(shapes, tmp_path, user):
-    env = {name: value for name, value in os.environ.items()
-           if name not in ("LANCEDB_LOG", "LANCE_USE_HNSW_SPEEDUP_INDEXING")}
+    from latentfuse.index.table import LANCE_ENVIRONMENT
+
+    env = {name: value for name, value in os.environ.items() if name not in LANCE_ENVIRONMENT}
     done = subprocess.run([sys.executable, "-c", TRAIN, str(tmp_path / "ix"), str(shapes["model"])],
                           capture_output=True, text=True, env={**env, **user, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert done.returncode == 0, done.stderr
