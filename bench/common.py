@@ -21,6 +21,21 @@ PUBLISHED = ROOT / "docs" / "benchmarks"  # result files the documentation rende
 MACHINE = "2-core CPU, no GPU"
 
 
+def peak_rss_gb() -> float:
+    """This process's peak resident memory, GB. Linux's ``VmHWM``, which starts afresh when a process is exec'd:
+    ``getrusage``'s ``ru_maxrss`` carries the parent's peak over fork and exec, so a child started by a bench that had
+    trained a model reported that model's 2.8 GB as its own. Elsewhere, ``ru_maxrss`` (bytes on macOS, KiB else)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20  # kB
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**30 if sys.platform == "darwin" else peak / 2**20
+
+
 def publish(name: str, command: str, columns: list[str], table: list[list[str]], **data) -> Path:
     """Write ``docs/benchmarks/NAME.json``: the table the docs render (``<!-- benchmark: NAME -->``), the command
     that measured it, and the raw numbers behind it — data, not prose. Committed, so no path of this machine."""

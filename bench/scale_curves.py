@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import json
-import resource
 import shutil
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from latentfuse.store.streamed import StreamedRows, chunked_order
 from latentfuse.train import Trainer
 from latentfuse.utils import atomic
 
-from .common import PUBLISHED, publish, republish, slope
+from .common import PUBLISHED, peak_rss_gb, publish, republish, slope
 
 SIZES = (100_000, 1_000_000, 3_000_000)
 DIM, SHARD, BATCH, VAL, STEPS = 512, 65_536, 512, 1_000, 100
@@ -124,7 +123,7 @@ def one_size(n: int, mode: str) -> dict[str, Any]:
     else:
         with tempfile.TemporaryDirectory(prefix="scale-train-") as tmp:
             out.update(train_rate(root, n, mode == "streamed", Path(tmp)))
-    out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    out["peak_rss_gb"] = peak_rss_gb()
     return out
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from latentfuse.model import JointModel
 from latentfuse.store import TapInputs, get_tokens
 from latentfuse.utils import atomic
 
-from .common import bench_config, RESULTS, flickr8k_dir, fmt, gate_plot, markdown, recalls, scatter_plot
+from .common import bench_config, RESULTS, flickr8k_dir, fmt, gate_plot, markdown, peak_rss_gb, recalls, scatter_plot
 from .flickr8k import cached_run
 from .lightcrl import cached_eval, metric
 
@@ -81,7 +80,7 @@ def run_row(label: str, data: Path) -> dict[str, Any]:
     retrieval = cached_run(config)[0]
     peak_file = out / "train_peak.json"  # a reused run keeps the peak measured when it was trained
     if trained_here:
-        atomic.write_json(peak_file, {"bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
+        atomic.write_json(peak_file, {"bytes": int(peak_rss_gb() * 2**30)})
     peak_train = json.loads(peak_file.read_text())["bytes"] if peak_file.exists() else None
     model = JointModel.load(out)
     reports = cached_eval(model, EVAL_JOBS, out / "eval.json")
