@@ -275,7 +275,8 @@ def test_structures_are_euclidean_and_an_inner_product_one_is_searched_as_built_
     would scan every row), and the next save retrains it."""
     from lancedb.index import IvfRq
 
-    index = Index.create(tmp_path / "ix", shapes["model"], backend=BackendConfig(kind="ivf-rq"))
+    earlier = BackendConfig(kind="ivf-rq", refine=100)  # what an earlier version saved beside its one-bit structure
+    index = Index.create(tmp_path / "ix", shapes["model"], backend=earlier)
     rng = np.random.default_rng(8)
     x = unit(rng, 6000, index.model.dim, rng.standard_normal((30, index.model.dim)))
     index.append(x, synthetic(6000))
@@ -332,15 +333,18 @@ def test_saving_a_large_exact_index_advises_an_ann_kind(shapes, tmp_path, monkey
     assert "--index-kind ivf-rq" in caplog.text
 
 
-def test_ivf_rq_bits_follow_the_dimension_unless_set():
+def test_ivf_rq_has_four_bits_a_dimension_and_refine_ten_unless_set():
     from latentfuse.errors import ConfigError
-    from latentfuse.index.backends import vector_index
+    from latentfuse.index.backends import refine_of, vector_index
 
-    assert vector_index(BackendConfig(kind="ivf-rq"), 100_000, 512).num_bits == 1  # what the bench measures
-    assert vector_index(BackendConfig(kind="ivf-rq"), 100_000, 64).num_bits == 4  # ≥ 256 bits a row
+    assert vector_index(BackendConfig(kind="ivf-rq"), 100_000, 512).num_bits == 4  # what the bench measures
+    assert vector_index(BackendConfig(kind="ivf-rq"), 100_000, 64).num_bits == 4
     assert vector_index(BackendConfig(kind="ivf-rq", rq_bits=2), 100_000, 512).num_bits == 2
     with pytest.raises(ConfigError, match="rq_bits: expected a number"):
         BackendConfig(kind="ivf-rq", rq_bits=9)
+    assert [refine_of(BackendConfig(kind=kind)) for kind in ("ivf-rq", "ivf-pq", "hnsw")] == [10, 100, 100]
+    assert refine_of(BackendConfig(kind="ivf-rq", refine=3)) == 3
+    assert refine_of(BackendConfig(kind="ivf-rq", rq_bits=1)) == 100  # one bit ranks far from exact
 
 
 def test_cells_are_the_square_root_of_the_rows_unless_set_and_keep_enough_rows_each():

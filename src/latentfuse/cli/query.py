@@ -128,8 +128,8 @@ def index(cfg: IndexConfig) -> None:
     if not (cfg.data or cfg.delete or cfg.delete_where) and not (Path(cfg.out) / "index.json").exists():
         raise ConfigError("give --data SOURCE (the items to index), or --delete / --delete-where on an index")
     built, added = build_index(cfg.model or None, cfg.data, cfg.out, splits=cfg.split, side=cfg.side,
-                               kind=cfg.index_kind or None, nprobe=cfg.nprobe or None, store=cfg.store,
-                               skip_bad=cfg.skip_bad, rebuild=cfg.rebuild, overwrite=cfg.overwrite,
+                               kind=cfg.index_kind or None, nprobe=cfg.nprobe or None, refine=cfg.refine or None,
+                               store=cfg.store, skip_bad=cfg.skip_bad, rebuild=cfg.rebuild, overwrite=cfg.overwrite,
                                update=cfg.update, delete=cfg.delete, delete_where=cfg.delete_where,
                                dtype=cfg.index_dtype or None, runtime=cfg.runtime)
     skipped = f", {len(built.skipped)} skipped: see index.json" if built.skipped else ""

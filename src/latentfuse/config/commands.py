@@ -98,6 +98,8 @@ class IndexConfig(ReadsCache):
     """Search structure: exact | ivf | ivf-pq | ivf-rq | hnsw (LanceDB's); '' = exact for a new index, else the index's own."""
     nprobe: Annotated[int, Range(0), Flag("--nprobe")] = 0
     """ivf, ivf-pq, ivf-rq, hnsw: cells searched per query (0 = the index's own)."""
+    refine: Annotated[int, Range(0), Flag("--refine")] = 0
+    """ivf-pq, ivf-rq: the best refine × k candidates re-ranked on their stored vectors (0 = the index's own)."""
     index_dtype: Annotated[str, OneOf(("", "float32", "float16")), Flag("--index-dtype")] = ""
     """How a new index stores embeddings: float32 | float16 (half the disk); '' = float32, or the index's own."""
     rebuild: Annotated[bool, Flag("--rebuild")] = False

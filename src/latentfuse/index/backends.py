@@ -7,10 +7,14 @@
   them. Approximate; nothing but the cells in memory.
 * ``ivf-pq``: LanceDB's IVF_PQ — the cells hold product-quantised vectors (dim/8 bytes a row), and the best
   ``refine`` × k are re-ranked on their stored vectors. What reaches tens of millions of items in a few GB.
-* ``ivf-rq``: LanceDB's IVF_RQ (RaBitQ) — the cells hold one bit per dimension from 256 dimensions up (dim/8
-  bytes a row, as ``ivf-pq``; more bits below, ``rq_bits``) whose distance estimates rank closer to exact than
-  PQ's, and the best ``refine`` × k are re-ranked on their stored vectors. ``bench/index_scale.py`` measures it beside ``ivf-pq``: faster to train, and higher
-  recall at the same nprobe / refine.
+* ``ivf-rq``: LanceDB's IVF_RQ (RaBitQ) — the cells hold ``DEFAULT_RQ_BITS`` (4) bits per dimension (dim/2 bytes a
+  row; ``rq_bits`` sets another number) whose distance estimates rank close to exact, and the best ``refine`` × k
+  (10 by default) are re-ranked on their stored vectors. ``bench/index_scale.py`` measures it beside ``ivf-pq``.
+  Why 4 bits: at 10M items one bit a dimension kept recall@10 0.918 at refine 30 and needed refine 100 for 0.992,
+  and re-ranking 1,000 stored vectors a query read them from disk where the page cache could not hold the rows:
+  text-query p99 59.1 ms (``git show 1360b5a:docs/benchmarks/index-scale.json``). Four bits kept 1.000 at refine 10,
+  for four times the structure (256 bytes a row at 512-d, an eighth of a float32 row) and 2.5 times its training
+  (``python -m bench.index_scale --sizes 10000000 --kinds ivf-rq --rq-bits 4``: 1,296 s against 514 s).
 * ``hnsw``: LanceDB's IVF_HNSW_SQ — a graph of ``m`` links per node over scalar-quantised vectors,
   ``ef_search`` candidates per query.
 
@@ -44,7 +48,7 @@ from typing import Annotated, Any, Protocol
 
 import numpy as np
 
-from ..config import OneOf, Positive, Range, check_fields
+from ..config import NonNegative, OneOf, Positive, Range, check_fields
 from ..choices import INDEX_KINDS
 from ..errors import ConfigError
 from .table import DTYPES, lancedb_module
@@ -60,13 +64,13 @@ class BackendConfig:
     """hnsw: links per node."""
     ef_search: Positive = 128
     """hnsw: candidate list size at query time (more = slower, closer to exact)."""
-    refine: Positive = 100
-    """ivf-pq, ivf-rq: the best refine × k quantised candidates are re-ranked on their stored vectors.
-    ``bench/index_scale.py`` sweeps nprobe / refine per kind and N (docs/benchmarks/index-scale.json): with ivf-rq
-    the default 32 / 100 kept nearly all of the exact top-10 up to 3M items, 16 / 30 most of it, faster."""
+    refine: NonNegative = 0
+    """ivf-pq, ivf-rq: the best refine × k quantised candidates are re-ranked on their stored vectors (each read from
+    disk where the page cache does not hold it); 0 = by the kind (``DEFAULT_REFINE``: 10 for ivf-rq's 4-bit codes, 100
+    for ivf-pq, whose codes rank further from exact, and for ivf-rq of fewer bits). ``bench/index_scale.py`` sweeps nprobe / refine per kind and N
+    (docs/benchmarks/index-scale.json)."""
     rq_bits: Annotated[int, Range(0, 8)] = 0
-    """ivf-rq: RaBitQ bits a dimension (more = closer ranking, a bigger structure); 0 = by the dimension
-    (``rq_bits``: at least 256 bits a row)."""
+    """ivf-rq: RaBitQ bits a dimension (more = closer ranking, a bigger structure); 0 = ``DEFAULT_RQ_BITS`` (4)."""
     cells: Annotated[int, Range(0, 10_000_000)] = 0
     """ivf, ivf-pq, ivf-rq: coarse cells the structure is trained with; 0 = √N, at most ``MAX_CELL_VALUES`` / dim
     (1,953 at 512-d). Each keeps at least ``MIN_ROWS_PER_PARTITION`` rows. More cells: fewer rows scanned a query
@@ -93,6 +97,9 @@ METRIC = "l2"  # how the ANN structures are trained and searched (the module doc
 MIN_ANN_ROWS = 4096  # below this an ANN structure saves nothing over LanceDB's exact scan
 REINDEX_FRACTION = 0.1
 EXACT_ROWS_ADVISED = 1_000_000  # past this, saving an exact index advises an ANN kind (its search holds every row)
+DEFAULT_RQ_BITS = 4  # ivf-rq's bits a dimension (the module docstring says why)
+# × k re-ranked when BackendConfig.refine is 0 (its docstring says why; ivf and hnsw as before there was a choice)
+DEFAULT_REFINE = {"ivf-rq": 10, "ivf-pq": 100, "ivf": 100, "hnsw": 100}
 
 
 class Backend(Protocol):
@@ -130,7 +137,7 @@ def vector_index(config: BackendConfig, count: int, dim: int) -> Any:
     if config.kind == "ivf":
         return IvfFlat(distance_type=METRIC, num_partitions=partitions, **training)
     if config.kind == "ivf-rq":
-        return IvfRq(distance_type=METRIC, num_partitions=partitions, num_bits=config.rq_bits or rq_bits(dim),
+        return IvfRq(distance_type=METRIC, num_partitions=partitions, num_bits=config.rq_bits or DEFAULT_RQ_BITS,
                      **training)
     if config.kind == "hnsw":
         return HnswSq(distance_type=METRIC, num_partitions=max(1, count // 1_000_000), m=config.m, **training)
@@ -144,11 +151,13 @@ def cell_count(config: BackendConfig, count: int, dim: int) -> int:
     return max(1, min(config.cells or default, count // MIN_ROWS_PER_PARTITION))
 
 
-def rq_bits(dim: int) -> int:
-    """RaBitQ bits a dimension: at least 256 bits a row — one a dimension from 256 dimensions up (what
-    ``bench/index_scale.py`` measures at 512), more below, where one bit a dimension cannot tell an item from its
-    near neighbours (a 64-d space gets 4)."""
-    return min(8, max(1, 256 // dim))
+def refine_of(config: BackendConfig) -> int:
+    """× k candidates re-ranked on their stored vectors: ``config.refine``, else the kind's ``DEFAULT_REFINE`` —
+    ivf-pq's for ivf-rq codes of fewer bits than ``DEFAULT_RQ_BITS`` (one bit needed refine 100 at 10M items)."""
+    if config.refine:
+        return config.refine
+    coarse = config.kind == "ivf-rq" and 0 < config.rq_bits < DEFAULT_RQ_BITS
+    return DEFAULT_REFINE["ivf-pq" if coarse else config.kind] if config.kind in DEFAULT_REFINE else 1
 
 
 def pq_sub_vectors(dim: int) -> int:

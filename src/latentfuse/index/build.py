@@ -15,7 +15,7 @@ from .legacy import convert
 
 
 def build_index(model: str | Path | None, data: str, out: str | Path, *, splits: list[str] | None = None,
-                side: str | None = None, kind: str | None = None, nprobe: int | None = None,
+                side: str | None = None, kind: str | None = None, nprobe: int | None = None, refine: int | None = None,
                 store: StoreConfig | None = None, skip_bad: bool = False, progress: bool = True,
                 rebuild: bool = False, overwrite: bool = False, update: bool = False,
                 delete: list[str] | None = None, delete_where: str = "", dtype: str | None = None,
@@ -37,11 +37,12 @@ def build_index(model: str | Path | None, data: str, out: str | Path, *, splits:
     source = build_source(data, skip_bad=skip_bad) if data else None
     with output_dir(out, "index", None, overwrite=overwrite, known_files=(META,)) as folder:
         index = _open_or_create(folder, model, side, runtime, dtype)
-        if kind is not None or nprobe is not None:
+        if kind is not None or nprobe is not None or refine is not None:
             if kind is not None and kind not in KINDS:
                 raise ConfigError(f"--index-kind {kind!r}: choose one of {', '.join(KINDS)}")
             index.use_backend(dataclasses.replace(index.backend_config, kind=kind or index.backend_config.kind,
-                                                  nprobe=nprobe or index.backend_config.nprobe))
+                                                  nprobe=nprobe or index.backend_config.nprobe,
+                                                  refine=refine or index.backend_config.refine))
         if delete or delete_where:
             index.delete(delete or [], delete_where or None)
         if source is None:  # a conversion, a deletion, another kind or --rebuild: nothing to add

@@ -52,7 +52,7 @@ from ..utils.hashing import digest
 from ..version import __version__
 from . import bankstats
 from .backends import (EXACT_ROWS_ADVISED, METRIC, MIN_ANN_ROWS, REINDEX_FRACTION, BackendConfig, ExactBackend,
-                       vector_index)
+                       refine_of, vector_index)
 from .table import RECORD_COLUMNS, TABLE, ItemTable, first_line, penalty_column, quote, vectors_of
 
 if TYPE_CHECKING:
@@ -637,7 +637,7 @@ class Index:
     def _ann(self, query: np.ndarray, k: int, limit: int, columns: list[str], where: str | None) -> pa.Table:
         """LanceDB's ``limit`` nearest rows by the structure, the best refine × k re-ranked on stored vectors."""
         config = self.backend_config
-        refine = -(-config.refine * k // limit)  # refine × k, whatever the limit
+        refine = -(-refine_of(config) * k // limit)  # refine × k, whatever the limit
         return self.table.ann_search(query, limit, columns, where, config.nprobe, refine,
                                      max(config.ef_search, limit * refine))
 
