@@ -251,6 +251,24 @@ def test_the_kind_of_a_built_index_changes_without_new_data(shapes, tmp_path):
     assert switched.search_vectors(index.embeddings[:1], 1)[0][0].row == int(index.rows[0])
 
 
+def test_nprobe_and_refine_set_on_an_index_reach_lancedb(shapes, tmp_path, monkeypatch):
+    from latentfuse.index.table import ItemTable
+
+    index = Index.create(tmp_path / "ix", shapes["model"], backend=BackendConfig(kind="ivf-rq"))
+    index.append(unit(np.random.default_rng(4), 5000, index.model.dim), synthetic(5000))
+    index.save()
+    asked = []
+    search = ItemTable.ann_search
+    monkeypatch.setattr(ItemTable, "ann_search", lambda self, *args: asked.append(args[4:6]) or search(self, *args))
+    assert open_index(tmp_path / "ix").search_vectors(index.embeddings[:1], 1)[0][0].row == int(index.rows[0])
+    result = runner.invoke(app, ["index", "--out", str(tmp_path / "ix"), "--nprobe", "8", "--refine", "3"])
+    assert result.exit_code == 0, result.output
+    tuned = open_index(tmp_path / "ix")
+    assert (tuned.backend_config.nprobe, tuned.backend_config.refine) == (8, 3)
+    assert tuned.search_vectors(index.embeddings[:1], 1)[0][0].row == int(index.rows[0])
+    assert asked == [(32, 10), (8, 3)]  # (nprobe, refine × k / limit): ivf-rq's defaults, then the ones set
+
+
 def test_non_finite_embeddings_are_refused_before_anything_is_written(shapes, tmp_path):
     index = Index.create(tmp_path / "ix", shapes["model"])
     bad = unit(np.random.default_rng(5), 3, index.model.dim)

@@ -12,9 +12,9 @@
   (10 by default) are re-ranked on their stored vectors. ``bench/index_scale.py`` measures it beside ``ivf-pq``.
   Why 4 bits: at 10M items one bit a dimension kept recall@10 0.918 at refine 30 and needed refine 100 for 0.992,
   and re-ranking 1,000 stored vectors a query read them from disk where the page cache could not hold the rows:
-  text-query p99 59.1 ms (``git show 1360b5a:docs/benchmarks/index-scale.json``). Four bits kept 1.000 at refine 10,
-  for four times the structure (256 bytes a row at 512-d, an eighth of a float32 row) and 2.5 times its training
-  (``python -m bench.index_scale --sizes 10000000 --kinds ivf-rq --rq-bits 4``: 1,296 s against 514 s).
+  text-query p99 59.1 ms (``git show 1360b5a:docs/benchmarks/index-scale.json``). Four bits keep 1.000 at nprobe
+  16 / refine 10, text-query p99 31.7 ms, for four times the structure (256 bytes a row at 512-d, an eighth of a
+  float32 row) and 2.3 times its training (``python -m bench.index_scale``: 1,193 s against 514 s).
 * ``hnsw``: LanceDB's IVF_HNSW_SQ — a graph of ``m`` links per node over scalar-quantised vectors,
   ``ef_search`` candidates per query.
 
@@ -37,8 +37,9 @@ build's log) and half the rows in a few giant cells near every query (LanceDB's 
 compared at nprobe 64), and the best recall@10 was 0.987, only at refine 400, in 152 ms p99 (``git show
 7ee76c7:docs/benchmarks/index-scale.json``). ``table.LANCE_ENVIRONMENT`` turns that path off. Exact assignment
 costs N × cells × dim, so the default stops at ``MAX_CELL_VALUES`` / dim cells (1,953 at 512-d, from 3.8M items
-on) and training stays linear in N: ``python -m bench.index_scale`` measured, at 10M, recall 0.992 from refine
-100 (p99 48.8 ms at nprobe 64) and a build-time slope of 1.05 from 100k.
+on) and training stays linear in N: ``python -m bench.index_scale`` measured, at 10M with one bit a dimension,
+recall 0.992 from refine 100 (p99 48.8 ms at nprobe 64) and a build-time slope of 1.05 from 100k (``git show
+1360b5a:docs/benchmarks/index-scale.json``).
 """
 from __future__ import annotations
 
