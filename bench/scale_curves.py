@@ -274,6 +274,5 @@ def target(rows: list[dict[str, Any]], webdataset: dict[str, Any] | None = None)
     return text + "."
 
 
-
 if __name__ == "__main__":
     main()

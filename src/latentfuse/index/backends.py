@@ -67,9 +67,9 @@ class BackendConfig:
     """hnsw: candidate list size at query time (more = slower, closer to exact)."""
     refine: NonNegative = 0
     """ivf-pq, ivf-rq: the best refine × k quantised candidates are re-ranked on their stored vectors (each read from
-    disk where the page cache does not hold it); 0 = by the kind (``DEFAULT_REFINE``: 10 for ivf-rq's 4-bit codes, 100
-    for ivf-pq, whose codes rank further from exact, and for ivf-rq of fewer bits). ``bench/index_scale.py`` sweeps nprobe / refine per kind and N
-    (docs/benchmarks/index-scale.json)."""
+    disk where the page cache does not hold it); 0 = by the kind (``DEFAULT_REFINE``: 10 for ivf-rq's 4-bit codes,
+    100 for ivf-pq, whose codes rank further from exact, and for ivf-rq of fewer bits). ``bench/index_scale.py``
+    sweeps nprobe / refine per kind and N (docs/benchmarks/index-scale.json)."""
     rq_bits: Annotated[int, Range(0, 8)] = 0
     """ivf-rq: RaBitQ bits a dimension (more = closer ranking, a bigger structure); 0 = ``DEFAULT_RQ_BITS`` (4)."""
     cells: Annotated[int, Range(0, 10_000_000)] = 0
@@ -157,8 +157,9 @@ def refine_of(config: BackendConfig) -> int:
     ivf-pq's for ivf-rq codes of fewer bits than ``DEFAULT_RQ_BITS`` (one bit needed refine 100 at 10M items)."""
     if config.refine:
         return config.refine
-    coarse = config.kind == "ivf-rq" and 0 < config.rq_bits < DEFAULT_RQ_BITS
-    return DEFAULT_REFINE["ivf-pq" if coarse else config.kind] if config.kind in DEFAULT_REFINE else 1
+    if config.kind == "ivf-rq" and 0 < config.rq_bits < DEFAULT_RQ_BITS:
+        return DEFAULT_REFINE["ivf-pq"]
+    return DEFAULT_REFINE.get(config.kind, 1)
 
 
 def pq_sub_vectors(dim: int) -> int:
